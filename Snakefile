@@ -1,0 +1,20 @@
+# trialstats workflow: inputs -> validate -> analysis-ready tables -> models -> report.
+# All logic lives in the trialstats package; every rule calls one `trialstats` command.
+from snakemake.utils import min_version, validate
+
+min_version("8.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+
+
+rule all:
+    input:
+        "reports/validation.txt",

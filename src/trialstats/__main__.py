@@ -1,0 +1,7 @@
+"""``python -m trialstats``."""
+
+import sys
+
+from trialstats.cli import main
+
+sys.exit(main())

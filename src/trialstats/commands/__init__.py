@@ -1,0 +1,5 @@
+"""One module per ``trialstats`` subcommand, each with ``register`` and ``run``."""
+
+from trialstats.commands import synth, validate
+
+COMMANDS = (validate, synth)

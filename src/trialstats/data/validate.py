@@ -1,0 +1,391 @@
+"""Checking a trial's tables against the data contract and building the analysis-ready data.
+
+The contract (see ``config/README.md``): a practices table with one row per randomised
+cluster (id, arm with exactly two labels, optional ``withdrawn`` flag, cluster covariates)
+and a patients table with one row per recruited patient (id, cluster id, covariates and
+outcomes as ``<outcome>_m<month>``). Every problem found is reported with the file, the
+column and the first offending rows (spreadsheet numbering: header = row 1); nothing is
+dropped or repaired silently.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from trialstats.data.io import first_data_row, read_table
+from trialstats.errors import TrialstatsError
+
+#: Column added to both tables: 1 for the intervention arm, 0 for control.
+TREATED = "treated"
+_TRUE = frozenset({"true", "t", "yes", "y", "1", "1.0"})
+_FALSE = frozenset({"false", "f", "no", "n", "0", "0.0"})
+_SHOWN_ROWS = 5
+_DECIMAL_COMMA = re.compile(r"^[+-]?\d+(,\d+)?$")
+
+
+@dataclass(frozen=True)
+class Trial:
+    """A validated trial.
+
+    Attributes
+    ----------
+    practices : DataFrame
+        One row per randomised cluster: the cluster id (text), the arm label, ``treated``
+        (1 intervention, 0 control), ``withdrawn`` (bool) and the other practice columns.
+    patients : DataFrame
+        One row per patient: the ids (text), ``treated``, the arm label, covariates (numbers,
+        or text for categorical ones, practice-level ones merged in), and every configured
+        outcome column as float (NaN = missing).
+    config : dict
+        The validated configuration the trial was checked against.
+    """
+
+    practices: pd.DataFrame
+    patients: pd.DataFrame
+    config: dict[str, Any]
+
+
+def outcome_column(name: str, month: int) -> str:
+    """Column holding outcome ``name`` at ``month``: ``<name>_m<month>``."""
+    return f"{name}_m{month}"
+
+
+def outcome_columns(config: dict[str, Any]) -> list[str]:
+    """Every outcome column the configuration needs, baseline first within each outcome."""
+    design = config["design"]
+    months = [design["baseline_month"], *design["followup_months"]]
+    return [outcome_column(o["name"], m) for o in config["outcomes"] for m in months]
+
+
+def _rows(mask: pd.Series | np.ndarray) -> str:
+    index = np.flatnonzero(np.asarray(mask)) + first_data_row()
+    shown = ", ".join(str(i) for i in index[:_SHOWN_ROWS])
+    more = f" and {len(index) - _SHOWN_ROWS} more" if len(index) > _SHOWN_ROWS else ""
+    return f"row{'s' if len(index) > 1 else ''} {shown}{more}"
+
+
+def _values(series: pd.Series) -> str:
+    shown = list(dict.fromkeys(str(v) for v in series))[:_SHOWN_ROWS]
+    return ", ".join(repr(v) for v in shown)
+
+
+def _as_id(series: pd.Series) -> pd.Series:
+    """Identifiers as text, so that 7, 7.0 and '7' from different formats all match."""
+    def text(value: Any) -> Any:
+        if pd.isna(value):
+            return pd.NA
+        if isinstance(value, float | np.floating) and float(value).is_integer():
+            return str(int(value))
+        return str(value).strip()
+
+    return series.map(text).astype("string")
+
+
+def _to_number(series: pd.Series) -> pd.Series:
+    """Numbers as float; cells that are not numbers become NaN (the caller compares)."""
+    if pd.api.types.is_bool_dtype(series):
+        return series.astype(float)
+    if pd.api.types.is_numeric_dtype(series):
+        return series.astype(float)
+    text = series.astype("string").str.strip()
+    present = text.dropna()
+    decimal_comma = present.str.match(_DECIMAL_COMMA).all() and present.str.contains(",").any()
+    if len(present) and decimal_comma:
+        text = text.str.replace(",", ".", regex=False)
+    return pd.to_numeric(text, errors="coerce").astype(float)
+
+
+def _missing_columns(frame: pd.DataFrame, columns: list[str], path: Path) -> list[str]:
+    absent = [c for c in columns if c not in frame.columns]
+    if not absent:
+        return []
+    return [
+        f"{path}: required column{'s' if len(absent) > 1 else ''} "
+        f"{', '.join(repr(c) for c in absent)} not found; the file has: "
+        f"{', '.join(map(str, frame.columns))}."
+    ]
+
+
+def _raise(problems: list[str]) -> None:
+    if problems:
+        raise TrialstatsError("Invalid input:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def _check_ids(ids: pd.Series, column: str, path: Path, what: str) -> list[str]:
+    problems = []
+    if ids.isna().any():
+        problems.append(f"{path}, column '{column}': {_rows(ids.isna())} have no {what} id.")
+    duplicated = ids.notna() & ids.duplicated(keep=False)
+    if duplicated.any():
+        problems.append(
+            f"{path}, column '{column}': duplicate {what} ids {_values(ids[duplicated])} "
+            f"at {_rows(duplicated)}."
+        )
+    return problems
+
+
+def _parse_withdrawn(column: pd.Series, name: str, path: Path) -> tuple[pd.Series, list[str]]:
+    text = column.astype("string").str.strip().str.lower()
+    known = text.isna() | text.isin(_TRUE | _FALSE)
+    if not known.all():
+        return column, [
+            f"{path}, column '{name}': values {_values(column[~known])} at {_rows(~known)} "
+            f"are not true/false (use true/false, yes/no or 1/0; blank means not withdrawn)."
+        ]
+    return text.isin(_TRUE).astype(bool), []
+
+
+def check_practices(raw: pd.DataFrame, config: dict[str, Any], path: Path) -> pd.DataFrame:
+    """Validate the practices table and return it with text ids, ``treated`` and ``withdrawn``.
+
+    Raises
+    ------
+    TrialstatsError
+        Missing columns, missing or duplicate ids, a practice with no arm, other than two
+        arm labels, the intervention label absent, an unreadable withdrawn flag, or fewer
+        than two randomised clusters in an arm.
+    """
+    design = config["design"]
+    cluster, arm = design["cluster"], design["arm"]
+    _raise(_missing_columns(raw, [cluster, arm], path))
+    practices = raw.copy()
+    practices[cluster] = _as_id(practices[cluster])
+    practices[arm] = _as_id(practices[arm])
+    problems = _check_ids(practices[cluster], cluster, path, "practice")
+    no_arm = practices[arm].isna()
+    if no_arm.any():
+        problems.append(f"{path}, column '{arm}': {_rows(no_arm)} have no arm.")
+    counts = practices[arm].value_counts()
+    intervention = design["intervention"]
+    if intervention not in counts.index:
+        problems.append(
+            f"{path}, column '{arm}': the intervention label '{intervention}' "
+            f"(design.intervention) does not occur; labels found: "
+            f"{', '.join(map(repr, counts.index))}."
+        )
+    elif len(counts) > 2:
+        control = counts.drop(intervention).index[0]
+        extra = ~practices[arm].isin([intervention, control]) & ~no_arm
+        problems.append(
+            f"{path}, column '{arm}': exactly two arm labels are allowed but found {len(counts)} "
+            f"({', '.join(f'{k!r}: {v}' for k, v in counts.items())}); "
+            f"unexpected labels {_values(practices[arm][extra])} at {_rows(extra)}."
+        )
+    elif len(counts) < 2:
+        problems.append(f"{path}, column '{arm}': only one arm label ({intervention!r}) found.")
+    withdrawn = design["withdrawn"]
+    if withdrawn in practices.columns:
+        practices[withdrawn], withdrawn_problems = _parse_withdrawn(
+            practices[withdrawn], withdrawn, path
+        )
+        problems += withdrawn_problems
+    else:
+        practices[withdrawn] = False
+    _raise(problems)
+    small = counts[counts < 2]
+    if len(small):
+        _raise([
+            f"{path}, column '{arm}': every arm needs at least two randomised clusters; "
+            f"{', '.join(f'{k!r} has {v}' for k, v in small.items())}."
+        ])
+    practices[TREATED] = (practices[arm] == intervention).astype(int)
+    return practices
+
+
+def _numeric_outcomes(
+    patients: pd.DataFrame, config: dict[str, Any], path: Path
+) -> list[str]:
+    problems = []
+    design = config["design"]
+    months = [design["baseline_month"], *design["followup_months"]]
+    for outcome in config["outcomes"]:
+        for month in months:
+            column = outcome_column(outcome["name"], month)
+            raw = patients[column]
+            values = _to_number(raw)
+            bad = raw.notna() & values.isna()
+            if bad.any():
+                problems.append(
+                    f"{path}, column '{column}': non-numeric values {_values(raw[bad])} "
+                    f"at {_rows(bad)}."
+                )
+            low_high = outcome.get("range")
+            if low_high is not None:
+                outside = (values < low_high[0]) | (values > low_high[1])
+                if outside.any():
+                    problems.append(
+                        f"{path}, column '{column}': values {_values(raw[outside])} at "
+                        f"{_rows(outside)} are outside the range {low_high} "
+                        f"set for outcome '{outcome['name']}'."
+                    )
+            patients[column] = values
+    return problems
+
+
+def _covariate(series: pd.Series) -> pd.Series:
+    """A covariate as float when every present value is a number, otherwise as text."""
+    numbers = _to_number(series)
+    if (numbers.notna() == series.notna()).all():
+        return numbers
+    return series.astype("string").str.strip()
+
+
+def check_patients(
+    raw: pd.DataFrame, practices: pd.DataFrame, config: dict[str, Any], path: Path,
+    practices_path: Path,
+) -> pd.DataFrame:
+    """Validate the patients table against the (validated) practices table.
+
+    Returns the patients with text ids, float outcomes, typed covariates (practice-level
+    covariates merged in), the arm label and ``treated``.
+
+    Raises
+    ------
+    TrialstatsError
+        Missing columns, missing or duplicate patient ids, patients in unknown practices,
+        patients whose arm disagrees with their practice's, non-numeric or out-of-range
+        scores, covariates found in neither or both tables.
+    """
+    design = config["design"]
+    cluster, patient, arm = design["cluster"], design["patient"], design["arm"]
+    needed = [patient, cluster, *outcome_columns(config)]
+    problems = _missing_columns(raw, needed, path)
+    covariates = config["analysis"]["covariates"]
+    for name in covariates:
+        in_patients, in_practices = name in raw.columns, name in practices.columns
+        if not in_patients and not in_practices:
+            problems.append(
+                f"covariate '{name}' (analysis.covariates) is a column of neither {path} "
+                f"nor {practices_path}."
+            )
+        elif in_patients and in_practices and name != cluster:
+            problems.append(
+                f"covariate '{name}' (analysis.covariates) is a column of both {path} and "
+                f"{practices_path}; rename one so the model is unambiguous."
+            )
+    _raise(problems)
+    patients = raw.copy()
+    patients[patient] = _as_id(patients[patient])
+    patients[cluster] = _as_id(patients[cluster])
+    problems = _check_ids(patients[patient], patient, path, "patient")
+    no_cluster = patients[cluster].isna()
+    if no_cluster.any():
+        problems.append(f"{path}, column '{cluster}': {_rows(no_cluster)} have no practice.")
+    unknown = ~no_cluster & ~patients[cluster].isin(practices[cluster])
+    if unknown.any():
+        problems.append(
+            f"{path}, column '{cluster}': practices {_values(patients[cluster][unknown])} at "
+            f"{_rows(unknown)} are not in {practices_path}."
+        )
+    allocated = patients[cluster].map(dict(zip(practices[cluster], practices[arm], strict=True)))
+    if arm in patients.columns:
+        own = _as_id(patients[arm])
+        disagree = own.notna() & allocated.notna() & (own != allocated)
+        if disagree.any():
+            problems.append(
+                f"{path}, column '{arm}': patients at {_rows(disagree)} disagree with the arm "
+                f"of their practice in {practices_path} (practices "
+                f"{_values(patients[cluster][disagree])})."
+            )
+    problems += _numeric_outcomes(patients, config, path)
+    _raise(problems)
+    patients[arm] = allocated
+    patients[TREATED] = (allocated == design["intervention"]).astype(int)
+    for name in covariates:
+        if name in patients.columns:
+            patients[name] = _covariate(patients[name])
+        else:
+            by_cluster = dict(zip(practices[cluster], _covariate(practices[name]), strict=True))
+            patients[name] = patients[cluster].map(by_cluster)
+    return patients
+
+
+def validate_trial(
+    practices: pd.DataFrame,
+    patients: pd.DataFrame,
+    config: dict[str, Any],
+    practices_path: str | Path = "practices",
+    patients_path: str | Path = "patients",
+) -> Trial:
+    """Validate both tables of a trial against the data contract and the configuration."""
+    practices_path, patients_path = Path(practices_path), Path(patients_path)
+    checked_practices = check_practices(practices, config, practices_path)
+    checked_patients = check_patients(
+        patients, checked_practices, config, patients_path, practices_path
+    )
+    return Trial(checked_practices, checked_patients, config)
+
+
+def load_trial(config: dict[str, Any]) -> Trial:
+    """Read the tables named in ``config['data']`` and validate them."""
+    practices_path = Path(config["data"]["practices"])
+    patients_path = Path(config["data"]["patients"])
+    return validate_trial(
+        read_table(practices_path), read_table(patients_path), config,
+        practices_path, patients_path,
+    )
+
+
+def completeness(trial: Trial) -> pd.DataFrame:
+    """Observed values of every outcome at every month, by arm.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``outcome, month, arm, n_patients, n_observed, percent_observed``; one row
+        per outcome x month x arm, then a row with arm ``all``.
+    """
+    design = trial.config["design"]
+    arm = design["arm"]
+    months = [design["baseline_month"], *design["followup_months"]]
+    rows = []
+    groups = [*sorted(trial.patients[arm].unique(), key=lambda a: a != design["intervention"])]
+    for outcome in trial.config["outcomes"]:
+        for month in months:
+            column = trial.patients[outcome_column(outcome["name"], month)]
+            for label in [*groups, "all"]:
+                in_group = trial.patients[arm] == label
+                mask = in_group if label != "all" else pd.Series(True, index=column.index)
+                n, observed = int(mask.sum()), int(column[mask].notna().sum())
+                rows.append({
+                    "outcome": outcome["name"], "month": month, "arm": label, "n_patients": n,
+                    "n_observed": observed, "percent_observed": 100 * observed / n if n else np.nan,
+                })
+    return pd.DataFrame(rows)
+
+
+def summarise(trial: Trial) -> str:
+    """A plain-text summary of a valid trial: clusters and patients per arm, completeness."""
+    design = trial.config["design"]
+    cluster, arm = design["cluster"], design["arm"]
+    practices, patients = trial.practices, trial.patients
+    recruiting = patients.groupby(arm)[cluster].nunique()
+    lines = ["Valid trial.", "", f"{'arm':<16}{'randomised':>11}{'withdrawn':>10}"
+             f"{'recruiting':>11}{'patients':>10}"]
+    arms = sorted(practices[arm].unique(), key=lambda a: a != design["intervention"])
+    for label in arms:
+        in_arm = practices[arm] == label
+        withdrawn = int(practices.loc[in_arm, design["withdrawn"]].sum())
+        lines.append(
+            f"{label:<16}{int(in_arm.sum()):>11}{withdrawn:>10}"
+            f"{int(recruiting.get(label, 0)):>11}{int((patients[arm] == label).sum()):>10,}"
+        )
+    lines.append(
+        f"{'total':<16}{len(practices):>11}{int(practices[design['withdrawn']].sum()):>10}"
+        f"{int(recruiting.sum()):>11}{len(patients):>10,}"
+    )
+    table = completeness(trial)
+    lines += ["", "Completeness: observed n (%) by arm", f"{'outcome':<22}{'month':>6}"
+              + "".join(f"{a:>20}" for a in [*arms, "all"])]
+    for (outcome, month), rows in table.groupby(["outcome", "month"], sort=False):
+        cells = "".join(
+            f"{f'{r.n_observed:,} ({r.percent_observed:.1f}%)':>20}" for r in rows.itertuples()
+        )
+        lines.append(f"{outcome:<22}{month:>6}{cells}")
+    return "\n".join(lines)

@@ -1,0 +1,15 @@
+# Helpers shared by the rules. Only path bookkeeping lives here; no statistics.
+from pathlib import Path
+
+# The configuration file the run was started with (the last --configfile wins).
+CONFIG_FILE = workflow.configfiles[-1]
+
+
+def library(*parts):
+    """The trialstats source files a rule depends on, so that editing them re-runs it."""
+    root = Path(workflow.basedir) / "src" / "trialstats"
+    files = [root / "config.py", root / "cli.py"]
+    for part in parts:
+        target = root / part
+        files += sorted(target.rglob("*.py")) if target.is_dir() else [target]
+    return [str(f.relative_to(workflow.basedir)) for f in files]
