@@ -108,7 +108,11 @@ def two_sided_power(noncentrality: ArrayLike, alpha: ArrayLike, df: ArrayLike) -
         d = dfs[t_dist]
         crit = stats.t.isf(a[t_dist] / 2, d)
         lam = ncp[t_dist]
-        out[t_dist] = stats.nct.sf(crit, d, lam) + stats.nct.cdf(-crit, d, lam)
+        lower = stats.nct.cdf(-crit, d, lam)
+        # scipy's noncentral t returns NaN when the far tail underflows; that tail is
+        # P(T < -c) <= P(Z + lambda < 0) = Phi(-lambda), so it is zero to working precision.
+        lower = np.where(np.isnan(lower) & (stats.norm.sf(lam) < 1e-12), 0.0, lower)
+        out[t_dist] = stats.nct.sf(crit, d, lam) + lower
     return out
 
 

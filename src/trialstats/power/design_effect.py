@@ -93,7 +93,8 @@ def baseline_correlation(
     Teerenstra S, Eldridge S, Graff M, de Hoop E, Borm GF (2012) A simple
     sample size formula for analysis of covariance in cluster randomized
     trials. Stat Med 31:2169-2178, section 3. ``r`` tends to ``rho_c`` as the
-    cluster size grows and equals ``rho_s`` when ``m = 1`` or ``rho = 0``.
+    cluster size grows and equals ``rho_s`` when ``rho = 0``; with ``m = 1`` it
+    is the participant-level correlation ``rho * rho_c + (1 - rho) * rho_s``.
     """
     m = np.asarray(cluster_size, dtype=float)
     rho = np.asarray(icc, dtype=float)
