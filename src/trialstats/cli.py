@@ -37,6 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrialstatsError as error:
         print(f"trialstats {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
+        sys.stderr.close()
+        return 0
     return 0
 
 

@@ -1,0 +1,145 @@
+"""Building the analysis model's data: response, design matrix, clusters, exclusions.
+
+For outcome *k* at follow-up month *t* the primary model is
+
+.. math:: y_{ij,t} = \\beta_0 + \\beta_1 T_j + \\beta_2 y_{ij,0} + x_{ij}'\\gamma + b_j + e_{ij},
+
+with :math:`T_j` the intervention indicator of cluster *j*, :math:`y_{ij,0}` the baseline
+score, :math:`x_{ij}` the configured covariates (text covariates as treatment-coded dummies,
+reference = first level in sorted order), :math:`b_j \\sim N(0, \\sigma_b^2)` and
+:math:`e_{ij} \\sim N(0, \\sigma_e^2)`. Patients with the follow-up score, the baseline score and
+every covariate observed are analysed; the others are counted by reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from trialstats.data.validate import TREATED, outcome_column
+
+INTERCEPT = "(Intercept)"
+
+
+@dataclass(frozen=True)
+class ModelData:
+    """The arrays of one model fit.
+
+    Attributes
+    ----------
+    y : ndarray (n,)
+        Follow-up scores of the analysed patients.
+    X : ndarray (n, p)
+        Design matrix; columns named in ``columns``.
+    columns : tuple of str
+        ``(Intercept)``, ``treated``, the baseline column, then covariate columns.
+    cluster_codes : ndarray (n,)
+        Cluster of each row as 0..J−1.
+    cluster_ids : tuple of str
+        The cluster id of each code.
+    cluster_level : ndarray of bool (p,)
+        Whether each column is constant within every cluster.
+    excluded : dict
+        Reason → number of patients excluded for it (first reason that applies).
+    n_randomised : int
+        Patients in the input table.
+    """
+
+    y: np.ndarray
+    X: np.ndarray
+    columns: tuple[str, ...]
+    cluster_codes: np.ndarray
+    cluster_ids: tuple[str, ...]
+    cluster_level: np.ndarray
+    excluded: dict[str, int]
+    n_randomised: int
+
+    @property
+    def n_clusters(self) -> int:
+        """Clusters with at least one analysed patient."""
+        return len(self.cluster_ids)
+
+    def exclusion_note(self) -> str:
+        """One sentence counting the excluded patients by reason ("" when none)."""
+        total = sum(self.excluded.values())
+        if total == 0:
+            return ""
+        reasons = ", ".join(f"{n:,} {reason}" for reason, n in self.excluded.items() if n)
+        return f"excluded {total:,} of {self.n_randomised:,} patients: {reasons}"
+
+
+def _covariate_matrix(values: pd.Series, name: str) -> pd.DataFrame:
+    if pd.api.types.is_numeric_dtype(values):
+        return values.astype(float).to_frame(name)
+    levels = sorted(values.dropna().unique())
+    return pd.DataFrame(
+        {f"{name}[{level}]": (values == level).astype(float) for level in levels[1:]},
+        index=values.index,
+    )
+
+
+def model_data(
+    patients: pd.DataFrame,
+    outcome: str,
+    month: int,
+    *,
+    cluster: str,
+    baseline_month: int,
+    covariates: list[str],
+) -> ModelData:
+    """Assemble the baseline-adjusted model for ``outcome`` at ``month``.
+
+    Parameters
+    ----------
+    patients : DataFrame
+        Validated patients (``treated`` column, float outcomes, typed covariates).
+    outcome, month : str, int
+        Outcome stem and follow-up month.
+    cluster : str
+        Cluster id column.
+    baseline_month : int
+        Month of the baseline score adjusted for.
+    covariates : list of str
+        Further adjustment columns.
+    """
+    response, baseline = outcome_column(outcome, month), outcome_column(outcome, baseline_month)
+    keep = pd.Series(True, index=patients.index)
+    excluded = {}
+    for reason, missing in [
+        (f"without {response}", patients[response].isna()),
+        (f"without {baseline}", patients[baseline].isna()),
+        *[(f"without {c}", patients[c].isna()) for c in covariates],
+    ]:
+        excluded[reason] = int((keep & missing).sum())
+        keep &= ~missing
+    rows = patients.loc[keep]
+    blocks = [
+        pd.DataFrame({INTERCEPT: 1.0, TREATED: rows[TREATED].astype(float),
+                      baseline: rows[baseline]}, index=rows.index),
+        *[_covariate_matrix(rows[c], c) for c in covariates],
+    ]
+    design = pd.concat(blocks, axis=1)
+    codes, ids = pd.factorize(rows[cluster], sort=True)
+    X = design.to_numpy(dtype=float)
+    return ModelData(
+        y=rows[response].to_numpy(dtype=float),
+        X=X,
+        columns=tuple(design.columns),
+        cluster_codes=codes.astype(np.intp),
+        cluster_ids=tuple(str(i) for i in ids),
+        cluster_level=_constant_within(X, codes, len(ids)),
+        excluded=excluded,
+        n_randomised=len(patients),
+    )
+
+
+def _constant_within(X: np.ndarray, codes: np.ndarray, n_clusters: int) -> np.ndarray:
+    if len(codes) == 0:
+        return np.ones(X.shape[1], bool)
+    low = np.full((n_clusters, X.shape[1]), np.inf)
+    high = np.full((n_clusters, X.shape[1]), -np.inf)
+    np.minimum.at(low, codes, X)
+    np.maximum.at(high, codes, X)
+    return np.all(low == high, axis=0)
