@@ -1,5 +1,5 @@
 """One module per ``trialstats`` subcommand, each with ``register`` and ``run``."""
 
-from trialstats.commands import synth, validate
+from trialstats.commands import report, synth, validate
 
-COMMANDS = (validate, synth)
+COMMANDS = (validate, synth, report)

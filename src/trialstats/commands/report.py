@@ -1,0 +1,137 @@
+"""``trialstats report``: the journal outputs (CONSORT flow, tables, figures, methods) of a run."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+
+import trialstats
+from trialstats.config import load_config
+from trialstats.data.io import write_atomically
+from trialstats.errors import TrialstatsError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``report`` subcommand."""
+    parser = subparsers.add_parser(
+        "report",
+        help="write the trial report (HTML, Word, LaTeX, Markdown, CSV tables, figures)",
+        description="Build the CONSORT flow diagram, baseline and outcome tables, forest plot, "
+        "statistical-methods paragraph and provenance from the validated data and the "
+        "analysis results, and write them as report.html (self-contained), report.docx, "
+        "report.tex, report.md, tables/*.csv and figures/*.{svg,png,pdf}.",
+    )
+    parser.add_argument("--config", required=True, type=Path, help="run configuration (YAML)")
+    parser.add_argument(
+        "--results", required=True, type=Path,
+        help="results folder: data/practices.parquet, data/patients.parquet, primary.csv "
+        "and optionally sensitivity.csv",
+    )
+    parser.add_argument("--out", required=True, type=Path, help="output directory")
+    parser.set_defaults(run=run)
+
+
+def _sha256(path: Path) -> str:
+    if not path.is_file():
+        return "not found"
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _git_commit() -> str:
+    """Commit of the trialstats source tree, ``-dirty`` when its files are modified."""
+    source = Path(trialstats.__file__).parent
+    try:
+        head = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        status = subprocess.run(["git", "-C", str(source), "status", "--porcelain", "--", "."],
+                                capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "not available"
+    return head + ("-dirty" if status else "")
+
+
+def _read_results(path: Path, required: bool) -> pd.DataFrame | None:
+    if not path.is_file():
+        if required:
+            raise TrialstatsError(f"{path}: file not found; run the analysis first.")
+        return None
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise TrialstatsError(f"{path}: cannot be read as CSV ({exc}).") from None
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise TrialstatsError(
+            f"{path}: file not found; run `trialstats validate --out` into the results folder."
+        )
+    return pd.read_parquet(path)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Read the run's data and results, build the report, and write every output."""
+    from trialstats.report.build import Provenance, build_report
+    from trialstats.report.methods import software_versions
+    from trialstats.report.render import (
+        docx_bytes,
+        render_html,
+        render_latex,
+        render_markdown,
+        table_csv,
+        table_data_csv,
+    )
+
+    config = load_config(args.config)
+    data = args.results / "data"
+    practices = _read_parquet(data / "practices.parquet")
+    patients = _read_parquet(data / "patients.parquet")
+    primary_path, sensitivity_path = args.results / "primary.csv", args.results / "sensitivity.csv"
+    results = _read_results(primary_path, required=True)
+    sensitivity = _read_results(sensitivity_path, required=False)
+    inputs = [
+        ("Configuration", args.config),
+        ("Input: practices", Path(config["data"]["practices"])),
+        ("Input: patients", Path(config["data"]["patients"])),
+        ("Validated practices", data / "practices.parquet"),
+        ("Validated patients", data / "patients.parquet"),
+        ("Primary results", primary_path),
+    ]
+    if sensitivity is not None:
+        inputs.append(("Sensitivity results", sensitivity_path))
+    provenance = Provenance(
+        files=[(role, str(path), _sha256(path)) for role, path in inputs],
+        versions=software_versions(), commit=_git_commit(),
+    )
+    report, counts = build_report(practices, patients, config, results, sensitivity, provenance)
+    out = args.out
+    for figure in report.figures():
+        for fmt in ("svg", "png", "pdf"):
+            content = getattr(figure, fmt)
+            write_atomically(out / "figures" / f"{figure.name}.{fmt}",
+                             lambda tmp, content=content: tmp.write_bytes(content))
+    for table in report.tables():
+        write_atomically(out / "tables" / f"{table.name}.csv",
+                         lambda tmp, t=table: tmp.write_text(table_csv(t), encoding="utf-8"))
+        write_atomically(out / "tables" / f"{table.name}_data.csv",
+                         lambda tmp, t=table: tmp.write_text(table_data_csv(t), encoding="utf-8"))
+    write_atomically(out / "tables" / "consort_counts.csv",
+                     lambda tmp: counts.to_csv(tmp, index=False, lineterminator="\n"))
+    texts = {"report.html": render_html(report), "report.md": render_markdown(report),
+             "report.tex": render_latex(report)}
+    for name, text in texts.items():
+        write_atomically(out / name, lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
+    docx = docx_bytes(report)
+    write_atomically(out / "report.docx", lambda tmp: tmp.write_bytes(docx))
+    print(
+        f"Wrote report.html, report.docx, report.tex, report.md, {len(report.tables())} tables "
+        f"and {len(report.figures())} figures to {out}."
+    )

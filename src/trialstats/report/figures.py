@@ -1,0 +1,150 @@
+"""Figures of a trial report: forest plot of standardised effects and sensitivity comparison.
+
+Both show standardised effects (adjusted difference / baseline SD) with their confidence
+intervals, one row per outcome (or analysis), against a shaded band from −MCID to +MCID on the
+same standardised scale (the MCID divided by the outcome's baseline SD), so that an interval
+wholly inside the band rules out an important effect and one wholly outside shows one.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch, Rectangle
+
+from trialstats.report.tables import fmt_ci, month_label, ordered_outcomes, primary_rows, truthy
+
+_BAND = "#d9ead3"
+_FIG_WIDTH = 8.0
+_WRAP = 34       # characters per line of a row label
+_CHAR = 0.075    # approximate width of a 9 pt character, inches
+_INK = "#1f3b57"
+
+
+def forest_data(results: pd.DataFrame, config: dict[str, Any]) -> pd.DataFrame:
+    """Standardised effects at the primary month (primary df method), primary outcomes first.
+
+    Returns
+    -------
+    DataFrame
+        ``outcome, label, primary, effect_size, es_ci_low, es_ci_high, mcid_standardised,
+        mcid_verdict, converged``; one row per outcome with a primary-month result.
+    """
+    month = config["design"]["primary_month"]
+    shown = primary_rows(results, config)
+    shown = shown[shown["month"] == month].set_index("outcome")
+    rows = []
+    for outcome in ordered_outcomes(config):
+        if outcome["name"] not in shown.index:
+            continue
+        row = shown.loc[outcome["name"]]
+        rows.append({
+            "outcome": outcome["name"], "label": outcome["label"],
+            "primary": bool(outcome["primary"]), "effect_size": row["effect_size"],
+            "es_ci_low": row["es_ci_low"], "es_ci_high": row["es_ci_high"],
+            "mcid_standardised": row["mcid"] / row["sd_baseline"],
+            "mcid_verdict": row["mcid_verdict"], "converged": truthy(row["converged"]),
+        })
+    return pd.DataFrame(rows)
+
+
+def _interval_figure(rows: list[dict[str, Any]], xlabel: str, level: str) -> Figure:
+    """Dot-and-whisker rows (``heading`` rows are bold labels) with per-row ±MCID bands."""
+    n = len(rows)
+    height = 1.1 + 0.3 * n
+    labels = [textwrap.fill(r["label"], _WRAP) for r in rows]
+    longest = max(len(line) for label in labels for line in label.split("\n"))
+    left = (0.2 + _CHAR * longest) / _FIG_WIDTH
+    figure = Figure(figsize=(_FIG_WIDTH, height))
+    ax = figure.add_axes((left, 0.85 / height, 0.76 - left, 1 - 1.15 / height))
+    values = np.array([[r["estimate"], r["low"], r["high"], r["band"]]
+                       for r in rows if not r["heading"]], dtype=float)
+    finite = values[np.isfinite(values)]
+    reach = float(np.max(np.abs(finite))) if finite.size else 1.0
+    limit = max(reach * 1.15, 0.1)
+    ax.set_xlim(-limit, limit)
+    ax.set_ylim(n - 0.4, -0.6)
+    ax.axvline(0, color="black", lw=0.8, zorder=1)
+    for y, row in enumerate(rows):
+        ax.text(-0.02, y, labels[y], transform=ax.get_yaxis_transform(), ha="right",
+                va="center", fontsize=9, linespacing=1.0,
+                fontweight="bold" if row["heading"] else "normal")
+        if row["heading"]:
+            continue
+        ax.text(1.03, y, row["text"], transform=ax.get_yaxis_transform(), ha="left",
+                va="center", fontsize=8.5)
+        if np.isfinite(row["band"]):
+            ax.add_patch(Rectangle((-row["band"], y - 0.42), 2 * row["band"], 0.84,
+                                   facecolor=_BAND, edgecolor="none", zorder=0))
+        if np.isfinite(row["estimate"]):
+            ax.plot([row["low"], row["high"]], [y, y], color=_INK, lw=1.4, zorder=2)
+            ax.plot([row["estimate"]], [y], marker="s", markersize=6, zorder=3,
+                    color=_INK, markerfacecolor=_INK if row["converged"] else "white")
+    ax.set_yticks([])
+    for side in ("left", "right", "top"):
+        ax.spines[side].set_visible(False)
+    ax.tick_params(axis="x", labelsize=8.5)
+    ax.set_xlabel(xlabel, fontsize=9)
+    ax.text(1.03, -0.9, f"Effect ({level} CI)", transform=ax.get_yaxis_transform(), ha="left",
+            va="center", fontsize=8.5, fontweight="bold")
+    handles = [Patch(facecolor=_BAND, label="−MCID to +MCID"),
+               Line2D([], [], color=_INK, marker="s", lw=1.4, label=f"effect, {level} CI")]
+    if not all(r["converged"] for r in rows if not r["heading"]):
+        handles.append(Line2D([], [], color=_INK, marker="s", lw=0, markerfacecolor="white",
+                              label="model did not converge"))
+    figure.legend(handles=handles, loc="lower left", ncol=len(handles), fontsize=8,
+                  frameon=False, bbox_to_anchor=(0.01, 0.0))
+    return figure
+
+
+def sentence_case(text: str) -> str:
+    """``text`` with its first letter capitalised."""
+    return text[:1].upper() + text[1:]
+
+
+def _level(config: dict[str, Any]) -> str:
+    return f"{100 * (1 - config['analysis']['alpha']):g}%"
+
+
+def forest_figure(data: pd.DataFrame, config: dict[str, Any]) -> Figure:
+    """Forest plot of :func:`forest_data`: primary outcomes, then secondary outcomes."""
+    rows = []
+    for is_primary, title in ((True, "Primary outcomes"), (False, "Secondary outcomes")):
+        part = data[data["primary"] == is_primary]
+        if part.empty:
+            continue
+        rows.append({"heading": True, "label": title})
+        rows += [{
+            "heading": False, "label": r.label, "estimate": r.effect_size, "low": r.es_ci_low,
+            "high": r.es_ci_high, "band": r.mcid_standardised, "converged": r.converged,
+            "text": fmt_ci(r.effect_size, r.es_ci_low, r.es_ci_high, 2),
+        } for r in part.itertuples()]
+    month = month_label(config["design"]["primary_month"], -1)
+    return _interval_figure(
+        rows, f"Standardised effect at {month} (baseline SDs; intervention − control)",
+        _level(config),
+    )
+
+
+def sensitivity_figure(summary: pd.DataFrame, config: dict[str, Any]) -> Figure:
+    """Standardised effects of the primary and every sensitivity analysis, by outcome.
+
+    ``summary`` comes from :func:`trialstats.report.tables.sensitivity_summary`.
+    """
+    rows = []
+    for label, part in summary.groupby("label", sort=False):
+        rows.append({"heading": True, "label": str(label)})
+        rows += [{
+            "heading": False, "label": sentence_case(str(r["analysis_label"])),
+            "estimate": r["effect_size"], "low": r["es_ci_low"], "high": r["es_ci_high"],
+            "band": r["mcid"] / r["sd_baseline"], "converged": truthy(r["converged"]),
+            "text": fmt_ci(r["effect_size"], r["es_ci_low"], r["es_ci_high"], 2),
+        } for _, r in part.iterrows()]
+    return _interval_figure(
+        rows, "Standardised effect (baseline SDs; intervention − control)", _level(config)
+    )

@@ -1,0 +1,227 @@
+"""The auto-written statistical-methods paragraph, its references, and the provenance table.
+
+The paragraph is assembled from the configuration (model, covariates, df methods, alpha,
+MCIDs), the CONSORT counts (who was analysed) and the results (sensitivity analyses run,
+fits that did not converge), so that it cannot drift from what was done. Provenance lists
+checksums of every file the report rests on, the software versions and the git commit; the
+caller gathers those facts (file I/O stays at the command's edge).
+"""
+
+from __future__ import annotations
+
+import platform
+from importlib import metadata
+from typing import Any
+
+import pandas as pd
+
+from trialstats.report.consort import primary_outcome
+from trialstats.report.tables import Table, arm_order, month_label, truthy
+
+#: Packages whose versions are reported (those installed).
+PACKAGES = ("trialstats", "numpy", "scipy", "pandas", "statsmodels", "matplotlib",
+            "python-docx")
+
+REFERENCES = {
+    "consort": "Campbell MK, Piaggio G, Elbourne DR, Altman DG. Consort 2010 statement: "
+               "extension to cluster randomised trials. BMJ 2012;345:e5661.",
+    "kenward-roger": "Kenward MG, Roger JH. Small sample inference for fixed effects from "
+                     "restricted maximum likelihood. Biometrics 1997;53:983–997.",
+    "satterthwaite": "Satterthwaite FE. An approximate distribution of estimates of variance "
+                     "components. Biometrics Bulletin 1946;2:110–114.",
+    "between-within": "Schluchter MD, Elashoff JD. Small-sample adjustments to tests with "
+                      "unbalanced repeated measures assuming several covariance structures. "
+                      "J Stat Comput Simul 1990;37:69–87.",
+    "li-redden": "Li P, Redden DT. Comparing denominator degrees of freedom approximations "
+                 "for the generalized linear mixed model in analyzing binary outcome in small "
+                 "sample cluster-randomized trials. BMC Med Res Methodol 2015;15:38.",
+}
+
+_DF_TEXT = {
+    "kenward-roger": "the Kenward-Roger approximation, which also corrects the standard "
+                     "error for small numbers of clusters",
+    "satterthwaite": "the Satterthwaite approximation",
+    "between-within": "the between-within method (clusters minus cluster-level parameters)",
+    "residual": "the residual degrees of freedom (patients minus parameters)",
+}
+_DF_REFERENCES = {
+    "kenward-roger": ["kenward-roger"],
+    "satterthwaite": ["satterthwaite"],
+    "between-within": ["between-within", "li-redden"],
+    "residual": [],
+}
+
+
+def software_versions() -> dict[str, str]:
+    """Python and the installed versions of :data:`PACKAGES` (absent ones are left out)."""
+    versions = {"Python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _join(items: list[str]) -> str:
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def reference_keys(config: dict[str, Any]) -> list[str]:
+    """Keys of :data:`REFERENCES` cited by the methods text, in citation order."""
+    keys = ["consort"]
+    for method in config["analysis"]["df_method"]:
+        keys += [k for k in _DF_REFERENCES[method] if k not in keys]
+    return keys
+
+
+def _cite(keys: list[str], order: list[str]) -> str:
+    return "[" + ", ".join(str(order.index(k) + 1) for k in keys) + "]" if keys else ""
+
+
+def methods_paragraphs(
+    config: dict[str, Any], counts: pd.DataFrame, results: pd.DataFrame,
+    sensitivity: pd.DataFrame | None, versions: dict[str, str],
+) -> list[str]:
+    """The statistical-methods section as paragraphs of plain text.
+
+    Parameters
+    ----------
+    config : dict
+        The validated run configuration.
+    counts : DataFrame
+        From :func:`trialstats.report.consort.consort_counts`.
+    results : DataFrame
+        ``primary.csv``.
+    sensitivity : DataFrame or None
+        ``sensitivity.csv`` when present.
+    versions : dict
+        From :func:`software_versions`.
+
+    Returns
+    -------
+    list of str
+        Paragraphs citing :func:`reference_keys` by number (``[1]``).
+    """
+    design, analysis = config["design"], config["analysis"]
+    cites = reference_keys(config)
+    get = counts.set_index(["stage", "arm"])
+    arms = arm_order(config, counts.loc[counts["arm"] != "all", "arm"])
+    allocated = [f"{int(get.loc[('allocated', a), 'clusters']):,} to {a}" for a in arms]
+    withdrawn = int(counts.loc[counts["stage"] == "withdrawn", "clusters"].sum())
+    months = [month_label(m, -1) for m in design["followup_months"]]
+    level = f"{100 * (1 - analysis['alpha']):g}%"
+    covariates = analysis["covariates"]
+    adjusted = "the baseline score of the same outcome" + (
+        f" and {_join(covariates)}" if covariates else ""
+    )
+    first, *others = analysis["df_method"]
+    recruited = int(get.loc[("randomised", "all"), "patients"])
+    design_text = (
+        f"Practices were randomised ({_join(allocated)}) and {recruited:,} patients were "
+        f"recruited in them; {withdrawn} practice{'s' if withdrawn != 1 else ''} withdrew "
+        "after randomisation. The flow of practices and patients is reported following the "
+        f"CONSORT 2010 extension to cluster randomised trials {_cite(['consort'], cites)}."
+    )
+    model = (
+        f"Each outcome at each follow-up ({_join(months)}; primary time point "
+        f"{month_label(design['primary_month'], -1)}) was analysed in the arm to which the "
+        f"practice was allocated with a linear mixed model: the follow-up score regressed on "
+        f"arm and {adjusted}, with a random intercept for practice, fitted by restricted "
+        f"maximum likelihood. The treatment effect is the adjusted mean difference "
+        f"(intervention minus control) with a {level} confidence interval and a two-sided "
+        f"p-value from a t distribution whose denominator degrees of freedom come from "
+        f"{_DF_TEXT[first]} {_cite(_DF_REFERENCES[first], cites)}".rstrip()
+        + "."
+    )
+    if others:
+        checks = [f"{_DF_TEXT[m]} {_cite(_DF_REFERENCES[m], cites)}".rstrip() for m in others]
+        model += (
+            " As a check on the small-sample inference, the same models were also "
+            f"summarised with {_join(checks)}."
+        )
+    name = primary_outcome(config)
+    analysed = int(counts.loc[counts["stage"] == "analysed", "patients"].sum())
+    clusters = int(counts.loc[counts["stage"] == "analysed", "clusters"].sum())
+    missing = (
+        "Patients missing the outcome, its baseline score or a covariate were left out of "
+        "that analysis (complete-case analysis); for the first primary outcome, "
+        f"{name['label']}, at {month_label(design['primary_month'], -1)}, {analysed:,} of "
+        f"{recruited:,} recruited patients ({100 * analysed / recruited:.1f}%) in "
+        f"{clusters} practices were analysed."
+    )
+    effects = (
+        "The intracluster correlation coefficient (ICC) is the between-practice variance as "
+        "a share of the total variance. Standardised effects divide the adjusted difference "
+        "and its confidence limits by the standard deviation of the outcome at baseline over "
+        "all randomised patients with a baseline value, both arms pooled. Each confidence "
+        "interval was compared with the outcome's minimal clinically important difference "
+        f"(MCID; {_mcid_text(config)}): an important benefit (or harm) is shown when the "
+        "interval lies wholly beyond +MCID (or −MCID), an important effect is ruled out when "
+        "it lies wholly between −MCID and +MCID, and the result is inconclusive otherwise."
+    )
+    paragraphs = [design_text, model, missing + " " + effects]
+    if sensitivity is not None and len(sensitivity):
+        analyses = list(dict.fromkeys(sensitivity["analysis"].astype(str)))
+        paragraphs.append(
+            f"Sensitivity analyses: {_join(analyses)}; they are compared with the primary "
+            "analysis in Table 3 and the sensitivity figure."
+        )
+    failed = _not_converged(results, sensitivity)
+    if failed:
+        paragraphs.append(
+            f"{failed} model fit{'s' if failed != 1 else ''} did not converge; "
+            f"{'they are' if failed != 1 else 'it is'} reported, marked †, not dropped."
+        )
+    software = ", ".join(f"{k} {v}" for k, v in versions.items() if k != "Python")
+    paragraphs.append(
+        f"Analyses were run with Python {versions.get('Python', '')} ({software})."
+    )
+    return paragraphs
+
+
+def _mcid_text(config: dict[str, Any]) -> str:
+    parts = []
+    for outcome in config["outcomes"]:
+        mcid = outcome.get("mcid")
+        if mcid is None:
+            continue
+        unit = " baseline SD" if mcid["scale"] == "standardised" else " points"
+        parts.append(f"{outcome['label']} {mcid['value']:g}{unit}")
+    return "; ".join(parts) if parts else "none set"
+
+
+def _not_converged(results: pd.DataFrame, sensitivity: pd.DataFrame | None) -> int:
+    count = int((~results["converged"].map(truthy)).sum())
+    if sensitivity is not None:
+        count += int((~sensitivity["converged"].map(truthy)).sum())
+    return count
+
+
+def provenance_table(
+    files: list[tuple[str, str, str]], versions: dict[str, str], commit: str
+) -> Table:
+    """What the report rests on: files with their SHA-256, software versions, git commit.
+
+    Parameters
+    ----------
+    files : list of (role, path, sha256)
+        ``sha256`` is ``"not found"`` for a file that does not exist.
+    versions : dict
+        From :func:`software_versions`.
+    commit : str
+        The git commit of the working tree (with ``-dirty`` when modified), or
+        ``"not available"``.
+    """
+    rows = [(role, path, digest) for role, path, digest in files]
+    rows += [(f"Software: {name}", version, "") for name, version in versions.items()]
+    rows.append(("Git commit", commit, ""))
+    data = pd.DataFrame(rows, columns=["item", "detail", "sha256"])
+    return Table(
+        name="provenance", title="Provenance",
+        columns=("Item", "Path or version", "SHA-256"), rows=tuple(rows),
+        depth=tuple(0 for _ in rows), notes="SHA-256 checksums of the files as read.",
+        data=data,
+    )

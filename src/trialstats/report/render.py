@@ -1,0 +1,467 @@
+"""Renderers of a :class:`~trialstats.report.document.Report`: HTML, DOCX, LaTeX, Markdown, CSV.
+
+Each renderer walks the same sections and writes the display cells of the same
+:class:`~trialstats.report.tables.Table` objects; none computes or rounds a number. Output
+is deterministic: figures carry no dates or random ids, and the DOCX zip has fixed
+timestamps, so a rerun on the same inputs gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import re
+import zipfile
+from datetime import datetime, timezone
+
+import matplotlib
+from docx import Document
+from docx.enum.section import WD_ORIENT
+from docx.enum.table import WD_TABLE_ALIGNMENT
+from docx.enum.text import WD_ALIGN_PARAGRAPH
+from docx.oxml import OxmlElement
+from docx.oxml.ns import qn
+from docx.shared import Inches, Pt
+from matplotlib.figure import Figure
+
+from trialstats.report.document import FigureFile, Report
+from trialstats.report.tables import Table
+
+_NUMERIC = re.compile(r"^[−\-<]?[\d.,]")
+_FIXED_TIME = (1980, 1, 1, 0, 0, 0)
+#: Tables with more columns than this go on a landscape page in Word.
+_WIDE = 7
+
+
+# ---------------------------------------------------------------------------------------------
+# figures
+
+
+def figure_bytes(figure: Figure, fmt: str) -> bytes:
+    """``figure`` saved as ``svg``, ``png`` or ``pdf`` with no dates and stable ids."""
+    metadata = {
+        "svg": {"Date": None},
+        "pdf": {"CreationDate": None, "ModDate": None},
+        "png": {"Software": None},
+    }[fmt]
+    buffer = io.BytesIO()
+    with matplotlib.rc_context({"svg.hashsalt": "trialstats", "svg.fonttype": "path"}):
+        figure.savefig(buffer, format=fmt, metadata=metadata, dpi=200 if fmt == "png" else None,
+                       facecolor="white")
+    return buffer.getvalue()
+
+
+def render_figure(figure: Figure, name: str, caption: str) -> FigureFile:
+    """Render a matplotlib figure in every format once."""
+    return FigureFile(
+        name=name, caption=caption, width=float(figure.get_figwidth()),
+        svg=figure_bytes(figure, "svg"), png=figure_bytes(figure, "png"),
+        pdf=figure_bytes(figure, "pdf"),
+    )
+
+
+def numeric_columns(table: Table) -> list[bool]:
+    """Which columns hold numbers (every non-empty cell starts like one): right-aligned."""
+    flags = [False]
+    for j in range(1, len(table.columns)):
+        cells = [r[j] for r in table.rows if r[j]]
+        flags.append(bool(cells) and all(_NUMERIC.match(c) for c in cells))
+    return flags
+
+
+# ---------------------------------------------------------------------------------------------
+# CSV
+
+
+def table_csv(table: Table) -> str:
+    """The display cells of ``table`` as CSV text (header row, then body)."""
+    return table.frame().to_csv(index=False, lineterminator="\n")
+
+
+def table_data_csv(table: Table) -> str:
+    """The tidy unrounded numbers behind ``table`` as CSV text."""
+    return table.data.to_csv(index=False, lineterminator="\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# HTML
+
+_CSS = """
+:root { --ink: #1b1b1b; --rule: #333; --muted: #555; --band: #f3f6f9; }
+* { box-sizing: border-box; }
+body { font-family: "Helvetica Neue", Arial, "Liberation Sans", sans-serif; color: var(--ink);
+  line-height: 1.45; margin: 0 auto; padding: 1.5rem 2rem 3rem; max-width: 84rem; }
+h1 { font-size: 1.6rem; margin: 0 0 .2rem; }
+h2 { font-size: 1.2rem; margin: 2.2rem 0 .6rem; border-bottom: 1px solid #ccc;
+  padding-bottom: .2rem; }
+p.subtitle { color: var(--muted); margin: 0 0 1rem; }
+nav ol { columns: 2; font-size: .92rem; }
+p { max-width: 52rem; }
+figure { margin: 1.2rem 0 1.8rem; break-inside: avoid; }
+figure img { display: block; width: 100%; height: auto; }
+figcaption, caption { font-weight: bold; text-align: left; margin: 0 0 .4rem;
+  caption-side: top; }
+.table-wrap { overflow-x: auto; margin: 1rem 0 1.8rem; }
+table { border-collapse: collapse; font-size: .78rem; border-top: 2px solid var(--rule);
+  border-bottom: 2px solid var(--rule); }
+thead th { border-bottom: 1px solid var(--rule); vertical-align: bottom; font-weight: bold; }
+th, td { padding: .18rem .45rem; text-align: left; vertical-align: top; }
+td:first-child { min-width: 11rem; }
+td.num, th.num { text-align: right; white-space: nowrap; }
+tr.heading td { font-weight: bold; padding-top: .55rem; }
+tbody tr:nth-child(even) td { background: var(--band); }
+td.d1 { padding-left: 1.3rem; } td.d2 { padding-left: 2.3rem; }
+p.note { font-size: .78rem; color: var(--muted); max-width: 60rem; margin: .35rem 0 0; }
+ol.refs li { margin-bottom: .3rem; }
+td.hash { font-family: "DejaVu Sans Mono", Consolas, monospace; font-size: .72rem;
+  word-break: break-all; }
+@media print {
+  body { max-width: none; padding: 0; font-size: 10pt; }
+  nav { display: none; }
+  .table-wrap { overflow: visible; break-inside: auto; }
+  table { font-size: 7.5pt; }
+  tbody tr:nth-child(even) td { background: none; }
+  tr { break-inside: avoid; }
+  h2 { break-after: avoid; }
+  @page { size: A4; margin: 15mm; }
+}
+"""
+
+
+def _anchor(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def _html_table(table: Table) -> str:
+    numeric = numeric_columns(table)
+    num = ' class="num"'
+    head = "".join(
+        f'<th scope="col"{num if numeric[j] else ""}>{html.escape(c)}</th>'
+        for j, c in enumerate(table.columns)
+    )
+    body = []
+    for i, row in enumerate(table.rows):
+        cells = []
+        for j, cell in enumerate(row):
+            classes = []
+            if j == 0 and table.depth[i]:
+                classes.append(f"d{min(table.depth[i], 2)}")
+            if j and numeric[j]:
+                classes.append("num")
+            if table.name == "provenance" and j == 2:
+                classes.append("hash")
+            attr = f' class="{" ".join(classes)}"' if classes else ""
+            cells.append(f"<td{attr}>{html.escape(cell)}</td>")
+        attr = ' class="heading"' if table.is_heading(i) else ""
+        body.append(f"<tr{attr}>{''.join(cells)}</tr>")
+    return (
+        f'<div class="table-wrap" id="{table.name}">\n<table>\n'
+        f"<caption>{html.escape(table.title)}</caption>\n"
+        f"<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(body) + "\n</tbody>\n</table>\n"
+        f'<p class="note">{html.escape(table.notes)}</p>\n</div>'
+    )
+
+
+def _html_figure(figure: FigureFile) -> str:
+    data = base64.b64encode(figure.svg).decode("ascii")
+    return (
+        f'<figure id="figure-{figure.name}" style="max-width: {figure.width:g}in">\n'
+        f"<figcaption>{html.escape(figure.caption)}</figcaption>\n"
+        f'<img src="data:image/svg+xml;base64,{data}" alt="{html.escape(figure.caption)}">\n'
+        "</figure>"
+    )
+
+
+def render_html(report: Report) -> str:
+    """The report as one self-contained HTML page (figures embedded as SVG data URIs)."""
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{html.escape(report.title)}</title>", f"<style>{_CSS}</style>", "</head>",
+        "<body>", f"<h1>{html.escape(report.title)}</h1>",
+        f'<p class="subtitle">{html.escape(report.subtitle)}</p>', "<nav><ol>",
+        *(f'<li><a href="#{_anchor(s.heading)}">{html.escape(s.heading)}</a></li>'
+          for s in report.sections),
+        "</ol></nav>",
+    ]
+    for section in report.sections:
+        parts.append(f'<section id="{_anchor(section.heading)}">')
+        parts.append(f"<h2>{html.escape(section.heading)}</h2>")
+        refs = section.heading == "References"
+        if refs:
+            parts.append('<ol class="refs">')
+        for item in section.items:
+            if isinstance(item, Table):
+                parts.append(_html_table(item))
+            elif isinstance(item, FigureFile):
+                parts.append(_html_figure(item))
+            elif refs:
+                parts.append(f"<li>{html.escape(item)}</li>")
+            else:
+                parts.append(f"<p>{html.escape(item)}</p>")
+        if refs:
+            parts.append("</ol>")
+        parts.append("</section>")
+    parts += ["</body>", "</html>", ""]
+    return "\n".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Markdown
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _md_table(table: Table) -> str:
+    numeric = numeric_columns(table)
+    lines = [f"**{table.title}**", "",
+             "| " + " | ".join(_md_cell(c) for c in table.columns) + " |",
+             "|" + "|".join("---:" if n else ":---" for n in numeric) + "|"]
+    for i, row in enumerate(table.rows):
+        label = _md_cell(row[0])
+        if table.is_heading(i):
+            label = f"**{label}**"
+        elif table.depth[i]:
+            label = "\u2003" * table.depth[i] + label
+        lines.append("| " + " | ".join([label, *(_md_cell(c) for c in row[1:])]) + " |")
+    return "\n".join([*lines, "", f"*{table.notes}*"])
+
+
+def render_markdown(report: Report) -> str:
+    """The report as Markdown (pipe tables; figures linked from ``figures/<name>.svg``)."""
+    parts = [f"# {report.title}", "", report.subtitle, ""]
+    for section in report.sections:
+        parts += [f"## {section.heading}", ""]
+        for k, item in enumerate(section.items, start=1):
+            if isinstance(item, Table):
+                parts.append(_md_table(item))
+            elif isinstance(item, FigureFile):
+                parts.append(f"![{item.caption}](figures/{item.name}.svg)\n\n*{item.caption}*")
+            elif section.heading == "References":
+                parts.append(f"{k}. {item}")
+                if k < len(section.items):
+                    continue
+            else:
+                parts.append(item)
+            parts.append("")
+    return "\n".join(parts).rstrip() + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# LaTeX
+
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+    "−": r"\textminus{}", "†": r"\textdagger{}", "\u2003": r"\quad{}", "<": r"\textless{}",
+    ">": r"\textgreater{}",
+}
+
+
+def latex_escape(text: str) -> str:
+    """Escape LaTeX's special characters (and map −, † to text commands)."""
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
+
+
+def _latex_table(table: Table) -> str:
+    numeric = numeric_columns(table)
+    spec = "".join("r" if n else "l" for n in numeric)
+    if table.name == "provenance":
+        spec = "p{0.28\\linewidth}p{0.3\\linewidth}p{0.34\\linewidth}"
+    head = " & ".join(latex_escape(c) for c in table.columns) + r" \\"
+    body = []
+    for i, row in enumerate(table.rows):
+        label = latex_escape(row[0])
+        if table.is_heading(i):
+            label = rf"\textbf{{{label}}}"
+        elif table.depth[i]:
+            label = rf"\hspace{{{table.depth[i]}em}}{label}"
+        cells = [label, *(latex_escape(c) for c in row[1:])]
+        body.append(" & ".join(cells) + r" \\")
+    wide = len(table.columns) > _WIDE
+    lines = [
+        r"\begin{landscape}" if wide else "",
+        r"{\footnotesize" if wide else r"{\small",
+        rf"\begin{{longtable}}{{{spec}}}",
+        rf"\caption*{{{latex_escape(table.title)}}}\\",
+        r"\toprule", head, r"\midrule", r"\endfirsthead",
+        r"\toprule", head, r"\midrule", r"\endhead",
+        r"\bottomrule", r"\endlastfoot",
+        *body,
+        r"\end{longtable}}",
+        rf"{{\footnotesize {latex_escape(table.notes)}\par}}",
+        r"\end{landscape}" if wide else "",
+    ]
+    return "\n".join(line for line in lines if line)
+
+
+def render_latex(report: Report) -> str:
+    """The report as a standalone LaTeX document (booktabs + longtable; figures as PDF from
+    ``figures/<name>.pdf``)."""
+    parts = [
+        r"\documentclass[10pt,a4paper]{article}",
+        r"\usepackage[T1]{fontenc}", r"\usepackage[utf8]{inputenc}",
+        r"\usepackage{textcomp}", r"\usepackage[margin=2cm]{geometry}",
+        r"\usepackage{booktabs}", r"\usepackage{longtable}", r"\usepackage{graphicx}",
+        r"\usepackage{pdflscape}", r"\usepackage{caption}", r"\usepackage[hidelinks]{hyperref}",
+        r"\setlength{\LTcapwidth}{\linewidth}",
+        rf"\title{{{latex_escape(report.title)}}}",
+        rf"\author{{{latex_escape(report.subtitle)}}}", r"\date{}",
+        r"\begin{document}", r"\maketitle",
+    ]
+    for section in report.sections:
+        parts.append(rf"\section*{{{latex_escape(section.heading)}}}")
+        refs = section.heading == "References"
+        if refs:
+            parts.append(r"\begin{enumerate}")
+        for item in section.items:
+            if isinstance(item, Table):
+                parts.append(_latex_table(item))
+            elif isinstance(item, FigureFile):
+                parts += [
+                    r"\begin{figure}[htbp]", r"\centering",
+                    rf"\caption*{{{latex_escape(item.caption)}}}",
+                    rf"\includegraphics[width=\linewidth,height=0.85\textheight,"
+                    rf"keepaspectratio]{{figures/{item.name}.pdf}}",
+                    r"\end{figure}",
+                ]
+            elif refs:
+                parts.append(rf"\item {latex_escape(item)}")
+            else:
+                parts += [latex_escape(item), ""]
+        if refs:
+            parts.append(r"\end{enumerate}")
+    parts += [r"\end{document}", ""]
+    return "\n".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# DOCX
+
+
+def _set_borders(table, edges: dict[str, int]) -> None:
+    """Journal-style rules: only the given table edges, in eighths of a point."""
+    properties = table._tbl.tblPr
+    borders = OxmlElement("w:tblBorders")
+    for edge in ("top", "left", "bottom", "right", "insideH", "insideV"):
+        element = OxmlElement(f"w:{edge}")
+        size = edges.get(edge, 0)
+        element.set(qn("w:val"), "single" if size else "nil")
+        if size:
+            element.set(qn("w:sz"), str(size))
+            element.set(qn("w:color"), "000000")
+        borders.append(element)
+    properties.append(borders)
+
+
+def _cell_bottom_rule(cell) -> None:
+    properties = cell._tc.get_or_add_tcPr()
+    borders = OxmlElement("w:tcBorders")
+    bottom = OxmlElement("w:bottom")
+    bottom.set(qn("w:val"), "single")
+    bottom.set(qn("w:sz"), "6")
+    bottom.set(qn("w:color"), "000000")
+    borders.append(bottom)
+    properties.append(borders)
+
+
+def _write_cell(cell, text: str, size: float, bold: bool = False, right: bool = False,
+                indent: int = 0) -> None:
+    paragraph = cell.paragraphs[0]
+    paragraph.paragraph_format.space_after = Pt(0)
+    paragraph.paragraph_format.space_before = Pt(0)
+    if right:
+        paragraph.alignment = WD_ALIGN_PARAGRAPH.RIGHT
+    if indent:
+        paragraph.paragraph_format.left_indent = Pt(8 * indent)
+    run = paragraph.add_run(text)
+    run.font.size = Pt(size)
+    run.bold = bold
+
+
+def _docx_table(document, table: Table) -> None:
+    numeric = numeric_columns(table)
+    wide = len(table.columns) > _WIDE
+    size = 7.5 if wide else 9
+    caption = document.add_paragraph()
+    caption.add_run(table.title).bold = True
+    caption.paragraph_format.keep_with_next = True
+    grid = document.add_table(rows=1 + len(table.rows), cols=len(table.columns))
+    grid.alignment = WD_TABLE_ALIGNMENT.CENTER
+    _set_borders(grid, {"top": 12, "bottom": 12})
+    for j, column in enumerate(table.columns):
+        cell = grid.rows[0].cells[j]
+        _write_cell(cell, column, size, bold=True, right=numeric[j])
+        _cell_bottom_rule(cell)
+    for i, row in enumerate(table.rows, start=1):
+        heading = table.is_heading(i - 1)
+        for j, text in enumerate(row):
+            _write_cell(grid.rows[i].cells[j], text, size, bold=heading and j == 0,
+                        right=numeric[j] and j > 0, indent=table.depth[i - 1] if j == 0 else 0)
+    note = document.add_paragraph()
+    run = note.add_run(table.notes)
+    run.font.size = Pt(8)
+    run.italic = True
+
+
+def _orient(document, landscape: bool) -> None:
+    section = document.add_section()
+    width, height = section.page_width, section.page_height
+    if landscape != (width > height):
+        section.page_width, section.page_height = height, width
+    section.orientation = WD_ORIENT.LANDSCAPE if landscape else WD_ORIENT.PORTRAIT
+
+
+def docx_bytes(report: Report) -> bytes:
+    """The report as a Word document: real tables with journal-style rules, PNG figures."""
+    document = Document()
+    properties = document.core_properties
+    properties.title = report.title
+    properties.author = "trialstats"
+    properties.last_modified_by = "trialstats"
+    fixed = datetime(2000, 1, 1, tzinfo=timezone.utc)
+    properties.created = properties.modified = fixed
+    page = document.sections[0]
+    page.left_margin = page.right_margin = Inches(0.9)
+    document.add_heading(report.title, level=0)
+    document.add_paragraph(report.subtitle)
+    for section in report.sections:
+        document.add_heading(section.heading, level=1)
+        for k, item in enumerate(section.items, start=1):
+            if isinstance(item, Table):
+                wide = len(item.columns) > _WIDE
+                if wide:
+                    _orient(document, landscape=True)
+                _docx_table(document, item)
+                if wide:
+                    _orient(document, landscape=False)
+            elif isinstance(item, FigureFile):
+                caption = document.add_paragraph()
+                caption.add_run(item.caption).bold = True
+                caption.paragraph_format.keep_with_next = True
+                width = min(item.width, 6.4)
+                document.add_picture(io.BytesIO(item.png), width=Inches(width))
+            elif section.heading == "References":
+                document.add_paragraph(f"{k}. {item}")
+            else:
+                document.add_paragraph(item)
+    buffer = io.BytesIO()
+    document.save(buffer)
+    return _fixed_zip(buffer.getvalue())
+
+
+def _fixed_zip(data: bytes) -> bytes:
+    """Rewrite a zip archive with fixed timestamps so that identical content gives
+    identical bytes."""
+    source = zipfile.ZipFile(io.BytesIO(data))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            fixed = zipfile.ZipInfo(info.filename, date_time=_FIXED_TIME)
+            fixed.compress_type = zipfile.ZIP_DEFLATED
+            fixed.external_attr = 0o644 << 16
+            target.writestr(fixed, source.read(info.filename))
+    return out.getvalue()

@@ -1,0 +1,606 @@
+"""Tables of a trial report: tidy summaries (unrounded) and their display form.
+
+Each table is built in two steps. A *summary* function takes the validated trial tables (and
+the analysis results) and returns a tidy DataFrame of unrounded numbers, one row per cell
+group. A *table* function turns that summary into a :class:`Table` of display strings, the
+single structure every renderer (HTML, DOCX, LaTeX, Markdown, CSV) writes out, so that the
+same number reads the same in every format. Rounding happens only in the table functions.
+
+Continuous characteristics are summarised as mean (SD) when their pooled distribution is
+roughly symmetric (absolute sample skewness at most :data:`SKEW_LIMIT`), otherwise as median
+(IQR); categories as n (%) of the patients (or practices) with a value; missing values are
+counted separately. Following CONSORT, baseline tables carry no p-values.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from trialstats.data.validate import TREATED, outcome_column
+from trialstats.errors import TrialstatsError
+
+#: Above this absolute skewness a continuous characteristic is shown as median (IQR).
+SKEW_LIMIT = 1.0
+
+#: Columns ``primary.csv`` (and, with ``analysis``, ``sensitivity.csv``) must have.
+RESULT_COLUMNS = (
+    "outcome", "month", "method", "n_patients", "n_clusters", "estimate", "se", "df",
+    "ci_low", "ci_high", "p_value", "var_cluster", "var_residual", "icc", "icc_ci_low",
+    "icc_ci_high", "sd_baseline", "effect_size", "es_ci_low", "es_ci_high", "mcid",
+    "mcid_verdict", "converged", "notes",
+)
+
+_METHOD_NAMES = {
+    "kenward-roger": "Kenward-Roger",
+    "satterthwaite": "Satterthwaite",
+    "between-within": "between-within",
+    "residual": "residual",
+}
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table ready to render: display strings plus the tidy numbers behind them.
+
+    Attributes
+    ----------
+    name : str
+        File stem used for the table's CSV files and anchors (``table1_baseline``).
+    title : str
+        Caption, e.g. ``"Table 1. Baseline characteristics ..."``.
+    columns : tuple of str
+        Column headers; the first column holds row labels.
+    rows : tuple of tuple of str
+        Body cells, each row as long as ``columns``.
+    depth : tuple of int
+        Indentation level of each row's label. A row of depth 0 whose other cells are all
+        empty is a section heading.
+    notes : str
+        Footnote (abbreviations, what the summaries are).
+    data : DataFrame
+        The tidy, unrounded numbers the cells were formatted from.
+    """
+
+    name: str
+    title: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    depth: tuple[int, ...]
+    notes: str
+    data: pd.DataFrame
+
+    def frame(self) -> pd.DataFrame:
+        """The display cells as a DataFrame of strings (what the table's CSV holds)."""
+        return pd.DataFrame(list(self.rows), columns=list(self.columns), dtype="string")
+
+    def is_heading(self, i: int) -> bool:
+        """Whether row ``i`` is a section heading (depth 0, no values)."""
+        return self.depth[i] == 0 and not any(self.rows[i][1:])
+
+
+# ---------------------------------------------------------------------------------------------
+# number formatting (the only place where numbers are rounded)
+
+
+def fmt(value: float, digits: int) -> str:
+    """``value`` rounded to ``digits`` decimals with a true minus sign; ``""`` when missing."""
+    if value is None or not np.isfinite(value):
+        return ""
+    text = f"{value:,.{digits}f}"
+    if float(text.replace(",", "")) == 0:
+        text = text.lstrip("-")
+    return text.replace("-", "−")
+
+
+def fmt_count(value: float) -> str:
+    """An integer count with thousands separators; ``""`` when missing."""
+    if value is None or not np.isfinite(value):
+        return ""
+    return f"{int(value):,}"
+
+
+def fmt_ci(estimate: float, low: float, high: float, digits: int) -> str:
+    """``estimate (low to high)``; ``""`` when the estimate is missing."""
+    if not np.isfinite(estimate):
+        return ""
+    return f"{fmt(estimate, digits)} ({fmt(low, digits)} to {fmt(high, digits)})"
+
+
+def fmt_p(p: float) -> str:
+    """A p-value: three decimals, ``<0.001`` below that; ``""`` when missing."""
+    if p is None or not np.isfinite(p):
+        return ""
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def digits_for(scale: float) -> int:
+    """Decimals for values of a given spread (an SD or IQR): two to three significant
+    figures of the spread (20 -> 1 decimal, 1.9 and 0.6 -> 2, 0.26 -> 3), at most 4."""
+    if not np.isfinite(scale) or scale <= 0:
+        return 1
+    return int(np.clip(1 - math.floor(math.log10(scale / 3)), 0, 4))
+
+
+def method_name(method: str) -> str:
+    """Display name of a denominator-df method."""
+    return _METHOD_NAMES.get(method, method)
+
+
+def arm_order(config: dict[str, Any], labels: pd.Series) -> list[str]:
+    """Arm labels, the intervention arm first."""
+    intervention = config["design"]["intervention"]
+    return sorted(pd.unique(labels.dropna()).tolist(), key=lambda a: (a != intervention, a))
+
+
+def arm_title(label: str) -> str:
+    """An arm label as a column heading (first letter capitalised)."""
+    return label[:1].upper() + label[1:]
+
+
+def month_label(month: int, baseline_month: int) -> str:
+    """``Baseline`` or ``<m> months``."""
+    if month == baseline_month:
+        return "Baseline"
+    return f"{month} month{'s' if month != 1 else ''}"
+
+
+def variable_label(config: dict[str, Any], column: str) -> str:
+    """Label of a data column: ``report.labels`` in the config, else the humanised name."""
+    labels = config.get("report", {}).get("labels", {})
+    if column in labels:
+        return labels[column]
+    text = column.replace("_", " ")
+    return text[:1].upper() + text[1:]
+
+
+# ---------------------------------------------------------------------------------------------
+# Table 1: baseline characteristics
+
+
+def _as_numbers(series: pd.Series) -> pd.Series | None:
+    """``series`` as float when every present value is a number (and not boolean), else None."""
+    if pd.api.types.is_bool_dtype(series):
+        return None
+    values = pd.to_numeric(series, errors="coerce").astype(float)
+    return values if (values.notna() == series.notna()).all() else None
+
+
+def _characteristic_columns(
+    practices: pd.DataFrame, patients: pd.DataFrame, config: dict[str, Any]
+) -> tuple[list[str], list[str]]:
+    """Practice and patient columns described in Table 1 (ids, arm and outcomes excluded)."""
+    design = config["design"]
+    fixed = {design["cluster"], design["arm"], design["patient"], TREATED, design["withdrawn"]}
+    outcome_names = {o["name"] for o in config["outcomes"]}
+    cluster_columns = [c for c in practices.columns if c not in fixed]
+    patient_columns = [
+        c for c in patients.columns
+        if c not in fixed and c not in practices.columns
+        and c.rsplit("_m", 1)[0] not in outcome_names
+    ]
+    return cluster_columns, patient_columns
+
+
+def _describe(
+    values: pd.Series, arms: pd.Series, order: list[str], level: str, variable: str, label: str
+) -> list[dict[str, Any]]:
+    """Summary rows of one characteristic, one per arm (and category)."""
+    numbers = _as_numbers(values)
+    if numbers is not None and numbers.nunique() > 2:
+        present = numbers.dropna()
+        skew = float(stats.skew(present)) if len(present) > 2 else 0.0
+        summary = "median_iqr" if abs(skew) > SKEW_LIMIT else "mean_sd"
+        rows = []
+        for arm in order:
+            x = numbers[arms == arm]
+            observed = x.dropna()
+            rows.append({
+                "level": level, "variable": variable, "label": label, "category": "",
+                "arm": arm, "summary": summary, "n": len(observed),
+                "n_missing": int(x.isna().sum()), "total": len(x),
+                "mean": observed.mean(), "sd": observed.std(ddof=1),
+                "median": observed.median(), "q1": observed.quantile(0.25),
+                "q3": observed.quantile(0.75), "count": np.nan, "percent": np.nan,
+                "skewness": skew,
+            })
+        return rows
+    text = values.astype("string") if numbers is None else numbers.map(
+        lambda v: pd.NA if pd.isna(v) else f"{v:g}"
+    ).astype("string")
+    categories = sorted(text.dropna().unique().tolist())
+    rows = []
+    for category in categories:
+        for arm in order:
+            x = text[arms == arm]
+            observed = int(x.notna().sum())
+            count = int((x == category).sum())
+            rows.append({
+                "level": level, "variable": variable, "label": label, "category": category,
+                "arm": arm, "summary": "n_percent", "n": observed,
+                "n_missing": int(x.isna().sum()), "total": len(x), "mean": np.nan,
+                "sd": np.nan, "median": np.nan, "q1": np.nan, "q3": np.nan, "count": count,
+                "percent": 100 * count / observed if observed else np.nan, "skewness": np.nan,
+            })
+    return rows
+
+
+def _count_rows(arms: pd.Series, order: list[str], level: str, label: str) -> list[dict]:
+    return [{
+        "level": level, "variable": "", "label": label, "category": "", "arm": arm,
+        "summary": "count", "n": int((arms == arm).sum()), "n_missing": 0,
+        "total": int((arms == arm).sum()), "mean": np.nan, "sd": np.nan, "median": np.nan,
+        "q1": np.nan, "q3": np.nan, "count": int((arms == arm).sum()), "percent": np.nan,
+        "skewness": np.nan,
+    } for arm in order]
+
+
+def baseline_summary(
+    practices: pd.DataFrame, patients: pd.DataFrame, config: dict[str, Any]
+) -> pd.DataFrame:
+    """Baseline characteristics of all randomised practices and recruited patients, by arm.
+
+    Parameters
+    ----------
+    practices, patients : DataFrame
+        The validated trial tables (see :class:`trialstats.data.validate.Trial`).
+    config : dict
+        The validated run configuration.
+
+    Returns
+    -------
+    DataFrame
+        One row per characteristic (x category) x arm, intervention arm first, with columns
+        ``level`` (``cluster`` or ``patient``), ``variable`` (data column, ``""`` for the
+        counts of practices and patients), ``label``, ``category`` (``""`` for continuous
+        ones), ``arm``, ``summary`` (``count``, ``mean_sd``, ``median_iqr`` or
+        ``n_percent``), ``n`` (with a value), ``n_missing``, ``total``, ``mean``, ``sd``,
+        ``median``, ``q1``, ``q3``, ``count``, ``percent`` (of ``n``) and ``skewness`` (of
+        the pooled values, which chose the summary).
+    """
+    design = config["design"]
+    arm = design["arm"]
+    order = arm_order(config, practices[arm])
+    cluster_columns, patient_columns = _characteristic_columns(practices, patients, config)
+    rows = _count_rows(practices[arm], order, "cluster", "Practices randomised")
+    for column in cluster_columns:
+        rows += _describe(practices[column], practices[arm], order, "cluster", column,
+                          variable_label(config, column))
+    rows += _count_rows(patients[arm], order, "patient", "Patients recruited")
+    for column in patient_columns:
+        rows += _describe(patients[column], patients[arm], order, "patient", column,
+                          variable_label(config, column))
+    for outcome in config["outcomes"]:
+        column = outcome_column(outcome["name"], design["baseline_month"])
+        rows += _describe(patients[column], patients[arm], order, "patient", column,
+                          outcome["label"])
+    return pd.DataFrame(rows)
+
+
+def _summary_cell(row: pd.Series, digits: int) -> str:
+    if row["summary"] == "count":
+        return fmt_count(row["count"])
+    if row["summary"] == "n_percent":
+        return f"{fmt_count(row['count'])} ({fmt(row['percent'], 1)})"
+    if row["summary"] == "mean_sd":
+        return f"{fmt(row['mean'], digits)} ({fmt(row['sd'], digits)})"
+    return f"{fmt(row['median'], digits)} ({fmt(row['q1'], digits)} to {fmt(row['q3'], digits)})"
+
+
+def baseline_table(summary: pd.DataFrame, config: dict[str, Any]) -> Table:
+    """Table 1 from :func:`baseline_summary`: practices, then patients, by arm.
+
+    Continuous rows read ``label, mean (SD)`` or ``label, median (IQR)``; categorical ones
+    a ``label, n (%)`` heading with one indented row per category. A ``Missing`` row follows
+    any characteristic with a missing value in either arm.
+    """
+    order = list(dict.fromkeys(summary["arm"]))
+    columns = ("Characteristic", *(arm_title(a) for a in order))
+    rows: list[tuple[str, ...]] = []
+    depth: list[int] = []
+
+    def add(label: str, cells: list[str], level: int) -> None:
+        rows.append((label, *cells))
+        depth.append(level)
+
+    sections = {"cluster": "Practice level", "patient": "Patient level"}
+    for level, title in sections.items():
+        part = summary[summary["level"] == level]
+        add(title, [""] * len(order), 0)
+        for (_, label), group in part.groupby(["variable", "label"], sort=False):
+            kind = group["summary"].iloc[0]
+            by_arm = group.set_index("arm")
+            if kind == "count":
+                add(f"{label}, n", [_summary_cell(by_arm.loc[a], 0) for a in order], 1)
+                continue
+            if kind == "n_percent":
+                add(f"{label}, n (%)", [""] * len(order), 1)
+                for category, cat in group.groupby("category", sort=False):
+                    cells = cat.set_index("arm")
+                    add(str(category), [_summary_cell(cells.loc[a], 0) for a in order], 2)
+            else:
+                spread = group["sd"] if kind == "mean_sd" else group["q3"] - group["q1"]
+                digits = digits_for(float(np.nanmax(spread.to_numpy(dtype=float))))
+                name = "mean (SD)" if kind == "mean_sd" else "median (IQR)"
+                add(f"{label}, {name}", [_summary_cell(by_arm.loc[a], digits) for a in order], 1)
+            missing = by_arm.groupby(level=0, sort=False)["n_missing"].first()
+            if missing.sum() > 0:
+                add("Missing, n", [fmt_count(missing[a]) for a in order], 2)
+    notes = (
+        "All randomised practices and all recruited patients, by allocated arm. "
+        "SD: standard deviation; IQR: interquartile range (lower to upper quartile), shown "
+        f"for characteristics with absolute skewness above {SKEW_LIMIT:g}. Percentages are "
+        "of those with a value. As CONSORT recommends, no significance tests of baseline "
+        "differences are reported."
+    )
+    return Table(
+        name="table1_baseline",
+        title="Table 1. Baseline characteristics of practices and patients by arm",
+        columns=columns, rows=tuple(rows), depth=tuple(depth), notes=notes, data=summary,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Outcome tables
+
+
+def check_results(results: pd.DataFrame, source: str, extra: tuple[str, ...] = ()) -> None:
+    """Raise a user-facing error when a results table lacks a required column."""
+    absent = [c for c in (*RESULT_COLUMNS, *extra) if c not in results.columns]
+    if absent:
+        raise TrialstatsError(
+            f"{source}: required column{'s' if len(absent) > 1 else ''} "
+            f"{', '.join(absent)} not found; the file has: {', '.join(results.columns)}."
+        )
+
+
+def primary_rows(results: pd.DataFrame, config: dict[str, Any]) -> pd.DataFrame:
+    """Rows of a results table for the primary df method (the first of ``analysis.df_method``)."""
+    method = config["analysis"]["df_method"][0]
+    return results[results["method"] == method].reset_index(drop=True)
+
+
+def outcome_summary(patients: pd.DataFrame, config: dict[str, Any]) -> pd.DataFrame:
+    """Observed outcome values by arm at baseline and every follow-up month.
+
+    Returns
+    -------
+    DataFrame
+        One row per outcome x month x arm (configuration order, intervention arm first) with
+        ``outcome, label, primary, month, arm, n, mean, sd``.
+    """
+    design = config["design"]
+    arm = design["arm"]
+    order = arm_order(config, patients[arm])
+    months = [design["baseline_month"], *design["followup_months"]]
+    rows = []
+    for outcome in ordered_outcomes(config):
+        for month in months:
+            values = patients[outcome_column(outcome["name"], month)]
+            for label in order:
+                observed = values[patients[arm] == label].dropna()
+                rows.append({
+                    "outcome": outcome["name"], "label": outcome["label"],
+                    "primary": bool(outcome["primary"]), "month": month, "arm": label,
+                    "n": len(observed), "mean": observed.mean(), "sd": observed.std(ddof=1),
+                })
+    return pd.DataFrame(rows)
+
+
+def ordered_outcomes(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """Outcomes in configuration order, primary ones first."""
+    return sorted(config["outcomes"], key=lambda o: not o["primary"])
+
+
+def _outcome_digits(results: pd.DataFrame, descriptive: pd.DataFrame, name: str) -> int:
+    sd = results.loc[results["outcome"] == name, "sd_baseline"]
+    if sd.notna().any():
+        return digits_for(float(sd.dropna().iloc[0]))
+    return digits_for(float(descriptive.loc[descriptive["outcome"] == name, "sd"].max()))
+
+
+def _mcid_cell(row: pd.Series, digits: int) -> str:
+    if not np.isfinite(row["mcid"]):
+        return ""
+    return f"{fmt(row['mcid'], digits)} ({fmt(row['mcid'] / row['sd_baseline'], 2)})"
+
+
+def _effect_cells(row: pd.Series | None, digits: int) -> list[str]:
+    """The analysis cells of one outcome x month (blank when there is no analysis row)."""
+    if row is None:
+        return [""] * 7
+    flag = "" if truthy(row["converged"]) else " †"
+    return [
+        f"{fmt_count(row['n_patients'])} ({fmt_count(row['n_clusters'])})",
+        fmt_ci(row["estimate"], row["ci_low"], row["ci_high"], digits) + flag,
+        fmt_p(row["p_value"]),
+        fmt_ci(row["icc"], row["icc_ci_low"], row["icc_ci_high"], 3),
+        fmt_ci(row["effect_size"], row["es_ci_low"], row["es_ci_high"], 2),
+        _mcid_cell(row, digits),
+        "" if pd.isna(row["mcid_verdict"]) else str(row["mcid_verdict"]),
+    ]
+
+
+def truthy(value: Any) -> bool:
+    """A ``converged`` cell as bool (True, "True", "true", 1 are true; missing is false)."""
+    if isinstance(value, str):
+        return value.strip().lower() in {"true", "1", "yes"}
+    return bool(value) if not pd.isna(value) else False
+
+
+def outcome_table(
+    descriptive: pd.DataFrame, results: pd.DataFrame, config: dict[str, Any]
+) -> Table:
+    """The outcome table: descriptive statistics and the primary-method analysis.
+
+    Parameters
+    ----------
+    descriptive : DataFrame
+        From :func:`outcome_summary`.
+    results : DataFrame
+        ``primary.csv``; only the rows of the primary df method are shown.
+    config : dict
+        The validated run configuration.
+
+    Returns
+    -------
+    Table
+        Primary outcomes, then secondary; per outcome one row per month with n and mean (SD)
+        per arm, and at follow-up months the analysed n (practices), adjusted difference
+        (95% CI), p, ICC (95% CI), standardised effect (95% CI), MCID and verdict. Its
+        ``data`` joins the descriptive statistics (wide by arm) with the analysis rows.
+    """
+    design = config["design"]
+    alpha = config["analysis"]["alpha"]
+    level = f"{100 * (1 - alpha):g}%"
+    method = config["analysis"]["df_method"][0]
+    shown = primary_rows(results, config)
+    order = list(dict.fromkeys(descriptive["arm"]))
+    columns = (
+        "Outcome and time",
+        *(f"{arm_title(a)} {what}" for a in order for what in ("n", "mean (SD)")),
+        "Analysed n (practices)", f"Adjusted difference ({level} CI)", "p",
+        f"ICC ({level} CI)", f"Standardised effect ({level} CI)",
+        "MCID raw (standardised)", "MCID verdict",
+    )
+    blank = [""] * (len(columns) - 1)
+    rows: list[tuple[str, ...]] = []
+    depth: list[int] = []
+    data = []
+    for is_primary, title in ((True, "Primary outcomes"), (False, "Secondary outcomes")):
+        part = descriptive[descriptive["primary"] == is_primary]
+        if part.empty:
+            continue
+        rows.append((title, *blank))
+        depth.append(0)
+        for (name, label), outcome in part.groupby(["outcome", "label"], sort=False):
+            rows.append((label, *blank))
+            depth.append(1)
+            digits = _outcome_digits(shown, descriptive, name)
+            for month, at in outcome.groupby("month", sort=False):
+                by_arm = at.set_index("arm")
+                cells = []
+                for a in order:
+                    cells += [fmt_count(by_arm.loc[a, "n"]),
+                              f"{fmt(by_arm.loc[a, 'mean'], digits)} "
+                              f"({fmt(by_arm.loc[a, 'sd'], digits)})"]
+                match = shown[(shown["outcome"] == name) & (shown["month"] == month)]
+                row = match.iloc[0] if len(match) else None
+                rows.append((month_label(month, design["baseline_month"]), *cells,
+                             *_effect_cells(row, digits)))
+                depth.append(2)
+                record = {"outcome": name, "label": label, "primary": is_primary,
+                          "month": month}
+                for a in order:
+                    record |= {f"{stat}_{a}": by_arm.loc[a, stat] for stat in ("n", "mean", "sd")}
+                if row is not None:
+                    record |= {c: row[c] for c in RESULT_COLUMNS if c not in record}
+                data.append(record)
+    notes = (
+        "n and mean (SD): observed values of all recruited patients. Adjusted difference: "
+        "intervention minus control from a linear mixed model with a random intercept for "
+        "practice, adjusted for the baseline score"
+        + (f" and {', '.join(config['analysis']['covariates'])}"
+           if config["analysis"]["covariates"] else "")
+        + f"; {level} CI and p with {method_name(method)} degrees of freedom. ICC: "
+        "intracluster correlation coefficient. Standardised effect: adjusted difference "
+        "divided by the baseline SD (both arms pooled). MCID: minimal clinically important "
+        "difference, on the outcome's scale (and in baseline SDs)."
+        + (" †: the model did not converge (see the notes column of the CSV)."
+           if (~shown["converged"].map(truthy)).any() else "")
+    )
+    return Table(
+        name="table2_outcomes", title="Table 2. Outcomes by arm and estimated effects",
+        columns=columns, rows=tuple(rows), depth=tuple(depth), notes=notes,
+        data=pd.DataFrame(data),
+    )
+
+
+def _analysis_label(row: pd.Series, many_methods: set[str], primary_month: int) -> str:
+    label = str(row["analysis"])
+    if label in many_methods:
+        label += f" ({method_name(str(row['method']))})"
+    if row["month"] != primary_month:
+        label += f", {month_label(int(row['month']), -1)}"
+    return label
+
+
+def sensitivity_summary(
+    results: pd.DataFrame, sensitivity: pd.DataFrame, config: dict[str, Any]
+) -> pd.DataFrame:
+    """The primary analysis beside every sensitivity analysis of the same outcome.
+
+    Returns
+    -------
+    DataFrame
+        The columns of ``sensitivity.csv`` plus ``label`` (outcome label) and
+        ``analysis_label``; per outcome (primary first) the primary-method row of the
+        primary analysis at the primary month (``analysis`` = ``primary analysis``) followed
+        by that outcome's sensitivity rows in file order.
+    """
+    primary_month = config["design"]["primary_month"]
+    method = config["analysis"]["df_method"][0]
+    reference = primary_rows(results, config)
+    reference = reference[reference["month"] == primary_month].assign(
+        analysis="primary analysis"
+    )
+    methods = sensitivity.groupby("analysis")["method"].nunique()
+    many = set(methods[methods > 1].index)
+    parts = []
+    for outcome in ordered_outcomes(config):
+        name = outcome["name"]
+        extra = sensitivity[sensitivity["outcome"] == name]
+        if extra.empty:
+            continue
+        part = pd.concat([reference[reference["outcome"] == name], extra], ignore_index=True)
+        part["label"] = outcome["label"]
+        part["analysis_label"] = [
+            _analysis_label(r, many, primary_month) for _, r in part.iterrows()
+        ]
+        part.loc[part["analysis"] == "primary analysis", "analysis_label"] = (
+            f"Primary analysis ({method_name(method)})"
+        )
+        parts.append(part)
+    columns = [*RESULT_COLUMNS, "analysis", "label", "analysis_label"]
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(parts, ignore_index=True)[columns]
+
+
+def sensitivity_table(summary: pd.DataFrame, config: dict[str, Any]) -> Table:
+    """The sensitivity table from :func:`sensitivity_summary`: one section per outcome."""
+    alpha = config["analysis"]["alpha"]
+    level = f"{100 * (1 - alpha):g}%"
+    columns = ("Outcome and analysis", "Analysed n (practices)",
+               f"Adjusted difference ({level} CI)", "p", f"Standardised effect ({level} CI)",
+               "MCID verdict")
+    rows: list[tuple[str, ...]] = []
+    depth: list[int] = []
+    for label, part in summary.groupby("label", sort=False):
+        rows.append((str(label), *[""] * (len(columns) - 1)))
+        depth.append(0)
+        digits = digits_for(float(part["sd_baseline"].dropna().iloc[0])
+                            if part["sd_baseline"].notna().any() else np.nan)
+        for _, row in part.iterrows():
+            cells = _effect_cells(row, digits)
+            label = str(row["analysis_label"])
+            rows.append((label[:1].upper() + label[1:], cells[0], cells[1], cells[2], cells[4],
+                         cells[6]))
+            depth.append(1)
+    notes = (
+        "Each sensitivity analysis beside the primary analysis of the same outcome at "
+        f"{month_label(config['design']['primary_month'], -1)} unless a month is named. "
+        "Adjusted difference: intervention minus control; standardised effect: adjusted "
+        "difference divided by the baseline SD."
+        + (" †: the model did not converge (see the notes column of the CSV)."
+           if len(summary) and (~summary["converged"].map(truthy)).any() else "")
+    )
+    return Table(
+        name="table3_sensitivity", title="Table 3. Sensitivity analyses",
+        columns=columns, rows=tuple(rows), depth=tuple(depth), notes=notes, data=summary,
+    )

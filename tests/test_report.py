@@ -1,0 +1,270 @@
+"""The reporting stage: CONSORT counts, tables, and the same cells in every output format."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from html.parser import HTMLParser
+from pathlib import Path
+
+import docx
+import numpy as np
+import pandas as pd
+import pytest
+
+from test_report_support import WITHDRAWN, fake_results, load, write_flow_trial, write_results
+from trialstats.cli import main
+from trialstats.errors import TrialstatsError
+from trialstats.report.consort import consort_counts
+from trialstats.report.tables import (
+    baseline_summary,
+    baseline_table,
+    digits_for,
+    fmt,
+    fmt_p,
+    outcome_summary,
+    outcome_table,
+)
+
+TABLES = ("table1_baseline", "table2_outcomes", "table3_sensitivity", "provenance")
+
+
+@pytest.fixture(scope="module")
+def trial(tmp_path_factory):
+    root = tmp_path_factory.mktemp("trial")
+    return load(write_flow_trial(root))
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory, trial):
+    """The report of the flow trial, built twice into the same folder; returns the folder and
+    the checksums of every file after the first run."""
+    root = tmp_path_factory.mktemp("report")
+    write_results(trial, root / "results")
+    config = Path(trial.config["data"]["practices"]).parent / "config.yaml"
+    argv = ["report", "--config", str(config), "--results", str(root / "results"),
+            "--out", str(root / "out")]
+    assert main(argv) == 0
+    first = {p: hashlib.sha256(p.read_bytes()).hexdigest()
+             for p in sorted((root / "out").rglob("*")) if p.is_file()}
+    assert main(argv) == 0
+    return root / "out", first
+
+
+def _csv(out: Path, name: str) -> list[list[str]]:
+    frame = pd.read_csv(out / "tables" / f"{name}.csv", dtype=str, keep_default_na=False)
+    return [list(frame.columns), *frame.to_numpy().tolist()]
+
+
+# --- CONSORT flow -------------------------------------------------------------------------------
+
+
+def _expected_flow(trial) -> dict[tuple[str, str, int], int]:
+    """Counts straight from the construction rules of ``flow_trial`` (k = row number)."""
+    patients = trial.patients.reset_index(drop=True)
+    k = np.arange(1, len(patients) + 1)
+    left = patients["practice_id"].isin(WITHDRAWN).to_numpy()
+    no_follow_up = (k % 5 == 0) & ~left
+    none_at_12 = no_follow_up | ((k % 7 == 0) & ~left)
+    third = patients["patient_id"].str.endswith("-3").to_numpy()
+    no_age = np.isin(np.arange(len(patients)), [4, 30])
+    analysed = ~left & ~none_at_12 & ~third & ~no_age
+    expected = {}
+    for arm in ("intervention", "control"):
+        a = (patients["arm"] == arm).to_numpy()
+        expected |= {
+            ("allocated", arm, 0): int(a.sum()),
+            ("withdrawn", arm, 0): int((a & left).sum()),
+            ("lost", arm, 6): int((a & no_follow_up).sum()),
+            ("lost", arm, 12): int((a & none_at_12).sum()),
+            ("analysed", arm, 0): int((a & analysed).sum()),
+            ("not_analysed", arm, 0): int((a & ~left & ~none_at_12 & ~analysed).sum()),
+        }
+    return expected
+
+
+def test_flow_counts_match_the_data(trial):
+    counts = consort_counts(trial.practices, trial.patients, fake_results(trial), trial.config)
+    for (stage, arm, month), n in _expected_flow(trial).items():
+        row = counts[(counts["stage"] == stage) & (counts["arm"] == arm)
+                     & (counts["month"].fillna(0) == month)]
+        assert int(row["patients"].iloc[0]) == n, (stage, arm, month)
+    clusters = counts.set_index(["stage", "arm"])["clusters"]
+    assert clusters[("randomised", "all")] == 8
+    assert clusters[("allocated", "intervention")] == clusters[("allocated", "control")] == 4
+    assert clusters[("withdrawn", "intervention")] == clusters[("withdrawn", "control")] == 1
+    assert clusters[("analysed", "intervention")] == clusters[("analysed", "control")] == 3
+    assert counts.loc[counts["stage"] == "randomised", "patients"].iloc[0] == len(trial.patients)
+
+
+def test_flow_counts_must_agree_with_the_results(trial):
+    results = fake_results(trial)
+    primary = (results["outcome"] == "sdm") & (results["month"] == 12) & (
+        results["method"] == "kenward-roger")
+    results.loc[primary, "n_patients"] += 1
+    with pytest.raises(TrialstatsError, match="do not belong to these data"):
+        consort_counts(trial.practices, trial.patients, results, trial.config)
+
+
+def test_screening_counts_from_the_config(trial):
+    config = trial.config | {"report": {"consort": {
+        "assessed": 20, "excluded": {"declined": 9, "not eligible": 3}}}}
+    counts = consort_counts(trial.practices, trial.patients, fake_results(trial), config)
+    assert counts["stage"].tolist()[:4] == ["assessed", "excluded", "excluded", "randomised"]
+    assert counts.loc[counts["stage"] == "excluded", "clusters"].sum() == 12
+
+
+# --- tables -------------------------------------------------------------------------------------
+
+
+def test_number_formatting():
+    assert fmt(-0.0004, 2) == "0.00"
+    assert fmt(-1.25, 1) == "−1.2"
+    assert fmt(12345.6, 0) == "12,346"
+    assert fmt(np.nan, 2) == ""
+    assert fmt_p(0.0004) == "<0.001" and fmt_p(0.0456) == "0.046"
+    assert [digits_for(s) for s in (20, 1.9, 0.6, 0.26, 3000)] == [1, 2, 2, 3, 0]
+
+
+def test_baseline_summaries(trial):
+    summary = baseline_summary(trial.practices, trial.patients, trial.config)
+    age = summary[summary["variable"] == "age"].set_index("arm")
+    ages = pd.to_numeric(trial.patients["age"]).groupby(trial.patients["arm"])
+    assert np.allclose(age.loc[["intervention", "control"], "mean"],
+                       ages.mean()[["intervention", "control"]])
+    assert age["n_missing"].sum() == 2
+    assert set(age["summary"]) == {"mean_sd"}
+    sex = summary[(summary["variable"] == "sex") & (summary["arm"] == "control")]
+    assert sex["percent"].sum() == pytest.approx(100)
+    skewed = trial.patients.assign(age=np.exp(np.arange(len(trial.patients)) / 5))
+    summary = baseline_summary(trial.practices, skewed, trial.config)
+    assert set(summary.loc[summary["variable"] == "age", "summary"]) == {"median_iqr"}
+    table = baseline_table(summary, trial.config)
+    assert table.columns == ("Characteristic", "Intervention", "Control")
+    assert "Age, median (IQR)" in [r[0] for r in table.rows]
+    assert "p" not in " ".join(table.columns).split()
+
+
+def test_outcome_table_uses_the_primary_method_and_puts_primary_outcomes_first(trial):
+    results = fake_results(trial)
+    table = outcome_table(outcome_summary(trial.patients, trial.config), results, trial.config)
+    labels = [r[0] for r in table.rows]
+    assert labels[:2] == ["Primary outcomes", "Shared decision-making"]
+    assert labels.index("Secondary outcomes") < labels.index("EQ-5D index")
+    row = table.rows[labels.index("12 months")]
+    chosen = results[(results["outcome"] == "sdm") & (results["month"] == 12)
+                     & (results["method"] == "kenward-roger")].iloc[0]
+    assert row[table.columns.index("p")] == fmt_p(chosen["p_value"])
+    assert row[-1] == chosen["mcid_verdict"]
+    observed = trial.patients.loc[trial.patients["arm"] == "control", "sdm_m12"].dropna()
+    assert row[3] == str(len(observed))
+    assert table.data.loc[0, "mean_control"] == pytest.approx(
+        trial.patients.loc[trial.patients["arm"] == "control", "sdm_m0"].mean())
+
+
+# --- outputs ------------------------------------------------------------------------------------
+
+
+def test_every_output_is_written_and_reruns_are_byte_identical(report_dir):
+    out, first = report_dir
+    names = {p.relative_to(out).as_posix() for p in first}
+    for name in ("report.html", "report.docx", "report.tex", "report.md",
+                 "tables/consort_counts.csv",
+                 *(f"figures/{f}.{x}" for f in ("consort", "forest", "sensitivity")
+                   for x in ("svg", "png", "pdf")),
+                 *(f"tables/{t}{s}.csv" for t in TABLES for s in ("", "_data"))):
+        assert name in names
+    second = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in first}
+    assert second == first
+
+
+def test_docx_tables_match_the_csvs(report_dir):
+    out, _ = report_dir
+    document = docx.Document(str(out / "report.docx"))
+    assert len(document.tables) == len(TABLES)
+    for table, name in zip(document.tables, TABLES, strict=True):
+        cells = [[c.text for c in row.cells] for row in table.rows]
+        assert cells == _csv(out, name), name
+
+
+class _Tables(HTMLParser):
+    """Cell texts of every <table>, header row included."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables: list[list[list[str]]] = []
+        self.images: list[str] = []
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+        elif tag == "img":
+            self.images.append(dict(attrs)["src"])
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self.tables[-1][-1].append("".join(self._cell))
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def test_html_tables_match_the_csvs_and_figures_are_embedded(report_dir):
+    out, _ = report_dir
+    parser = _Tables()
+    parser.feed((out / "report.html").read_text(encoding="utf-8"))
+    assert len(parser.tables) == len(TABLES)
+    for cells, name in zip(parser.tables, TABLES, strict=True):
+        assert cells == _csv(out, name), name
+    assert len(parser.images) == 3
+    assert all(src.startswith("data:image/svg+xml;base64,") for src in parser.images)
+
+
+def test_latex_and_markdown_carry_the_same_rows(report_dir):
+    out, _ = report_dir
+    tex = (out / "report.tex").read_text(encoding="utf-8")
+    assert tex.count(r"\toprule") == 2 * len(TABLES)
+    assert r"\includegraphics" in tex and "figures/consort.pdf" in tex
+    markdown = (out / "report.md").read_text(encoding="utf-8")
+    table2 = _csv(out, "table2_outcomes")
+    for row in table2[1:]:
+        if row[6]:
+            assert row[6].replace("|", "\\|") in markdown
+    rows = [line for line in markdown.splitlines() if line.startswith("| ")]
+    assert len(rows) == sum(len(_csv(out, n)) for n in TABLES)
+
+
+def test_report_without_sensitivity_results(tmp_path, trial):
+    write_results(trial, tmp_path / "results", sensitivity=False)
+    config = Path(trial.config["data"]["practices"]).parent / "config.yaml"
+    assert main(["report", "--config", str(config), "--results", str(tmp_path / "results"),
+                 "--out", str(tmp_path / "out")]) == 0
+    assert not (tmp_path / "out" / "tables" / "table3_sensitivity.csv").exists()
+    assert not (tmp_path / "out" / "figures" / "sensitivity.svg").exists()
+    assert "Sensitivity analyses" not in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_missing_results_is_a_user_error(tmp_path, trial, capsys):
+    config = Path(trial.config["data"]["practices"]).parent / "config.yaml"
+    status = main(["report", "--config", str(config), "--results", str(tmp_path),
+                   "--out", str(tmp_path / "out")])
+    assert status == 2
+    assert "practices.parquet: file not found" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_flow_diagram_png_is_a_picture(report_dir):
+    from PIL import Image
+
+    out, _ = report_dir
+    image = Image.open(io.BytesIO((out / "figures" / "consort.png").read_bytes()))
+    assert image.size[0] == 1600
+    pixels = np.asarray(image.convert("L"))
+    assert (pixels < 128).mean() > 0.01

@@ -1,0 +1,178 @@
+"""Helpers for the report tests: a small trial with withdrawals and dropout, and results
+tables shaped like ``primary.csv`` / ``sensitivity.csv`` made from it by a simple method."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from scipy import stats
+
+from trialstats.analysis.effects import baseline_sd, mcid_raw, mcid_verdict
+from trialstats.config import load_config
+from trialstats.data.validate import Trial, load_trial, outcome_column
+from trialstats.report.tables import RESULT_COLUMNS
+
+#: Practices that withdraw after randomisation (P4 control, P5 intervention) in :func:`flow_trial`.
+WITHDRAWN = ("P4", "P5")
+
+
+def flow_trial(seed: int = 3) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Eight practices (two withdrawn), two outcomes at months 0, 6 and 12, known dropout.
+
+    Patients of withdrawn practices have baseline values only. Elsewhere, every fifth
+    patient has no follow-up at all, every seventh none at 12 months, and the third
+    patient of each practice lacks the ``sdm`` baseline; two ages are missing.
+    """
+    rng = np.random.default_rng(seed)
+    ids = [f"P{i}" for i in range(1, 9)]
+    practices = pd.DataFrame({
+        "practice_id": ids,
+        "arm": ["intervention", "control"] * 4,
+        "list_size": rng.integers(2000, 15000, 8),
+        "imd_score": rng.gamma(2.0, 10.0, 8).round(2),
+        "withdrawn": [pid in WITHDRAWN for pid in ids],
+    })
+    rows = []
+    k = 0
+    for j, pid in enumerate(ids):
+        effect = rng.normal(0, 4)
+        for i in range(6 + j % 3):
+            k += 1
+            base = float(np.clip(rng.normal(60 + effect, 15), 0, 100))
+            row = {
+                "patient_id": f"{pid}-{i + 1}", "practice_id": pid,
+                "age": float(rng.integers(30, 85)), "sex": ["female", "male"][(i + j) % 2],
+                "condition": ["diabetes", "copd", "ibs"][(i * 2 + j) % 3],
+                "sdm_m0": round(base, 0), "eq5d_m0": round(float(rng.uniform(0.2, 1)), 3),
+            }
+            for month in (6, 12):
+                row[f"sdm_m{month}"] = round(float(np.clip(
+                    base + rng.normal(3 * (j % 2 == 0) + effect, 10), 0, 100)), 0)
+                row[f"eq5d_m{month}"] = round(float(rng.uniform(0.2, 1)), 3)
+            if pid in WITHDRAWN or k % 5 == 0:
+                for month in (6, 12):
+                    row[f"sdm_m{month}"] = row[f"eq5d_m{month}"] = np.nan
+            elif k % 7 == 0:
+                row["sdm_m12"] = row["eq5d_m12"] = np.nan
+            if i == 2:
+                row["sdm_m0"] = np.nan
+            rows.append(row)
+    patients = pd.DataFrame(rows)
+    patients.loc[[4, 30], "age"] = np.nan
+    return practices, patients
+
+
+def flow_config(practices: Path, patients: Path) -> dict:
+    """The configuration of :func:`flow_trial`."""
+    return {
+        "data": {"practices": str(practices), "patients": str(patients)},
+        "design": {"intervention": "intervention", "followup_months": [6, 12],
+                   "primary_month": 12},
+        "outcomes": [
+            {"name": "sdm", "label": "Shared decision-making", "primary": True,
+             "range": [0, 100], "mcid": {"scale": "standardised", "value": 0.2}},
+            {"name": "eq5d", "label": "EQ-5D index", "range": [-0.594, 1],
+             "mcid": {"scale": "raw", "value": 0.074}},
+        ],
+        "analysis": {"covariates": ["age", "condition"],
+                     "df_method": ["kenward-roger", "satterthwaite"]},
+    }
+
+
+def write_flow_trial(root: Path) -> Path:
+    """Write :func:`flow_trial` and its config under ``root``; return the config path."""
+    practices, patients = flow_trial()
+    practices.to_csv(root / "practices.csv", index=False)
+    patients.to_csv(root / "patients.csv", index=False)
+    path = root / "config.yaml"
+    path.write_text(yaml.safe_dump(flow_config(root / "practices.csv", root / "patients.csv")))
+    return path
+
+
+def _fit(trial: Trial, outcome: dict, month: int, method: str, shift: float) -> dict:
+    """A cluster-inflated ANCOVA: OLS on treatment and baseline, SE times the design
+    effect; ``shift`` (in baseline SDs) is added to the estimate."""
+    config = trial.config
+    design = config["design"]
+    patients = trial.patients
+    y_col = outcome_column(outcome["name"], month)
+    b_col = outcome_column(outcome["name"], design["baseline_month"])
+    needed = [y_col, b_col, *config["analysis"]["covariates"]]
+    data = patients[patients[needed].notna().all(axis=1)]
+    x = np.column_stack([np.ones(len(data)), data["treated"], data[b_col]])
+    y = data[y_col].to_numpy(float)
+    beta, *_ = np.linalg.lstsq(x, y, rcond=None)
+    resid = y - x @ beta
+    sigma2 = resid @ resid / (len(y) - 3)
+    se_ols = float(np.sqrt(sigma2 * np.linalg.inv(x.T @ x)[1, 1]))
+    groups = pd.Series(resid).groupby(data[design["cluster"]].to_numpy())
+    m = groups.size().mean()
+    between = float(groups.mean().var(ddof=1))
+    var_cluster = max(between - sigma2 / m, 0.0)
+    icc = var_cluster / (var_cluster + sigma2)
+    se = se_ols * np.sqrt(1 + (m - 1) * icc)
+    n_clusters = data[design["cluster"]].nunique()
+    df = n_clusters - 2 - (0.4 if method == "satterthwaite" else 0)
+    sd0 = baseline_sd(patients[b_col])
+    estimate = float(beta[1]) + shift * sd0
+    t = stats.t.ppf(0.975, df)
+    mcid = mcid_raw(outcome.get("mcid"), sd0)
+    low, high = estimate - t * se, estimate + t * se
+    return {
+        "outcome": outcome["name"], "month": month, "method": method,
+        "n_patients": len(data), "n_clusters": n_clusters, "estimate": estimate, "se": se,
+        "df": df, "ci_low": low, "ci_high": high,
+        "p_value": float(2 * stats.t.sf(abs(estimate / se), df)),
+        "var_cluster": var_cluster, "var_residual": sigma2, "icc": icc,
+        "icc_ci_low": max(icc - 0.05, 0.0), "icc_ci_high": min(icc + 0.08, 1.0),
+        "sd_baseline": sd0, "effect_size": estimate / sd0, "es_ci_low": low / sd0,
+        "es_ci_high": high / sd0, "mcid": mcid,
+        "mcid_verdict": mcid_verdict(low, high, mcid, outcome["higher_is_better"]),
+        "converged": True, "notes": "",
+    }
+
+
+def fake_results(trial: Trial) -> pd.DataFrame:
+    """A ``primary.csv`` for ``trial``: every outcome x follow-up month x df method."""
+    config = trial.config
+    rows = [
+        _fit(trial, outcome, month, method, 0.0)
+        for outcome in config["outcomes"]
+        for month in config["design"]["followup_months"]
+        for method in config["analysis"]["df_method"]
+    ]
+    return pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
+
+
+def fake_sensitivity(trial: Trial) -> pd.DataFrame:
+    """A ``sensitivity.csv`` for ``trial``: two analyses of every outcome at the primary month;
+    the second marked as not converged."""
+    config = trial.config
+    method = config["analysis"]["df_method"][0]
+    month = config["design"]["primary_month"]
+    rows = []
+    for outcome in config["outcomes"]:
+        for analysis, shift in (("multiple imputation", 0.03), ("cluster-level", -0.05)):
+            row = _fit(trial, outcome, month, method, shift) | {"analysis": analysis}
+            if analysis == "cluster-level":
+                row |= {"converged": False, "notes": "singular fit"}
+            rows.append(row)
+    return pd.DataFrame(rows, columns=[*RESULT_COLUMNS, "analysis"])
+
+
+def write_results(trial: Trial, results: Path, sensitivity: bool = True) -> None:
+    """Write the validated tables and fake results the way the workflow lays them out."""
+    (results / "data").mkdir(parents=True, exist_ok=True)
+    trial.practices.to_parquet(results / "data" / "practices.parquet")
+    trial.patients.to_parquet(results / "data" / "patients.parquet")
+    fake_results(trial).to_csv(results / "primary.csv", index=False)
+    if sensitivity:
+        fake_sensitivity(trial).to_csv(results / "sensitivity.csv", index=False)
+
+
+def load(config_path: Path) -> Trial:
+    """Validate the trial a config file describes."""
+    return load_trial(load_config(config_path))
