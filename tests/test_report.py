@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -267,4 +268,43 @@ def test_flow_diagram_png_is_a_picture(report_dir):
     image = Image.open(io.BytesIO((out / "figures" / "consort.png").read_bytes()))
     assert image.size[0] == 1600
     pixels = np.asarray(image.convert("L"))
+    assert (pixels < 128).mean() > 0.01
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+_CHECK = (
+    "<script>window.addEventListener('load', () => {"
+    "const broken = [...document.images].filter(i => !(i.complete && i.naturalWidth > 0));"
+    "document.body.dataset.images = document.images.length;"
+    "document.body.dataset.broken = broken.length;});</script></body>"
+)
+
+
+def _chromium(profile: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
+         *args],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="chromium is not installed")
+def test_html_renders_in_chromium_without_errors(report_dir, tmp_path):
+    from PIL import Image
+
+    out, _ = report_dir
+    page = (out / "report.html").read_text(encoding="utf-8")
+    checked = tmp_path / "checked.html"
+    checked.write_text(page.replace("</body>", _CHECK), encoding="utf-8")
+    dom = _chromium(tmp_path / "profile-dom", "--dump-dom", checked.as_uri())
+    assert 'data-images="3"' in dom.stdout and 'data-broken="0"' in dom.stdout
+    assert ":CONSOLE" not in dom.stderr, dom.stderr
+    shot = tmp_path / "report.png"
+    run = _chromium(tmp_path / "profile-shot", f"--screenshot={shot}",
+                    "--window-size=1280,4000", (out / "report.html").as_uri())
+    assert ":CONSOLE" not in run.stderr, run.stderr
+    pixels = np.asarray(Image.open(shot).convert("L"))
+    assert pixels.shape == (4000, 1280)
     assert (pixels < 128).mean() > 0.01

@@ -105,11 +105,17 @@ figcaption, caption { font-weight: bold; text-align: left; margin: 0 0 .4rem;
 .table-wrap { overflow-x: auto; margin: 1rem 0 1.8rem; }
 table { border-collapse: collapse; font-size: .78rem; border-top: 2px solid var(--rule);
   border-bottom: 2px solid var(--rule); }
-thead th { border-bottom: 1px solid var(--rule); vertical-align: bottom; font-weight: bold; }
+thead th { border-bottom: 1px solid var(--rule); vertical-align: bottom; font-weight: bold;
+  white-space: normal; }
+table.wide { width: 100%; font-size: .74rem; }
+table.wide td:first-child { min-width: 8rem; }
+table.wide td:last-child { min-width: 7rem; }
 th, td { padding: .18rem .45rem; text-align: left; vertical-align: top; }
 td:first-child { min-width: 11rem; }
-td.num, th.num { text-align: right; white-space: nowrap; }
+td.num { text-align: right; white-space: nowrap; }
+th.num { text-align: right; }
 tr.heading td { font-weight: bold; padding-top: .55rem; }
+tr.group td { font-style: italic; }
 tbody tr:nth-child(even) td { background: var(--band); }
 td.d1 { padding-left: 1.3rem; } td.d2 { padding-left: 2.3rem; }
 p.note { font-size: .78rem; color: var(--muted); max-width: 60rem; margin: .35rem 0 0; }
@@ -135,6 +141,7 @@ def _anchor(text: str) -> str:
 
 def _html_table(table: Table) -> str:
     numeric = numeric_columns(table)
+    wide = ' class="wide"' if len(table.columns) > _WIDE else ""
     num = ' class="num"'
     head = "".join(
         f'<th scope="col"{num if numeric[j] else ""}>{html.escape(c)}</th>'
@@ -154,9 +161,10 @@ def _html_table(table: Table) -> str:
             attr = f' class="{" ".join(classes)}"' if classes else ""
             cells.append(f"<td{attr}>{html.escape(cell)}</td>")
         attr = ' class="heading"' if table.is_heading(i) else ""
+        attr = ' class="group"' if table.is_group(i) else attr
         body.append(f"<tr{attr}>{''.join(cells)}</tr>")
     return (
-        f'<div class="table-wrap" id="{table.name}">\n<table>\n'
+        f'<div class="table-wrap" id="{table.name}">\n<table{wide}>\n'
         f"<caption>{html.escape(table.title)}</caption>\n"
         f"<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(body) + "\n</tbody>\n</table>\n"
         f'<p class="note">{html.escape(table.notes)}</p>\n</div>'
@@ -225,7 +233,7 @@ def _md_table(table: Table) -> str:
         if table.is_heading(i):
             label = f"**{label}**"
         elif table.depth[i]:
-            label = "\u2003" * table.depth[i] + label
+            label = "\u2003" * table.depth[i] + (f"*{label}*" if table.is_group(i) else label)
         lines.append("| " + " | ".join([label, *(_md_cell(c) for c in row[1:])]) + " |")
     return "\n".join([*lines, "", f"*{table.notes}*"])
 
@@ -278,7 +286,8 @@ def _latex_table(table: Table) -> str:
         if table.is_heading(i):
             label = rf"\textbf{{{label}}}"
         elif table.depth[i]:
-            label = rf"\hspace{{{table.depth[i]}em}}{label}"
+            shown = rf"\textit{{{label}}}" if table.is_group(i) else label
+            label = rf"\hspace{{{table.depth[i]}em}}{shown}"
         cells = [label, *(latex_escape(c) for c in row[1:])]
         body.append(" & ".join(cells) + r" \\")
     wide = len(table.columns) > _WIDE
@@ -369,7 +378,7 @@ def _cell_bottom_rule(cell) -> None:
 
 
 def _write_cell(cell, text: str, size: float, bold: bool = False, right: bool = False,
-                indent: int = 0) -> None:
+                indent: int = 0, italic: bool = False) -> None:
     paragraph = cell.paragraphs[0]
     paragraph.paragraph_format.space_after = Pt(0)
     paragraph.paragraph_format.space_before = Pt(0)
@@ -380,6 +389,7 @@ def _write_cell(cell, text: str, size: float, bold: bool = False, right: bool = 
     run = paragraph.add_run(text)
     run.font.size = Pt(size)
     run.bold = bold
+    run.italic = italic
 
 
 def _docx_table(document, table: Table) -> None:
@@ -397,10 +407,11 @@ def _docx_table(document, table: Table) -> None:
         _write_cell(cell, column, size, bold=True, right=numeric[j])
         _cell_bottom_rule(cell)
     for i, row in enumerate(table.rows, start=1):
-        heading = table.is_heading(i - 1)
+        heading, group = table.is_heading(i - 1), table.is_group(i - 1)
         for j, text in enumerate(row):
             _write_cell(grid.rows[i].cells[j], text, size, bold=heading and j == 0,
-                        right=numeric[j] and j > 0, indent=table.depth[i - 1] if j == 0 else 0)
+                        right=numeric[j] and j > 0, indent=table.depth[i - 1] if j == 0 else 0,
+                        italic=group and j == 0)
     note = document.add_paragraph()
     run = note.add_run(table.notes)
     run.font.size = Pt(8)

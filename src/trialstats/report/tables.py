@@ -59,8 +59,8 @@ class Table:
     rows : tuple of tuple of str
         Body cells, each row as long as ``columns``.
     depth : tuple of int
-        Indentation level of each row's label. A row of depth 0 whose other cells are all
-        empty is a section heading.
+        Indentation level of each row's label. A row whose other cells are all empty is a
+        section heading (depth 0, shown bold) or names a group of rows (deeper, italic).
     notes : str
         Footnote (abbreviations, what the summaries are).
     data : DataFrame
@@ -82,6 +82,10 @@ class Table:
     def is_heading(self, i: int) -> bool:
         """Whether row ``i`` is a section heading (depth 0, no values)."""
         return self.depth[i] == 0 and not any(self.rows[i][1:])
+
+    def is_group(self, i: int) -> bool:
+        """Whether row ``i`` names a group of the rows below it (indented, no values)."""
+        return self.depth[i] > 0 and not any(self.rows[i][1:])
 
 
 # ---------------------------------------------------------------------------------------------
