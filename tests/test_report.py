@@ -17,6 +17,7 @@ from test_report_support import WITHDRAWN, fake_results, load, write_flow_trial,
 from trialstats.cli import main
 from trialstats.errors import TrialstatsError
 from trialstats.report.consort import consort_counts
+from trialstats.report.render import latex_escape
 from trialstats.report.tables import (
     baseline_summary,
     baseline_table,
@@ -125,6 +126,8 @@ def test_number_formatting():
     assert fmt(np.nan, 2) == ""
     assert fmt_p(0.0004) == "<0.001" and fmt_p(0.0456) == "0.046"
     assert [digits_for(s) for s in (20, 1.9, 0.6, 0.26, 3000)] == [1, 2, 2, 3, 0]
+    assert latex_escape("5% of a_b & −1 †") == (
+        r"5\% of a\_b \& \textminus{}1 \textdagger{}")
 
 
 def test_baseline_summaries(trial):

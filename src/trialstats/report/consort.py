@@ -255,7 +255,7 @@ def _height(boxes: dict[str, list[str]], arms: list[str]) -> float:
 
     height = 0.25 + 4 * _BAR + 4 * _GAP + 0.05 + box(boxes["randomised"])
     if "screen" in boxes:
-        height += max(box(boxes["screen"]), box(boxes["excluded"])) + _GAP
+        height += box(boxes["screen"]) + box(boxes["excluded"]) + _GAP
     for stage in ("allocated", "lost", "analysed"):
         height += max(box(boxes[f"{stage}:{a}"]) for a in arms)
     return height
@@ -285,9 +285,10 @@ def flow_figure(counts: pd.DataFrame, config: dict[str, Any]) -> Figure:
     if "screen" in boxes:
         left, right = centre - 1.6, centre + 2.15
         _, screen_bottom = _box(ax, left, y, 3.0, boxes["screen"])
-        _, ex_bottom = _box(ax, right, y, 3.3, boxes["excluded"], align="left")
-        below = min(screen_bottom, ex_bottom) - _GAP
-        mid = (screen_bottom + below) / 2
+        ex_top, ex_bottom = _box(ax, right, screen_bottom - _GAP / 2, 3.3, boxes["excluded"],
+                                 align="left")
+        below = ex_bottom - _GAP / 2
+        mid = (ex_top + ex_bottom) / 2
         _arrow(ax, left, mid, right - 1.65, mid)
         _arrow(ax, left, screen_bottom, left, below)
         y, fork_x = below, left

@@ -22,7 +22,7 @@ from docx.enum.table import WD_TABLE_ALIGNMENT
 from docx.enum.text import WD_ALIGN_PARAGRAPH
 from docx.oxml import OxmlElement
 from docx.oxml.ns import qn
-from docx.shared import Inches, Pt
+from docx.shared import Inches, Mm, Pt
 from matplotlib.figure import Figure
 
 from trialstats.report.document import FigureFile, Report
@@ -130,7 +130,10 @@ td.hash { font-family: "DejaVu Sans Mono", Consolas, monospace; font-size: .72re
   tbody tr:nth-child(even) td { background: none; }
   tr { break-inside: avoid; }
   h2 { break-after: avoid; }
+  table.wide { font-size: 7pt; }
+  .wide-wrap { page: landscape; }
   @page { size: A4; margin: 15mm; }
+  @page landscape { size: A4 landscape; margin: 12mm; }
 }
 """
 
@@ -164,7 +167,8 @@ def _html_table(table: Table) -> str:
         attr = ' class="group"' if table.is_group(i) else attr
         body.append(f"<tr{attr}>{''.join(cells)}</tr>")
     return (
-        f'<div class="table-wrap" id="{table.name}">\n<table{wide}>\n'
+        f'<div class="table-wrap{" wide-wrap" if wide else ""}" id="{table.name}">\n'
+        f"<table{wide}>\n"
         f"<caption>{html.escape(table.title)}</caption>\n"
         f"<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(body) + "\n</tbody>\n</table>\n"
         f'<p class="note">{html.escape(table.notes)}</p>\n</div>'
@@ -276,9 +280,12 @@ def latex_escape(text: str) -> str:
 
 def _latex_table(table: Table) -> str:
     numeric = numeric_columns(table)
-    spec = "".join("r" if n else "l" for n in numeric)
+    text_column = r">{\raggedright\arraybackslash}p{2.4cm}"
+    spec = "l" + "".join("r" if n else text_column for n in numeric[1:])
     if table.name == "provenance":
-        spec = "p{0.28\\linewidth}p{0.3\\linewidth}p{0.34\\linewidth}"
+        spec = (r">{\raggedright\arraybackslash}p{0.2\linewidth}"
+                r">{\raggedright\arraybackslash\ttfamily\scriptsize}p{0.24\linewidth}"
+                r">{\ttfamily\scriptsize}p{0.48\linewidth}")
     head = " & ".join(latex_escape(c) for c in table.columns) + r" \\"
     body = []
     for i, row in enumerate(table.rows):
@@ -293,7 +300,7 @@ def _latex_table(table: Table) -> str:
     wide = len(table.columns) > _WIDE
     lines = [
         r"\begin{landscape}" if wide else "",
-        r"{\footnotesize" if wide else r"{\small",
+        r"{\scriptsize" if wide else r"{\small",
         rf"\begin{{longtable}}{{{spec}}}",
         rf"\caption*{{{latex_escape(table.title)}}}\\",
         r"\toprule", head, r"\midrule", r"\endfirsthead",
@@ -314,7 +321,8 @@ def render_latex(report: Report) -> str:
         r"\documentclass[10pt,a4paper]{article}",
         r"\usepackage[T1]{fontenc}", r"\usepackage[utf8]{inputenc}",
         r"\usepackage{textcomp}", r"\usepackage[margin=2cm]{geometry}",
-        r"\usepackage{booktabs}", r"\usepackage{longtable}", r"\usepackage{graphicx}",
+        r"\usepackage{booktabs}", r"\usepackage{array}", r"\usepackage{longtable}",
+        r"\usepackage{graphicx}",
         r"\usepackage{pdflscape}", r"\usepackage{caption}", r"\usepackage[hidelinks]{hyperref}",
         r"\setlength{\LTcapwidth}{\linewidth}",
         rf"\title{{{latex_escape(report.title)}}}",
@@ -436,6 +444,7 @@ def docx_bytes(report: Report) -> bytes:
     fixed = datetime(2000, 1, 1, tzinfo=timezone.utc)
     properties.created = properties.modified = fixed
     page = document.sections[0]
+    page.page_width, page.page_height = Mm(210), Mm(297)
     page.left_margin = page.right_margin = Inches(0.9)
     document.add_heading(report.title, level=0)
     document.add_paragraph(report.subtitle)
