@@ -70,14 +70,20 @@ methods. Stat Med 38:2074-2102 (Monte Carlo standard errors).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from trialstats.errors import TrialstatsError
 
+if TYPE_CHECKING:
+    from trialstats.analysis.reml import ClusterSums
+
 BASELINE_ANALYSES = ("ancova", "none", "change")
+DF_METHODS = ("between-within", "satterthwaite", "residual", "z")
 #: Memory budget of one batch of replicates, in bytes.
 BATCH_BYTES = 200 * 2**20
 # Bytes per replicate and cluster per (p * p) element, allowing for the kernel's temporaries.
@@ -352,3 +358,314 @@ def _cluster_sums(counts: np.ndarray, values: np.ndarray) -> np.ndarray:
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[nonempty]
         out[nonempty] = np.add.reduceat(values, starts, axis=0)
     return out
+
+
+def cluster_sums(sums: SimulatedSums, baseline: str = "ancova") -> ClusterSums:
+    """The REML kernel's sufficient statistics for the chosen analysis model.
+
+    Parameters
+    ----------
+    sums : SimulatedSums
+        Per-cluster sums of a batch of trials.
+    baseline : {"ancova", "none", "change"}
+        ``"ancova"``: ``y1`` on ``(1, T, y0)``; ``"none"``: ``y1`` on ``(1, T)``;
+        ``"change"``: ``y1 - y0`` on ``(1, T)``.
+
+    Returns
+    -------
+    trialstats.analysis.reml.ClusterSums
+        With leading batch axis ``B``; the arm coefficient is column 1.
+    """
+    from trialstats.analysis.reml import ClusterSums
+
+    n, t = sums.n, sums.arm
+    nt = n * t
+    if baseline == "ancova":
+        xsum = np.stack([n, nt, sums.s0], axis=-1)
+        ts0 = t * sums.s0
+        xtx = np.stack([
+            np.stack([n, nt, sums.s0], axis=-1),
+            np.stack([nt, nt, ts0], axis=-1),
+            np.stack([sums.s0, ts0, sums.s00], axis=-1),
+        ], axis=-2)
+        ysum, yty = sums.s1, sums.s11
+        xty = np.stack([ysum, t * ysum, sums.s01], axis=-1)
+    else:
+        xsum = np.stack([n, nt], axis=-1)
+        xtx = np.stack([np.stack([n, nt], axis=-1), np.stack([nt, nt], axis=-1)], axis=-2)
+        if baseline == "none":
+            ysum, yty = sums.s1, sums.s11
+        else:
+            ysum = sums.s1 - sums.s0
+            yty = sums.s11 - 2.0 * sums.s01 + sums.s00
+        xty = np.stack([ysum, t * ysum], axis=-1)
+    return ClusterSums(n=n, xtx=xtx, xty=xty, yty=yty, xsum=xsum, ysum=ysum)
+
+
+def batch_size_for(design: SimulationDesign, budget: int = BATCH_BYTES) -> int:
+    """Replicates per batch that keep the kernel's arrays within ``budget`` bytes."""
+    p = 3 if design.baseline == "ancova" else 2
+    per_replicate = design.n_clusters * p * p * _BYTES_PER_CLUSTER_ELEMENT
+    return max(1, budget // per_replicate)
+
+
+def analyse_replicates(
+    design: SimulationDesign,
+    seed: int,
+    replicates: range,
+    *,
+    scenario: int = 0,
+    df_method: str = "between-within",
+    alpha: float = 0.05,
+) -> pd.DataFrame:
+    """Simulate and analyse a batch of trials; one row per replicate.
+
+    Parameters
+    ----------
+    design : SimulationDesign
+        The scenario.
+    seed : int
+        Base seed.
+    replicates : range
+        Replicate numbers (streams, :func:`replicate_rng`).
+    scenario : int, default 0
+        Scenario number within a grid.
+    df_method : {"between-within", "satterthwaite", "residual", "z"}
+        Denominator degrees of freedom: clusters with data minus 2 (the between-cluster
+        parameters, intercept and arm), Satterthwaite's approximation, analysed patients
+        minus the number of fixed effects, or infinity (Wald z).
+    alpha : float, default 0.05
+        Two-sided significance level.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``replicate``, ``estimate`` (``beta_1``), ``se`` (model-based), ``df``,
+        ``p_value``, ``reject`` (at ``alpha``), ``reject_null`` (the same trial with
+        ``delta = 0``: ``|estimate - delta| / se`` beyond the critical value),
+        ``var_cluster``, ``var_residual``, ``reml_loglik``, ``converged``, ``boundary``,
+        ``estimable`` (False when an arm has no analysed patients or the model cannot be
+        fitted; such replicates have missing estimates and count as non-rejections),
+        ``n_obs``, ``n_clusters`` (with analysed patients), ``recruited`` (patients
+        recruited).
+    """
+    sums = simulate_sums(design, seed, replicates, scenario)
+    return _analyse(sums, design, df_method=df_method, alpha=alpha).assign(
+        replicate=np.asarray(replicates, dtype=np.int64)
+    )[list(_REPLICATE_COLUMNS)]
+
+
+_ARM_CONTRAST = {
+    "ancova": np.array([0.0, 1.0, 0.0]),
+    "none": np.array([0.0, 1.0]),
+    "change": np.array([0.0, 1.0]),
+}
+_REPLICATE_COLUMNS = (
+    "replicate", "estimate", "se", "df", "p_value", "reject", "reject_null", "var_cluster",
+    "var_residual", "reml_loglik", "converged", "boundary", "estimable", "n_obs", "n_clusters",
+    "recruited",
+)
+
+
+def _estimable(sums: SimulatedSums, p: int) -> np.ndarray:
+    """Replicates the model can be fitted to: each arm has data, a cluster has >= 2, N > p."""
+    filled = sums.n > 0
+    treated = sums.arm > 0
+    return (
+        np.any(filled & treated, axis=-1)
+        & np.any(filled & ~treated, axis=-1)
+        & np.any(sums.n >= 2, axis=-1)
+        & (sums.n.sum(axis=-1) > p)
+    )
+
+
+def _analyse(
+    sums: SimulatedSums, design: SimulationDesign, *, df_method: str, alpha: float
+) -> pd.DataFrame:
+    from scipy import stats
+
+    from trialstats.analysis.reml import fit_reml
+
+    if df_method not in DF_METHODS:
+        raise TrialstatsError(
+            f"Unknown df method {df_method!r}; choose one of {', '.join(DF_METHODS)}."
+        )
+    n_reps = sums.n.shape[0]
+    p = 3 if design.baseline == "ancova" else 2
+    ok = _estimable(sums, p)
+    out = {name: np.full(n_reps, np.nan) for name in (
+        "estimate", "se", "df", "p_value", "var_cluster", "var_residual", "reml_loglik")}
+    flags = {name: np.zeros(n_reps, dtype=bool) for name in ("converged", "boundary")}
+    n_clusters = np.sum(sums.n > 0, axis=-1)
+    index = np.flatnonzero(ok)
+    if index.size:
+        sub = SimulatedSums(
+            **{k: getattr(sums, k)[index] for k in SimulatedSums.__dataclass_fields__}
+        )
+        fit = fit_reml(cluster_sums(sub, design.baseline))
+        out["estimate"][index] = fit.beta[:, 1]
+        out["se"][index] = np.sqrt(fit.vcov[:, 1, 1])
+        out["var_cluster"][index] = fit.var_cluster
+        out["var_residual"][index] = fit.var_residual
+        out["reml_loglik"][index] = fit.reml_loglik
+        flags["converged"][index] = fit.converged
+        flags["boundary"][index] = fit.boundary
+        out["df"][index] = _denominator_df(df_method, fit, sub, design.baseline)
+    with np.errstate(invalid="ignore"):
+        t_stat = out["estimate"] / out["se"]
+        t_null = (out["estimate"] - design.effect) / out["se"]
+        out["p_value"] = 2.0 * stats.t.sf(np.abs(t_stat), out["df"])
+        crit = stats.t.isf(alpha / 2.0, out["df"])
+        reject = np.abs(t_stat) > crit
+        reject_null = np.abs(t_null) > crit
+    return pd.DataFrame({
+        **out,
+        "reject": reject,
+        "reject_null": reject_null,
+        **flags,
+        "estimable": ok,
+        "n_obs": sums.n.sum(axis=-1).astype(np.int64),
+        "n_clusters": n_clusters.astype(np.int64),
+        "recruited": sums.recruited.sum(axis=-1),
+    })
+
+
+def _denominator_df(
+    method: str, fit: object, sums: SimulatedSums, baseline: str
+) -> np.ndarray:
+    n_reps = sums.n.shape[0]
+    if method == "z":
+        return np.full(n_reps, np.inf)
+    if method == "between-within":
+        return fit.n_clusters.astype(float) - 2.0
+    if method == "residual":
+        return fit.n_obs.astype(float) - (3.0 if baseline == "ancova" else 2.0)
+    from trialstats.analysis.inference import satterthwaite_df
+
+    return satterthwaite_df(cluster_sums(sums, baseline), fit, _ARM_CONTRAST[baseline])
+
+
+def simulate_power(
+    design: SimulationDesign,
+    *,
+    reps: int,
+    seed: int,
+    df_method: str = "between-within",
+    alpha: float = 0.05,
+    scenario: int = 0,
+    batch_size: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, object]:
+    """Simulated power of one scenario, with its Monte Carlo SE and the type I error.
+
+    Parameters
+    ----------
+    design : SimulationDesign
+        The scenario.
+    reps : int
+        Number of simulated trials (>= 2).
+    seed : int
+        Base seed; replicate ``r`` uses ``SeedSequence(seed, spawn_key=(scenario, r))``.
+    df_method : {"between-within", "satterthwaite", "residual", "z"}, default "between-within"
+        Denominator df of the t test (see :func:`analyse_replicates`).
+    alpha : float, default 0.05
+        Two-sided significance level.
+    scenario : int, default 0
+        Scenario number within a grid.
+    batch_size : int, optional
+        Replicates simulated and fitted at once; by default as many as fit in
+        :data:`BATCH_BYTES`. Results do not depend on it.
+    progress : callable, optional
+        Called with the number of replicates finished after each batch.
+
+    Returns
+    -------
+    dict
+        ``method`` ("simulation"), ``scenario``, the design (``clusters_per_arm``,
+        ``k_intervention``, ``allocation_ratio``, ``cluster_size``, ``cv``, ``icc``, ``effect``,
+        ``attrition``, ``rho_s``, ``rho_c``, ``baseline``, ``alpha``), ``power`` (share of
+        trials rejecting), ``mc_se`` (``sqrt(power (1 - power) / reps)``), ``type_i_error``
+        and ``type_i_error_mc_se`` (the same trials at ``delta = 0``, see the module
+        docstring), ``design_effect`` (Eldridge's at the nominal analysed size
+        ``m (1 - F)``), ``df_method``, ``mean_df``, ``reps``, ``seed``, ``n_failed``
+        (replicates not estimable or not converged; not estimable ones count as
+        non-rejections), ``n_boundary`` (cluster variance estimated at 0),
+        ``mean_estimate``, ``empirical_se`` (SD of the estimates), ``mean_se`` (mean model
+        SE), ``cluster_size_realised`` and ``cv_realised`` (mean and CV of the recruited
+        cluster sizes drawn) and ``cluster_size_analysed_realised`` (mean completers per
+        cluster).
+    """
+    from trialstats.power.design_effect import design_effect
+
+    if reps < 2:
+        raise TrialstatsError("A simulation needs at least two replicates.")
+    if not 0 < alpha < 1:
+        raise TrialstatsError("The significance level alpha must lie in (0, 1).")
+    step = batch_size_for(design) if batch_size is None else int(batch_size)
+    if step < 1:
+        raise TrialstatsError("The batch size must be at least 1.")
+    # Per-replicate results (a few numbers each) are kept and reduced once at the end, so
+    # the summaries are bit-identical whatever the batch size; integer totals are exact.
+    kept = {name: np.empty(reps) for name in ("estimate", "se", "df")}
+    flags = {name: np.empty(reps, dtype=bool)
+             for name in ("reject", "reject_null", "ok", "boundary", "estimable")}
+    size_total = size_squares = analysed_total = 0
+    for start in range(0, reps, step):
+        batch = range(start, min(start + step, reps))
+        sums = simulate_sums(design, seed, batch, scenario)
+        rows = _analyse(sums, design, df_method=df_method, alpha=alpha)
+        where = slice(batch.start, batch.stop)
+        for name in kept:
+            kept[name][where] = rows[name].to_numpy()
+        for name in ("reject", "reject_null", "boundary", "estimable"):
+            flags[name][where] = rows[name].to_numpy()
+        flags["ok"][where] = rows["estimable"].to_numpy() & rows["converged"].to_numpy()
+        size_total += int(sums.recruited.sum())
+        size_squares += int((sums.recruited**2).sum())
+        analysed_total += int(sums.n.sum())
+        if progress is not None:
+            progress(len(batch))
+    power = float(flags["reject"].mean())
+    type1 = float(flags["reject_null"].mean())
+    fitted = flags["estimable"]
+    estimates = kept["estimate"][fitted]
+    n_sizes = reps * design.n_clusters
+    mean_size = size_total / n_sizes
+    analysed_m = design.cluster_size * (1.0 - design.attrition)
+
+    def mean_of(values: np.ndarray) -> float:
+        return float(values.mean()) if values.size else math.nan
+
+    return {
+        "method": "simulation",
+        "scenario": scenario,
+        "clusters_per_arm": design.clusters_per_arm,
+        "k_intervention": design.n_intervention,
+        "allocation_ratio": design.n_intervention / design.clusters_per_arm,
+        "cluster_size": design.cluster_size,
+        "cv": design.cv,
+        "icc": design.icc,
+        "effect": design.effect,
+        "attrition": design.attrition,
+        "rho_s": design.rho_s,
+        "rho_c": design.rho_c,
+        "baseline": design.baseline,
+        "alpha": alpha,
+        "power": power,
+        "mc_se": math.sqrt(power * (1.0 - power) / reps),
+        "type_i_error": type1,
+        "type_i_error_mc_se": math.sqrt(type1 * (1.0 - type1) / reps),
+        "design_effect": float(design_effect(analysed_m, design.icc, design.cv)),
+        "df_method": df_method,
+        "mean_df": mean_of(kept["df"][fitted]),
+        "reps": reps,
+        "seed": seed,
+        "n_failed": int((~flags["ok"]).sum()),
+        "n_boundary": int(flags["boundary"].sum()),
+        "mean_estimate": mean_of(estimates),
+        "empirical_se": float(estimates.std(ddof=1)) if estimates.size > 1 else math.nan,
+        "mean_se": mean_of(kept["se"][fitted]),
+        "cluster_size_realised": mean_size,
+        "cv_realised": math.sqrt(max(size_squares / n_sizes - mean_size**2, 0.0)) / mean_size,
+        "cluster_size_analysed_realised": analysed_total / n_sizes,
+    }

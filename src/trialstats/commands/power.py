@@ -1,0 +1,537 @@
+"""``trialstats power``: analytic and simulated power, scenario grids and power curves.
+
+Subcommands::
+
+    trialstats power analytic  --clusters-per-arm K --cluster-size M --icc R --effect D ...
+    trialstats power simulate  ... --reps N --seed S --df-method between-within
+    trialstats power grid      --config config.yaml [--chunk I --n-chunks N] --out chunk.csv
+    trialstats power gather    chunk-*.csv --out power.csv [--figure power.svg]
+
+Leave out one of ``--clusters-per-arm``, ``--cluster-size`` or ``--effect`` and give
+``--target-power`` to solve for it (``simulate`` solves for clusters per arm only, by
+bisection over integers). ``--from DIR`` takes the planning inputs from a finished analysis;
+see :func:`trialstats.power.grid.inputs_from_analysis` for exactly what is taken. Flags given
+explicitly always win over values taken with ``--from``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+DF_CHOICES = ("between-within", "satterthwaite", "residual", "z")
+JSON_KEYS = ("power", "mc_se", "clusters_per_arm", "cluster_size", "effect", "design_effect")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``power`` subcommand and its ``analytic``/``simulate``/``grid``/``gather`` verbs."""
+    parser = subparsers.add_parser(
+        "power",
+        help="power and sample size for the next trial (analytic or simulated)",
+        description="Power and sample size for a two-arm cluster-randomised trial with a "
+        "continuous outcome: analytic formulas, an exact vectorised simulation of the primary "
+        "analysis, and scenario grids with a power-curve figure.",
+    )
+    verbs = parser.add_subparsers(dest="power_command", required=True, metavar="VERB")
+
+    analytic = verbs.add_parser(
+        "analytic",
+        help="closed-form power or sample size",
+        description="Analytic power (Eldridge et al. 2006 design effect, Teerenstra et al. 2012 "
+        "baseline adjustment, noncentral t with 2k - 2 df or normal). Leave out one of "
+        "--clusters-per-arm, --cluster-size, --effect and give --target-power to solve for it.",
+    )
+    _design_arguments(analytic)
+    analytic.add_argument(
+        "--df", choices=("t", "z"), default="t",
+        help="t: noncentral t with k_c + k_i - 2 df (default); z: normal approximation",
+    )
+    _output_arguments(analytic)
+    analytic.set_defaults(run=run)
+
+    simulate = verbs.add_parser(
+        "simulate",
+        help="power by simulating and analysing trials",
+        description="Simulate trials from the random-intercept model with baseline (see "
+        "trialstats.power.simulate) and analyse each by REML as the primary analysis would; "
+        "report power with its Monte Carlo SE and the type I error at effect 0. With "
+        "--target-power and no --clusters-per-arm, find the smallest clusters per arm whose "
+        "simulated power reaches the target (bisection, the same seed at every size).",
+    )
+    _design_arguments(simulate)
+    _simulation_arguments(simulate)
+    _output_arguments(simulate)
+    simulate.set_defaults(run=run)
+
+    grid = verbs.add_parser(
+        "grid",
+        help="run a scenario grid (or one chunk of it) from the power: section of a config",
+        description="Expand the power.grid of a run configuration into scenarios and compute "
+        "analytic and/or simulated power for each scenario of the chosen chunk. Chunks take "
+        "scenarios round-robin; every replicate has its own seed stream, so any split gives the "
+        "same numbers as one run.",
+    )
+    grid.add_argument("--config", required=True, type=Path, help="run configuration (YAML)")
+    grid.add_argument("--chunk", type=int, default=0, help="chunk to run, 0-based (default 0)")
+    grid.add_argument("--n-chunks", type=int, default=1, help="number of chunks (default 1)")
+    grid.add_argument("--out", required=True, type=Path, help="tidy CSV of this chunk")
+    grid.add_argument("--quiet", action="store_true", help="no progress bar")
+    grid.set_defaults(run=run)
+
+    gather = verbs.add_parser(
+        "gather",
+        help="combine grid chunks into one table and draw the power curves",
+        description="Concatenate chunk tables written by 'power grid', check that every "
+        "scenario is present exactly once, and write one table sorted by scenario.",
+    )
+    gather.add_argument("chunks", nargs="+", type=Path, help="chunk CSV files")
+    gather.add_argument("--out", required=True, type=Path, help="combined tidy CSV")
+    gather.add_argument(
+        "--figure", type=Path, action="append", default=[],
+        help="power-curve figure (.svg, .png or .pdf); may be repeated",
+    )
+    gather.set_defaults(run=run)
+
+
+def _design_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("design")
+    group.add_argument("--clusters-per-arm", type=int, metavar="K",
+                       help="control clusters (each arm's with the default allocation ratio)")
+    group.add_argument("--allocation-ratio", type=float, default=1.0, metavar="Q",
+                       help="intervention clusters / control clusters (default 1)")
+    group.add_argument("--cluster-size", type=float, metavar="M",
+                       help="mean recruited patients per cluster")
+    group.add_argument("--cv", type=float, default=0.0, metavar="C",
+                       help="coefficient of variation of cluster size (default 0)")
+    group.add_argument("--icc", type=float, metavar="R", help="intracluster correlation")
+    group.add_argument("--effect", type=float, metavar="D",
+                       help="difference in means in SD units")
+    group.add_argument("--difference", type=float, metavar="X",
+                       help="raw difference in means (needs --sd, or --from for sd_baseline)")
+    group.add_argument("--sd", type=float, metavar="S", help="outcome SD for --difference")
+    group.add_argument("--alpha", type=float, default=0.05, metavar="A",
+                       help="two-sided significance level (default 0.05)")
+    group.add_argument("--attrition", type=float, default=0.0, metavar="F",
+                       help="fraction of recruited patients without follow-up (default 0)")
+    group.add_argument("--baseline-corr", type=float, metavar="RS",
+                       help="subject autocorrelation of baseline and follow-up")
+    group.add_argument("--cluster-autocorr", type=float, metavar="RC",
+                       help="cluster autocorrelation of baseline and follow-up")
+    group.add_argument(
+        "--baseline", choices=("ancova", "none", "change"),
+        help="use of the baseline score; default ancova when an autocorrelation is given "
+        "(or taken with --from), else none",
+    )
+    group.add_argument("--target-power", type=float, metavar="P",
+                       help="solve for the one design quantity left out")
+    source = parser.add_argument_group("plan from a finished analysis")
+    source.add_argument(
+        "--from", dest="from_dir", type=Path, metavar="DIR",
+        help="analysis directory with primary.csv (and data/patients.parquet)",
+    )
+    source.add_argument("--outcome", help="outcome whose row of primary.csv is used")
+    source.add_argument("--month", type=int,
+                        help="follow-up month of that row (default: the latest present)")
+    source.add_argument("--baseline-month", type=int, default=0,
+                        help="month of the baseline column (default 0)")
+    source.add_argument("--cluster-column", default="practice_id",
+                        help="cluster column of patients.parquet (default practice_id)")
+
+
+def _simulation_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("simulation")
+    group.add_argument("--reps", type=int, default=1000, metavar="N",
+                       help="simulated trials (default 1000)")
+    group.add_argument("--seed", type=int, default=1, metavar="S", help="base seed (default 1)")
+    group.add_argument("--df-method", choices=DF_CHOICES, default="between-within",
+                       help="denominator df of the t test (default between-within)")
+    group.add_argument("--min-cluster-size", type=int, default=2, metavar="N",
+                       help="floor on simulated recruited cluster sizes (default 2)")
+    group.add_argument("--batch-size", type=int, metavar="B",
+                       help="replicates per batch (default: as many as fit in 200 MB)")
+    group.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _output_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("output")
+    group.add_argument("--json", action="store_true",
+                       help="print " + ", ".join(JSON_KEYS) + " as JSON")
+    group.add_argument("--out", type=Path, metavar="FILE", help="write the tidy row as CSV")
+
+
+def run(args: argparse.Namespace) -> None:
+    """Dispatch to the chosen verb."""
+    {
+        "analytic": _run_analytic,
+        "simulate": _run_simulate,
+        "grid": _run_grid,
+        "gather": _run_gather,
+    }[args.power_command](args)
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def _resolve_inputs(args: argparse.Namespace) -> dict[str, Any]:
+    """Merge explicit flags with values taken ``--from`` an analysis; explicit flags win."""
+    from trialstats.errors import TrialstatsError
+
+    taken: dict[str, Any] = {}
+    notes: list[str] = []
+    if args.from_dir is not None:
+        taken, notes = _from_analysis(args)
+    elif args.outcome is not None or args.month is not None:
+        raise TrialstatsError("--outcome and --month only apply with --from DIR.")
+
+    def pick(flag: str, key: str) -> Any:
+        value = getattr(args, flag)
+        return taken.get(key) if value is None else value
+
+    icc = pick("icc", "icc")
+    rho_s = pick("baseline_corr", "rho_s")
+    rho_c = pick("cluster_autocorr", "rho_c")
+    sd = pick("sd", "sd")
+    baseline = args.baseline
+    if baseline is None:
+        baseline = "none" if rho_s is None and rho_c is None else "ancova"
+    if baseline != "none" and (rho_s is None or rho_c is None):
+        raise TrialstatsError(
+            f"--baseline {baseline} needs both --baseline-corr (subject autocorrelation) and "
+            "--cluster-autocorr (cluster autocorrelation)."
+        )
+    if icc is None:
+        raise TrialstatsError("Give the intracluster correlation with --icc (or take it --from).")
+    if args.effect is not None and args.difference is not None:
+        raise TrialstatsError("Give the effect as --effect (SD units) or --difference, not both.")
+    effect = args.effect
+    if args.difference is not None:
+        if sd is None:
+            raise TrialstatsError("--difference needs the outcome SD: --sd (or --from).")
+        if sd <= 0:
+            raise TrialstatsError("The outcome SD must be positive.")
+        effect = args.difference / sd
+        notes.append(f"effect = difference {args.difference:g} / SD {sd:g} = {effect:.6g}")
+    elif effect is None and args.target_power is None and "mcid_effect" in taken:
+        effect = taken["mcid_effect"]
+        notes.append(f"effect = MCID / sd_baseline = {effect:.6g} (from {args.from_dir})")
+    return {
+        "clusters_per_arm": args.clusters_per_arm,
+        "allocation_ratio": args.allocation_ratio,
+        "cluster_size": args.cluster_size,
+        "cv": args.cv,
+        "icc": icc,
+        "effect": effect,
+        "alpha": args.alpha,
+        "attrition": args.attrition,
+        "rho_s": 0.0 if rho_s is None else rho_s,
+        "rho_c": 0.0 if rho_c is None else rho_c,
+        "baseline": baseline,
+        "sd": sd,
+        "notes": notes,
+    }
+
+
+def _from_analysis(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
+    import pandas as pd
+
+    from trialstats.data.io import read_table
+    from trialstats.errors import TrialstatsError
+    from trialstats.power.grid import inputs_from_analysis
+
+    if args.outcome is None:
+        raise TrialstatsError("--from needs --outcome NAME to choose the row of primary.csv.")
+    primary_path = args.from_dir / "primary.csv"
+    if not primary_path.is_file():
+        raise TrialstatsError(f"{primary_path}: file not found (expected a finished analysis).")
+    primary = pd.read_csv(primary_path)
+    patients_path = args.from_dir / "data" / "patients.parquet"
+    patients = read_table(patients_path) if patients_path.is_file() else None
+    taken = inputs_from_analysis(
+        primary,
+        patients,
+        outcome=args.outcome,
+        month=args.month,
+        baseline_month=args.baseline_month,
+        cluster=args.cluster_column,
+        source=str(args.from_dir),
+    )
+    return taken, list(taken["notes"])
+
+
+# --------------------------------------------------------------------------- analytic
+
+
+def _run_analytic(args: argparse.Namespace) -> None:
+    from trialstats.errors import TrialstatsError
+    from trialstats.power.analytic import solve_continuous
+
+    inputs = _resolve_inputs(args)
+    unknown = _unknown(inputs, args.target_power)
+    distribution = "t" if args.df == "t" else "normal"
+    given = {key: inputs[key] for key in ("clusters_per_arm", "cluster_size", "effect")}
+    given[unknown] = None
+    if unknown == "effect" and inputs["sd"] is not None:
+        sd = inputs["sd"]
+    else:
+        sd = None
+    try:
+        frame = solve_continuous(
+            unknown=unknown,
+            target_power=0.8 if args.target_power is None else args.target_power,
+            cluster_size=given["cluster_size"],
+            icc=inputs["icc"],
+            clusters_per_arm=given["clusters_per_arm"],
+            effect=given["effect"],
+            sd=sd,
+            allocation_ratio=inputs["allocation_ratio"],
+            cv=inputs["cv"],
+            alpha=inputs["alpha"],
+            attrition=inputs["attrition"],
+            baseline=inputs["baseline"],
+            rho_c=inputs["rho_c"],
+            rho_s=inputs["rho_s"],
+            distribution=distribution,
+        )
+    except ValueError as error:
+        raise TrialstatsError(str(error)) from None
+    frame.insert(0, "method", "analytic")
+    frame.insert(2, "mc_se", math.nan)
+    frame["rho_s"] = inputs["rho_s"]
+    frame["rho_c"] = inputs["rho_c"]
+    frame["source"] = "" if args.from_dir is None else str(args.from_dir)
+    _emit(args, frame, inputs["notes"])
+
+
+def _unknown(inputs: dict[str, Any], target_power: float | None) -> str:
+    from trialstats.errors import TrialstatsError
+
+    missing = [k for k in ("clusters_per_arm", "cluster_size", "effect") if inputs[k] is None]
+    flags = {"clusters_per_arm": "--clusters-per-arm", "cluster_size": "--cluster-size",
+             "effect": "--effect"}
+    if target_power is None:
+        if missing:
+            raise TrialstatsError(
+                f"Missing {', '.join(flags[m] for m in missing)}: give every design quantity "
+                "to compute power, or leave out exactly one and give --target-power to solve "
+                "for it."
+            )
+        return "power"
+    if len(missing) != 1:
+        raise TrialstatsError(
+            "With --target-power leave out exactly one of --clusters-per-arm, --cluster-size "
+            f"and --effect (left out: {', '.join(flags[m] for m in missing) or 'none'})."
+        )
+    return missing[0]
+
+
+# --------------------------------------------------------------------------- simulation
+
+
+def _run_simulate(args: argparse.Namespace) -> None:
+    from trialstats.errors import TrialstatsError
+    from trialstats.power.simulate import SimulationDesign, simulate_power, solve_clusters
+
+    inputs = _resolve_inputs(args)
+    unknown = _unknown(inputs, args.target_power)
+    if unknown not in ("power", "clusters_per_arm"):
+        raise TrialstatsError(
+            "'power simulate' solves for --clusters-per-arm only; use 'power analytic' to "
+            f"solve for {unknown.replace('_', ' ')}."
+        )
+    if args.reps < 2:
+        raise TrialstatsError("--reps must be at least 2.")
+
+    def design(k: int) -> SimulationDesign:
+        k_i = max(math.ceil(inputs["allocation_ratio"] * k - 1e-9), 1)
+        return SimulationDesign(
+            clusters_per_arm=k,
+            k_intervention=k_i,
+            cluster_size=inputs["cluster_size"],
+            icc=inputs["icc"],
+            effect=inputs["effect"],
+            cv=inputs["cv"],
+            attrition=inputs["attrition"],
+            rho_s=inputs["rho_s"],
+            rho_c=inputs["rho_c"],
+            min_cluster_size=args.min_cluster_size,
+            baseline=inputs["baseline"],
+        )
+
+    options = {
+        "reps": args.reps,
+        "seed": args.seed,
+        "df_method": args.df_method,
+        "alpha": inputs["alpha"],
+        "batch_size": args.batch_size,
+    }
+    if unknown == "power":
+        with _Progress(args.reps, "simulating", enabled=_show_progress(args)) as bar:
+            row = simulate_power(design(args.clusters_per_arm), progress=bar, **options)
+        frame = _frame([row])
+    else:
+        if not 0 < args.target_power < 1:
+            raise TrialstatsError("--target-power must lie in (0, 1).")
+        with _Progress(None, "solving", enabled=_show_progress(args)) as bar:
+            frame = solve_clusters(
+                design, target_power=args.target_power, progress=bar, **options
+            )
+    frame["source"] = "" if args.from_dir is None else str(args.from_dir)
+    _emit(args, frame, inputs["notes"])
+
+
+def _frame(rows: list[dict[str, Any]]) -> Any:
+    import pandas as pd
+
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- grid
+
+
+def _run_grid(args: argparse.Namespace) -> None:
+    from trialstats.config import load_config
+    from trialstats.data.io import write_atomically
+    from trialstats.errors import TrialstatsError
+    from trialstats.power.grid import chunk_scenarios, expand_grid, grid_workload, run_scenarios
+
+    config = load_config(args.config)
+    spec = config.get("power")
+    if not spec:
+        raise TrialstatsError(f"{args.config}: has no 'power' section to expand into a grid.")
+    if args.n_chunks < 1 or not 0 <= args.chunk < args.n_chunks:
+        raise TrialstatsError("--chunk must lie in 0 .. --n-chunks - 1.")
+    scenarios = chunk_scenarios(expand_grid(spec), args.chunk, args.n_chunks)
+    with _Progress(grid_workload(scenarios, spec), "grid", enabled=_show_progress(args)) as bar:
+        table = run_scenarios(scenarios, spec, progress=bar)
+    write_atomically(args.out, lambda tmp: table.to_csv(tmp, index=False))
+    print(
+        f"Wrote {len(table)} rows ({len(scenarios)} scenarios, chunk {args.chunk + 1} of "
+        f"{args.n_chunks}) to {args.out}."
+    )
+
+
+def _run_gather(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from trialstats.data.io import write_atomically
+    from trialstats.errors import TrialstatsError
+    from trialstats.power.grid import gather, power_curve_figure, save_figure
+
+    frames = []
+    for path in args.chunks:
+        if not path.is_file():
+            raise TrialstatsError(f"{path}: file not found.")
+        frames.append(pd.read_csv(path, keep_default_na=False, na_values=[""]))
+    table = gather(frames)
+    write_atomically(args.out, lambda tmp: table.to_csv(tmp, index=False))
+    for figure_path in args.figure:
+        save_figure(power_curve_figure(table), figure_path)
+    print(f"Wrote {len(table)} rows to {args.out}"
+          + "".join(f" and {p}" for p in args.figure) + ".")
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _emit(args: argparse.Namespace, frame: Any, notes: list[str]) -> None:
+    from trialstats.data.io import write_atomically
+
+    if args.out is not None:
+        write_atomically(args.out, lambda tmp: frame.to_csv(tmp, index=False))
+    row = frame.iloc[-1]
+    if args.json:
+        print(json.dumps(_json_record(row, frame)))
+        return
+    for note in notes:
+        print(f"note: {note}")
+    print(_describe(row))
+
+
+def _json_record(row: Any, frame: Any) -> dict[str, Any]:
+    record = {key: _plain(row.get(key)) for key in JSON_KEYS}
+    extra = ("k_intervention", "type_i_error", "type_i_error_mc_se", "reps", "seed", "df_method")
+    record.update({key: _plain(row[key]) for key in extra if key in frame.columns})
+    return record
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-safe scalar: NaN becomes null, numpy scalars become Python numbers."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    number = float(value)
+    if math.isnan(number):
+        return None
+    return int(number) if number.is_integer() and abs(number) < 2**53 else number
+
+
+def _describe(row: Any) -> str:
+    k_c, k_i = int(row["clusters_per_arm"]), int(row["k_intervention"])
+    clusters = f"{k_c} clusters per arm" if k_c == k_i else f"{k_c} control + {k_i} intervention"
+    lines = []
+    if row.get("unknown", "power") != "power" and "target_power" in row:
+        lines.append(f"Solved for {row['unknown'].replace('_', ' ')} "
+                     f"(target power {row['target_power']:g}).")
+    power = f"Power {row['power']:.4f}"
+    if isinstance(row.get("mc_se"), float) and not math.isnan(row["mc_se"]):
+        power += f" (Monte Carlo SE {row['mc_se']:.4f}, {int(row['reps'])} trials)"
+    lines.append(
+        f"{power} to detect {row['effect']:.4g} SD with {clusters} of mean size "
+        f"{row['cluster_size']:g}; design effect {row['design_effect']:.4g}."
+    )
+    if "type_i_error" in row:
+        lines.append(f"Type I error at effect 0: {row['type_i_error']:.4f} "
+                     f"(Monte Carlo SE {row['type_i_error_mc_se']:.4f}); "
+                     f"df method {row['df_method']}.")
+    return "\n".join(lines)
+
+
+def _show_progress(args: argparse.Namespace) -> bool:
+    return not args.quiet and sys.stderr.isatty()
+
+
+class _Progress:
+    """A one-line progress bar on stderr, redrawn at most ten times a second.
+
+    Called with the number of replicates just finished; ``total=None`` counts without a bar.
+    Disabled, it does nothing (used when stderr is not a terminal or with ``--quiet``).
+    """
+
+    def __init__(self, total: int | None, label: str, *, enabled: bool):
+        self.total, self.label, self.enabled = total, label, enabled
+        self.done = 0
+        self.start = time.monotonic()
+        self.last = -math.inf
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __call__(self, advance: int) -> None:
+        self.done += advance
+        now = time.monotonic()
+        if self.enabled and now - self.last >= 0.1:
+            self.last = now
+            self._draw(now)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self._draw(time.monotonic())
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+    def _draw(self, now: float) -> None:
+        elapsed = now - self.start
+        if self.total:
+            frac = min(self.done / self.total, 1.0)
+            bar = "#" * int(30 * frac)
+            text = f"{self.label} [{bar:<30}] {100 * frac:5.1f}% {self.done}/{self.total}"
+        else:
+            text = f"{self.label}: {self.done} trials"
+        sys.stderr.write(f"\r{text} {elapsed:6.1f}s")
+        sys.stderr.flush()
