@@ -378,10 +378,29 @@ def _run_simulate(args: argparse.Namespace) -> None:
             raise TrialstatsError("--target-power must lie in (0, 1).")
         with _Progress(None, "solving", enabled=_show_progress(args)) as bar:
             frame = solve_clusters(
-                design, target_power=args.target_power, progress=bar, **options
+                design, target_power=args.target_power, progress=bar,
+                start=_analytic_clusters(inputs, args.target_power), **options
             )
     frame["source"] = "" if args.from_dir is None else str(args.from_dir)
     _emit(args, frame, inputs["notes"])
+
+
+def _analytic_clusters(inputs: dict[str, Any], target_power: float) -> int:
+    """The analytic answer for clusters per arm, as the simulation search's starting point."""
+    from trialstats.errors import TrialstatsError
+    from trialstats.power.analytic import solve_continuous
+
+    try:
+        frame = solve_continuous(
+            unknown="clusters_per_arm", target_power=target_power,
+            cluster_size=inputs["cluster_size"], icc=inputs["icc"], effect=inputs["effect"],
+            allocation_ratio=inputs["allocation_ratio"], cv=inputs["cv"],
+            alpha=inputs["alpha"], attrition=inputs["attrition"], baseline=inputs["baseline"],
+            rho_c=inputs["rho_c"], rho_s=inputs["rho_s"],
+        )
+    except TrialstatsError:
+        return 2
+    return int(frame["clusters_per_arm"].iloc[0])
 
 
 def _frame(rows: list[dict[str, Any]]) -> Any:
@@ -443,7 +462,7 @@ def _emit(args: argparse.Namespace, frame: Any, notes: list[str]) -> None:
 
     if args.out is not None:
         write_atomically(args.out, lambda tmp: frame.to_csv(tmp, index=False))
-    row = frame.iloc[-1]
+    row = frame[frame["solution"]].iloc[0] if "solution" in frame else frame.iloc[-1]
     if args.json:
         print(json.dumps(_json_record(row, frame)))
         return
@@ -475,8 +494,9 @@ def _describe(row: Any) -> str:
     k_c, k_i = int(row["clusters_per_arm"]), int(row["k_intervention"])
     clusters = f"{k_c} clusters per arm" if k_c == k_i else f"{k_c} control + {k_i} intervention"
     lines = []
-    if row.get("unknown", "power") != "power" and "target_power" in row:
-        lines.append(f"Solved for {row['unknown'].replace('_', ' ')} "
+    unknown = row.get("unknown", "clusters_per_arm" if "solution" in row else "power")
+    if unknown != "power":
+        lines.append(f"Solved for {unknown.replace('_', ' ')} "
                      f"(target power {row['target_power']:g}).")
     power = f"Power {row['power']:.4f}"
     if isinstance(row.get("mc_se"), float) and not math.isnan(row["mc_se"]):

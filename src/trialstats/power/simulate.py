@@ -669,3 +669,89 @@ def simulate_power(
         "cv_realised": math.sqrt(max(size_squares / n_sizes - mean_size**2, 0.0)) / mean_size,
         "cluster_size_analysed_realised": analysed_total / n_sizes,
     }
+
+
+def solve_clusters(
+    design_for: Callable[[int], SimulationDesign],
+    *,
+    target_power: float,
+    reps: int,
+    seed: int,
+    df_method: str = "between-within",
+    alpha: float = 0.05,
+    start: int = 2,
+    max_clusters: int = 10_000,
+    batch_size: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> pd.DataFrame:
+    """Smallest clusters per arm whose simulated power reaches a target, by integer bisection.
+
+    Parameters
+    ----------
+    design_for : callable
+        ``design_for(k)`` returns the design with ``k`` control clusters (and whatever
+        intervention clusters the allocation implies).
+    target_power : float
+        Power to reach, in (alpha, 1).
+    reps, seed, df_method, alpha, batch_size, progress
+        As in :func:`simulate_power`; every size is simulated with the same seed (common
+        random numbers), which makes the simulated power curve smoother in ``k``.
+    start : int, default 2
+        First size tried (e.g. the analytic answer); the search halves below or doubles
+        above it to bracket the target, then bisects.
+    max_clusters : int, default 10000
+        Give up above this many control clusters.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per size simulated (the columns of :func:`simulate_power`), sorted by
+        ``clusters_per_arm``, plus ``target_power`` and ``solution`` (True on the smallest
+        size found whose power reaches the target with the next smaller size simulated
+        below it). Monte Carlo error makes the answer uncertain by about one cluster near
+        the target; check ``power`` and ``mc_se`` of the neighbouring rows.
+
+    Raises
+    ------
+    TrialstatsError
+        If the target is outside (alpha, 1) or not reached by ``max_clusters``.
+    """
+    if not alpha < target_power < 1:
+        raise TrialstatsError(f"The target power must lie in ({alpha:g}, 1).")
+    results: dict[int, dict[str, object]] = {}
+
+    def reaches(k: int) -> bool:
+        if k not in results:
+            results[k] = simulate_power(
+                design_for(k), reps=reps, seed=seed, df_method=df_method, alpha=alpha,
+                batch_size=batch_size, progress=progress,
+            )
+        return float(results[k]["power"]) >= target_power
+
+    k = max(2, int(start))
+    if reaches(k):
+        low, high = 1, k
+        while high > 2:
+            trial = max(2, high // 2)
+            if not reaches(trial):
+                low = trial
+                break
+            high = trial
+    else:
+        low, high = k, 2 * k
+        while not reaches(high):
+            if high >= max_clusters:
+                raise TrialstatsError(
+                    f"Simulated power stays below {target_power:g} up to {high} clusters per arm."
+                )
+            low, high = high, min(2 * high, max_clusters)
+    while high - low > 1:
+        middle = (low + high) // 2
+        if reaches(middle):
+            high = middle
+        else:
+            low = middle
+    table = pd.DataFrame([results[k] for k in sorted(results)])
+    table["target_power"] = target_power
+    table["solution"] = table["clusters_per_arm"] == high
+    return table
