@@ -366,6 +366,8 @@ class ProfileTerms:
         :math:`\\hat\\beta(\\gamma)`.
     a_inv : ndarray, shape (..., p, p)
         :math:`A(\\gamma)^{-1}`.
+    d_a : ndarray, shape (..., p, p)
+        :math:`dA/d\\gamma = -\\sum_j h_j^{-2} s_j s_j^\\top`.
     """
 
     gamma: np.ndarray
@@ -381,6 +383,7 @@ class ProfileTerms:
     sum_n2_h2: np.ndarray
     beta: np.ndarray
     a_inv: np.ndarray
+    d_a: np.ndarray
 
     def criterion(self) -> np.ndarray:
         """Profiled criterion :math:`(N-p)\\log\\mathrm{RSS} + \\sum\\log h_j + \\log|A|`.
@@ -472,6 +475,7 @@ def _evaluate(flat: _Flat, gamma: np.ndarray, order: int = 2) -> ProfileTerms:
         sum_n2_h2=(n_h**2).sum(axis=-1),
         beta=beta,
         a_inv=a_inv,
+        d_a=-xx1,
     )
 
 
@@ -702,9 +706,10 @@ def fit_reml(sums: ClusterSums, *, xtol: float = 1e-10, max_iter: int = 200) -> 
         n_obs=flat.n.sum(axis=1).astype(np.int64),
         n_clusters=np.sum(flat.n > 0, axis=1),
     )
+    # [()] turns the 0-d results of a single dataset into numpy scalars
     return RemlFit(
         **{
-            name: getattr(fit, name).reshape((*batch, *getattr(fit, name).shape[1:]))
+            name: getattr(fit, name).reshape((*batch, *getattr(fit, name).shape[1:]))[()]
             for name in RemlFit.__dataclass_fields__
         }
     )
