@@ -193,29 +193,30 @@ class ClusterSums:
         if not (np.all(np.isfinite(y)) and np.all(np.isfinite(X))):
             raise TrialstatsError("y and X must be finite (drop incomplete rows before fitting).")
 
-        p = X.shape[-1]
         batch = np.broadcast_shapes(y.shape[:-1], X.shape[:-2])
-        y = np.broadcast_to(y, (*batch, n_obs))
-        X = np.broadcast_to(X, (*batch, n_obs, p))
         indicator = sparse.csr_matrix(
             (np.ones(n_obs), (codes, np.arange(n_obs))), shape=(n_slots, n_obs)
         )
 
-        def cluster_total(values: np.ndarray) -> np.ndarray:
-            # values (..., N, *tail) -> (..., J, *tail), summing rows within each cluster
-            tail = values.shape[len(batch) + 1 :]
-            moved = np.moveaxis(values, len(batch), 0).reshape(n_obs, -1)
-            totals = np.asarray(indicator @ moved).reshape(n_slots, *batch, *tail)
-            return np.moveaxis(totals, 0, len(batch))
+        def cluster_total(values: np.ndarray, lead: int) -> np.ndarray:
+            # values (*lead dims, N, *tail) -> (*batch, J, *tail), summing rows of each cluster;
+            # sums that depend on X alone are formed once and broadcast over y's replicates
+            tail = values.shape[lead + 1 :]
+            moved = np.moveaxis(values, lead, 0).reshape(n_obs, -1)
+            totals = np.asarray(indicator @ moved).reshape(n_slots, *values.shape[:lead], *tail)
+            totals = np.moveaxis(totals, 0, lead)
+            return np.array(np.broadcast_to(totals, (*batch, n_slots, *tail)))
 
-        n = np.broadcast_to(np.bincount(codes, minlength=n_slots).astype(float), (*batch, n_slots))
+        x_lead, y_lead = X.ndim - 2, y.ndim - 1
+        xy = X * y[..., None]
+        n = np.bincount(codes, minlength=n_slots).astype(float)
         return cls(
-            n=np.array(n),
-            xtx=cluster_total(X[..., :, :, None] * X[..., :, None, :]),
-            xty=cluster_total(X * y[..., None]),
-            yty=cluster_total(y * y),
-            xsum=cluster_total(X),
-            ysum=cluster_total(y),
+            n=np.array(np.broadcast_to(n, (*batch, n_slots))),
+            xtx=cluster_total(X[..., :, :, None] * X[..., :, None, :], x_lead),
+            xty=cluster_total(xy, xy.ndim - 2),
+            yty=cluster_total(y * y, y_lead),
+            xsum=cluster_total(X, x_lead),
+            ysum=cluster_total(y, y_lead),
         )
 
 
