@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-DF_CHOICES = ("between-within", "satterthwaite", "residual", "z")
+DF_CHOICES = ("between-within", "satterthwaite", "kenward-roger", "residual", "z")
 JSON_KEYS = ("power", "mc_se", "clusters_per_arm", "cluster_size", "effect", "design_effect")
 
 

@@ -83,7 +83,7 @@ if TYPE_CHECKING:
     from trialstats.analysis.reml import ClusterSums
 
 BASELINE_ANALYSES = ("ancova", "none", "change")
-DF_METHODS = ("between-within", "satterthwaite", "residual", "z")
+DF_METHODS = ("between-within", "satterthwaite", "kenward-roger", "residual", "z")
 #: Memory budget of one batch of replicates, in bytes.
 BATCH_BYTES = 200 * 2**20
 # Bytes per replicate and cluster per (p * p) element, allowing for the kernel's temporaries.
@@ -430,17 +430,20 @@ def analyse_replicates(
         Replicate numbers (streams, :func:`replicate_rng`).
     scenario : int, default 0
         Scenario number within a grid.
-    df_method : {"between-within", "satterthwaite", "residual", "z"}
-        Denominator degrees of freedom: clusters with data minus 2 (the between-cluster
-        parameters, intercept and arm), Satterthwaite's approximation, analysed patients
-        minus the number of fixed effects, or infinity (Wald z).
+    df_method : {"between-within", "satterthwaite", "kenward-roger", "residual", "z"}
+        Denominator degrees of freedom, as the primary analysis computes them
+        (:func:`trialstats.analysis.inference.contrast_test`): clusters with data minus 2
+        (the between-cluster parameters, intercept and arm), Satterthwaite's approximation
+        (as lmerTest), Kenward-Roger (as pbkrtest, which also adjusts the SE), analysed
+        patients minus the number of fixed effects, or infinity (Wald z).
     alpha : float, default 0.05
         Two-sided significance level.
 
     Returns
     -------
     pandas.DataFrame
-        Columns ``replicate``, ``estimate`` (``beta_1``), ``se`` (model-based), ``df``,
+        Columns ``replicate``, ``estimate`` (``beta_1``), ``se`` (model-based; Kenward-Roger
+        adjusted for that method), ``df``,
         ``p_value``, ``reject`` (at ``alpha``), ``reject_null`` (the same trial with
         ``delta = 0``: ``|estimate - delta| / se`` beyond the critical value),
         ``var_cluster``, ``var_residual``, ``reml_loglik``, ``converged``, ``boundary``,
@@ -484,6 +487,7 @@ def _analyse(
 ) -> pd.DataFrame:
     from scipy import stats
 
+    from trialstats.analysis.inference import contrast_test
     from trialstats.analysis.reml import fit_reml
 
     if df_method not in DF_METHODS:
@@ -502,15 +506,18 @@ def _analyse(
         sub = SimulatedSums(
             **{k: getattr(sums, k)[index] for k in SimulatedSums.__dataclass_fields__}
         )
-        fit = fit_reml(cluster_sums(sub, design.baseline))
-        out["estimate"][index] = fit.beta[:, 1]
-        out["se"][index] = np.sqrt(fit.vcov[:, 1, 1])
+        data = cluster_sums(sub, design.baseline)
+        fit = fit_reml(data)
+        test = contrast_test(data, fit, _ARM_CONTRAST[design.baseline],
+                             "between-within" if df_method == "z" else df_method)
+        out["estimate"][index] = test.estimate
+        out["se"][index] = test.se
+        out["df"][index] = np.inf if df_method == "z" else test.df
         out["var_cluster"][index] = fit.var_cluster
         out["var_residual"][index] = fit.var_residual
         out["reml_loglik"][index] = fit.reml_loglik
         flags["converged"][index] = fit.converged
         flags["boundary"][index] = fit.boundary
-        out["df"][index] = _denominator_df(df_method, fit, sub, design.baseline)
     with np.errstate(invalid="ignore"):
         t_stat = out["estimate"] / out["se"]
         t_null = (out["estimate"] - design.effect) / out["se"]
@@ -528,21 +535,6 @@ def _analyse(
         "n_clusters": n_clusters.astype(np.int64),
         "recruited": sums.recruited.sum(axis=-1),
     })
-
-
-def _denominator_df(
-    method: str, fit: object, sums: SimulatedSums, baseline: str
-) -> np.ndarray:
-    n_reps = sums.n.shape[0]
-    if method == "z":
-        return np.full(n_reps, np.inf)
-    if method == "between-within":
-        return fit.n_clusters.astype(float) - 2.0
-    if method == "residual":
-        return fit.n_obs.astype(float) - (3.0 if baseline == "ancova" else 2.0)
-    from trialstats.analysis.inference import satterthwaite_df
-
-    return satterthwaite_df(cluster_sums(sums, baseline), fit, _ARM_CONTRAST[baseline])
 
 
 def simulate_power(
@@ -566,7 +558,8 @@ def simulate_power(
         Number of simulated trials (>= 2).
     seed : int
         Base seed; replicate ``r`` uses ``SeedSequence(seed, spawn_key=(scenario, r))``.
-    df_method : {"between-within", "satterthwaite", "residual", "z"}, default "between-within"
+    df_method : str, default "between-within"
+        One of :data:`DF_METHODS`
         Denominator df of the t test (see :func:`analyse_replicates`).
     alpha : float, default 0.05
         Two-sided significance level.
