@@ -345,9 +345,10 @@ def between_within_df(data: Any, contrast: Any) -> np.ndarray:
     Returns
     -------
     ndarray
-        :math:`J - p_b` if every column the contrast involves is cluster-level, otherwise
-        :math:`N - J - (p - p_b)`; :math:`J` counts non-empty clusters, :math:`p_b` the
-        cluster-level columns (intercept included; independent because X has full rank).
+        The smallest df among the columns the contrast involves: :math:`J - p_b` for a
+        cluster-level column, :math:`N - J - (p - p_b)` for any other; :math:`J` counts
+        non-empty clusters, :math:`p_b` the cluster-level columns (intercept included;
+        independent because X has full rank).
     """
     sums = _as_sums(data)
     between = _cluster_level_columns(sums)
@@ -357,10 +358,8 @@ def between_within_df(data: Any, contrast: Any) -> np.ndarray:
     p_between = between.sum(axis=-1)
     df_between = n_clusters - p_between
     df_within = n_obs - n_clusters - (sums.n_params - p_between)
-    involves_within = np.any((L != 0) & ~between, axis=-1)
-    return np.where(involves_within, np.minimum(df_between, df_within), df_between).astype(
-        float
-    )[()]
+    column_df = np.where(between, df_between[..., None], df_within[..., None])
+    return np.min(np.where(L != 0, column_df, np.inf), axis=-1).astype(float)[()]
 
 
 def contrast_test(
