@@ -124,7 +124,7 @@ def _spec():
     return {
         "methods": ["analytic", "simulation"], "reps": 100, "seed": 5, "alpha": 0.05,
         "df_method": "between-within", "distribution": "t", "baseline": "ancova",
-        "min_cluster_size": 2,
+        "min_cluster_size": 2, "generator": "patients",
         "grid": {"clusters_per_arm": [4, 6, 8], "allocation_ratio": [1], "cluster_size": [10],
                  "cv": [0.4], "icc": [0.05], "effect": [0.5], "attrition": [0.2],
                  "rho_s": [0.5], "rho_c": [0.5]},

@@ -86,6 +86,21 @@ def test_attrition_is_binomial_and_dumped_patients_are_the_analysed_sums():
                   .reindex(range(12), fill_value=0), sums.s01[17])
 
 
+def test_exact_sums_generator_matches_patient_generation_in_distribution():
+    # tiny clusters exercise n_j = 0, 1 (no scatter) and 2 (rank-one Wishart)
+    design = SimulationDesign(clusters_per_arm=3, cluster_size=3, icc=0.3, effect=0.5, cv=0.8,
+                              attrition=0.4, rho_s=0.6, rho_c=0.7, min_cluster_size=1)
+    reps = 20_000
+    by_patient = simulate_sums(design, seed=7, replicates=range(reps))
+    direct = simulate_sums(design, seed=7, replicates=range(reps), generator="sums")
+    for field in ("s0", "s1", "s00", "s01", "s11"):
+        a, b = getattr(by_patient, field), getattr(direct, field)
+        se = np.sqrt((a.var(axis=0) + b.var(axis=0)) / reps)
+        assert np.all(np.abs(a.mean(axis=0) - b.mean(axis=0)) < 4.5 * se), field
+        assert np.allclose(a.std(axis=0), b.std(axis=0), rtol=0.05), field
+    assert np.array_equal(by_patient.n, direct.n)  # the same cluster-level draws come first
+
+
 def test_design_validation():
     with pytest.raises(TrialstatsError, match="two clusters per arm"):
         SimulationDesign(clusters_per_arm=1, cluster_size=10, icc=0.05, effect=0.2)
@@ -189,8 +204,10 @@ def test_replicates_equal_lme4_reml(tmp_path: Path):
     SimulationDesign(clusters_per_arm=20, k_intervention=30, cluster_size=20, icc=0.03,
                      effect=0.22, cv=0.5, attrition=0.2, rho_s=0.5, rho_c=0.5),
 ], ids=["balanced", "unbalanced"])
-def test_simulated_power_agrees_with_analytic_t_power(design):
-    sim = simulate_power(design, reps=2000, seed=2024, df_method="between-within")
+@pytest.mark.parametrize("generator", ["patients", "sums"])
+def test_simulated_power_agrees_with_analytic_t_power(design, generator):
+    sim = simulate_power(design, reps=2000, seed=2024, df_method="between-within",
+                         generator=generator)
     analytic = power_continuous(
         cluster_size=design.cluster_size, icc=design.icc,
         clusters_per_arm=design.clusters_per_arm, k_intervention=design.n_intervention,
@@ -250,7 +267,7 @@ def _spec(**overrides):
     spec = {
         "methods": ["analytic", "simulation"], "reps": 200, "seed": 7, "alpha": 0.05,
         "df_method": "between-within", "distribution": "t", "baseline": "ancova",
-        "min_cluster_size": 2,
+        "min_cluster_size": 2, "generator": "patients",
         "grid": {"clusters_per_arm": [4, 8], "allocation_ratio": [1], "cluster_size": [10],
                  "cv": [0.5], "icc": [0.05], "effect": [0.3, 0.5], "attrition": [0.2],
                  "rho_s": [0.5], "rho_c": [0.8]},

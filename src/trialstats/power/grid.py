@@ -56,6 +56,7 @@ GRID_COLUMNS = (
     "type_i_error_mc_se",
     "design_effect",
     "df_method",
+    "generator",
     "mean_df",
     "reps",
     "seed",
@@ -121,7 +122,7 @@ def run_scenarios(
         Rows of :func:`expand_grid` (possibly one chunk of them).
     spec : dict
         The validated ``power:`` section: ``methods``, ``reps``, ``seed``, ``alpha``,
-        ``df_method``, ``distribution``, ``baseline``, ``min_cluster_size``.
+        ``df_method``, ``distribution``, ``baseline``, ``min_cluster_size``, ``generator``.
     progress : callable, optional
         Called with the number of replicates finished after each batch.
 
@@ -161,6 +162,7 @@ def run_scenarios(
                 alpha=spec["alpha"],
                 scenario=int(scenario["scenario"]),
                 progress=progress,
+                generator=spec["generator"],
             )
             row.update(scenario=scenario["scenario"], allocation_ratio=scenario["allocation_ratio"])
             rows.append(row)

@@ -41,7 +41,12 @@ with the chosen denominator degrees of freedom.
 
 Because patients without follow-up are not analysed, only the ``n_j ~ Binomial(m_j, 1 - F)``
 completers of each cluster are generated; this has the same distribution as generating all
-``m_j`` and deleting the dropouts' follow-up.
+``m_j`` and deleting the dropouts' follow-up. With ``generator="sums"`` not even the
+completers are generated: each cluster's sums of ``(y0, y1)`` and of their squares and
+products are drawn from their exact joint distribution (cluster mean effect
+``N_2(0, S / n_j)`` and an independent ``Wishart_2(n_j - 1, S)`` within-cluster scatter,
+``S`` the patient-effect covariance; Bartlett 1933), so the cost no longer grows with the
+cluster size.
 
 Type I error comes free with every run: the arm indicator is a column of the design, so
 subtracting ``delta T_j`` from the data changes neither the residuals, the REML variance
@@ -63,6 +68,8 @@ Teerenstra S, Eldridge S, Graff M, de Hoop E, Borm GF (2012) A simple sample siz
 analysis of covariance in cluster randomized trials. Stat Med 31:2169-2178.
 Eldridge SM, Ashby D, Kerry S (2006) Sample size for cluster randomized trials: effect of
 coefficient of variation of cluster size and analysis method. Int J Epidemiol 35:1292-1300.
+Bartlett MS (1933) On the theory of statistical regression. Proc R Soc Edinburgh 53:260-283
+(the Wishart decomposition).
 Morris TP, White IR, Crowther MJ (2019) Using simulation studies to evaluate statistical
 methods. Stat Med 38:2074-2102 (Monte Carlo standard errors).
 """
@@ -83,6 +90,7 @@ if TYPE_CHECKING:
     from trialstats.analysis.reml import ClusterSums
 
 BASELINE_ANALYSES = ("ancova", "none", "change")
+GENERATORS = ("patients", "sums")
 DF_METHODS = ("between-within", "satterthwaite", "kenward-roger", "residual", "z")
 #: Memory budget of one batch of replicates, in bytes.
 BATCH_BYTES = 200 * 2**20
@@ -248,14 +256,11 @@ def draw_cluster_sizes(
     return np.maximum(np.rint(raw), min_size).astype(np.int64)
 
 
-def _draw_replicate(
+def _draw_clusters(
     rng: np.random.Generator, design: SimulationDesign
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Draw one trial: recruited sizes, completers per cluster, and completers' (y0, y1).
-
-    The draws are, in order: cluster sizes, completers ``n_j ~ Binomial(m_j, 1 - F)``, the
-    cluster effects ``(J, 2)`` and the patient effects ``(sum n_j, 2)`` as standard normals.
-    """
+    """Recruited sizes, completers ``n_j ~ Binomial(m_j, 1 - F)`` and the cluster means
+    ``(u0_j, delta T_j + u1_j)``, drawn in that order."""
     n_clusters = design.n_clusters
     recruited = draw_cluster_sizes(
         rng, n_clusters, design.cluster_size, design.cv, design.min_cluster_size
@@ -263,18 +268,65 @@ def _draw_replicate(
     completers = (
         recruited if design.attrition == 0 else rng.binomial(recruited, 1.0 - design.attrition)
     )
-    z_cluster = rng.standard_normal((n_clusters, 2))
-    z_patient = rng.standard_normal((int(completers.sum()), 2))
-    sd_b, sd_w = math.sqrt(design.icc), math.sqrt(1.0 - design.icc)
-    rc, rs = design.rho_c, design.rho_s
-    u0 = sd_b * z_cluster[:, 0]
-    u1 = sd_b * (rc * z_cluster[:, 0] + math.sqrt(1.0 - rc * rc) * z_cluster[:, 1])
-    u1 += design.effect * design.arm
-    e0 = sd_w * z_patient[:, 0]
-    e1 = sd_w * (rs * z_patient[:, 0] + math.sqrt(1.0 - rs * rs) * z_patient[:, 1])
-    y0 = np.repeat(u0, completers) + e0
-    y1 = np.repeat(u1, completers) + e1
+    z = rng.standard_normal((n_clusters, 2))
+    sd_b, rc = math.sqrt(design.icc), design.rho_c
+    u0 = sd_b * z[:, 0]
+    u1 = sd_b * (rc * z[:, 0] + math.sqrt(1.0 - rc * rc) * z[:, 1]) + design.effect * design.arm
+    return recruited, completers, u0, u1
+
+
+def _draw_replicate(
+    rng: np.random.Generator, design: SimulationDesign
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Draw one trial patient by patient: sizes, completers and the completers' (y0, y1).
+
+    After :func:`_draw_clusters`, the patient effects ``(sum n_j, 2)`` as standard normals.
+    """
+    recruited, completers, u0, u1 = _draw_clusters(rng, design)
+    z = rng.standard_normal((int(completers.sum()), 2))
+    sd_w, rs = math.sqrt(1.0 - design.icc), design.rho_s
+    y0 = np.repeat(u0, completers) + sd_w * z[:, 0]
+    y1 = np.repeat(u1, completers) + sd_w * (rs * z[:, 0] + math.sqrt(1.0 - rs * rs) * z[:, 1])
     return recruited, completers, y0, y1
+
+
+def _draw_replicate_sums(
+    rng: np.random.Generator, design: SimulationDesign
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Draw one trial's per-cluster sums directly from their exact distribution.
+
+    For a cluster with ``n`` completers and patient-effect covariance
+    ``S = (1 - rho) [[1, rho_s], [rho_s, 1]] = L L'``, the completers' mean effect is
+    ``N_2(0, S / n)`` and, independently, their within-cluster scatter matrix is
+    ``Wishart_2(n - 1, S)``, drawn by Bartlett's decomposition ``L A A' L'`` with
+    ``A = [[c1, 0], [z, c2]]``, ``c1**2 ~ chi2(n - 1)``, ``c2**2 ~ chi2(n - 2)``,
+    ``z ~ N(0, 1)`` (for ``n = 2`` the rank-one scatter has ``c2 = 0``; for ``n <= 1`` it
+    is 0). The sums of squares and products are the scatter plus ``n`` times the outer
+    product of the cluster mean.
+
+    Returns recruited sizes, completers, and the ``(5, J)`` sums
+    ``(s0, s1, s00, s01, s11)``.
+    """
+    recruited, n, u0, u1 = _draw_clusters(rng, design)
+    nf = n.astype(float)
+    dof = np.maximum(nf - 1.0, 0.0)
+    z_mean = rng.standard_normal((2, n.size))
+    c1 = 2.0 * rng.standard_gamma(dof / 2.0)
+    c2 = 2.0 * rng.standard_gamma(np.maximum(dof - 1.0, 0.0) / 2.0)
+    z = np.where(dof > 0, rng.standard_normal(n.size), 0.0)
+    var_w, rs = 1.0 - design.icc, design.rho_s
+    q = math.sqrt(1.0 - rs * rs)
+    root_c1 = np.sqrt(c1)
+    a, b, c = c1, root_c1 * z, z * z + c2  # A A'
+    w00 = var_w * a
+    w01 = var_w * (rs * a + q * b)
+    w11 = var_w * (rs * rs * a + 2.0 * rs * q * b + q * q * c)
+    scale = math.sqrt(var_w) / np.sqrt(np.maximum(nf, 1.0))
+    m0 = u0 + scale * z_mean[0]
+    m1 = u1 + scale * (rs * z_mean[0] + q * z_mean[1])
+    sums = np.stack([nf * m0, nf * m1, w00 + nf * m0 * m0, w01 + nf * m0 * m1,
+                     w11 + nf * m1 * m1])
+    return recruited, n, np.where(n > 0, sums, 0.0)
 
 
 def simulate_patients(
@@ -310,7 +362,11 @@ def simulate_patients(
 
 
 def simulate_sums(
-    design: SimulationDesign, seed: int, replicates: range, scenario: int = 0
+    design: SimulationDesign,
+    seed: int,
+    replicates: range,
+    scenario: int = 0,
+    generator: str = "patients",
 ) -> SimulatedSums:
     """Per-cluster sufficient statistics of a batch of simulated trials.
 
@@ -324,17 +380,31 @@ def simulate_sums(
         Replicate numbers of the batch (each has its own stream, :func:`replicate_rng`).
     scenario : int, default 0
         Scenario number within a grid.
+    generator : {"patients", "sums"}, default "patients"
+        Generate every completer and add up (``"patients"``; the trials of
+        :func:`simulate_patients`), or draw each cluster's sums directly from their exact
+        distribution (``"sums"``, see :func:`_draw_replicate_sums`): the same model and
+        the same distribution of results, at a cost that does not grow with cluster size,
+        but other random draws.
 
     Returns
     -------
     SimulatedSums
         Arrays of shape ``(len(replicates), J)``.
     """
+    if generator not in GENERATORS:
+        raise TrialstatsError(
+            f"Unknown generator {generator!r}; choose one of {', '.join(GENERATORS)}."
+        )
     n_reps, n_clusters = len(replicates), design.n_clusters
     recruited = np.empty((n_reps, n_clusters), dtype=np.int64)
     sums = np.empty((n_reps, 6, n_clusters))
     for b, replicate in enumerate(replicates):
-        rec, n, y0, y1 = _draw_replicate(replicate_rng(seed, scenario, replicate), design)
+        rng = replicate_rng(seed, scenario, replicate)
+        if generator == "sums":
+            recruited[b], sums[b, 0], sums[b, 1:] = _draw_replicate_sums(rng, design)
+            continue
+        rec, n, y0, y1 = _draw_replicate(rng, design)
         recruited[b] = rec
         sums[b, 0] = n
         sums[b, 1:] = _cluster_sums(n, np.stack([y0, y1, y0 * y0, y0 * y1, y1 * y1], axis=1)).T
@@ -417,6 +487,7 @@ def analyse_replicates(
     scenario: int = 0,
     df_method: str = "between-within",
     alpha: float = 0.05,
+    generator: str = "patients",
 ) -> pd.DataFrame:
     """Simulate and analyse a batch of trials; one row per replicate.
 
@@ -438,6 +509,8 @@ def analyse_replicates(
         patients minus the number of fixed effects, or infinity (Wald z).
     alpha : float, default 0.05
         Two-sided significance level.
+    generator : {"patients", "sums"}, default "patients"
+        How trials are drawn (see :func:`simulate_sums`).
 
     Returns
     -------
@@ -452,7 +525,7 @@ def analyse_replicates(
         ``n_obs``, ``n_clusters`` (with analysed patients), ``recruited`` (patients
         recruited).
     """
-    sums = simulate_sums(design, seed, replicates, scenario)
+    sums = simulate_sums(design, seed, replicates, scenario, generator)
     return _analyse(sums, design, df_method=df_method, alpha=alpha).assign(
         replicate=np.asarray(replicates, dtype=np.int64)
     )[list(_REPLICATE_COLUMNS)]
@@ -547,6 +620,7 @@ def simulate_power(
     scenario: int = 0,
     batch_size: int | None = None,
     progress: Callable[[int], None] | None = None,
+    generator: str = "patients",
 ) -> dict[str, object]:
     """Simulated power of one scenario, with its Monte Carlo SE and the type I error.
 
@@ -570,6 +644,8 @@ def simulate_power(
         :data:`BATCH_BYTES`. Results do not depend on it.
     progress : callable, optional
         Called with the number of replicates finished after each batch.
+    generator : {"patients", "sums"}, default "patients"
+        How trials are drawn (see :func:`simulate_sums`).
 
     Returns
     -------
@@ -580,7 +656,7 @@ def simulate_power(
         trials rejecting), ``mc_se`` (``sqrt(power (1 - power) / reps)``), ``type_i_error``
         and ``type_i_error_mc_se`` (the same trials at ``delta = 0``, see the module
         docstring), ``design_effect`` (Eldridge's at the nominal analysed size
-        ``m (1 - F)``), ``df_method``, ``mean_df``, ``reps``, ``seed``, ``n_failed``
+        ``m (1 - F)``), ``df_method``, ``generator``, ``mean_df``, ``reps``, ``seed``, ``n_failed``
         (replicates not estimable or not converged; not estimable ones count as
         non-rejections), ``n_boundary`` (cluster variance estimated at 0),
         ``mean_estimate``, ``empirical_se`` (SD of the estimates), ``mean_se`` (mean model
@@ -605,7 +681,7 @@ def simulate_power(
     size_total = size_squares = analysed_total = 0
     for start in range(0, reps, step):
         batch = range(start, min(start + step, reps))
-        sums = simulate_sums(design, seed, batch, scenario)
+        sums = simulate_sums(design, seed, batch, scenario, generator)
         rows = _analyse(sums, design, df_method=df_method, alpha=alpha)
         where = slice(batch.start, batch.stop)
         for name in kept:
@@ -650,6 +726,7 @@ def simulate_power(
         "type_i_error_mc_se": math.sqrt(type1 * (1.0 - type1) / reps),
         "design_effect": float(design_effect(analysed_m, design.icc, design.cv)),
         "df_method": df_method,
+        "generator": generator,
         "mean_df": mean_of(kept["df"][fitted]),
         "reps": reps,
         "seed": seed,
@@ -676,6 +753,7 @@ def solve_clusters(
     max_clusters: int = 10_000,
     batch_size: int | None = None,
     progress: Callable[[int], None] | None = None,
+    generator: str = "patients",
 ) -> pd.DataFrame:
     """Smallest clusters per arm whose simulated power reaches a target, by integer bisection.
 
@@ -686,7 +764,7 @@ def solve_clusters(
         intervention clusters the allocation implies).
     target_power : float
         Power to reach, in (alpha, 1).
-    reps, seed, df_method, alpha, batch_size, progress
+    reps, seed, df_method, alpha, batch_size, progress, generator
         As in :func:`simulate_power`; every size is simulated with the same seed (common
         random numbers), which makes the simulated power curve smoother in ``k``.
     start : int, default 2
@@ -717,7 +795,7 @@ def solve_clusters(
         if k not in results:
             results[k] = simulate_power(
                 design_for(k), reps=reps, seed=seed, df_method=df_method, alpha=alpha,
-                batch_size=batch_size, progress=progress,
+                batch_size=batch_size, progress=progress, generator=generator,
             )
         return float(results[k]["power"]) >= target_power
 
