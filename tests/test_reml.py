@@ -74,7 +74,7 @@ def test_optimum_is_at_least_as_good_as_lme4s(fits, name):
     sums = ClusterSums.from_data(*load(name))
     fit = fits[name]
     at_lme4 = profile_terms(sums, float(value(name, "theta")) ** 2).reml_loglik()
-    assert fit.reml_loglik >= at_lme4 - 1e-11
+    assert fit.reml_loglik >= at_lme4 - 1e-13 * abs(at_lme4)  # rounding only
     if not fit.boundary:
         terms = profile_terms(sums, fit.gamma)
         # stationary to rounding: |f'| tiny against the scale of its terms

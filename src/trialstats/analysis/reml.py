@@ -434,8 +434,13 @@ def _evaluate(flat: _Flat, gamma: np.ndarray, order: int = 2) -> ProfileTerms:
     n = flat.n[:, None, :]
     g = gamma[:, :, None]
     h = 1.0 + g * n  # (B, G, J)
-    yy0, xy0, xx0 = _weighted_sums(flat, g / h)  # weights w_j
-    yy1, xy1, xx1 = _weighted_sums(flat, 1.0 / h**2)  # dw_j/dgamma
+    # weights w_j, dw_j/dgamma and (order 2) d2w_j/dgamma2, summed in one matrix product
+    weights = [g / h, 1.0 / h**2] + ([-2.0 * n / h**3] if order >= 2 else [])
+    sums = _weighted_sums(flat, np.concatenate(weights, axis=1))
+    n_pts = gamma.shape[1]
+    (yy0, xy0, xx0), (yy1, xy1, xx1) = (
+        tuple(part[:, k * n_pts : (k + 1) * n_pts] for part in sums) for k in range(2)
+    )
 
     a = flat.xtx[:, None] - xx0
     c = flat.xty[:, None] - xy0
@@ -452,7 +457,7 @@ def _evaluate(flat: _Flat, gamma: np.ndarray, order: int = 2) -> ProfileTerms:
     d_logdet_a = -np.trace(ainv_xx1, axis1=-2, axis2=-1)
 
     if order >= 2:
-        yy2, xy2, xx2 = _weighted_sums(flat, -2.0 * n / h**3)  # d2w_j/dgamma2
+        yy2, xy2, xx2 = (part[:, 2 * n_pts :] for part in sums)
         grad = xy1 - (xx1 @ beta[..., None])[..., 0]  # sum_j wp_j r_j s_j
         d2_rss = -(yy2 - 2.0 * np.sum(beta * xy2, axis=-1) + _quadratic(beta, xx2))
         d2_rss -= 2.0 * _quadratic(grad, a_inv)
@@ -674,9 +679,13 @@ def fit_reml(sums: ClusterSums, *, xtol: float = 1e-10, max_iter: int = 200) -> 
     interior = np.flatnonzero(has_interior)
     if interior.size:
         sub = flat.take(interior)
+        cache = {"index": np.arange(interior.size), "flat": sub}
 
         def score(x: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            terms = _evaluate(sub.take(index), x[:, None])
+            if index.size != cache["index"].size:  # the active set only ever shrinks
+                cache["flat"] = sub.take(index)
+                cache["index"] = index
+            terms = _evaluate(cache["flat"], x[:, None])
             return terms.d_criterion()[:, 0], terms.d2_criterion()[:, 0]
 
         root, ok = bracketed_newton(
