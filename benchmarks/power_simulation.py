@@ -152,7 +152,7 @@ def main() -> None:
           f"1,000; ratio {sm / ours:.0f}x ({sm / engine['sums']:.0f}x with sums) "
           f"(max |estimate difference| {np.max(np.abs(sm_estimates - our_estimates)):.1e}; "
           f"{np.sum(np.abs(sm_estimates - our_estimates) > 1e-6)} of {args.peer_reps} default "
-          "statsmodels fits stop short of the REML optimum by more than 1e-6)")
+          "statsmodels fits differ by more than 1e-6: lower REML likelihood or failed)")
     lme4 = time_lme4(trials)
     if lme4 is None:
         print("lme4: Rscript not found, skipped")

@@ -24,6 +24,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from trialstats.errors import TrialstatsError
 from trialstats.power.analytic import power_continuous
@@ -273,11 +274,16 @@ def power_curve_figure(table: pd.DataFrame, x: str = "clusters_per_arm") -> Figu
                 ms=4, color=colour, capsize=2, lw=1.0,
                 label=f"{label} (simulated)" if len(analytic) else label,
             )
+    if x == "clusters_per_arm":
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(x.replace("_", " "))
     ax.set_ylabel("power")
     ax.set_ylim(0, 1.02)
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
-    ax.set_title("Lines: analytic; points: simulated (95% Monte Carlo interval)", fontsize=9)
+    fixed = ", ".join(f"{k.replace('_', ' ')} {table[k].iloc[0]:g}"
+                      for k in GRID_KEYS if k not in varying)
+    ax.set_title(f"Lines: analytic; points: simulated (95% Monte Carlo interval)\n{fixed}",
+                 fontsize=8)
     return figure
 
 
