@@ -1,5 +1,5 @@
 """One module per ``trialstats`` subcommand, each with ``register`` and ``run``."""
 
-from trialstats.commands import report, synth, validate
+from trialstats.commands import power, report, synth, validate
 
-COMMANDS = (validate, synth, report)
+COMMANDS = (validate, synth, report, power)
