@@ -37,7 +37,7 @@ dimension; with :math:`N = \sum_j n_j` and :math:`p = \operatorname{rank} X`,
         + (N - p)\,\{1 + \log(2\pi\, \mathrm{RSS}(\gamma) / (N - p))\},
 
 which is exactly lme4's REML deviance with :math:`\theta = \sqrt\gamma` (Bates et al. 2015,
-*J. Stat. Softw.* 67(1), eq. 42: ``ldL2 = sum log h``, ``ldRX2 = log|A|``), so ``reml_loglik`` is
+*J. Stat. Softw.* 67(1), section 3: ``ldL2 = sum log h``, ``ldRX2 = log|A|``), so ``reml_loglik`` is
 comparable with ``logLik()`` of an ``lmer`` REML fit.
 
 Derivatives are analytic: :math:`dw_j/d\gamma = h_j^{-2}`, :math:`d^2 w_j/d\gamma^2 = -2 n_j
@@ -697,8 +697,12 @@ def fit_reml(sums: ClusterSums, *, xtol: float = 1e-10, max_iter: int = 200) -> 
             xtol=xtol,
             max_iter=max_iter,
         )
-        root_crit = _evaluate(sub, root[:, None], order=1).criterion()[:, 0]
-        take_root = ~at_zero_ok[interior] | (root_crit < crit[interior, 0])
+        # Where gamma = 0 is also a local optimum, keep the better of the two.
+        take_root = ~at_zero_ok[interior]
+        both = np.flatnonzero(~take_root)
+        if both.size:
+            root_crit = _evaluate(sub.take(both), root[both, None], order=1).criterion()[:, 0]
+            take_root[both] = root_crit < crit[interior[both], 0]
         gamma[interior] = np.where(take_root, root, 0.0)
         converged[interior] = np.where(take_root, ok, True)
 
