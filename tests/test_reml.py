@@ -206,6 +206,8 @@ def test_unidentifiable_data_raise():
         fit_reml(ClusterSums.from_data(y, X, np.arange(len(y))))
     with pytest.raises(TrialstatsError, match="two non-empty clusters"):
         fit_reml(ClusterSums.from_data(y, X[:, [0, 2]], np.zeros(len(y), dtype=int)))
+    with pytest.raises(TrialstatsError, match="exact linear function"):
+        fit_reml(ClusterSums.from_data(X @ np.arange(1.0, 4.0), X, codes))
     with pytest.raises(TrialstatsError, match="must be finite"):
         ClusterSums.from_data(np.where(codes == 0, np.nan, y), X, codes)
 

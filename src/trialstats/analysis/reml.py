@@ -78,6 +78,8 @@ __all__ = [
 _GRID = np.concatenate([[0.0], np.logspace(-6.0, 4.0, 11)])
 # Smallest eigenvalue of the column-scaled X'X below which X is treated as rank deficient.
 _RANK_TOL = 1e-12
+# Least-squares residual sum of squares below this share of y'y counts as an exact fit.
+_EXACT_FIT_TOL = 1e-13
 
 
 @dataclass(frozen=True)
@@ -327,6 +329,14 @@ def _validate(flat: _Flat, batch_shape: tuple[int, ...]) -> None:
             "(a column is all zero or a linear combination of others, e.g. a covariate level "
             "with no patients or a cluster-level covariate aliased with arm); drop or merge "
             "the offending columns."
+        )
+    ols = np.linalg.solve(flat.xtx, flat.xty[:, :, None])[:, :, 0]
+    ols_rss = flat.yty - np.sum(flat.xty * ols, axis=-1)
+    bad = np.flatnonzero(ols_rss <= _EXACT_FIT_TOL * flat.yty)
+    if bad.size:
+        raise TrialstatsError(
+            f"{_replicate_label(bad, batch_shape)}: the outcome is an exact linear function of "
+            "the covariates (no residual variation), so no variance can be estimated."
         )
     bad = np.flatnonzero(np.sum(flat.n > 0, axis=-1) < 2)
     if bad.size:
