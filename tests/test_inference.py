@@ -153,3 +153,15 @@ def test_bad_requests_raise(fitted):
     other, _ = fitted["covariates"]
     with pytest.raises(TrialstatsError, match="does not belong"):
         satterthwaite_df(other, fit, unit(3, 1))
+
+
+def test_empty_cluster_slot_changes_nothing():
+    y, X, codes = load("few_clusters")
+    sums = ClusterSums.from_data(y, X, codes)
+    padded = ClusterSums.from_data(y, X, codes, n_clusters=int(codes.max()) + 3)
+    fit, fit_padded = fit_reml(sums), fit_reml(padded)
+    arm = unit(3, 1)
+    for method in ("residual", "between-within", "satterthwaite", "kenward-roger"):
+        a, b = contrast_test(sums, fit, arm, method), contrast_test(padded, fit_padded, arm, method)
+        assert a.df == pytest.approx(b.df, rel=1e-9), method
+        assert a.se == pytest.approx(b.se, rel=1e-9), method
