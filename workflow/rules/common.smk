@@ -4,6 +4,9 @@ from pathlib import Path
 # The configuration file the run was started with (the last --configfile wins).
 CONFIG_FILE = workflow.configfiles[-1]
 
+# Outcome names: one analysis job per outcome.
+OUTCOMES = [outcome["name"] for outcome in config["outcomes"]]
+
 
 def library(*parts):
     """The trialstats source files a rule depends on, so that editing them re-runs it."""

@@ -39,8 +39,6 @@ class ModelData:
         Cluster of each row as 0..J−1.
     cluster_ids : tuple of str
         The cluster id of each code.
-    cluster_level : ndarray of bool (p,)
-        Whether each column is constant within every cluster.
     excluded : dict
         Reason → number of patients excluded for it (first reason that applies).
     n_randomised : int
@@ -52,7 +50,6 @@ class ModelData:
     columns: tuple[str, ...]
     cluster_codes: np.ndarray
     cluster_ids: tuple[str, ...]
-    cluster_level: np.ndarray
     excluded: dict[str, int]
     n_randomised: int
 
@@ -122,24 +119,13 @@ def model_data(
     ]
     design = pd.concat(blocks, axis=1)
     codes, ids = pd.factorize(rows[cluster], sort=True)
-    X = design.to_numpy(dtype=float)
     return ModelData(
         y=rows[response].to_numpy(dtype=float),
-        X=X,
+        X=design.to_numpy(dtype=float),
         columns=tuple(design.columns),
         cluster_codes=codes.astype(np.intp),
         cluster_ids=tuple(str(i) for i in ids),
-        cluster_level=_constant_within(X, codes, len(ids)),
         excluded=excluded,
         n_randomised=len(patients),
     )
 
-
-def _constant_within(X: np.ndarray, codes: np.ndarray, n_clusters: int) -> np.ndarray:
-    if len(codes) == 0:
-        return np.ones(X.shape[1], bool)
-    low = np.full((n_clusters, X.shape[1]), np.inf)
-    high = np.full((n_clusters, X.shape[1]), -np.inf)
-    np.minimum.at(low, codes, X)
-    np.maximum.at(high, codes, X)
-    return np.all(low == high, axis=0)

@@ -1,0 +1,35 @@
+"""``trialstats gather``: stack tidy result tables written by parallel jobs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from trialstats.data.io import write_csv
+from trialstats.errors import TrialstatsError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``gather`` subcommand."""
+    parser = subparsers.add_parser(
+        "gather",
+        help="stack tidy CSV tables with the same columns into one",
+        description="Concatenate tidy CSV tables (e.g. one per outcome) in the order given.",
+    )
+    parser.add_argument("tables", nargs="+", type=Path, help="CSV tables to stack")
+    parser.add_argument("--out", required=True, type=Path, help="output CSV")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Stack the tables (which must share their columns) and write the result."""
+    frames = [pd.read_csv(path, float_precision="round_trip") for path in args.tables]
+    for path, frame in zip(args.tables, frames, strict=True):
+        if list(frame.columns) != list(frames[0].columns):
+            raise TrialstatsError(
+                f"{path}: its columns differ from those of {args.tables[0]}; "
+                "only tables with the same columns can be stacked."
+            )
+    write_csv(pd.concat(frames, ignore_index=True), args.out)

@@ -1,0 +1,22 @@
+rule report:
+    input:
+        config=CONFIG_FILE,
+        practices="results/data/practices.parquet",
+        patients="results/data/patients.parquet",
+        primary="results/primary.csv",
+        code=library("report", "commands/report.py"),
+    output:
+        html="reports/report.html",
+        docx="reports/report.docx",
+        latex="reports/report.tex",
+        markdown="reports/report.md",
+    log:
+        "logs/report.log",
+    conda:
+        "../envs/trialstats.yaml"
+    params:
+        results=subpath(input.primary, parent=True),
+        out_dir=subpath(output.html, parent=True),
+    shell:
+        "trialstats report --config {input.config:q} --results {params.results:q}"
+        " --out {params.out_dir:q} > {log:q} 2>&1"
