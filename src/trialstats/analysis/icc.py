@@ -32,11 +32,9 @@ from scipy import stats
 from trialstats.analysis.reml import (
     ClusterSums,
     RemlFit,
-    _evaluate,
-    _flatten,
-    _validate,
     bracketed_newton,
     fit_reml,
+    profile_terms,
 )
 from trialstats.errors import TrialstatsError
 
@@ -72,6 +70,20 @@ class IccInterval:
     level: float
 
 
+def _flat_batch(sums: ClusterSums) -> ClusterSums:
+    """The same sums with the batch dimensions merged into one."""
+    n_slots, p = np.shape(sums.n)[-1], sums.n_params
+    shapes = {"n": (), "xtx": (p, p), "xty": (p,), "yty": (), "xsum": (p,), "ysum": ()}
+    return ClusterSums(
+        **{k: np.reshape(getattr(sums, k), (-1, n_slots, *tail)) for k, tail in shapes.items()}
+    )
+
+
+def _take(sums: ClusterSums, index: np.ndarray) -> ClusterSums:
+    """Replicates ``index`` of sums with one batch dimension."""
+    return ClusterSums(**{k: getattr(sums, k)[index] for k in ClusterSums.__dataclass_fields__})
+
+
 def _to_icc(gamma: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         return np.where(np.isinf(gamma), 1.0, gamma / (1.0 + gamma))
@@ -102,15 +114,14 @@ def icc_interval(
     batch = sums.batch_shape
     if np.shape(fit.gamma) != batch:
         raise TrialstatsError("The fit does not belong to these data (batch shapes differ).")
-    flat = _flatten(sums)
-    _validate(flat, batch)
+    flat = _flat_batch(sums)
     n_rep = flat.n.shape[0]
     gamma_hat = np.asarray(fit.gamma, dtype=float).reshape(n_rep)
     cutoff = stats.chi2.ppf(level, df=1)
 
     def profile(x: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        terms = _evaluate(flat.take(index), x[:, None], order=1)
-        return terms.criterion()[:, 0], terms.d_criterion()[:, 0]
+        terms = profile_terms(_take(flat, index), x)
+        return terms.criterion(), terms.d_criterion()
 
     everyone = np.arange(n_rep)
     top, _ = profile(gamma_hat, everyone)
@@ -138,7 +149,7 @@ def icc_interval(
     ladder = np.where(
         gamma_hat[:, None] > 0, gamma_hat[:, None] * _LADDER_FACTORS, _LADDER_FROM_ZERO
     )
-    crit = _evaluate(flat, ladder, order=1).criterion() - top[:, None] - cutoff
+    crit = profile_terms(flat, ladder).criterion() - top[:, None] - cutoff
     crit = np.where(np.isfinite(crit), crit, np.inf)
     above = crit > 0
     found = np.any(above, axis=1)
