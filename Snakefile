@@ -14,10 +14,12 @@ validate(config, "workflow/schemas/config.schema.yaml")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/analysis.smk"
+include: "workflow/rules/power.smk"
 include: "workflow/rules/report.smk"
 
 
 rule all:
     input:
         rules.report.output,
+        rules.power_gather.output,
         "reports/validation.txt",

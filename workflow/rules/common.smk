@@ -7,6 +7,10 @@ CONFIG_FILE = workflow.configfiles[-1]
 # Outcome names: one analysis job per outcome.
 OUTCOMES = [outcome["name"] for outcome in config["outcomes"]]
 
+# The power scenario grid is scattered into this many independent jobs (each scenario has
+# its own seed streams, so the number of chunks never changes the results).
+POWER_CHUNKS = 5
+
 
 def library(*parts):
     """The trialstats source files a rule depends on, so that editing them re-runs it."""
