@@ -19,7 +19,9 @@ rule power_chunk:
 
 rule power_gather:
     input:
-        chunks=expand("results/power/chunks/chunk_{chunk}.csv", chunk=range(POWER_CHUNKS)),
+        chunks=expand(
+            "results/power/chunks/chunk_{chunk}.csv", chunk=range(POWER_CHUNKS)
+        ),
         code=library("power", "commands/power.py"),
     output:
         table="results/power/power.csv",
