@@ -1,0 +1,226 @@
+r"""Cluster-level (two-stage) analysis, and the row builders shared by the sensitivity analyses.
+
+Two-stage covariate-adjusted analysis (Hayes & Moulton 2017, *Cluster Randomised Trials*,
+2nd ed., ch. 9.3, "difference of residuals")
+---------------------------------------------------------------------------------------------
+Stage 1 fits, ignoring arm, the individual-level regression of the follow-up score on the
+baseline score and the covariates by ordinary least squares,
+
+.. math:: y_{ij} = \alpha_0 + \alpha_1 y^{(0)}_{ij} + x_{ij}^\top\gamma + \varepsilon_{ij},
+
+and stage 2 averages the residuals :math:`e_{ij} = y_{ij} - \hat y_{ij}` within each practice,
+:math:`\bar e_j = n_j^{-1}\sum_i e_{ij}`, and compares those practice means between the arms
+with the two-sample *t* test (pooled variance, practices weighted equally):
+
+.. math::
+
+    \hat\delta = \bar e_{(1)} - \bar e_{(0)}, \qquad
+    \mathrm{SE} = s_p \sqrt{1/J_1 + 1/J_0}, \qquad \nu = J - 2,
+
+with :math:`\bar e_{(a)}` the mean of the practice means in arm *a*, :math:`J_a` practices in
+arm *a* and :math:`s_p^2` the pooled within-arm variance of the practice means. The unadjusted
+analysis is the same test on the practice means of the follow-up score itself. Both use the
+primary analysis population (follow-up, baseline and covariates observed), so that the two
+rows differ only by the adjustment. The test is exact under normality of the practice means
+whatever the within-practice correlation, at the price of ignoring the unequal precision of
+practice means from unequal practice sizes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from trialstats.analysis.design import INTERCEPT, ModelData, model_data
+from trialstats.analysis.effects import baseline_sd, mcid_raw, mcid_verdict
+from trialstats.analysis.primary import COLUMNS
+from trialstats.data.validate import TREATED, outcome_column
+from trialstats.errors import TrialstatsError
+
+#: Columns of the sensitivity tables: the primary columns plus the analysis label.
+SENSITIVITY_COLUMNS = (*COLUMNS, "analysis")
+
+ADJUSTED = "cluster-level (Hayes & Moulton)"
+UNADJUSTED = "cluster-level, unadjusted practice means"
+#: ``method`` of tests on the practice (cluster) df J − 2.
+CLUSTER_DF = "J-2"
+
+
+def chosen_outcomes(config: dict[str, Any], outcomes: list[str] | None) -> list[dict[str, Any]]:
+    """The configured outcome entries named in ``outcomes`` (all when None), in config order.
+
+    Raises
+    ------
+    TrialstatsError
+        If a name is not a configured outcome.
+    """
+    names = [o["name"] for o in config["outcomes"]]
+    unknown = sorted(set(outcomes or []) - set(names))
+    if unknown:
+        raise TrialstatsError(f"unknown outcome(s) {', '.join(unknown)}; the configuration "
+                              f"has {', '.join(names)}.")
+    return [o for o in config["outcomes"] if outcomes is None or o["name"] in outcomes]
+
+
+def outcome_scale(
+    patients: pd.DataFrame, outcome: dict[str, Any], baseline_month: int
+) -> dict[str, float]:
+    """``sd_baseline`` and ``mcid`` (raw scale) of an outcome, exactly as the primary analysis."""
+    sd0 = baseline_sd(patients[outcome_column(outcome["name"], baseline_month)])
+    return {"sd_baseline": sd0, "mcid": mcid_raw(outcome.get("mcid"), sd0)}
+
+
+def join_notes(*notes: str) -> str:
+    """The non-empty notes joined with "; "."""
+    return "; ".join(n for n in notes if n)
+
+
+def t_row(
+    base: dict[str, Any], *, estimate: float, se: float, df: float, alpha: float,
+    higher_is_better: bool,
+) -> dict[str, Any]:
+    """Complete ``base`` with the *t*-based inference, effect size and MCID verdict.
+
+    Parameters
+    ----------
+    base : dict
+        Row fields known already; must hold ``sd_baseline`` and ``mcid``.
+    estimate, se, df : float
+        The difference (intervention − control), its standard error and the *t* df.
+    alpha : float
+        Two-sided level; the interval is 100(1 − alpha)%.
+    higher_is_better : bool
+        Direction of benefit, for the verdict.
+
+    Returns
+    -------
+    dict
+        ``base`` plus ``estimate, se, df, ci_low, ci_high, p_value, effect_size, es_ci_low,
+        es_ci_high, mcid_verdict`` computed as in :mod:`trialstats.analysis.primary`.
+    """
+    half = stats.t.ppf(1 - alpha / 2, df) * se
+    low, high = estimate - half, estimate + half
+    sd0 = base["sd_baseline"]
+    return {
+        **base, "estimate": estimate, "se": se, "df": df, "ci_low": low, "ci_high": high,
+        "p_value": float(2 * stats.t.sf(abs(estimate / se), df)),
+        "effect_size": estimate / sd0, "es_ci_low": low / sd0, "es_ci_high": high / sd0,
+        "mcid_verdict": mcid_verdict(low, high, base["mcid"], higher_is_better),
+    }
+
+
+def clusters_per_arm(data: ModelData) -> tuple[int, int]:
+    """Practices with analysed patients in the intervention and the control arm."""
+    treated = data.X[:, data.columns.index(TREATED)]
+    return tuple(len(np.unique(data.cluster_codes[treated == arm])) for arm in (1.0, 0.0))
+
+
+def too_few_clusters(data: ModelData) -> str:
+    """Why a comparison of arms is impossible ("" when there are two practices per arm)."""
+    per_arm = clusters_per_arm(data)
+    if min(per_arm) < 2:
+        return (f"not estimable: fewer than two clusters with analysable patients in an arm "
+                f"(intervention {per_arm[0]}, control {per_arm[1]})")
+    return ""
+
+
+def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Rows as a DataFrame with exactly :data:`SENSITIVITY_COLUMNS` (absent fields NaN)."""
+    return pd.DataFrame(rows, columns=list(SENSITIVITY_COLUMNS))
+
+
+def practice_t_test(values: np.ndarray, treated: np.ndarray) -> tuple[float, float, float]:
+    """Pooled-variance two-sample *t* test of practice-level values, intervention − control.
+
+    Returns
+    -------
+    estimate, se, df : float
+    """
+    one, zero = values[treated == 1], values[treated == 0]
+    df = one.size + zero.size - 2
+    pooled = (np.sum((one - one.mean()) ** 2) + np.sum((zero - zero.mean()) ** 2)) / df
+    se = np.sqrt(pooled * (1 / one.size + 1 / zero.size))
+    return float(one.mean() - zero.mean()), float(se), float(df)
+
+
+def _outcome_rows(
+    patients: pd.DataFrame, outcome: dict[str, Any], month: int, *, cluster: str,
+    baseline_month: int, covariates: list[str], alpha: float,
+) -> list[dict[str, Any]]:
+    data = model_data(patients, outcome["name"], month, cluster=cluster,
+                      baseline_month=baseline_month, covariates=covariates)
+    base = {"outcome": outcome["name"], "month": month, "method": CLUSTER_DF,
+            "n_patients": len(data.y), "n_clusters": data.n_clusters,
+            **outcome_scale(patients, outcome, baseline_month)}
+    exclusions = data.exclusion_note()
+    problem = too_few_clusters(data)
+    if problem:
+        return [{**base, "analysis": label, "converged": False,
+                 "notes": join_notes(problem, exclusions)} for label in (ADJUSTED, UNADJUSTED)]
+    # stage 1: arm left out of the individual-level regression
+    keep = [k for k, name in enumerate(data.columns) if name != TREATED]
+    coef, *_ = np.linalg.lstsq(data.X[:, keep], data.y, rcond=None)
+    residual = data.y - data.X[:, keep] @ coef
+    sizes = np.bincount(data.cluster_codes, minlength=data.n_clusters)
+    treated = np.bincount(data.cluster_codes, data.X[:, data.columns.index(TREATED)],
+                          minlength=data.n_clusters) / sizes
+    covariate_names = [c for c in data.columns if c not in (INTERCEPT, TREATED)]
+    rows = []
+    for label, values, how in [
+        (ADJUSTED, residual, "practice means of residuals from the OLS regression of the "
+                             f"follow-up on {', '.join(covariate_names)} (arm left out)"),
+        (UNADJUSTED, data.y, "practice means of the follow-up score"),
+    ]:
+        means = np.bincount(data.cluster_codes, values, minlength=data.n_clusters) / sizes
+        estimate, se, df = practice_t_test(means, treated)
+        note = (f"two-sample t test (pooled variance) of {how}, practices weighted equally, "
+                f"on J - 2 = {df:.0f} df")
+        rows.append(t_row(
+            {**base, "analysis": label, "converged": True,
+             "notes": join_notes(exclusions, note)},
+            estimate=estimate, se=se, df=df, alpha=alpha,
+            higher_is_better=outcome["higher_is_better"],
+        ))
+    return rows
+
+
+def cluster_level_analysis(
+    patients: pd.DataFrame, config: dict[str, Any], outcomes: list[str] | None = None
+) -> pd.DataFrame:
+    """Two-stage cluster-level analysis of every outcome at every follow-up month.
+
+    Parameters
+    ----------
+    patients : DataFrame
+        Validated patients (:class:`trialstats.data.validate.Trial`).
+    config : dict
+        Validated configuration (``design``, ``outcomes``, ``analysis``).
+    outcomes : list of str, optional
+        Outcome names to analyse; all configured outcomes by default.
+
+    Returns
+    -------
+    DataFrame
+        :data:`SENSITIVITY_COLUMNS`; per outcome and month one row ``analysis =
+        "cluster-level (Hayes & Moulton)"`` (covariate-adjusted residuals, see the module
+        notes) and one ``"cluster-level, unadjusted practice means"``. ``method`` is ``J-2``;
+        ``estimate``/``se``/``df``/``ci_*``/``p_value`` are the practice-level *t* test;
+        ``effect_size``/``es_ci_*``/``mcid``/``mcid_verdict`` as in the primary analysis;
+        variance components and ICC are NaN; ``notes`` count the exclusions and describe the
+        test.
+    """
+    design, analysis = config["design"], config["analysis"]
+    rows = [
+        row
+        for outcome in chosen_outcomes(config, outcomes)
+        for month in design["followup_months"]
+        for row in _outcome_rows(
+            patients, outcome, month, cluster=design["cluster"],
+            baseline_month=design["baseline_month"], covariates=analysis["covariates"],
+            alpha=analysis["alpha"],
+        )
+    ]
+    return frame(rows)
