@@ -1,5 +1,5 @@
 """One module per ``trialstats`` subcommand, each with ``register`` and ``run``."""
 
-from trialstats.commands import analyse, gather, power, report, synth, validate
+from trialstats.commands import analyse, gather, methods_check, power, report, synth, validate
 
-COMMANDS = (validate, analyse, gather, synth, report, power)
+COMMANDS = (validate, analyse, gather, synth, report, power, methods_check)
