@@ -1,5 +1,14 @@
 """One module per ``trialstats`` subcommand, each with ``register`` and ``run``."""
 
-from trialstats.commands import analyse, gather, methods_check, power, report, synth, validate
+from trialstats.commands import (
+    analyse,
+    gather,
+    init,
+    methods_check,
+    power,
+    report,
+    synth,
+    validate,
+)
 
-COMMANDS = (validate, analyse, gather, synth, report, power, methods_check)
+COMMANDS = (init, validate, analyse, gather, synth, report, power, methods_check)

@@ -1,0 +1,155 @@
+"""The files of a new trial, as written by ``trialstats init``.
+
+A new trial directory holds a commented ``config.yaml`` (the keys of the default run, its
+``data:`` pointing at the directory's ``data/`` tables), header-only input templates whose
+columns are those the configuration expects, and a ``README.md`` of next steps. The texts
+come from the templates ``config.yaml.tmpl`` and ``README.md.tmpl`` beside this module.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path, PurePath
+from string import Template
+from typing import Any
+
+import yaml
+
+# Example outcome sets: ``starter`` shows one primary and one secondary outcome to be
+# replaced by the user's; ``sms`` is the default run's self-management-support trial, so
+# that its synthetic data dropped into a new trial reproduce the default results.
+OUTCOME_EXAMPLES: dict[str, list[dict[str, Any]]] = {
+    "starter": [
+        {"name": "eq5d", "label": "Health-related quality of life (EQ-5D index)",
+         "primary": True, "higher_is_better": True, "range": [-0.594, 1],
+         "mcid": {"scale": "raw", "value": 0.074}},
+        {"name": "self_efficacy", "label": "Self-efficacy",
+         "primary": False, "higher_is_better": True, "range": [1, 10],
+         "mcid": {"scale": "standardised", "value": 0.2}},
+    ],
+    "sms": [
+        {"name": "sdm", "label": "Shared decision-making",
+         "primary": True, "higher_is_better": True, "range": [0, 100],
+         "mcid": {"scale": "standardised", "value": 0.2}},
+        {"name": "self_efficacy", "label": "Self-efficacy",
+         "primary": True, "higher_is_better": True, "range": [1, 10],
+         "mcid": {"scale": "standardised", "value": 0.2}},
+        {"name": "eq5d", "label": "Health-related quality of life (EQ-5D index)",
+         "primary": True, "higher_is_better": True, "range": [-0.594, 1],
+         "mcid": {"scale": "raw", "value": 0.074}},
+        {"name": "gen_health", "label": "General health",
+         "primary": False, "higher_is_better": True, "range": [0, 100],
+         "mcid": {"scale": "standardised", "value": 0.2}},
+        {"name": "role_limitation", "label": "Social/role limitation",
+         "primary": False, "higher_is_better": True, "range": [0, 100],
+         "mcid": {"scale": "standardised", "value": 0.2}},
+        {"name": "energy", "label": "Energy/vitality",
+         "primary": False, "higher_is_better": True, "range": [0, 100],
+         "mcid": {"scale": "standardised", "value": 0.2}},
+        {"name": "wellbeing", "label": "Psychological well-being",
+         "primary": False, "higher_is_better": True, "range": [0, 100],
+         "mcid": {"scale": "standardised", "value": 0.2}},
+        {"name": "self_care", "label": "Self-care activity",
+         "primary": False, "higher_is_better": True, "range": [1, 4],
+         "mcid": {"scale": "standardised", "value": 0.2}},
+        {"name": "enablement", "label": "Patient enablement",
+         "primary": False, "higher_is_better": True, "range": [0, 12],
+         "mcid": {"scale": "standardised", "value": 0.2}},
+    ],
+}
+
+_OUTCOMES_NOTE = {
+    "starter": "# The two outcomes below are examples: replace them with your trial's.",
+    "sms": "# The outcomes of the self-management-support (SMS) trial of the default run.",
+}
+
+# Columns of the input templates besides the outcomes (the design's default column names
+# and the covariates the default run's config and report refer to), in data_synthetic's order.
+PRACTICE_COLUMNS = ("practice_id", "arm", "list_size", "imd_score", "withdrawn")
+PATIENT_COLUMNS = ("patient_id", "practice_id", "age", "sex", "condition")
+MONTHS = (0, 6, 12)  # baseline and follow-up months of the template config's design
+
+_CONSORT = {"assessed": 62, "excluded": {"Declined to participate": 14,
+                                         "Did not meet inclusion criteria": 4}}
+
+
+def _scalar(value: Any) -> str:
+    """``value`` as a YAML scalar that reads back as itself, also inside ``[...]``/``{...}``."""
+    text = value if isinstance(value, str) else json.dumps(value)
+    plain = not any(c in text for c in ":,[]{}#&*!|>'\"%@`") and yaml.safe_load(text) == value
+    return text if plain else json.dumps(value)
+
+
+def _flow(value: Any) -> str:
+    """A list or mapping in the YAML flow style of config/config.yaml."""
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_scalar(k)}: {_flow(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(_flow(v) for v in value) + "]"
+    return _scalar(value)
+
+
+def outcomes_block(outcomes: list[dict[str, Any]]) -> str:
+    """The ``outcomes:`` entries as indented YAML, one key per line."""
+    lines = []
+    for outcome in outcomes:
+        for i, (key, value) in enumerate(outcome.items()):
+            lines.append(f"{'  - ' if i == 0 else '    '}{key}: {_flow(value)}")
+    return "\n".join(lines)
+
+
+def _consort_block(example: str) -> str:
+    block = f"  consort:\n    assessed: {_CONSORT['assessed']}\n    excluded: "
+    block += _flow(_CONSORT["excluded"])
+    if example == "sms":
+        return block
+    return "  # Uncomment and give your trial's numbers, e.g.:\n" + "\n".join(
+        "  #" + line[1:] for line in block.splitlines()
+    )
+
+
+def _template(name: str) -> Template:
+    return Template(resources.files(__name__).joinpath(f"{name}.tmpl").read_text())
+
+
+def scaffold_files(directory: str | PurePath, example: str = "starter") -> dict[str, str]:
+    """The texts of a new trial's files.
+
+    Parameters
+    ----------
+    directory : str or PurePath
+        The trial directory as the user gave it; the configuration's paths start with it, so
+        they are relative to the directory commands are run from when it is relative.
+    example : {"starter", "sms"}
+        Outcome set of the configuration and the templates (see ``OUTCOME_EXAMPLES``); ``sms``
+        also fills in the SMS trial's CONSORT screening numbers.
+
+    Returns
+    -------
+    dict of str to str
+        File path relative to ``directory`` (``config.yaml``, ``README.md``,
+        ``data/practices.csv``, ``data/patients.csv``) to its text.
+    """
+    outcomes = OUTCOME_EXAMPLES[example]
+    root = PurePath(directory)
+    config = (root / "config.yaml").as_posix()
+    outcome_columns = [f"{o['name']}_m{month}" for o in outcomes for month in MONTHS]
+    return {
+        "config.yaml": _template("config.yaml").substitute(
+            directory=root.as_posix(),
+            config=config,
+            practices=(root / "data" / "practices.csv").as_posix(),
+            patients=(root / "data" / "patients.csv").as_posix(),
+            outcomes_note=_OUTCOMES_NOTE[example],
+            outcomes=outcomes_block(outcomes),
+            consort=_consort_block(example),
+        ),
+        "README.md": _template("README.md").substitute(
+            name=Path(root).resolve().name,
+            config=config,
+            columns_example=", ".join(f"`{c}`" for c in outcome_columns[: len(MONTHS)]),
+        ),
+        "data/practices.csv": ",".join(PRACTICE_COLUMNS) + "\n",
+        "data/patients.csv": ",".join((*PATIENT_COLUMNS, *outcome_columns)) + "\n",
+    }

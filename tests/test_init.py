@@ -1,0 +1,124 @@
+"""``trialstats init``: a new trial's scaffold, and the default results reproduced from it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from trialstats.cli import main
+from trialstats.config import load_config
+
+REPO = Path(__file__).resolve().parents[1]
+FILES = ("config.yaml", "README.md", "data/practices.csv", "data/patients.csv")
+
+
+def _key_paths(node, prefix=""):
+    """Every key path of a parsed YAML document (list items share their list's path)."""
+    paths = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            paths |= {f"{prefix}{key}"} | _key_paths(value, f"{prefix}{key}.")
+    elif isinstance(node, list):
+        for item in node:
+            paths |= _key_paths(item, prefix)
+    return paths
+
+
+def test_init_writes_config_templates_and_readme(tmp_path, capsys):
+    trial = tmp_path / "my_trial"
+    assert main(["init", str(trial)]) == 0
+    assert sorted(str(p.relative_to(trial)) for p in trial.rglob("*") if p.is_file()) == sorted(
+        FILES
+    )
+    assert "Next: fill in the data" in capsys.readouterr().out
+
+    config = load_config(trial / "config.yaml")
+    assert config["data"] == {
+        "practices": str(trial / "data" / "practices.csv"),
+        "patients": str(trial / "data" / "patients.csv"),
+    }
+    design = config["design"]
+    months = [design["baseline_month"], *design["followup_months"]]
+    practices = pd.read_csv(trial / "data" / "practices.csv")
+    patients = pd.read_csv(trial / "data" / "patients.csv")
+    assert practices.empty and patients.empty
+    assert {design["cluster"], design["arm"], design["withdrawn"]} <= set(practices.columns)
+    assert {design["patient"], design["cluster"]} <= set(patients.columns)
+    outcome_columns = [f"{o['name']}_m{m}" for o in config["outcomes"] for m in months]
+    assert outcome_columns == list(patients.columns[-len(outcome_columns):])
+    for covariate in config["analysis"]["covariates"]:
+        assert covariate in set(practices.columns) ^ set(patients.columns)
+    assert f"trialstats validate --config {trial / 'config.yaml'}" in (
+        trial / "README.md"
+    ).read_text()
+
+
+def test_init_config_has_the_keys_of_the_default_config(tmp_path):
+    """Guard against drift: when config/config.yaml gains a key, so must the scaffold
+    (src/trialstats/scaffold/config.yaml.tmpl)."""
+    default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    assert main(["init", str(tmp_path / "sms"), "--example", "sms"]) == 0
+    sms = yaml.safe_load((tmp_path / "sms" / "config.yaml").read_text())
+    assert {k: v for k, v in sms.items() if k != "data"} == {
+        k: v for k, v in default.items() if k != "data"
+    }
+    assert main(["init", str(tmp_path / "starter")]) == 0
+    starter = yaml.safe_load((tmp_path / "starter" / "config.yaml").read_text())
+    # The starter leaves the CONSORT screening numbers commented out: they are the trial's own.
+    assert _key_paths(starter) == {
+        p for p in _key_paths(default) if not p.startswith("report.consort")
+    }
+
+
+def test_sms_templates_have_the_synthetic_trial_columns(tmp_path):
+    assert main(["init", str(tmp_path), "--example", "sms"]) == 0
+    for table in ("practices", "patients"):
+        template = (tmp_path / "data" / f"{table}.csv").read_text()
+        synthetic = (REPO / "data_synthetic" / f"{table}.csv").read_text()
+        assert template == synthetic.splitlines(keepends=True)[0]
+
+
+def test_init_never_overwrites(tmp_path, capsys):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "patients.csv").write_text("mine\n")
+    assert main(["init", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert "data/patients.csv already exists" in error and "never overwrites" in error
+    assert (tmp_path / "data" / "patients.csv").read_text() == "mine\n"
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["data", "patients.csv"]
+
+
+def test_init_into_a_file_is_an_error(tmp_path, capsys):
+    target = tmp_path / "taken"
+    target.write_text("")
+    assert main(["init", str(target)]) == 2
+    assert "exists and is not a directory" in capsys.readouterr().err
+
+
+def test_synthetic_data_in_a_new_trial_reproduce_the_default_primary_results(
+    tmp_path, monkeypatch
+):
+    """init --example sms, drop in data_synthetic/*.csv, validate + analyse: the same
+    primary.csv as the default run."""
+    monkeypatch.chdir(REPO)  # the default config's data paths are relative to the repository
+    trial = tmp_path / "trial"
+    assert main(["init", str(trial), "--example", "sms"]) == 0
+    for table in ("practices.csv", "patients.csv"):
+        shutil.copy(REPO / "data_synthetic" / table, trial / "data" / table)
+
+    runs = {"default": REPO / "config" / "config.yaml", "init": trial / "config.yaml"}
+    for name, config in runs.items():
+        data, results = tmp_path / name / "data", tmp_path / name / "primary"
+        assert main(["validate", "--config", str(config), "--out", str(data)]) == 0
+        assert main(["analyse", "--config", str(config), "--data", str(data),
+                     "--out", str(results)]) == 0
+    default = (tmp_path / "default" / "primary" / "primary.csv").read_bytes()
+    assert (tmp_path / "init" / "primary" / "primary.csv").read_bytes() == default
+    for table in ("practices.parquet", "patients.parquet"):
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(tmp_path / "init" / "data" / table),
+            pd.read_parquet(tmp_path / "default" / "data" / table),
+        )
