@@ -265,7 +265,7 @@ def impute_chained(
     # the practice intercepts absorb the shift), restored on return.
     shift = np.concatenate([x.mean(axis=0), np.nanmean(y, axis=0)])
     data = np.array(np.broadcast_to(np.concatenate([x, y], axis=1) - shift,
-                                    (imputations, n_obs, n_fixed + n_cols)))
+                                    (imputations, n_obs, n_fixed + n_cols)), order="C")
     targets = [k for k in range(n_cols) if missing[:, k].any()]
     for k in targets:
         observed = data[0, ~missing[:, k], n_fixed + k]
@@ -457,7 +457,7 @@ def multiple_imputation(
         base_index = score_columns.index(outcome_column(name, baseline_month))
         sd0 = baseline_sd(patients[outcome_column(name, baseline_month)])
         mcid = mcid_raw(outcome.get("mcid"), sd0)
-        X = np.array(np.broadcast_to(frame.X, (imputations, *frame.X.shape)))
+        X = np.array(np.broadcast_to(frame.X, (imputations, *frame.X.shape)), order="C")
         X[:, :, base_position] = imputed.scores[:, :, base_index]
         for month in design["followup_months"]:
             index = score_columns.index(outcome_column(name, month))
