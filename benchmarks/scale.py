@@ -1,0 +1,131 @@
+"""Scale: validate and analyse a 2,000-practice, 250,000-patient trial within 2 GB.
+
+Generates a synthetic trial with the committed generating spec (config/synthetic.yaml) scaled
+to ``--practices`` practices and ``--patients`` patients (conditions in the same proportions),
+writes it as CSV, and runs, each in its own subprocess,
+
+1. ``trialstats validate --config C --out D`` (read the CSVs, check the data contract, write
+   the analysis-ready parquet tables), and
+2. ``trialstats analyse --config C --out D`` (read and validate again, then the primary model
+   for every configured outcome at every follow-up month with Kenward-Roger and
+   Satterthwaite df),
+
+reporting wall time and peak resident memory of each (``os.wait4`` rusage of a process
+started by a small launcher, so each figure is that process's own peak). The same two steps
+run on the committed 44-practice synthetic trial (config/config.yaml) for comparison.
+
+    .venv/bin/python benchmarks/scale.py [--practices 2000] [--patients 250000] [--seed 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from trialstats.config import read_yaml
+from trialstats.data.synthetic import generate_trial, load_synthetic_spec, write_trial_csv
+
+ROOT = Path(__file__).resolve().parents[1]
+LIMIT_BYTES = 2 * 2**30
+
+
+def scaled_spec(spec: dict, practices: int, patients: int) -> dict:
+    """The generating spec with ``practices`` practices and ``patients`` patients."""
+    out = copy.deepcopy(spec)
+    out["practices"]["n"] = practices
+    counts = np.array([c["n"] for c in out["patients"]["conditions"]], dtype=float)
+    exact = patients * counts / counts.sum()
+    sizes = np.floor(exact).astype(int)
+    sizes[np.argsort(sizes - exact)[: patients - sizes.sum()]] += 1
+    for condition, n in zip(out["patients"]["conditions"], sizes, strict=True):
+        condition["n"] = int(n)
+    return out
+
+
+# Runs a command and prints its own peak RSS. A child inherits its parent's high-water mark
+# across fork and exec on Linux, so the command is started from this small launcher rather
+# than from the benchmark process, which holds the generated trial.
+LAUNCHER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+print("MAXRSS_KIB", usage.ru_maxrss, file=sys.stderr)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def run_measured(args: list[str]) -> tuple[float, int]:
+    """Run ``python -m trialstats *args``; wall seconds and peak RSS in bytes."""
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", LAUNCHER, sys.executable, "-m", "trialstats", *args],
+        capture_output=True, text=True,
+    )
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"trialstats {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
+    peak = next(line for line in done.stderr.splitlines() if line.startswith("MAXRSS_KIB"))
+    return seconds, int(peak.split()[1]) * 1024
+
+
+def measure(label: str, config: Path, out: Path) -> list[tuple[str, str, float, int]]:
+    """Validate then analyse the trial of ``config``; one result row per step."""
+    rows = []
+    for step in ("validate", "analyse"):
+        seconds, peak = run_measured([step, "--config", str(config), "--out", str(out)])
+        rows.append((label, step, seconds, peak))
+        print(f"  {label:<28} {step:<9} {seconds:8.1f} s  {peak / 2**20:8.0f} MiB", flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--practices", type=int, default=2000)
+    parser.add_argument("--patients", type=int, default=250_000)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+
+    base = read_yaml(ROOT / "config" / "config.yaml")
+    base["data"] = {key: str(ROOT / path) for key, path in base["data"].items()}
+    with tempfile.TemporaryDirectory(prefix="trialstats-scale-") as tmp:
+        tmp = Path(tmp)
+        start = time.perf_counter()
+        spec = scaled_spec(load_synthetic_spec(ROOT / "config" / "synthetic.yaml"),
+                           args.practices, args.patients)
+        practices, patients = generate_trial(spec, args.seed)
+        paths = write_trial_csv(practices, patients, tmp / "data")
+        print(f"generated {len(practices):,} practices and {len(patients):,} patients "
+              f"({paths[1].stat().st_size / 2**20:.0f} MiB CSV) in "
+              f"{time.perf_counter() - start:.1f} s")
+        del practices, patients
+        large = copy.deepcopy(base)
+        large["data"] = {"practices": str(paths[0]), "patients": str(paths[1])}
+        configs = {}
+        for name, config in (("small", base), ("large", large)):
+            configs[name] = tmp / f"{name}.yaml"
+            configs[name].write_text(yaml.safe_dump(config, sort_keys=False))
+        n_fits = len(base["outcomes"]) * len(base["design"]["followup_months"])
+        print(f"each analyse: {n_fits} models x {base['analysis']['df_method']}")
+        rows = measure("44-practice synthetic trial", configs["small"], tmp / "small")
+        rows += measure(f"{args.practices:,} practices", configs["large"], tmp / "large")
+    worst = max(row[3] for row in rows)
+    small = {step: (s, m) for label, step, s, m in rows[:2]}
+    for _, step, seconds, peak in rows[2:]:
+        print(f"{step}: {seconds / small[step][0]:.1f}x the time and "
+              f"{peak / small[step][1]:.1f}x the memory of the 44-practice trial")
+    verdict = "within" if worst <= LIMIT_BYTES else "OVER"
+    print(f"largest peak {worst / 2**20:.0f} MiB: {verdict} the 2 GiB limit")
+
+
+if __name__ == "__main__":
+    main()
