@@ -13,7 +13,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import yaml
 from scipy import linalg
@@ -21,8 +20,8 @@ from scipy import linalg
 from trialstats.analysis.cluster_level import SENSITIVITY_COLUMNS
 from trialstats.analysis.repeated import (
     NestedSums,
-    _criterion,
     _evaluate,
+    _profile,
     fit_nested_reml,
     month_contrasts,
     nested_satterthwaite_df,
@@ -43,7 +42,8 @@ def _config(tmp_path_factory, months):
         "data": {"practices": str(FIXTURE / "practices.csv"),
                  "patients": str(FIXTURE / "patients.csv")},
         "design": {"intervention": "intervention", "followup_months": months},
-        "outcomes": [{"name": "score", "mcid": {"scale": "raw", "value": 3.0}}],
+        "outcomes": [{"name": "score", "mcid": {"scale": "raw", "value": 3.0}},
+                     {"name": "flat"}],
         "analysis": {"covariates": ["age", "condition"]},
     }))
     return load_config(path)
@@ -125,31 +125,42 @@ def test_closed_forms_match_dense_matrices(seed):
         assert terms.d_rss[k] == pytest.approx(-(r @ W @ dV @ W @ r), rel=1e-10)
         assert terms.d_logdet_v[k] == pytest.approx(np.trace(W @ dV), rel=1e-10)
         np.testing.assert_allclose(terms.d_a[k], -X.T @ W @ dV @ W @ X, rtol=1e-10, atol=1e-12)
-    theta = np.sqrt([gamma_p, gamma_c])
-    _, grad = _criterion(sums, theta)
+    gamma = np.array([gamma_p, gamma_c])
+    _, grad = _profile(sums, np.sqrt(gamma))
     step = 1e-6
-    numeric = [(_criterion(sums, theta + step * e)[0] - _criterion(sums, theta - step * e)[0])
-               / (2 * step) for e in np.eye(2)]
+    numeric = [(_profile(sums, np.sqrt(gamma + step * e))[0]
+                - _profile(sums, np.sqrt(gamma - step * e))[0]) / (2 * step) for e in np.eye(2)]
     np.testing.assert_allclose(grad, numeric, rtol=1e-6)
 
 
-def test_practice_variance_on_the_boundary(trial):
+def test_boundary_fit_matches_lme4(trial):
+    # outcome 'flat' has no practice effect: lme4 puts the practice variance at 0
     patients, config = trial
-    rng = np.random.default_rng(5)
-    patients = patients.copy()
-    for column in ("score_m6", "score_m12"):
-        noise = pd.Series(rng.normal(0, 5, len(patients)), index=patients.index)
-        patients[column] = (noise - noise.groupby(patients["practice_id"]).transform("mean")
-                            + rng.normal(0, 5, len(patients)))
-    rows = repeated_measures_analysis(patients, config)
-    assert rows["converged"].all()
-    assert (rows["var_cluster"] == 0).all() and (rows["icc"] == 0).all()
+    expected = REFERENCE["boundary"]
+    assert expected["var_practice"] == 0
+    data = repeated_data(patients, "flat", [6, 12], cluster="practice_id", baseline_month=0,
+                         covariates=["age", "condition"])
+    sums = NestedSums.from_data(data.y, data.X, data.patient_codes, data.practice_codes)
+    fit = fit_nested_reml(sums)
+    assert fit.converged and list(fit.boundary) == [False, True]
+    assert fit.var_practice == 0
+    assert fit.var_patient == pytest.approx(expected["var_patient"], rel=1e-5)
+    assert fit.var_residual == pytest.approx(expected["var_residual"], rel=1e-5)
+    assert fit.reml_loglik == pytest.approx(expected["reml_loglik"], rel=1e-10)
+    L = month_contrasts(data.columns, [6, 12])[1]
+    assert L @ fit.beta == pytest.approx(expected["month_12"]["estimate"], rel=1e-6)
+    assert np.sqrt(L @ fit.vcov @ L) == pytest.approx(expected["month_12"]["se"], rel=1e-6)
+    df = nested_satterthwaite_df(sums, fit, L[None, :])[0]
+    assert df == pytest.approx(expected["month_12"]["df"], rel=1e-3)
+
+    rows = repeated_measures_analysis(patients, config, outcomes=["flat"])
+    assert (rows["icc"] == 0).all()
     assert rows["notes"].str.contains("practice variance estimated at 0").all()
 
 
 def test_rows(trial):
     patients, config = trial
-    rows = repeated_measures_analysis(patients, config)
+    rows = repeated_measures_analysis(patients, config, outcomes=["score"])
     assert list(rows.columns) == list(SENSITIVITY_COLUMNS)
     assert list(rows["month"]) == [6, 12]
     assert (rows["analysis"] == "repeated measures").all()
@@ -168,6 +179,6 @@ def test_rows(trial):
 
 def test_one_followup_month_is_reported(tmp_path_factory):
     config = _config(tmp_path_factory, [12])
-    rows = repeated_measures_analysis(load_trial(config).patients, config)
+    rows = repeated_measures_analysis(load_trial(config).patients, config, outcomes=["score"])
     assert len(rows) == 1 and not rows["converged"].iloc[0]
     assert "at least two follow-up months" in rows["notes"].iloc[0]

@@ -55,10 +55,12 @@ being patients for :math:`\gamma_p` and practices for :math:`\gamma_c`, where
 :math:`1_i^\top W = u_i 1_i^\top - \kappa_j m_i u_i (B_j^{-1}1)^\top` and
 :math:`1_j^\top W = (1 + \gamma_c S_j)^{-1} (B_j^{-1}1)^\top`.
 
-The criterion is minimised over :math:`\theta = (\sqrt{\gamma_p}, \sqrt{\gamma_c}) \ge 0`
-(lme4's relative covariance factors, boundaries allowed) by L-BFGS-B with the analytic gradient
-from several starts, then polished by Newton steps with a Hessian from central differences of
-the analytic gradient.
+The criterion is minimised over :math:`\gamma = (\gamma_p, \gamma_c) \ge 0` (boundaries
+allowed; :math:`\theta = \sqrt\gamma` are lme4's relative covariance factors) by SLSQP
+with the analytic gradient from several starts, then polished by Newton steps with a Hessian
+from central differences of the analytic gradient. (Searching in :math:`\theta` instead would
+meet a false stationary point at every :math:`\theta_k = 0`, where the gradient in
+:math:`\theta` vanishes whatever the data.)
 
 Degrees of freedom
 ------------------
@@ -101,12 +103,14 @@ __all__ = [
 ]
 
 ANALYSIS = "repeated measures"
-# Starting values of theta = (patient, practice) relative SDs for L-BFGS-B.
-_STARTS = ((1.0, 0.3), (0.5, 0.1), (2.0, 1.0), (0.2, 0.02))
+# Starting values of gamma = (patient, practice) variance ratios for the optimiser.
+_STARTS = ((1.0, 0.1), (0.25, 0.01), (4.0, 1.0), (0.04, 0.0004))
 # lmerTest drops Hessian eigenvalues below this from the inverse (as_lmerModLT, tol = 1e-8).
 _LMERTEST_EIGEN_TOL = 1e-8
-# Projected-gradient size (criterion units per unit theta) accepted as converged.
-_GRADIENT_TOL = 1e-4
+# Gradient accepted as zero at the optimum, per residual degree of freedom (criterion units).
+_GRADIENT_TOL = 1e-8
+# A variance ratio gamma below this is set to 0 when the boundary is optimal there.
+_BOUNDARY_SNAP = 1e-6
 
 
 @dataclass(frozen=True)
@@ -323,15 +327,14 @@ def _validate(sums: NestedSums) -> None:
             "cannot be separated")
 
 
-def _criterion(sums: NestedSums, theta: np.ndarray) -> tuple[float, np.ndarray]:
-    """Profiled criterion and its gradient in :math:`\\theta` (any sign: it is even)."""
+def _profile(sums: NestedSums, theta: np.ndarray) -> tuple[float, np.ndarray]:
+    """Profiled criterion at :math:`\\gamma = \\theta^2` and its gradient in :math:`\\gamma`."""
     terms = _evaluate(sums, theta[0] ** 2, theta[1] ** 2)
     dof = sums.n_obs - sums.n_params
     value = dof * np.log(terms.rss) + terms.logdet_v + terms.logdet_a
-    d_gamma = dof * terms.d_rss / terms.rss + terms.d_logdet_v + terms.d_logdet_a()
     if not np.isfinite(value):
         return np.inf, np.zeros(2)
-    return float(value), 2.0 * theta * d_gamma
+    return float(value), dof * terms.d_rss / terms.rss + terms.d_logdet_v + terms.d_logdet_a()
 
 
 def _jacobian(fun, x: np.ndarray) -> np.ndarray:
@@ -346,32 +349,58 @@ def _jacobian(fun, x: np.ndarray) -> np.ndarray:
     return (jac + jac.T) / 2.0
 
 
-def _projected_gradient(theta: np.ndarray, grad: np.ndarray) -> np.ndarray:
-    return np.where((theta > 0) | (grad < 0), grad, 0.0)
+def _in_gamma(sums: NestedSums, gamma: np.ndarray) -> tuple[float, np.ndarray]:
+    return _profile(sums, np.sqrt(np.maximum(gamma, 0.0)))
 
 
-def _polish(sums: NestedSums, theta: np.ndarray, max_iter: int = 20) -> np.ndarray:
-    """Newton steps on the free coordinates while they lower the criterion."""
-    value, grad = _criterion(sums, theta)
+def _minimise(sums: NestedSums, start: np.ndarray) -> np.ndarray:
+    """SLSQP over :math:`\\gamma \\ge 0` with the analytic gradient; tiny ratios at which the
+    boundary is optimal (non-negative derivative) are set to exactly 0."""
+    result = optimize.minimize(
+        lambda x: _in_gamma(sums, x), np.asarray(start, dtype=float), jac=True,
+        method="SLSQP", bounds=[(0.0, None)] * 2, options={"ftol": 1e-15, "maxiter": 500},
+    )
+    gamma = np.maximum(np.asarray(result.x, dtype=float), 0.0)
+    for k in np.flatnonzero((gamma > 0) & (gamma < _BOUNDARY_SNAP)):
+        zeroed = gamma.copy()
+        zeroed[k] = 0.0
+        if _in_gamma(sums, zeroed)[1][k] >= 0:
+            gamma = zeroed
+    return gamma
+
+
+def _polish(sums: NestedSums, gamma: np.ndarray, max_iter: int = 20) -> np.ndarray:
+    """Newton steps on the interior coordinates while they lower the criterion."""
+    value, grad = _in_gamma(sums, gamma)
     for _ in range(max_iter):
-        free = (theta > 0) | (grad < 0)
+        free = gamma > 0
         if not free.any():
             break
-        hessian = _jacobian(lambda x: _criterion(sums, x)[1], theta)[np.ix_(free, free)]
+        hessian = _jacobian(lambda x: _in_gamma(sums, x)[1], gamma)[np.ix_(free, free)]
         try:
             step = -np.linalg.solve(hessian, grad[free])
         except np.linalg.LinAlgError:
             break
-        new = theta.copy()
-        new[free] = np.maximum(theta[free] + step, 0.0)
-        new_value, new_grad = _criterion(sums, new)
+        new = gamma.copy()
+        new[free] = np.maximum(gamma[free] + step, 0.0)
+        new_value, new_grad = _in_gamma(sums, new)
         if not new_value <= value + 1e-13 * abs(value):
             break
-        small = np.all(np.abs(new - theta) <= 1e-12 * (1.0 + theta))
-        theta, value, grad = new, new_value, new_grad
+        small = np.all(np.abs(new - gamma) <= 1e-12 * (1.0 + gamma))
+        gamma, value, grad = new, new_value, new_grad
         if small:
             break
-    return theta
+    return gamma
+
+
+def _optimal(sums: NestedSums, gamma: np.ndarray) -> bool:
+    """First-order conditions: zero derivative in the interior coordinates, non-negative at
+    the boundary ones (relative to the residual df)."""
+    value, grad = _in_gamma(sums, gamma)
+    tol = _GRADIENT_TOL * max(1.0, sums.n_obs - sums.n_params)
+    interior = gamma > 0
+    return bool(np.isfinite(value) and np.all(np.abs(grad[interior]) <= tol)
+                and np.all(grad[~interior] >= -tol))
 
 
 def fit_nested_reml(sums: NestedSums) -> NestedFit:
@@ -393,35 +422,31 @@ def fit_nested_reml(sums: NestedSums) -> NestedFit:
 
     Notes
     -----
-    L-BFGS-B over :math:`\\theta \\ge 0` with the analytic gradient from each of a few starts;
-    the best optimum is polished by Newton steps (see the module docstring).
+    SLSQP over :math:`\\gamma \\ge 0` with the analytic gradient from each of a few starts,
+    the best optimum polished by Newton steps (see the module docstring). The search is in
+    :math:`\\gamma`, not lme4's :math:`\\theta = \\sqrt\\gamma`: the gradient in
+    :math:`\\theta` vanishes at :math:`\\theta_k = 0` whatever the data, a false stationary
+    point that traps a bounded optimiser next to small positive variances.
     """
     _validate(sums)
-    best = None
-    for start in _STARTS:
-        result = optimize.minimize(
-            lambda x: _criterion(sums, x), np.array(start), jac=True, method="L-BFGS-B",
-            bounds=[(0.0, None)] * 2, options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 2000},
-        )
-        if np.isfinite(result.fun) and (best is None or result.fun < best.fun):
-            best = result
-    if best is None:
+    candidates = [_minimise(sums, np.array(start)) for start in _STARTS]
+    gamma = _polish(sums, min(candidates, key=lambda x: _in_gamma(sums, x)[0]))
+    value, _ = _in_gamma(sums, gamma)
+    if not np.isfinite(value):
         raise TrialstatsError("the REML criterion could not be evaluated at any start.")
-    theta = _polish(sums, np.asarray(best.x, dtype=float))
-    value, grad = _criterion(sums, theta)
-    terms = _evaluate(sums, theta[0] ** 2, theta[1] ** 2)
+    terms = _evaluate(sums, gamma[0], gamma[1])
     dof = sums.n_obs - sums.n_params
     var_residual = terms.rss / dof
     return NestedFit(
         beta=terms.beta,
         vcov=var_residual * terms.a_inv,
-        var_practice=float(theta[1] ** 2 * var_residual),
-        var_patient=float(theta[0] ** 2 * var_residual),
+        var_practice=float(gamma[1] * var_residual),
+        var_patient=float(gamma[0] * var_residual),
         var_residual=float(var_residual),
-        theta=theta,
+        theta=np.sqrt(gamma),
         reml_loglik=float(-0.5 * (value + dof * (1.0 + np.log(2.0 * np.pi / dof)))),
-        converged=bool(np.max(np.abs(_projected_gradient(theta, grad))) <= _GRADIENT_TOL),
-        boundary=theta == 0,
+        converged=_optimal(sums, gamma),
+        boundary=gamma == 0,
     )
 
 
