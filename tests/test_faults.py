@@ -54,9 +54,6 @@ def test_failed_first_write_leaves_no_file(tmp_path):
     assert list(path.parent.iterdir()) == []
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="write_atomically keeps mkstemp's mode 0600 instead of the umask's "
-                   "(src/trialstats/data/io.py, write_atomically)")
 def test_atomic_output_gets_the_umask_mode(tmp_path):
     path = tmp_path / "table.csv"
     write_csv(pd.DataFrame({"a": [1]}), path)
@@ -164,9 +161,6 @@ def test_corrupt_input_is_the_validation_error(trial_files, corrupt, capsys):
     assert not (trial_files.root / "out").exists()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="a CSV row cut short (fewer fields than the header) is padded with "
-                   "missing values and accepted (src/trialstats/data/io.py, read_text_table)")
 def test_csv_cut_inside_the_last_row_is_an_error(trial_files, capsys):
     config = trial_files.write()
     text = trial_files.patients_path.read_text()
@@ -213,10 +207,6 @@ TINY = pd.DataFrame({
 })
 
 
-@pytest.mark.xfail(strict=True, raises=np.linalg.LinAlgError,
-                   reason="icc_interval evaluates the profile at gamma-hat * 1e12 where A(gamma) "
-                   "is exactly singular and np.linalg.inv raises (src/trialstats/analysis/icc.py, "
-                   "upper-limit ladder; src/trialstats/analysis/reml.py, _evaluate)")
 def test_non_converged_fit_is_reported_not_raised():
     rows = analyse_outcome(TINY, {"name": "score", "higher_is_better": True}, 12,
                            cluster="practice_id", baseline_month=0,
@@ -237,9 +227,6 @@ NEGATIVE_KR = pd.DataFrame({
 })
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="a Kenward-Roger row with NaN SE/p-value is reported as converged "
-                   "with no note (src/trialstats/analysis/primary.py, analyse_outcome)")
 def test_unusable_kenward_roger_inference_is_noted():
     with np.errstate(invalid="ignore"):
         row = analyse_outcome(NEGATIVE_KR, {"name": "score", "higher_is_better": True}, 12,

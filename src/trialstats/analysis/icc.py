@@ -44,6 +44,10 @@ __all__ = ["IccInterval", "icc_interval", "simulate_icc_coverage"]
 # gamma-hat = 0); if the profile never leaves the cut-off there the upper limit is ICC 1.
 _LADDER_FACTORS = 10.0 ** np.arange(1, 13)
 _LADDER_FROM_ZERO = 10.0 ** np.arange(-4, 8)
+# Largest variance ratio searched for the upper limit (ICC 1 - 1e-8). Beyond it A(gamma) tends to
+# the within-cluster scatter, which is singular for cluster-level columns, so the profile cannot
+# be evaluated; an upper limit not found below it is reported as ICC 1.
+_GAMMA_MAX = 1e8
 
 
 @dataclass(frozen=True)
@@ -146,8 +150,9 @@ def icc_interval(
         )
 
     # Upper limit: bracket the root of f(gamma) - top - cutoff on a ladder above gamma-hat.
-    ladder = np.where(
-        gamma_hat[:, None] > 0, gamma_hat[:, None] * _LADDER_FACTORS, _LADDER_FROM_ZERO
+    ladder = np.minimum(
+        np.where(gamma_hat[:, None] > 0, gamma_hat[:, None] * _LADDER_FACTORS, _LADDER_FROM_ZERO),
+        _GAMMA_MAX,
     )
     crit = profile_terms(flat, ladder).criterion() - top[:, None] - cutoff
     crit = np.where(np.isfinite(crit), crit, np.inf)

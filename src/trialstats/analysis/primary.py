@@ -132,6 +132,12 @@ def analyse_outcome(
         estimate, se, df = float(test.estimate), float(test.se), float(test.df)
         half = stats.t.ppf(1 - alpha / 2, df) * se
         low, high = estimate - half, estimate + half
+        row_notes = list(notes)
+        if not np.isfinite([se, df]).all():
+            row_notes.append(
+                f"{method}: no usable standard error or df for these data (e.g. a negative "
+                "adjusted variance with very few patients); no inference reported"
+            )
         rows.append({
             **common, "method": method, "estimate": estimate, "se": se, "df": df,
             "ci_low": low, "ci_high": high, "p_value": float(test.p_value),
@@ -140,7 +146,7 @@ def analyse_outcome(
             "icc_ci_high": float(icc.high), "effect_size": estimate / sd0,
             "es_ci_low": low / sd0, "es_ci_high": high / sd0,
             "mcid_verdict": mcid_verdict(low, high, mcid, outcome["higher_is_better"]),
-            "converged": bool(fit.converged), "notes": "; ".join(n for n in notes if n),
+            "converged": bool(fit.converged), "notes": "; ".join(n for n in row_notes if n),
         })
     return pd.DataFrame(rows, columns=list(COLUMNS))
 

@@ -55,6 +55,17 @@ def _sniff_delimiter(path: Path, text: str) -> str:
         return best
 
 
+def _short_records(text: str, delimiter: str, n_fields: int) -> list[int]:
+    """Spreadsheet row numbers of records with fewer fields than the header (pandas pads
+    such records with missing values, which would hide a truncated file)."""
+    records = csv.reader(io.StringIO(text), delimiter=delimiter, skipinitialspace=True)
+    next(records, None)
+    return [
+        row for row, record in enumerate(records, start=first_data_row())
+        if record and len(record) < n_fields
+    ]
+
+
 def read_text_table(path: Path) -> pd.DataFrame:
     """Read a delimited text file: any of , ; tab | as delimiter; UTF-8 (with or
     without BOM), Windows-1252 or Latin-1; every cell kept as text, missing as NA."""
@@ -73,6 +84,14 @@ def read_text_table(path: Path) -> pd.DataFrame:
         )
     except (pd.errors.ParserError, ValueError) as exc:
         raise TrialstatsError(f"{path}: cannot be parsed as a delimited table ({exc}).") from None
+    short = _short_records(text, delimiter, len(frame.columns))
+    if short:
+        rows = ", ".join(str(r) for r in short[:5]) + (" and more" if len(short) > 5 else "")
+        raise TrialstatsError(
+            f"{path}: row{'s' if len(short) > 1 else ''} {rows} "
+            f"{'have' if len(short) > 1 else 'has'} fewer fields than the header's "
+            f"{len(frame.columns)}; the file may be truncated or use a different delimiter."
+        )
     frame.columns = [str(c).strip() for c in frame.columns]
     frame = frame.apply(lambda col: col.str.strip())
     return frame.mask(frame.isin(MISSING_TEXT))
@@ -154,7 +173,10 @@ def write_atomically(path: str | Path, write: Callable[[Path], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs get the usual mode
         write(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
