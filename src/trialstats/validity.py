@@ -19,24 +19,35 @@ level :math:`\alpha` is the type I error, and ``reps`` trials with the effect
 
 .. math:: |\hat\delta - \delta| \le t_{1-\alpha/2,\,\nu}\,\widehat{\mathrm{se}},
 
-is the coverage and whose rejection rate is the power. Every analysis is invariant to adding
-:math:`\delta T_j` to the data, so coverage equals one minus the type I error in distribution;
-estimating both on independent trials checks that, and the pair's agreement within Monte Carlo
-error is part of the evidence. Monte Carlo standard errors are
-:math:`\sqrt{\hat p(1-\hat p)/R}` over the :math:`R` analysable trials (Morris, White &
-Crowther 2019, *Stat. Med.* 38:2074).
+is the coverage and whose rejection rate is the power. The mixed model, GEE and CR2 are
+invariant to adding :math:`\delta T_j` to the data (arm is a column of their design), so for
+them coverage equals one minus the type I error in distribution; estimating both on
+independent trials checks that, and the pair's agreement within Monte Carlo error is part of
+the evidence. The two-stage cluster-level analysis is not invariant (its first stage leaves
+arm out, so the baseline slope absorbs part of a chance baseline imbalance between arms).
+Monte Carlo standard errors are :math:`\sqrt{\hat p(1-\hat p)/R}` over the :math:`R`
+analysable trials (Morris, White & Crowther 2019, *Stat. Med.* 38:2074).
 
 Analyses
 --------
-An analysis is a function from a batch of simulated per-cluster sums to one
-:class:`MethodTests` per method it reports (see :data:`ANALYSES`). The mixed model
-(:func:`mixed_model`) is the primary analysis: REML random-intercept ANCOVA of the follow-up
-on arm and baseline, fitted once per trial by :func:`trialstats.analysis.reml.fit_reml` and
-tested with every denominator-df method of
-:func:`trialstats.analysis.inference.contrast_test` (Kenward-Roger, Satterthwaite,
-between-within, residual) plus the Wald z test. Further analyses (cluster-level, GEE with
-small-sample corrections, multiple imputation) are added by registering a function with the
-same signature.
+A batch analysis maps a batch of simulated per-cluster sums to one :class:`MethodTests` per
+``(analysis, method)`` it reports (:data:`ANALYSES`); a patient-level analysis maps one trial's
+patients to estimates, SEs and df (:data:`PATIENT_ANALYSES`). Registered:
+
+- the primary analysis (:func:`mixed_model`): REML random-intercept ANCOVA of the follow-up on
+  arm and baseline, fitted once per trial by :func:`trialstats.analysis.reml.fit_reml` and
+  tested with every denominator-df method of
+  :func:`trialstats.analysis.inference.contrast_test` (Kenward-Roger, Satterthwaite,
+  between-within, residual) plus the Wald z test;
+- the two-stage cluster-level analysis (:func:`cluster_level`, Hayes & Moulton), exact from
+  the sums;
+- GEE with exchangeable working correlation and Mancl-DeRouen or Kauermann-Carroll SEs on
+  J - 2 df (:func:`gee`), and OLS with the CR2 SE and Bell-McCaffrey df (:func:`cr2`), which
+  need every patient and so run on fewer trials.
+
+Multiple imputation is not covered: each trial would cost imputations x fits, and with the
+follow-up missing completely at random and the baseline in the model the complete-case
+analysis it would be compared with is already unbiased.
 
 Random numbers
 --------------
@@ -50,7 +61,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -58,8 +69,16 @@ import pandas as pd
 from matplotlib.figure import Figure
 from scipy import stats
 
+from trialstats.analysis.cluster_level import ADJUSTED, CLUSTER_DF, practice_t_test
 from trialstats.analysis.inference import contrast_test
 from trialstats.analysis.reml import fit_reml
+from trialstats.analysis.robust import (
+    CR2,
+    KAUERMANN_CARROLL,
+    MANCL_DEROUEN,
+    cr2_test,
+    gee_exchangeable,
+)
 from trialstats.errors import TrialstatsError
 from trialstats.power.simulate import (
     GENERATORS,
@@ -67,6 +86,7 @@ from trialstats.power.simulate import (
     SimulationDesign,
     batch_size_for,
     cluster_sums,
+    simulate_patients,
     simulate_sums,
 )
 
@@ -76,9 +96,15 @@ __all__ = [
     "COLUMNS",
     "CVS",
     "ICCS",
+    "MIXED_MODEL",
+    "MIXED_MODEL_METHODS",
+    "PATIENT_ANALYSES",
     "SIZE_BAND",
     "MethodTests",
     "StudySettings",
+    "cluster_level",
+    "cr2",
+    "gee",
     "mixed_model",
     "study_designs",
     "validity_figure",
@@ -91,6 +117,8 @@ ICCS = (0.01, 0.05, 0.1)
 CVS = (0.0, 0.8)
 #: Type I error band a method must stay in at the 5% level to be called valid.
 SIZE_BAND = (0.04, 0.06)
+#: Label of the primary analysis in the study table.
+MIXED_MODEL = "mixed model"
 #: Denominator-df methods of the mixed model, in the order reported.
 MIXED_MODEL_METHODS = ("kenward-roger", "satterthwaite", "between-within", "residual", "z")
 #: Columns of the study table, in order.
@@ -171,8 +199,16 @@ class MethodTests:
     boundary: np.ndarray
 
 
-#: An analysis maps a batch of simulated trials (and their design) to tests by method name.
-Analysis = Callable[[SimulatedSums, SimulationDesign], dict[str, MethodTests]]
+#: ``(analysis, method)``: the labels of a row of the study table.
+Key = tuple[str, str]
+#: A batch analysis maps simulated per-cluster sums (and their design) to tests by key.
+BatchAnalysis = Callable[[SimulatedSums, SimulationDesign], dict[Key, MethodTests]]
+#: A patient-level analysis maps one trial's ``(y, X, cluster_codes)`` (``X`` = intercept, arm,
+#: baseline; clusters coded ``0 .. J - 1``, all non-empty) to ``(estimate, se, df, converged,
+#: boundary)`` by key, or raises :class:`TrialstatsError` when it cannot analyse the trial.
+PatientAnalysis = Callable[
+    [np.ndarray, np.ndarray, np.ndarray], dict[Key, tuple[float, float, float, bool, bool]]
+]
 
 
 def _analysable(sums: SimulatedSums, n_params: int) -> np.ndarray:
@@ -188,7 +224,7 @@ def _analysable(sums: SimulatedSums, n_params: int) -> np.ndarray:
     )
 
 
-def mixed_model(sums: SimulatedSums, design: SimulationDesign) -> dict[str, MethodTests]:
+def mixed_model(sums: SimulatedSums, design: SimulationDesign) -> dict[Key, MethodTests]:
     """The primary analysis of each simulated trial with every df method.
 
     Parameters
@@ -200,9 +236,10 @@ def mixed_model(sums: SimulatedSums, design: SimulationDesign) -> dict[str, Meth
 
     Returns
     -------
-    dict of str to MethodTests
-        Keys :data:`MIXED_MODEL_METHODS`. The model is fitted once per trial; Kenward-Roger
-        reports its adjusted SE, the others the model-based SE; ``z`` has infinite df.
+    dict of (str, str) to MethodTests
+        Keys ``("mixed model", method)`` for :data:`MIXED_MODEL_METHODS`. The model is fitted
+        once per trial; Kenward-Roger reports its adjusted SE, the others the model-based SE;
+        ``z`` has infinite df.
     """
     contrast = np.array([0.0, 1.0, 0.0] if design.baseline == "ancova" else [0.0, 1.0])
     n_reps = sums.n.shape[0]
@@ -210,7 +247,7 @@ def mixed_model(sums: SimulatedSums, design: SimulationDesign) -> dict[str, Meth
     index = np.flatnonzero(ok)
     converged = np.zeros(n_reps, dtype=bool)
     boundary = np.zeros(n_reps, dtype=bool)
-    results: dict[str, MethodTests] = {}
+    results: dict[Key, MethodTests] = {}
     if index.size:
         sub = SimulatedSums(
             **{name: getattr(sums, name)[index] for name in SimulatedSums.__dataclass_fields__}
@@ -226,14 +263,70 @@ def mixed_model(sums: SimulatedSums, design: SimulationDesign) -> dict[str, Meth
             values["estimate"][index] = test.estimate
             values["se"][index] = test.se
             values["df"][index] = np.inf if method == "z" else test.df
-        results[method] = MethodTests(
+        results[MIXED_MODEL, method] = MethodTests(
             **values, analysed=ok, converged=converged, boundary=boundary
         )
     return results
 
 
-#: The analyses of the study, by name (each reports one or more methods).
-ANALYSES: dict[str, Analysis] = {"mixed model": mixed_model}
+def cluster_level(sums: SimulatedSums, design: SimulationDesign) -> dict[Key, MethodTests]:
+    """Two-stage cluster-level analysis of each simulated trial (Hayes & Moulton).
+
+    Stage 1 regresses the follow-up on the baseline score by OLS over all analysed patients
+    of a trial (arm left out), from the trial's totals; stage 2 is
+    :func:`trialstats.analysis.cluster_level.practice_t_test` of the practice means of the
+    residuals, as :func:`~trialstats.analysis.cluster_level.cluster_level_analysis` does.
+
+    Returns
+    -------
+    dict of (str, str) to MethodTests
+        Key ``("cluster-level (Hayes & Moulton)", "J-2")``, the labels of the sensitivity
+        table; ``design`` is not used (the model has no choice of baseline handling).
+    """
+    n_reps = sums.n.shape[0]
+    n = sums.n.sum(axis=-1)
+    s0, s1 = sums.s0.sum(axis=-1), sums.s1.sum(axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = (sums.s01.sum(axis=-1) - s0 * s1 / n) / (sums.s00.sum(axis=-1) - s0 * s0 / n)
+        intercept = (s1 - slope * s0) / n
+        means = (sums.s1 - intercept[:, None] * sums.n - slope[:, None] * sums.s0) / sums.n
+    ok = _analysable(sums, 2) & np.isfinite(slope)
+    values = {name: np.full(n_reps, np.nan) for name in ("estimate", "se", "df")}
+    for r in np.flatnonzero(ok):
+        filled = sums.n[r] > 0
+        values["estimate"][r], values["se"][r], values["df"][r] = practice_t_test(
+            means[r, filled], sums.arm[r, filled])
+    flags = np.zeros(n_reps, dtype=bool)
+    return {(ADJUSTED, CLUSTER_DF): MethodTests(**values, analysed=ok, converged=ok,
+                                                boundary=flags)}
+
+
+def gee(y: np.ndarray, X: np.ndarray, codes: np.ndarray) -> dict[Key, tuple]:
+    """GEE with exchangeable working correlation, Mancl-DeRouen and Kauermann-Carroll SEs,
+    t on J - 2 df (:func:`trialstats.analysis.robust.gee_exchangeable`, as ``gee_analysis``);
+    ``boundary`` flags a practice with leverage 1."""
+    fit = gee_exchangeable(y, X, codes)
+    df = float(codes.max() + 1 - 2)
+    return {
+        (label, CLUSTER_DF): (float(fit.beta[1]), float(np.sqrt(vcov[1, 1])), df,
+                              fit.converged, fit.singular)
+        for label, vcov in ((MANCL_DEROUEN, fit.vcov_mancl_derouen),
+                            (KAUERMANN_CARROLL, fit.vcov_kauermann_carroll))
+    }
+
+
+def cr2(y: np.ndarray, X: np.ndarray, codes: np.ndarray) -> dict[Key, tuple]:
+    """OLS with the CR2 SE and Bell-McCaffrey df (:func:`trialstats.analysis.robust.cr2_test`,
+    as ``cr2_analysis``); ``boundary`` flags a practice with leverage 1."""
+    test = cr2_test(y, X, codes, np.array([0.0, 1.0, 0.0]))
+    return {(CR2, "bell-mccaffrey"): (test.estimate, test.se, test.df, True, test.singular)}
+
+
+#: Analyses of batches of simulated cluster sums.
+ANALYSES: tuple[BatchAnalysis, ...] = (mixed_model, cluster_level)
+#: Analyses of one simulated trial's patients; they need every patient generated, so they run
+#: on fewer trials (``patient_reps`` of :func:`validity_study`).
+PATIENT_ANALYSES: tuple[PatientAnalysis, ...] = (gee, cr2)
 
 
 def study_designs(
@@ -273,30 +366,73 @@ def study_designs(
     ]
 
 
-def _simulate_tests(
-    design: SimulationDesign,
-    analyses: Mapping[str, Analysis],
-    *,
-    reps: int,
-    seed: int,
-    scenario: int,
-    generator: str,
-) -> dict[tuple[str, str], MethodTests]:
-    """Every analysis's tests on ``reps`` trials of ``design``, batch by batch."""
-    step = batch_size_for(design)
-    parts: dict[tuple[str, str], list[MethodTests]] = {}
-    for start in range(0, reps, step):
-        sums = simulate_sums(design, seed, range(start, min(start + step, reps)), scenario,
-                             generator)
-        for name, analysis in analyses.items():
-            for method, tests in analysis(sums, design).items():
-                parts.setdefault((name, method), []).append(tests)
+def _concatenate(parts: dict[Key, list[MethodTests]]) -> dict[Key, MethodTests]:
     return {
         key: MethodTests(**{
             field: np.concatenate([getattr(b, field) for b in batches])
             for field in MethodTests.__dataclass_fields__
         })
         for key, batches in parts.items()
+    }
+
+
+def _simulate_tests(
+    design: SimulationDesign,
+    analyses: Sequence[BatchAnalysis],
+    *,
+    reps: int,
+    seed: int,
+    scenario: int,
+    generator: str,
+) -> dict[Key, MethodTests]:
+    """Every batch analysis's tests on ``reps`` trials of ``design``, batch by batch."""
+    step = batch_size_for(design)
+    parts: dict[Key, list[MethodTests]] = {}
+    for start in range(0, reps, step):
+        sums = simulate_sums(design, seed, range(start, min(start + step, reps)), scenario,
+                             generator)
+        for analysis in analyses:
+            for key, tests in analysis(sums, design).items():
+                parts.setdefault(key, []).append(tests)
+    return _concatenate(parts)
+
+
+def _simulate_patient_tests(
+    design: SimulationDesign,
+    analyses: Sequence[PatientAnalysis],
+    *,
+    reps: int,
+    seed: int,
+    scenario: int,
+) -> dict[Key, MethodTests]:
+    """Every patient-level analysis's tests on ``reps`` trials of ``design``, one by one.
+
+    The trials are :func:`~trialstats.power.simulate.simulate_patients` replicates; a trial
+    with fewer than two clusters of analysed patients in an arm, or one an analysis rejects
+    with :class:`TrialstatsError`, is not analysed by it. A key no trial produced is absent.
+    """
+    store: dict[Key, np.ndarray] = {}
+    for replicate in range(reps):
+        trial = simulate_patients(design, seed, replicate, scenario)
+        clusters, codes = np.unique(trial["cluster"].to_numpy(), return_inverse=True)
+        arm = design.arm[clusters]
+        if min(np.sum(arm == 1), np.sum(arm == 0)) < 2:
+            continue
+        y = trial["y1"].to_numpy()
+        X = np.column_stack([np.ones(len(trial)), trial["arm"], trial["y0"]]).astype(float)
+        for analysis in analyses:
+            try:
+                results = analysis(y, X, codes)
+            except TrialstatsError:
+                continue
+            for key, values in results.items():
+                # columns: estimate, se, df, converged, boundary, analysed
+                store.setdefault(key, np.full((reps, 6), np.nan))[replicate] = (*values, True)
+    return {
+        key: MethodTests(estimate=table[:, 0], se=table[:, 1], df=table[:, 2],
+                         converged=table[:, 3] == 1, boundary=table[:, 4] == 1,
+                         analysed=table[:, 5] == 1)
+        for key, table in store.items()
     }
 
 
@@ -343,11 +479,13 @@ def validity_study(
     *,
     reps: int,
     seed: int,
+    patient_reps: int | None = None,
     settings: StudySettings = StudySettings(),
     clusters: Sequence[int] = CLUSTERS,
     iccs: Sequence[float] = ICCS,
     cvs: Sequence[float] = CVS,
-    analyses: Mapping[str, Analysis] | None = None,
+    analyses: Sequence[BatchAnalysis] = ANALYSES,
+    patient_analyses: Sequence[PatientAnalysis] = PATIENT_ANALYSES,
     progress: Callable[[SimulationDesign], None] | None = None,
 ) -> pd.DataFrame:
     """Type I error, coverage and power of every analysis method over the study grid.
@@ -355,57 +493,77 @@ def validity_study(
     Parameters
     ----------
     reps : int
-        Trials per cell and hypothesis (>= 2): ``reps`` null and ``reps`` non-null trials.
+        Trials per cell and hypothesis for the batch analyses (>= 2): ``reps`` null and
+        ``reps`` non-null trials.
     seed : int
         Base seed (see the module docstring).
+    patient_reps : int, optional
+        The same for the patient-level analyses; default ``min(reps, 2000)``.
     settings : StudySettings
         Fixed design values.
     clusters, iccs, cvs : sequence
         The grid (see :func:`study_designs`).
-    analyses : mapping of str to callable, optional
-        Analyses to evaluate; default :data:`ANALYSES`.
+    analyses : sequence of callable
+        Batch analyses (default :data:`ANALYSES`).
+    patient_analyses : sequence of callable
+        Patient-level analyses (default :data:`PATIENT_ANALYSES`); run on trials of
+        :func:`~trialstats.power.simulate.simulate_patients` from the same streams, which share
+        each replicate's cluster sizes and cluster effects with the batch analyses' trials.
     progress : callable, optional
         Called with each cell's null design when the cell is done.
 
     Returns
     -------
     pandas.DataFrame
-        One row per cell, analysis and method, columns :data:`COLUMNS`: the design
-        (``n_clusters`` in total, ``icc``, ``cv``, ``cluster_size``, ``attrition``,
-        ``rho_s``, ``rho_c``, ``effect`` of the non-null trials, ``alpha``), ``reps``,
+        One row per cell, analysis and method, columns :data:`COLUMNS`: ``analysis`` and
+        ``method`` (as in the sensitivity tables), the design (``n_clusters`` in total,
+        ``icc``, ``cv``, ``cluster_size``, ``attrition``, ``rho_s``, ``rho_c``, ``effect`` of
+        the non-null trials, ``alpha``), ``reps`` (trials simulated per hypothesis),
         ``n_analysed`` (null trials the method could analyse, the denominator of the rates),
         ``type_i_error`` (share of null trials rejecting), ``coverage`` (share of non-null
         trials whose interval contains ``effect``), ``power`` (share of non-null trials
         rejecting), each with its Monte Carlo SE (``*_mc_se``), ``median_df``, ``se_ratio``
-        (mean reported SE over the SD of the estimates, null trials), ``boundary_share``
-        (null trials with a variance component at its boundary), ``n_not_converged`` (null
-        trials), ``within_band`` (type I error inside :data:`SIZE_BAND`), ``generator`` and
-        ``seed``.
+        (mean reported SE over the SD of the estimates, null trials), ``boundary_share`` (null
+        trials with the cluster variance estimated at 0, or for GEE/CR2 a practice with
+        leverage 1), ``n_not_converged`` (null trials), ``within_band`` (type I error inside
+        :data:`SIZE_BAND`), ``generator`` (of the batch analyses' trials; ``patients`` for
+        the patient-level ones) and ``seed``.
     """
-    if reps < 2:
+    patient_reps = min(reps, 2000) if patient_reps is None else patient_reps
+    if min(reps, patient_reps) < 2:
         raise TrialstatsError("The validity study needs at least two replicates per cell.")
-    chosen = ANALYSES if analyses is None else analyses
     rows = []
     for cell, design in enumerate(study_designs(settings, clusters, iccs, cvs)):
-        common = {"reps": reps, "seed": seed, "generator": settings.generator}
-        null = _simulate_tests(design, chosen, scenario=2 * cell, **common)
-        alternative = _simulate_tests(
-            replace(design, effect=settings.effect), chosen, scenario=2 * cell + 1, **common
-        )
-        for (name, method), tests in null.items():
-            rows.append({
-                "analysis": name, "method": method, "n_clusters": design.n_clusters,
-                "icc": design.icc, "cv": design.cv, "cluster_size": design.cluster_size,
-                "attrition": design.attrition, "rho_s": design.rho_s, "rho_c": design.rho_c,
-                "effect": settings.effect, "alpha": settings.alpha, **common,
-                **_summarise(tests, alternative[name, method], settings.effect, settings.alpha),
-            })
+        shifted = replace(design, effect=settings.effect)
+        runs = []
+        if analyses:
+            runs.append((reps, settings.generator, *(
+                _simulate_tests(d, analyses, reps=reps, seed=seed, scenario=2 * cell + k,
+                                generator=settings.generator)
+                for k, d in enumerate((design, shifted)))))
+        if patient_analyses:
+            runs.append((patient_reps, "patients", *(
+                _simulate_patient_tests(d, patient_analyses, reps=patient_reps, seed=seed,
+                                        scenario=2 * cell + k)
+                for k, d in enumerate((design, shifted)))))
+        for n_reps, generator, null, alternative in runs:
+            for (name, method), tests in null.items():
+                rows.append({
+                    "analysis": name, "method": method, "n_clusters": design.n_clusters,
+                    "icc": design.icc, "cv": design.cv, "cluster_size": design.cluster_size,
+                    "attrition": design.attrition, "rho_s": design.rho_s,
+                    "rho_c": design.rho_c, "effect": settings.effect, "alpha": settings.alpha,
+                    "reps": n_reps, "seed": seed, "generator": generator,
+                    **_summarise(tests, alternative[name, method], settings.effect,
+                                 settings.alpha),
+                })
         if progress is not None:
             progress(design)
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-_INK = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#56B4E9", "#E69F00", "#000000")
+_INK = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#56B4E9", "#E69F00", "#000000",
+        "#882255", "#999933")
 
 
 def validity_figure(table: pd.DataFrame) -> Figure:
@@ -427,7 +585,7 @@ def validity_figure(table: pd.DataFrame) -> Figure:
     iccs = sorted(table["icc"].unique())
     cvs = sorted(table["cv"].unique())
     keyed = table.assign(label=[
-        f"{a}: {m}" if a != "mixed model" else m
+        m if a == MIXED_MODEL else a
         for a, m in zip(table["analysis"], table["method"], strict=True)
     ])
     labels = list(dict.fromkeys(keyed["label"]))
