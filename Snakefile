@@ -14,6 +14,7 @@ validate(config, "workflow/schemas/config.schema.yaml")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/analysis.smk"
+include: "workflow/rules/sensitivity.smk"
 include: "workflow/rules/power.smk"
 include: "workflow/rules/report.smk"
 
@@ -22,4 +23,5 @@ rule all:
     input:
         rules.report.output,
         rules.power_gather.output,
+        rules.gather_sensitivity.output,
         "reports/validation.txt",

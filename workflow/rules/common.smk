@@ -7,6 +7,9 @@ CONFIG_FILE = workflow.configfiles[-1]
 # Outcome names: one analysis job per outcome.
 OUTCOMES = [outcome["name"] for outcome in config["outcomes"]]
 
+# One job per sensitivity analysis.
+SENSITIVITY_ANALYSES = config["sensitivity"]["analyses"]
+
 # The power scenario grid is scattered into this many independent jobs (each scenario has
 # its own seed streams, so the number of chunks never changes the results).
 POWER_CHUNKS = 5

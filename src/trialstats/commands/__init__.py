@@ -7,8 +7,11 @@ from trialstats.commands import (
     methods_check,
     power,
     report,
+    sensitivity,
     synth,
     validate,
 )
 
-COMMANDS = (init, validate, analyse, gather, synth, report, power, methods_check)
+COMMANDS = (
+    init, validate, analyse, sensitivity, gather, synth, report, power, methods_check,
+)
