@@ -97,8 +97,11 @@ from trialstats.errors import TrialstatsError
 __all__ = [
     "NestedFit",
     "NestedSums",
+    "RepeatedData",
     "fit_nested_reml",
+    "month_contrasts",
     "nested_satterthwaite_df",
+    "repeated_data",
     "repeated_measures_analysis",
 ]
 
