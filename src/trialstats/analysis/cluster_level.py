@@ -1,10 +1,10 @@
 r"""Cluster-level (two-stage) analysis, and the row builders shared by the sensitivity analyses.
 
-Two-stage covariate-adjusted analysis (Hayes & Moulton 2017, *Cluster Randomised Trials*,
-2nd ed., ch. 9, covariate adjustment by residuals)
----------------------------------------------------------------------------------------------
-Stage 1 fits, ignoring arm, the individual-level regression of the follow-up score on the
-baseline score and the covariates by ordinary least squares,
+Two-stage covariate-adjusted analysis
+-------------------------------------
+After Hayes & Moulton (2017, *Cluster Randomised Trials*, 2nd ed., ch. 9, adjustment by
+residuals). Stage 1 fits, ignoring arm, the individual-level regression of the follow-up
+score on the baseline score and the covariates by ordinary least squares,
 
 .. math:: y_{ij} = \alpha_0 + \alpha_1 y^{(0)}_{ij} + x_{ij}^\top\gamma + \varepsilon_{ij},
 
