@@ -150,7 +150,14 @@ def run_workflow(checkout: Path, cores: int) -> tuple[float, str]:
     )
     seconds = time.perf_counter() - started
     if run.returncode != 0:
-        sys.exit(f"the workflow failed in {checkout}:\n{run.stderr[-4000:]}")
+        failed = "\n".join(
+            f"--- {log}:\n{(checkout / log).read_text().strip()}"
+            for log in dict.fromkeys(re.findall(r"^\s+log: (\S+) \(check log", run.stderr, re.M))
+            if (checkout / log).is_file()
+        )
+        sys.exit(
+            f"the workflow failed (checkout kept: {checkout}):\n{run.stderr[-3000:]}\n{failed}"
+        )
     return seconds, run.stderr
 
 

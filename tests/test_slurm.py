@@ -37,7 +37,7 @@ def _node_idle() -> bool:
         return False
     state = subprocess.run(
         ["sinfo", "--noheader", "--Node", "--format=%T"],
-        capture_output=True, text=True, check=False,
+        capture_output=True, text=True, check=False, timeout=60,
     )
     return state.returncode == 0 and state.stdout.startswith("idle")
 
