@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import subprocess
-from html.parser import HTMLParser
 from pathlib import Path
 
 import docx
@@ -13,7 +12,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from test_report_support import WITHDRAWN, fake_results, load, write_flow_trial, write_results
+from test_report_support import (
+    TABLES,
+    WITHDRAWN,
+    HtmlTables,
+    fake_results,
+    load,
+    table_cells,
+    write_flow_trial,
+    write_results,
+)
 from trialstats.cli import main
 from trialstats.errors import TrialstatsError
 from trialstats.report.consort import consort_counts
@@ -27,8 +35,6 @@ from trialstats.report.tables import (
     outcome_summary,
     outcome_table,
 )
-
-TABLES = ("table1_baseline", "table2_outcomes", "table3_sensitivity", "provenance")
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +57,6 @@ def report_dir(tmp_path_factory, trial):
              for p in sorted((root / "out").rglob("*")) if p.is_file()}
     assert main(argv) == 0
     return root / "out", first
-
-
-def _csv(out: Path, name: str) -> list[list[str]]:
-    frame = pd.read_csv(out / "tables" / f"{name}.csv", dtype=str, keep_default_na=False)
-    return [list(frame.columns), *frame.to_numpy().tolist()]
 
 
 # --- CONSORT flow -------------------------------------------------------------------------------
@@ -188,45 +189,16 @@ def test_docx_tables_match_the_csvs(report_dir):
     assert len(document.tables) == len(TABLES)
     for table, name in zip(document.tables, TABLES, strict=True):
         cells = [[c.text for c in row.cells] for row in table.rows]
-        assert cells == _csv(out, name), name
-
-
-class _Tables(HTMLParser):
-    """Cell texts of every <table>, header row included."""
-
-    def __init__(self):
-        super().__init__()
-        self.tables: list[list[list[str]]] = []
-        self.images: list[str] = []
-        self._cell: list[str] | None = None
-
-    def handle_starttag(self, tag, attrs):
-        if tag == "table":
-            self.tables.append([])
-        elif tag == "tr":
-            self.tables[-1].append([])
-        elif tag in ("td", "th"):
-            self._cell = []
-        elif tag == "img":
-            self.images.append(dict(attrs)["src"])
-
-    def handle_endtag(self, tag):
-        if tag in ("td", "th"):
-            self.tables[-1][-1].append("".join(self._cell))
-            self._cell = None
-
-    def handle_data(self, data):
-        if self._cell is not None:
-            self._cell.append(data)
+        assert cells == table_cells(out, name), name
 
 
 def test_html_tables_match_the_csvs_and_figures_are_embedded(report_dir):
     out, _ = report_dir
-    parser = _Tables()
+    parser = HtmlTables()
     parser.feed((out / "report.html").read_text(encoding="utf-8"))
     assert len(parser.tables) == len(TABLES)
     for cells, name in zip(parser.tables, TABLES, strict=True):
-        assert cells == _csv(out, name), name
+        assert cells == table_cells(out, name), name
     assert len(parser.images) == 3
     assert all(src.startswith("data:image/svg+xml;base64,") for src in parser.images)
 
@@ -237,12 +209,21 @@ def test_latex_and_markdown_carry_the_same_rows(report_dir):
     assert tex.count(r"\toprule") == 2 * len(TABLES)
     assert r"\includegraphics" in tex and "figures/consort.pdf" in tex
     markdown = (out / "report.md").read_text(encoding="utf-8")
-    table2 = _csv(out, "table2_outcomes")
+    table2 = table_cells(out, "table2_outcomes")
     for row in table2[1:]:
         if row[6]:
             assert row[6].replace("|", "\\|") in markdown
     rows = [line for line in markdown.splitlines() if line.startswith("| ")]
-    assert len(rows) == sum(len(_csv(out, n)) for n in TABLES)
+    assert len(rows) == sum(len(table_cells(out, n)) for n in TABLES)
+
+
+def test_no_planning_section_without_a_power_table(report_dir):
+    out, first = report_dir
+    for name in ("report.html", "report.md", "report.tex"):
+        assert "Planning the next trial" not in (out / name).read_text(encoding="utf-8")
+    document = docx.Document(str(out / "report.docx"))
+    assert "Planning the next trial" not in [p.text for p in document.paragraphs]
+    assert not any("planning" in p.name or "power" in p.name for p in first)
 
 
 def test_report_without_sensitivity_results(tmp_path, trial):

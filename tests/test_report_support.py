@@ -3,6 +3,7 @@ tables shaped like ``primary.csv`` / ``sensitivity.csv`` made from it by a simpl
 
 from __future__ import annotations
 
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,11 @@ from scipy import stats
 from trialstats.analysis.effects import baseline_sd, mcid_raw, mcid_verdict
 from trialstats.config import load_config
 from trialstats.data.validate import Trial, load_trial, outcome_column
+from trialstats.power.grid import expand_grid, gather
 from trialstats.report.tables import RESULT_COLUMNS
+
+#: Tables of the flow trial's report (with sensitivity results), in report order.
+TABLES = ("table1_baseline", "table2_outcomes", "table3_sensitivity", "provenance")
 
 #: Practices that withdraw after randomisation (P4 control, P5 intervention) in :func:`flow_trial`.
 WITHDRAWN = ("P4", "P5")
@@ -173,6 +178,69 @@ def write_results(trial: Trial, results: Path, sensitivity: bool = True) -> None
         fake_sensitivity(trial).to_csv(results / "sensitivity.csv", index=False)
 
 
+def fake_power(methods: tuple[str, ...] = ("analytic", "simulation"), **grid) -> pd.DataFrame:
+    """A power-grid table shaped like ``results/power/power.csv`` with known answers.
+
+    Clusters per arm 4, 6, 8 x ICC 0.01, 0.05, 0.1 x effect 0.3, 0.5 (``grid`` overrides any
+    grid key); analytic power ``1 - exp(-k * effect / (1 + 20 * icc))``, simulated power 0.03
+    higher (at most 1) with the binomial Monte Carlo SE of 200 trials.
+    """
+    values = {"clusters_per_arm": [4, 6, 8], "allocation_ratio": [1], "cluster_size": [20],
+              "cv": [0.4], "icc": [0.01, 0.05, 0.1], "effect": [0.3, 0.5],
+              "attrition": [0.2], "rho_s": [0.5], "rho_c": [0.5]} | grid
+    scenarios = expand_grid({"grid": values})
+    analytic = 1 - np.exp(-scenarios["clusters_per_arm"] * scenarios["effect"]
+                          / (1 + 20 * scenarios["icc"]))
+    parts = []
+    for method in methods:
+        part = scenarios.assign(method=method, baseline="ancova", alpha=0.05,
+                                k_intervention=scenarios["clusters_per_arm"])
+        if method == "analytic":
+            part = part.assign(power=analytic, df_method="analytic-t")
+        else:
+            power = np.minimum(analytic + 0.03, 1.0)
+            part = part.assign(power=power, mc_se=np.sqrt(power * (1 - power) / 200),
+                               df_method="between-within", generator="patients", reps=200,
+                               seed=7)
+        parts.append(part)
+    return gather(parts)
+
+
 def load(config_path: Path) -> Trial:
     """Validate the trial a config file describes."""
     return load_trial(load_config(config_path))
+
+
+def table_cells(out: Path, name: str) -> list[list[str]]:
+    """Header and body cells of the report table ``name`` as written to its CSV."""
+    frame = pd.read_csv(out / "tables" / f"{name}.csv", dtype=str, keep_default_na=False)
+    return [list(frame.columns), *frame.to_numpy().tolist()]
+
+
+class HtmlTables(HTMLParser):
+    """Cell texts of every <table>, header row included, and every image source."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables: list[list[list[str]]] = []
+        self.images: list[str] = []
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+        elif tag == "img":
+            self.images.append(dict(attrs)["src"])
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self.tables[-1][-1].append("".join(self._cell))
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)

@@ -25,12 +25,9 @@ rule power_gather:
         code=library("power", "commands/power.py"),
     output:
         table="results/power/power.csv",
-        svg="reports/figures/power_curves.svg",
-        png="reports/figures/power_curves.png",
     log:
         "logs/power/gather.log",
     conda:
         "../envs/trialstats.yaml"
     shell:
-        "trialstats power gather {input.chunks:q} --out {output.table:q}"
-        " --figure {output.svg:q} --figure {output.png:q} > {log:q} 2>&1"
+        "trialstats power gather {input.chunks:q} --out {output.table:q} > {log:q} 2>&1"

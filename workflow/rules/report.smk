@@ -4,7 +4,8 @@ rule report:
         practices="results/data/practices.parquet",
         patients="results/data/patients.parquet",
         primary="results/primary.csv",
-        code=library("report", "commands/report.py"),
+        power="results/power/power.csv",
+        code=library("report", "power/grid.py", "commands/report.py"),
     output:
         html="reports/report.html",
         docx="reports/report.docx",
@@ -19,4 +20,4 @@ rule report:
         out_dir=subpath(output.html, parent=True),
     shell:
         "trialstats report --config {input.config:q} --results {params.results:q}"
-        " --out {params.out_dir:q} > {log:q} 2>&1"
+        " --power {input.power:q} --out {params.out_dir:q} > {log:q} 2>&1"

@@ -23,13 +23,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Build the CONSORT flow diagram, baseline and outcome tables, forest plot, "
         "statistical-methods paragraph and provenance from the validated data and the "
         "analysis results, and write them as report.html (self-contained), report.docx, "
-        "report.tex, report.md, tables/*.csv and figures/*.{svg,png,pdf}.",
+        "report.tex, report.md, tables/*.csv and figures/*.{svg,png,pdf}. With --power, add "
+        "a section planning the next trial from the power-grid table.",
     )
     parser.add_argument("--config", required=True, type=Path, help="run configuration (YAML)")
     parser.add_argument(
         "--results", required=True, type=Path,
         help="results folder: data/practices.parquet, data/patients.parquet, primary.csv "
         "and optionally sensitivity.csv",
+    )
+    parser.add_argument(
+        "--power", type=Path, metavar="FILE",
+        help="power-grid table from `trialstats power gather` (results/power/power.csv): "
+        "adds the 'Planning the next trial' section with power curves and the clusters per "
+        "arm needed for 80%% and 90%% power",
     )
     parser.add_argument("--out", required=True, type=Path, help="output directory")
     parser.set_defaults(run=run)
@@ -63,8 +70,12 @@ def _read_results(path: Path, required: bool) -> pd.DataFrame | None:
         if required:
             raise TrialstatsError(f"{path}: file not found; run the analysis first.")
         return None
+    return _read_csv(path)
+
+
+def _read_csv(path: Path, **options) -> pd.DataFrame:
     try:
-        return pd.read_csv(path)
+        return pd.read_csv(path, **options)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise TrialstatsError(f"{path}: cannot be read as CSV ({exc}).") from None
 
@@ -107,11 +118,21 @@ def run(args: argparse.Namespace) -> None:
     ]
     if sensitivity is not None:
         inputs.append(("Sensitivity results", sensitivity_path))
+    power = None
+    if args.power is not None:
+        if not args.power.is_file():
+            raise TrialstatsError(
+                f"{args.power}: file not found; run the power stage (trialstats power gather) "
+                "first."
+            )
+        power = _read_csv(args.power, keep_default_na=False, na_values=[""])
+        inputs.append(("Power results", args.power))
     provenance = Provenance(
         files=[(role, str(path), _sha256(path)) for role, path in inputs],
         versions=software_versions(), commit=_git_commit(),
     )
-    report, counts = build_report(practices, patients, config, results, sensitivity, provenance)
+    report, counts = build_report(practices, patients, config, results, sensitivity, provenance,
+                                  power)
     out = args.out
     for figure in report.figures():
         for fmt in ("svg", "png", "pdf"):

@@ -16,6 +16,7 @@ from trialstats.report.methods import (
     provenance_table,
     reference_keys,
 )
+from trialstats.report.planning import check_power, planning_references, planning_section
 from trialstats.report.render import render_figure
 from trialstats.report.tables import (
     baseline_summary,
@@ -51,6 +52,7 @@ class Provenance:
 def build_report(
     practices: pd.DataFrame, patients: pd.DataFrame, config: dict[str, Any],
     results: pd.DataFrame, sensitivity: pd.DataFrame | None, provenance: Provenance,
+    power: pd.DataFrame | None = None,
 ) -> tuple[Report, pd.DataFrame]:
     """Build every table and figure of the report.
 
@@ -66,6 +68,10 @@ def build_report(
         ``sensitivity.csv`` when the workflow produced one.
     provenance : Provenance
         Checksums, versions and commit for the provenance table.
+    power : DataFrame or None
+        The gathered power-grid table (``results/power/power.csv``); when given, a
+        "Planning the next trial" section shows its power curves and the clusters per arm
+        needed for 80% and 90% power.
 
     Returns
     -------
@@ -82,6 +88,8 @@ def build_report(
     check_results(results, "primary.csv")
     if sensitivity is not None:
         check_results(sensitivity, "sensitivity.csv", ("analysis",))
+    if power is not None:
+        check_power(power, "power.csv")
     design = config["design"]
     counts = consort_counts(practices, patients, results, config)
     primary_month = month_label(design["primary_month"], -1)
@@ -98,7 +106,9 @@ def build_report(
         "shaded band runs from −MCID to +MCID for each outcome",
     )
     results_items: list = [table2, forest]
+    tables, figures = 2, 2
     if sensitivity is not None and len(sensitivity):
+        tables, figures = 3, 3
         summary = sensitivity_summary(results, sensitivity, config)
         results_items += [
             sensitivity_table(summary, config),
@@ -109,15 +119,21 @@ def build_report(
             ),
         ]
     methods = methods_paragraphs(config, counts, results, sensitivity, provenance.versions)
-    sections = (
+    sections = [
         Section("Statistical methods", tuple(methods)),
         Section("Participant flow", (flow,)),
         Section("Baseline characteristics", (table1,)),
         Section("Outcomes", tuple(results_items)),
-        Section("References", tuple(REFERENCES[k] for k in reference_keys(config))),
+    ]
+    cited = reference_keys(config, planning_references(power) if power is not None else ())
+    if power is not None:
+        cite = {key: i for i, key in enumerate(cited, start=1)}
+        sections.append(planning_section(power, cite, table=tables + 1, figure=figures + 1))
+    sections += [
+        Section("References", tuple(REFERENCES[k] for k in cited)),
         Section("Provenance", (provenance_table(provenance.files, provenance.versions,
                                                 provenance.commit),)),
-    )
+    ]
     randomised = counts[counts["stage"] == "randomised"].iloc[0]
     outcomes = [o["label"] for o in config["outcomes"] if o["primary"]]
     subtitle = (
@@ -125,4 +141,4 @@ def build_report(
         f"{int(randomised['patients']):,} patients; primary outcome"
         f"{'s' if len(outcomes) != 1 else ''} {', '.join(outcomes) or 'none'} at {primary_month}."
     )
-    return Report("Trial report", subtitle, sections), counts
+    return Report("Trial report", subtitle, tuple(sections)), counts

@@ -10,6 +10,7 @@ caller gathers those facts (file I/O stays at the command's edge).
 from __future__ import annotations
 
 import platform
+from collections.abc import Sequence
 from importlib import metadata
 from typing import Any
 
@@ -32,6 +33,14 @@ REFERENCES = {
     "between-within": "Schluchter MD, Elashoff JD. Small-sample adjustments to tests with "
                       "unbalanced repeated measures assuming several covariance structures. "
                       "J Stat Comput Simul 1990;37:69–87.",
+    "eldridge": "Eldridge SM, Ashby D, Kerry S. Sample size for cluster randomized trials: "
+                "effect of coefficient of variation of cluster size and analysis method. "
+                "Int J Epidemiol 2006;35:1292–1300.",
+    "teerenstra": "Teerenstra S, Eldridge S, Graff M, de Hoop E, Borm GF. A simple sample "
+                  "size formula for analysis of covariance in cluster randomized trials. "
+                  "Stat Med 2012;31:2169–2178.",
+    "morris": "Morris TP, White IR, Crowther MJ. Using simulation studies to evaluate "
+              "statistical methods. Stat Med 2019;38:2074–2102.",
     "li-redden": "Li P, Redden DT. Comparing denominator degrees of freedom approximations "
                  "for the generalized linear mixed model in analyzing binary outcome in small "
                  "sample cluster-randomized trials. BMC Med Res Methodol 2015;15:38.",
@@ -69,12 +78,20 @@ def _join(items: list[str]) -> str:
     return ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def reference_keys(config: dict[str, Any]) -> list[str]:
-    """Keys of :data:`REFERENCES` cited by the methods text, in citation order."""
+def reference_keys(config: dict[str, Any], extra: Sequence[str] = ()) -> list[str]:
+    """Keys of :data:`REFERENCES` cited by the report, in citation order.
+
+    Parameters
+    ----------
+    config : dict
+        The validated run configuration (the methods text cites by its df methods).
+    extra : sequence of str
+        Keys cited by later sections (planning), appended in order when not yet cited.
+    """
     keys = ["consort"]
     for method in config["analysis"]["df_method"]:
         keys += [k for k in _DF_REFERENCES[method] if k not in keys]
-    return keys
+    return keys + [k for k in dict.fromkeys(extra) if k not in keys]
 
 
 def _cite(keys: list[str], order: list[str]) -> str:

@@ -28,7 +28,7 @@ from matplotlib.figure import Figure
 from trialstats.report.document import FigureFile, Report
 from trialstats.report.tables import Table
 
-_NUMERIC = re.compile(r"^[−\-<]?[\d.,]")
+_NUMERIC = re.compile(r"^[−\-<>≤]?[\d.,]")
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 #: Tables with more columns than this go on a landscape page in Word.
 _WIDE = 7
@@ -269,12 +269,12 @@ _LATEX_SPECIAL = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
     "−": r"\textminus{}", "†": r"\textdagger{}", "\u2003": r"\quad{}", "<": r"\textless{}",
-    ">": r"\textgreater{}",
+    ">": r"\textgreater{}", "≤": r"$\leq$", "α": r"$\alpha$",
 }
 
 
 def latex_escape(text: str) -> str:
-    """Escape LaTeX's special characters (and map −, † to text commands)."""
+    """Escape LaTeX's special characters (and map −, †, ≤, α to commands)."""
     return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
 
 
