@@ -16,7 +16,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from trialstats.analysis.primary import COLUMNS, analyse_outcome
+from trialstats.analysis.primary import analyse_outcome
+from trialstats.analysis.rows import COLUMNS
 from trialstats.cli import main
 from trialstats.config import load_config
 from trialstats.data.validate import load_trial

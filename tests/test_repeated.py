@@ -17,7 +17,6 @@ import pytest
 import yaml
 from scipy import linalg
 
-from trialstats.analysis.cluster_level import SENSITIVITY_COLUMNS
 from trialstats.analysis.repeated import (
     NestedSums,
     _evaluate,
@@ -28,6 +27,7 @@ from trialstats.analysis.repeated import (
     repeated_data,
     repeated_measures_analysis,
 )
+from trialstats.analysis.rows import SENSITIVITY_COLUMNS
 from trialstats.config import load_config
 from trialstats.data.validate import load_trial
 

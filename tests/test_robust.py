@@ -20,7 +20,6 @@ import pytest
 import yaml
 from scipy import linalg
 
-from trialstats.analysis.cluster_level import SENSITIVITY_COLUMNS
 from trialstats.analysis.design import model_data
 from trialstats.analysis.robust import (
     CR2,
@@ -31,6 +30,7 @@ from trialstats.analysis.robust import (
     gee_analysis,
     gee_exchangeable,
 )
+from trialstats.analysis.rows import SENSITIVITY_COLUMNS
 from trialstats.config import load_config
 from trialstats.data.validate import load_trial
 from trialstats.errors import TrialstatsError

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from trialstats.analysis.primary import COLUMNS
+from trialstats.analysis.rows import COLUMNS
 from trialstats.cli import main
 
 FIXTURE = Path(__file__).parent / "fixtures" / "primary"

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
-from trialstats.analysis.cluster_level import SENSITIVITY_COLUMNS
+from trialstats.analysis.rows import SENSITIVITY_COLUMNS
 from trialstats.analysis.subgroups import subgroup_analysis
 from trialstats.config import load_config
 from trialstats.data.validate import load_trial

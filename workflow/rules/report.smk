@@ -4,6 +4,7 @@ rule report:
         practices="results/data/practices.parquet",
         patients="results/data/patients.parquet",
         primary="results/primary.csv",
+        sensitivity="results/sensitivity.csv",
         power="results/power/power.csv",
         code=library("report", "power/grid.py", "commands/report.py"),
     output:

@@ -1,4 +1,4 @@
-r"""Cluster-level (two-stage) analysis, and the row builders shared by the sensitivity analyses.
+r"""Cluster-level (two-stage) analysis.
 
 Two-stage covariate-adjusted analysis
 -------------------------------------
@@ -32,104 +32,22 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from trialstats.analysis.design import INTERCEPT, ModelData, model_data
-from trialstats.analysis.effects import baseline_sd, mcid_raw, mcid_verdict
-from trialstats.analysis.primary import COLUMNS
-from trialstats.data.validate import TREATED, outcome_column
-from trialstats.errors import TrialstatsError
-
-#: Columns of the sensitivity tables: the primary columns plus the analysis label.
-SENSITIVITY_COLUMNS = (*COLUMNS, "analysis")
+from trialstats.analysis.design import INTERCEPT, model_data
+from trialstats.analysis.rows import (
+    chosen_outcomes,
+    frame,
+    join_notes,
+    outcome_scale,
+    t_row,
+    too_few_clusters,
+)
+from trialstats.data.validate import TREATED
 
 ADJUSTED = "cluster-level (Hayes & Moulton)"
 UNADJUSTED = "cluster-level, unadjusted practice means"
 #: ``method`` of tests on the practice (cluster) df J − 2.
 CLUSTER_DF = "J-2"
-
-
-def chosen_outcomes(config: dict[str, Any], outcomes: list[str] | None) -> list[dict[str, Any]]:
-    """The configured outcome entries named in ``outcomes`` (all when None), in config order.
-
-    Raises
-    ------
-    TrialstatsError
-        If a name is not a configured outcome.
-    """
-    names = [o["name"] for o in config["outcomes"]]
-    unknown = sorted(set(outcomes or []) - set(names))
-    if unknown:
-        raise TrialstatsError(f"unknown outcome(s) {', '.join(unknown)}; the configuration "
-                              f"has {', '.join(names)}.")
-    return [o for o in config["outcomes"] if outcomes is None or o["name"] in outcomes]
-
-
-def outcome_scale(
-    patients: pd.DataFrame, outcome: dict[str, Any], baseline_month: int
-) -> dict[str, float]:
-    """``sd_baseline`` and ``mcid`` (raw scale) of an outcome, exactly as the primary analysis."""
-    sd0 = baseline_sd(patients[outcome_column(outcome["name"], baseline_month)])
-    return {"sd_baseline": sd0, "mcid": mcid_raw(outcome.get("mcid"), sd0)}
-
-
-def join_notes(*notes: str) -> str:
-    """The non-empty notes joined with "; "."""
-    return "; ".join(n for n in notes if n)
-
-
-def t_row(
-    base: dict[str, Any], *, estimate: float, se: float, df: float, alpha: float,
-    higher_is_better: bool,
-) -> dict[str, Any]:
-    """Complete ``base`` with the *t*-based inference, effect size and MCID verdict.
-
-    Parameters
-    ----------
-    base : dict
-        Row fields known already; must hold ``sd_baseline`` and ``mcid``.
-    estimate, se, df : float
-        The difference (intervention − control), its standard error and the *t* df.
-    alpha : float
-        Two-sided level; the interval is 100(1 − alpha)%.
-    higher_is_better : bool
-        Direction of benefit, for the verdict.
-
-    Returns
-    -------
-    dict
-        ``base`` plus ``estimate, se, df, ci_low, ci_high, p_value, effect_size, es_ci_low,
-        es_ci_high, mcid_verdict`` computed as in :mod:`trialstats.analysis.primary`.
-    """
-    half = stats.t.ppf(1 - alpha / 2, df) * se
-    low, high = estimate - half, estimate + half
-    sd0 = base["sd_baseline"]
-    return {
-        **base, "estimate": estimate, "se": se, "df": df, "ci_low": low, "ci_high": high,
-        "p_value": float(2 * stats.t.sf(abs(estimate / se), df)),
-        "effect_size": estimate / sd0, "es_ci_low": low / sd0, "es_ci_high": high / sd0,
-        "mcid_verdict": mcid_verdict(low, high, base["mcid"], higher_is_better),
-    }
-
-
-def clusters_per_arm(data: ModelData) -> tuple[int, int]:
-    """Practices with analysed patients in the intervention and the control arm."""
-    treated = data.X[:, data.columns.index(TREATED)]
-    return tuple(len(np.unique(data.cluster_codes[treated == arm])) for arm in (1.0, 0.0))
-
-
-def too_few_clusters(data: ModelData) -> str:
-    """Why a comparison of arms is impossible ("" when there are two practices per arm)."""
-    per_arm = clusters_per_arm(data)
-    if min(per_arm) < 2:
-        return (f"not estimable: fewer than two clusters with analysable patients in an arm "
-                f"(intervention {per_arm[0]}, control {per_arm[1]})")
-    return ""
-
-
-def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Rows as a DataFrame with exactly :data:`SENSITIVITY_COLUMNS` (absent fields NaN)."""
-    return pd.DataFrame(rows, columns=list(SENSITIVITY_COLUMNS))
 
 
 def practice_t_test(values: np.ndarray, treated: np.ndarray) -> tuple[float, float, float]:

@@ -27,32 +27,27 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from trialstats.analysis.design import ModelData, model_data
-from trialstats.analysis.effects import baseline_sd, mcid_raw, mcid_verdict
 from trialstats.analysis.icc import icc_interval
 from trialstats.analysis.inference import contrast_test
 from trialstats.analysis.reml import ClusterSums, fit_reml
-from trialstats.data.validate import TREATED, outcome_column
-from trialstats.errors import TrialstatsError
-
-#: Columns of ``primary.csv``, in order (the output contract).
-COLUMNS = (
-    "outcome", "month", "method", "n_patients", "n_clusters", "estimate", "se", "df",
-    "ci_low", "ci_high", "p_value", "var_cluster", "var_residual", "icc", "icc_ci_low",
-    "icc_ci_high", "sd_baseline", "effect_size", "es_ci_low", "es_ci_high", "mcid",
-    "mcid_verdict", "converged", "notes",
+from trialstats.analysis.rows import (
+    COLUMNS,
+    chosen_outcomes,
+    join_notes,
+    outcome_scale,
+    t_row,
+    too_few_clusters,
 )
+from trialstats.data.validate import TREATED
+from trialstats.errors import TrialstatsError
 
 
 def _unfittable(data: ModelData) -> str:
     """Why the model cannot be fitted to ``data`` ("" when it can)."""
-    treated = data.X[:, data.columns.index(TREATED)]
-    per_arm = [len(np.unique(data.cluster_codes[treated == arm])) for arm in (1.0, 0.0)]
-    if min(per_arm) < 2:
-        return (f"not estimable: fewer than two clusters with analysable patients in an arm "
-                f"(intervention {per_arm[0]}, control {per_arm[1]})")
+    if problem := too_few_clusters(data):
+        return problem
     if np.ptp(data.y) == 0:
         return "not estimable: the follow-up score is constant"
     return ""
@@ -103,10 +98,8 @@ def analyse_outcome(
     name = outcome["name"]
     data = model_data(patients, name, month, cluster=cluster, baseline_month=baseline_month,
                       covariates=covariates)
-    sd0 = baseline_sd(patients[outcome_column(name, baseline_month)])
-    mcid = mcid_raw(outcome.get("mcid"), sd0)
     common = {"outcome": name, "month": month, "n_patients": len(data.y),
-              "n_clusters": data.n_clusters, "sd_baseline": sd0, "mcid": mcid}
+              "n_clusters": data.n_clusters, **outcome_scale(patients, outcome, baseline_month)}
     notes = [data.exclusion_note()]
     problem = _unfittable(data)
     if not problem:
@@ -117,7 +110,7 @@ def analyse_outcome(
             problem = f"not estimable: {error}"
     if problem:
         rows = [{**common, "method": m, "converged": False,
-                 "notes": "; ".join(n for n in [problem, *notes] if n)} for m in df_methods]
+                 "notes": join_notes(problem, *notes)} for m in df_methods]
         return pd.DataFrame(rows, columns=list(COLUMNS))
     icc = icc_interval(sums, fit, level=1 - alpha)
     if bool(fit.boundary):
@@ -129,25 +122,22 @@ def analyse_outcome(
     rows = []
     for method in df_methods:
         test = contrast_test(sums, fit, contrast, method)
-        estimate, se, df = float(test.estimate), float(test.se), float(test.df)
-        half = stats.t.ppf(1 - alpha / 2, df) * se
-        low, high = estimate - half, estimate + half
         row_notes = list(notes)
-        if not np.isfinite([se, df]).all():
+        if not np.isfinite([test.se, test.df]).all():
             row_notes.append(
                 f"{method}: no usable standard error or df for these data (e.g. a negative "
                 "adjusted variance with very few patients); no inference reported"
             )
-        rows.append({
-            **common, "method": method, "estimate": estimate, "se": se, "df": df,
-            "ci_low": low, "ci_high": high, "p_value": float(test.p_value),
+        base = {
+            **common, "method": method,
             "var_cluster": float(fit.var_cluster), "var_residual": float(fit.var_residual),
             "icc": float(icc.estimate), "icc_ci_low": float(icc.low),
-            "icc_ci_high": float(icc.high), "effect_size": estimate / sd0,
-            "es_ci_low": low / sd0, "es_ci_high": high / sd0,
-            "mcid_verdict": mcid_verdict(low, high, mcid, outcome["higher_is_better"]),
-            "converged": bool(fit.converged), "notes": "; ".join(n for n in row_notes if n),
-        })
+            "icc_ci_high": float(icc.high), "converged": bool(fit.converged),
+            "notes": join_notes(*row_notes),
+        }
+        rows.append(t_row(base, estimate=float(test.estimate), se=float(test.se),
+                          df=float(test.df), alpha=alpha,
+                          higher_is_better=outcome["higher_is_better"]))
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
@@ -158,18 +148,13 @@ def analyse_trial(
     month with every configured df method; rows in config order (see :func:`analyse_outcome`).
     """
     design, analysis = config["design"], config["analysis"]
-    chosen = [o for o in config["outcomes"] if outcomes is None or o["name"] in outcomes]
-    unknown = sorted(set(outcomes or []) - {o["name"] for o in config["outcomes"]})
-    if unknown:
-        raise TrialstatsError(f"unknown outcome(s) {', '.join(unknown)}; the configuration "
-                              f"has {', '.join(o['name'] for o in config['outcomes'])}.")
     frames = [
         analyse_outcome(
             patients, outcome, month, cluster=design["cluster"],
             baseline_month=design["baseline_month"], covariates=analysis["covariates"],
             df_methods=analysis["df_method"], alpha=analysis["alpha"],
         )
-        for outcome in chosen
+        for outcome in chosen_outcomes(config, outcomes)
         for month in design["followup_months"]
     ]
     return pd.concat(frames, ignore_index=True)

@@ -83,14 +83,14 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 
-from trialstats.analysis.cluster_level import (
+from trialstats.analysis.design import model_data
+from trialstats.analysis.rows import (
     chosen_outcomes,
     frame,
     join_notes,
     outcome_scale,
     t_row,
 )
-from trialstats.analysis.design import model_data
 from trialstats.data.validate import TREATED, outcome_column
 from trialstats.errors import TrialstatsError
 

@@ -69,8 +69,9 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from trialstats.analysis.cluster_level import (
-    CLUSTER_DF,
+from trialstats.analysis.cluster_level import CLUSTER_DF
+from trialstats.analysis.design import model_data
+from trialstats.analysis.rows import (
     chosen_outcomes,
     frame,
     join_notes,
@@ -78,7 +79,6 @@ from trialstats.analysis.cluster_level import (
     t_row,
     too_few_clusters,
 )
-from trialstats.analysis.design import model_data
 from trialstats.data.validate import TREATED
 from trialstats.errors import TrialstatsError
 

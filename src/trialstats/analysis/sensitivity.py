@@ -28,6 +28,7 @@ from trialstats.analysis.cluster_level import cluster_level_analysis
 from trialstats.analysis.imputation import multiple_imputation
 from trialstats.analysis.repeated import repeated_measures_analysis
 from trialstats.analysis.robust import cr2_analysis, gee_analysis
+from trialstats.analysis.rows import SENSITIVITY_COLUMNS
 from trialstats.analysis.subgroups import subgroup_analysis
 from trialstats.errors import TrialstatsError
 
@@ -60,9 +61,14 @@ def run_analysis(
     name: str, patients: pd.DataFrame, config: dict[str, Any],
     outcomes: list[str] | None = None,
 ) -> pd.DataFrame:
-    """Run the sensitivity analysis ``name`` (a key of :data:`ANALYSES`)."""
+    """Run the sensitivity analysis ``name`` (a key of :data:`ANALYSES`).
+
+    Returns exactly :data:`~trialstats.analysis.rows.SENSITIVITY_COLUMNS`, so that every
+    analysis stacks into one ``sensitivity.csv``; analysis-specific figures (e.g. the fraction
+    of missing information of multiple imputation) are in ``notes``.
+    """
     if name not in ANALYSES:
         raise TrialstatsError(
             f"unknown sensitivity analysis '{name}'; choose from {', '.join(ANALYSES)}."
         )
-    return ANALYSES[name](patients, config, outcomes)
+    return ANALYSES[name](patients, config, outcomes).reindex(columns=list(SENSITIVITY_COLUMNS))

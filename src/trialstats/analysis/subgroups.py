@@ -33,7 +33,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from trialstats.analysis.cluster_level import (
+from trialstats.analysis.design import model_data
+from trialstats.analysis.inference import contrast_test, satterthwaite_df
+from trialstats.analysis.reml import ClusterSums, RemlFit, fit_reml
+from trialstats.analysis.rows import (
     chosen_outcomes,
     frame,
     join_notes,
@@ -41,9 +44,6 @@ from trialstats.analysis.cluster_level import (
     t_row,
     too_few_clusters,
 )
-from trialstats.analysis.design import model_data
-from trialstats.analysis.inference import contrast_test, satterthwaite_df
-from trialstats.analysis.reml import ClusterSums, RemlFit, fit_reml
 from trialstats.data.validate import TREATED, outcome_column
 from trialstats.errors import TrialstatsError
 

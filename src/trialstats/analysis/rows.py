@@ -1,0 +1,115 @@
+"""Building result rows: the output contract's columns and the helpers every analysis shares.
+
+Every analysis writes rows with :data:`COLUMNS` (``primary.csv``) or
+:data:`SENSITIVITY_COLUMNS` (``sensitivity.csv``). For an estimated difference
+:math:`\\hat\\delta` with standard error *s* on :math:`\\nu` df the interval is
+:math:`\\hat\\delta \\pm t_{1-\\alpha/2,\\nu}\\, s`, the p-value two-sided from
+:math:`t_\\nu`, and the effect size and MCID verdict follow :mod:`trialstats.analysis.effects`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from trialstats.analysis.design import ModelData
+from trialstats.analysis.effects import baseline_sd, mcid_raw, mcid_verdict
+from trialstats.data.validate import TREATED, outcome_column
+from trialstats.errors import TrialstatsError
+
+#: Columns of ``primary.csv``, in order (the output contract).
+COLUMNS = (
+    "outcome", "month", "method", "n_patients", "n_clusters", "estimate", "se", "df",
+    "ci_low", "ci_high", "p_value", "var_cluster", "var_residual", "icc", "icc_ci_low",
+    "icc_ci_high", "sd_baseline", "effect_size", "es_ci_low", "es_ci_high", "mcid",
+    "mcid_verdict", "converged", "notes",
+)
+
+#: Columns of the sensitivity tables: the primary columns plus the analysis label.
+SENSITIVITY_COLUMNS = (*COLUMNS, "analysis")
+
+
+def chosen_outcomes(config: dict[str, Any], outcomes: list[str] | None) -> list[dict[str, Any]]:
+    """The configured outcome entries named in ``outcomes`` (all when None), in config order.
+
+    Raises
+    ------
+    TrialstatsError
+        If a name is not a configured outcome.
+    """
+    names = [o["name"] for o in config["outcomes"]]
+    unknown = sorted(set(outcomes or []) - set(names))
+    if unknown:
+        raise TrialstatsError(f"unknown outcome(s) {', '.join(unknown)}; the configuration "
+                              f"has {', '.join(names)}.")
+    return [o for o in config["outcomes"] if outcomes is None or o["name"] in outcomes]
+
+
+def outcome_scale(
+    patients: pd.DataFrame, outcome: dict[str, Any], baseline_month: int
+) -> dict[str, float]:
+    """``sd_baseline`` and ``mcid`` (raw scale) of an outcome, exactly as the primary analysis."""
+    sd0 = baseline_sd(patients[outcome_column(outcome["name"], baseline_month)])
+    return {"sd_baseline": sd0, "mcid": mcid_raw(outcome.get("mcid"), sd0)}
+
+
+def join_notes(*notes: str) -> str:
+    """The non-empty notes joined with "; "."""
+    return "; ".join(n for n in notes if n)
+
+
+def t_row(
+    base: dict[str, Any], *, estimate: float, se: float, df: float, alpha: float,
+    higher_is_better: bool,
+) -> dict[str, Any]:
+    """Complete ``base`` with the *t*-based inference, effect size and MCID verdict.
+
+    Parameters
+    ----------
+    base : dict
+        Row fields known already; must hold ``sd_baseline`` and ``mcid``.
+    estimate, se, df : float
+        The difference (intervention − control), its standard error and the *t* df.
+    alpha : float
+        Two-sided level; the interval is 100(1 − alpha)%.
+    higher_is_better : bool
+        Direction of benefit, for the verdict.
+
+    Returns
+    -------
+    dict
+        ``base`` plus ``estimate, se, df, ci_low, ci_high, p_value, effect_size, es_ci_low,
+        es_ci_high, mcid_verdict`` computed as in :mod:`trialstats.analysis.primary`.
+    """
+    half = stats.t.ppf(1 - alpha / 2, df) * se
+    low, high = estimate - half, estimate + half
+    sd0 = base["sd_baseline"]
+    return {
+        **base, "estimate": estimate, "se": se, "df": df, "ci_low": low, "ci_high": high,
+        "p_value": float(2 * stats.t.sf(abs(estimate / se), df)),
+        "effect_size": estimate / sd0, "es_ci_low": low / sd0, "es_ci_high": high / sd0,
+        "mcid_verdict": mcid_verdict(low, high, base["mcid"], higher_is_better),
+    }
+
+
+def clusters_per_arm(data: ModelData) -> tuple[int, int]:
+    """Practices with analysed patients in the intervention and the control arm."""
+    treated = data.X[:, data.columns.index(TREATED)]
+    return tuple(len(np.unique(data.cluster_codes[treated == arm])) for arm in (1.0, 0.0))
+
+
+def too_few_clusters(data: ModelData) -> str:
+    """Why a comparison of arms is impossible ("" when there are two practices per arm)."""
+    per_arm = clusters_per_arm(data)
+    if min(per_arm) < 2:
+        return (f"not estimable: fewer than two clusters with analysable patients in an arm "
+                f"(intervention {per_arm[0]}, control {per_arm[1]})")
+    return ""
+
+
+def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Rows as a DataFrame with exactly :data:`SENSITIVITY_COLUMNS` (absent fields NaN)."""
+    return pd.DataFrame(rows, columns=list(SENSITIVITY_COLUMNS))
