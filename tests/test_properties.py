@@ -1,6 +1,6 @@
 """Invariance properties of the primary analysis (``analyse_outcome``), checked with hypothesis.
 
-Each example is a small trial (2-4 practices per arm, 1-8 patients each, one outcome at
+Each example is a small trial (2-4 practices per arm, 2-8 patients each, one outcome at
 baseline and month 12 with some values missing, a numeric and a categorical covariate) drawn
 from a seeded generator; hypothesis chooses the structure and the seed. The analysis of the
 transformed trial is compared with the analysis of the original to ``1e-8`` relative to each
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytest
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
@@ -31,7 +30,7 @@ PROPERTY = settings(max_examples=30, deadline=None,
 def trials(draw) -> pd.DataFrame:
     """A validated-looking patients table (``treated``, ids as text, float outcomes)."""
     n_int, n_ctl = draw(st.integers(2, 4)), draw(st.integers(2, 4))
-    sizes = draw(st.lists(st.integers(1, 8), min_size=n_int + n_ctl, max_size=n_int + n_ctl))
+    sizes = draw(st.lists(st.integers(2, 8), min_size=n_int + n_ctl, max_size=n_int + n_ctl))
     icc = draw(st.sampled_from([0.0, 0.05, 0.3]))
     effect = draw(st.sampled_from([0.0, 0.5, 3.0]))
     missing = draw(st.sampled_from([0.0, 0.15]))
@@ -57,15 +56,23 @@ def trials(draw) -> pd.DataFrame:
 
 
 def analyse(patients: pd.DataFrame) -> pd.DataFrame:
-    """The four df methods' rows; trials that hit the known crash of the ICC interval on a
-    fit at the top of the variance-ratio range (test_faults.py::
-    test_non_converged_fit_is_reported_not_raised) are not used as examples."""
+    """The four df methods' rows.
+
+    Not used as examples: trials with fewer than 10 analysed patients (at most 5 residual df
+    for 5 fixed effects: with 1 or 2 the REML likelihood is nearly flat, so rounding decides
+    between a boundary and an interior optimum, and Kenward-Roger df near 0 give intervals of
+    1e154), trials whose REML fit does not converge (flagged in ``converged``/``notes``), and
+    those that hit the known crash of the ICC interval on such a fit
+    (test_faults.py::test_non_converged_fit_is_reported_not_raised).
+    """
     try:
         rows = analyse_outcome(
             patients, OUTCOME, 12, cluster="practice_id", baseline_month=0,
             covariates=["age", "condition"], df_methods=METHODS,
         )
     except np.linalg.LinAlgError:
+        reject()
+    if rows["notes"].str.contains("did not converge").any() or rows["n_patients"].iloc[0] < 10:
         reject()
     return rows.set_index("method")
 
@@ -202,4 +209,3 @@ def test_the_generator_makes_fittable_trials():
 
     record()
     assert np.mean(fitted) > 0.5
-    assert pytest.approx(0.0) != np.mean(fitted)
