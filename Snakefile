@@ -24,4 +24,5 @@ rule all:
         rules.report.output,
         rules.power_gather.output,
         rules.gather_sensitivity.output,
+        rules.missing_data.output,
         "reports/validation.txt",

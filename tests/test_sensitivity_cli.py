@@ -58,3 +58,21 @@ def test_unknown_analysis_is_a_user_error(tmp_path, capsys):
     assert status == 2
     assert "unknown sensitivity analysis 'bootstrap'" in capsys.readouterr().err
     assert not (tmp_path / "s.csv").exists()
+
+
+def test_missing_data_command_writes_both_tables(tmp_path, capsys):
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({
+        "data": {"practices": str(FIXTURE / "practices.csv"),
+                 "patients": str(FIXTURE / "patients.csv")},
+        "design": {"intervention": "intervention", "followup_months": [12]},
+        "outcomes": [{"name": "score"}],
+        "analysis": {"covariates": ["age", "condition"]},
+    }))
+    assert main(["missing-data", "--config", str(config), "--out", str(tmp_path / "md")]) == 0
+    completeness = pd.read_csv(tmp_path / "md" / "completeness.csv")
+    dropout = pd.read_csv(tmp_path / "md" / "dropout.csv")
+    patients = pd.read_csv(FIXTURE / "patients.csv")
+    everyone = completeness.query("arm == 'all' and month == 12").iloc[0]
+    assert everyone["n_observed"] == patients["score_m12"].notna().sum()
+    assert "treated" in set(dropout["term"])

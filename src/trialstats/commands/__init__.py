@@ -5,6 +5,7 @@ from trialstats.commands import (
     gather,
     init,
     methods_check,
+    missing_data,
     power,
     report,
     sensitivity,
@@ -13,5 +14,6 @@ from trialstats.commands import (
 )
 
 COMMANDS = (
-    init, validate, analyse, sensitivity, gather, synth, report, power, methods_check,
+    init, validate, analyse, sensitivity, missing_data, gather, synth, report, power,
+    methods_check,
 )
