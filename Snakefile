@@ -17,6 +17,7 @@ include: "workflow/rules/analysis.smk"
 include: "workflow/rules/sensitivity.smk"
 include: "workflow/rules/power.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/validity.smk"
 
 
 rule all:
