@@ -1,9 +1,11 @@
 """The power grid run through a real Slurm cluster equals the same grid run locally.
 
-The cluster is the single-node one of ``scripts/slurm/start.sh`` (found running, or
-started here and stopped afterwards). The test is skipped, saying why, when the executor
-plugin is missing, when ``TRIALSTATS_SLURM_UNAVAILABLE`` holds a reason (``.ci/run`` sets
-it when it could not start Slurm), or when the start script fails.
+The cluster is the single-node one of ``scripts/slurm/start.sh``, found running or started
+here and left running: test sessions side by side share it, and stopping it under another
+session's jobs would fail that session (``scripts/slurm/stop.sh`` stops it). The test is
+skipped, saying why, when the executor plugin is missing, when
+``TRIALSTATS_SLURM_UNAVAILABLE`` holds a reason (``.ci/run`` sets it when it could not start
+Slurm), or when the start script fails.
 """
 
 from __future__ import annotations
@@ -32,16 +34,6 @@ LOCAL_CLUSTER_FLAGS = [
 ]
 
 
-def _node_idle() -> bool:
-    if shutil.which("sinfo") is None:
-        return False
-    state = subprocess.run(
-        ["sinfo", "--noheader", "--Node", "--format=%T"],
-        capture_output=True, text=True, check=False, timeout=60,
-    )
-    return state.returncode == 0 and state.stdout.startswith("idle")
-
-
 @pytest.fixture(scope="module")
 def slurm_cluster():
     """A running single-node Slurm cluster, or a skip that says why there is none."""
@@ -53,16 +45,12 @@ def slurm_cluster():
     reason = os.environ.get("TRIALSTATS_SLURM_UNAVAILABLE")
     if reason:
         pytest.skip(f"Slurm test skipped: Slurm could not be started here: {reason}")
-    already_running = _node_idle()
     start = subprocess.run(
         [str(SCRIPTS / "start.sh")], capture_output=True, text=True, check=False, timeout=600
     )
     if start.returncode != 0:
         why = (start.stderr or start.stdout).strip() or f"exit status {start.returncode}"
         pytest.skip(f"Slurm test skipped: scripts/slurm/start.sh could not start Slurm: {why}")
-    yield
-    if not already_running:
-        subprocess.run([str(SCRIPTS / "stop.sh")], capture_output=True, check=False)
 
 
 def _small_power_run(directory: Path) -> Path:

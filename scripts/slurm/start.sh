@@ -9,8 +9,10 @@
 #
 # Needs root (package installation and the daemons). The node gets every CPU of the machine
 # and the memory slurmd detects; one partition, `local`, is the default. There is no
-# accounting database: `squeue` reports the jobs (kept for MinJobAge = 300 s after they end),
-# which is what the profile's `slurm-status-command: squeue` relies on.
+# accounting database, so no sacct: run snakemake with `--slurm-status-command squeue`
+# (squeue keeps finished jobs for MinJobAge = 300 s) and `--slurm-no-account`.
+# Starting an idle cluster again does nothing, and starts side by side wait for each other:
+# test sessions on one machine share the cluster, which runs until stop.sh.
 # Exit status: 0 when the node is idle, 1 with a one-line reason otherwise.
 set -euo pipefail
 
@@ -28,12 +30,21 @@ node_state() {
   sinfo --noheader --Node --format=%T 2>/dev/null | head -n 1
 }
 
-if command -v sinfo >/dev/null 2>&1 && [[ "$(node_state)" == idle* ]]; then
+# sinfo's state of the node: "idle" when ready; a trailing * means slurmd is not responding.
+if command -v sinfo >/dev/null 2>&1 && [[ "$(node_state)" == idle ]]; then
   echo "slurm: already running, node $(sinfo --noheader --Node --format=%N | head -n 1) is idle"
   exit 0
 fi
 
 [[ $(id -u) -eq 0 ]] || fail "must run as root to install and start the Slurm daemons"
+
+# One start at a time: test sessions running side by side share the cluster.
+exec 9>/run/trialstats-slurm-start.lock
+flock 9
+if [[ "$(node_state)" == idle ]]; then
+  echo "slurm: already running, started by another session"
+  exit 0
+fi
 
 if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null \
   || ! command -v sbatch >/dev/null || ! command -v munged >/dev/null; then
@@ -52,7 +63,7 @@ if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
     chmod 400 /etc/munge/munge.key
   fi
   install -d -o munge -g munge -m 755 /run/munge
-  runuser -u munge -- munged || fail "munged did not start"
+  runuser -u munge -- munged 9>&- || fail "munged did not start"
   munge -n | unmunge >/dev/null || fail "munge cannot decode its own credential"
 fi
 
@@ -96,13 +107,16 @@ $node_line NodeAddr=127.0.0.1 State=UNKNOWN
 PartitionName=local Nodes=$host Default=YES MaxTime=INFINITE State=UP
 CONFEOF
 
-pgrep -x slurmctld >/dev/null || slurmctld || fail "slurmctld did not start; see $LOG_DIR/slurmctld.log"
-pgrep -x slurmd >/dev/null || slurmd || fail "slurmd did not start; see $LOG_DIR/slurmd.log"
+# The daemons must not inherit the lock's descriptor (9>&-), or they would hold it forever.
+pgrep -x slurmctld >/dev/null || slurmctld 9>&- || fail "slurmctld did not start; see $LOG_DIR/slurmctld.log"
+pgrep -x slurmd >/dev/null || slurmd 9>&- || fail "slurmd did not start; see $LOG_DIR/slurmd.log"
 
 for ((i = 0; i < WAIT_SECONDS; i++)); do
   state=$(node_state)
   case $state in
-    idle*) echo "slurm: node $host is idle ($(sinfo --noheader --format='%c CPUs, %m MB' | head -n 1))"; exit 0 ;;
+    idle) echo "slurm: node $host is idle ($(sinfo --noheader --format='%c CPUs, %m MB' | head -n 1))"; exit 0 ;;
+    # Not responding: start slurmd unless one runs (one shutting down can linger a while).
+    *\*) pgrep -x slurmd >/dev/null || slurmd 9>&- || true ;;
     down* | drain*) scontrol update NodeName="$host" State=RESUME 2>/dev/null || true ;;
   esac
   sleep 1
