@@ -39,13 +39,15 @@ TARGET_SECONDS = 180
 STAGES = (
     ("gather", lambda rule: "gather" in rule),
     ("sensitivity", lambda rule: "sensitivity" in rule),
+    ("missing data", lambda rule: rule.startswith("missing")),
     ("validate", lambda rule: rule.startswith("validat")),
     ("per-outcome analysis", lambda rule: rule.startswith("analyse")),
     ("power chunks", lambda rule: rule.startswith("power")),
     ("report", lambda rule: "report" in rule),
 )
 STAGE_ORDER = (
-    "validate", "per-outcome analysis", "sensitivity", "power chunks", "gather", "report",
+    "validate", "per-outcome analysis", "missing data", "sensitivity", "power chunks", "gather",
+    "report",
 )
 _STAMP = re.compile(r"^\[(\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4})\]$")
 _RULE = re.compile(r"^(?:local)?rule (\w+):$")
