@@ -22,4 +22,4 @@ def library(*parts):
     for part in parts:
         target = root / part
         files += sorted(target.rglob("*.py")) if target.is_dir() else [target]
-    return [str(f.relative_to(workflow.basedir)) for f in files]
+    return [str(f) for f in files]
