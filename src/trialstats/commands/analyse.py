@@ -5,11 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import pandas as pd
-
-from trialstats.config import load_config
+from trialstats.commands.inputs import add_trial_arguments, read_trial
 from trialstats.data.io import write_csv
-from trialstats.data.validate import load_trial
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,12 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Fit the baseline-adjusted random-intercept model (exact REML) to every "
         "configured outcome at every follow-up month and write DIR/primary.csv.",
     )
-    parser.add_argument("--config", required=True, type=Path, help="run configuration (YAML)")
-    parser.add_argument(
-        "--data", type=Path,
-        help="analysis-ready tables from `trialstats validate --out DIR` (default: read and "
-        "validate the tables named in the configuration)",
-    )
+    add_trial_arguments(parser)
     parser.add_argument(
         "--outcome", action="append", metavar="NAME",
         help="analyse only this outcome (repeatable; default: all)",
@@ -38,11 +30,7 @@ def run(args: argparse.Namespace) -> None:
     """Run the primary analysis and write ``primary.csv``; print one line per outcome."""
     from trialstats.analysis.primary import analyse_trial
 
-    config = load_config(args.config)
-    if args.data is None:
-        patients = load_trial(config).patients
-    else:
-        patients = pd.read_parquet(args.data / "patients.parquet")
+    config, patients = read_trial(args)
     results = analyse_trial(patients, config, args.outcome)
     write_csv(results, args.out / "primary.csv")
     primary_method = config["analysis"]["df_method"][0]

@@ -5,11 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import pandas as pd
-
-from trialstats.config import load_config
+from trialstats.commands.inputs import add_trial_arguments, read_trial
 from trialstats.data.io import write_csv
-from trialstats.data.validate import load_trial
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,12 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "DIR/dropout.csv (logistic regression of returning each follow-up questionnaire on arm, "
         "covariates and baseline scores; odds ratios with cluster-robust 95% CIs).",
     )
-    parser.add_argument("--config", required=True, type=Path, help="run configuration (YAML)")
-    parser.add_argument(
-        "--data", type=Path,
-        help="analysis-ready tables from `trialstats validate --out DIR` (default: read and "
-        "validate the tables named in the configuration)",
-    )
+    add_trial_arguments(parser)
     parser.add_argument("--out", required=True, type=Path, help="output directory")
     parser.set_defaults(run=run)
 
@@ -35,11 +27,7 @@ def run(args: argparse.Namespace) -> None:
     """Summarise the missing data and write both tables."""
     from trialstats.analysis.missingness import missing_data_summary
 
-    config = load_config(args.config)
-    if args.data is None:
-        patients = load_trial(config).patients
-    else:
-        patients = pd.read_parquet(args.data / "patients.parquet")
+    config, patients = read_trial(args)
     completeness, dropout = missing_data_summary(patients, config)
     write_csv(completeness, args.out / "completeness.csv")
     write_csv(dropout, args.out / "dropout.csv")

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from trialstats.config import load_config
+from trialstats.commands.inputs import add_trial_arguments, read_trial
 from trialstats.data.io import write_csv
-from trialstats.data.validate import load_trial
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,12 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Run the named sensitivity analyses (default: those in the configuration's "
         "sensitivity.analyses) and write their rows (primary columns plus `analysis`) to a CSV.",
     )
-    parser.add_argument("--config", required=True, type=Path, help="run configuration (YAML)")
-    parser.add_argument(
-        "--data", type=Path,
-        help="analysis-ready tables from `trialstats validate --out DIR` (default: read and "
-        "validate the tables named in the configuration)",
-    )
+    add_trial_arguments(parser)
     parser.add_argument(
         "--analysis", action="append", metavar="NAME",
         help="run only this analysis (repeatable; default: sensitivity.analyses)",
@@ -39,11 +33,7 @@ def run(args: argparse.Namespace) -> None:
     """Run the analyses and write one table; print one line per analysis."""
     from trialstats.analysis.sensitivity import run_analysis
 
-    config = load_config(args.config)
-    if args.data is None:
-        patients = load_trial(config).patients
-    else:
-        patients = pd.read_parquet(args.data / "patients.parquet")
+    config, patients = read_trial(args)
     names = args.analysis or config["sensitivity"]["analyses"]
     frames = [run_analysis(name, patients, config) for name in names]
     table = pd.concat(frames, ignore_index=True)

@@ -1,0 +1,30 @@
+"""Arguments and reading shared by the commands that analyse a validated trial."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from trialstats.config import load_config
+from trialstats.data.validate import load_trial
+
+
+def add_trial_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--config`` and ``--data`` (the analysis-ready tables of ``validate --out``)."""
+    parser.add_argument("--config", required=True, type=Path, help="run configuration (YAML)")
+    parser.add_argument(
+        "--data", type=Path,
+        help="analysis-ready tables from `trialstats validate --out DIR` (default: read and "
+        "validate the tables named in the configuration)",
+    )
+
+
+def read_trial(args: argparse.Namespace) -> tuple[dict[str, Any], pd.DataFrame]:
+    """The validated configuration and patients named by ``--config`` and ``--data``."""
+    config = load_config(args.config)
+    if args.data is None:
+        return config, load_trial(config).patients
+    return config, pd.read_parquet(args.data / "patients.parquet")
