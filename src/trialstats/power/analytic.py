@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -294,6 +295,23 @@ def power_continuous(
     return _continuous_frame(terms)
 
 
+def _solve_each(
+    quantities: dict[str, Any], solve_one: Callable[[dict[str, float]], dict[str, float]]
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Broadcast the design quantities (``None`` = unknown, NaN) and solve scenario by scenario.
+
+    Returns the flattened quantities and the solved values, each an array per key.
+    """
+    arrays = np.broadcast_arrays(
+        *(np.asarray(np.nan if v is None else v, dtype=float) for v in quantities.values())
+    )
+    flat = {name: arr.ravel() for name, arr in zip(quantities, arrays, strict=True)}
+    n_scenarios = arrays[0].size
+    rows = [solve_one({name: float(v[i]) for name, v in flat.items()}) for i in range(n_scenarios)]
+    solved = {key: np.array([row[key] for row in rows]) for key in rows[0]}
+    return flat, solved
+
+
 def solve_continuous(
     *,
     unknown: str,
@@ -403,43 +421,22 @@ attrition, baseline, rho_c, rho_s, distribution
         sigma = np.nan if sd is None else sd
     else:
         d_in, _, sigma = _standardised_effect(effect, difference, sd)
-    arrays = np.broadcast_arrays(
-        *(
-            np.asarray(v, dtype=float)
-            for v in (
-                target_power,
-                np.nan if cluster_size is None else cluster_size,
-                icc,
-                np.nan if clusters_per_arm is None else clusters_per_arm,
-                d_in,
-                allocation_ratio,
-                cv,
-                alpha,
-                attrition,
-                rho_c,
-                rho_s,
-            )
-        )
+    flat, solved = _solve_each(
+        {
+            "target_power": target_power,
+            "cluster_size": np.nan if cluster_size is None else cluster_size,
+            "icc": icc,
+            "k_control": np.nan if clusters_per_arm is None else clusters_per_arm,
+            "effect": d_in,
+            "allocation_ratio": allocation_ratio,
+            "cv": cv,
+            "alpha": alpha,
+            "attrition": attrition,
+            "rho_c": rho_c,
+            "rho_s": rho_s,
+        },
+        lambda scen: _solve_continuous_scenario(unknown, scen, baseline, distribution),
     )
-    names = (
-        "target_power",
-        "cluster_size",
-        "icc",
-        "k_control",
-        "effect",
-        "allocation_ratio",
-        "cv",
-        "alpha",
-        "attrition",
-        "rho_c",
-        "rho_s",
-    )
-    flat = {name: arr.ravel() for name, arr in zip(names, arrays, strict=True)}
-    rows = []
-    for i in range(flat["icc"].size):
-        scen = {name: float(values[i]) for name, values in flat.items()}
-        rows.append(_solve_continuous_scenario(unknown, scen, baseline, distribution))
-    solved = {key: np.array([row[key] for row in rows]) for key in rows[0]}
     frame = power_continuous(
         cluster_size=solved["cluster_size"],
         icc=flat["icc"],
@@ -454,7 +451,7 @@ attrition, baseline, rho_c, rho_s, distribution
         rho_s=flat["rho_s"],
         distribution=distribution,
     )
-    sigma_b = np.broadcast_to(np.asarray(sigma, dtype=float), arrays[0].shape).ravel()
+    sigma_b = np.broadcast_to(np.asarray(sigma, dtype=float), flat["icc"].shape).ravel()
     frame["sd"] = sigma_b
     frame["difference"] = frame["effect"] * sigma_b
     frame = _add_solve_columns(frame, unknown, flat["target_power"])
@@ -643,41 +640,21 @@ alpha, attrition, distribution
         )
         return _add_solve_columns(frame, unknown, np.nan)
 
-    arrays = np.broadcast_arrays(
-        *(
-            np.asarray(np.nan if v is None else v, dtype=float)
-            for v in (
-                target_power,
-                p_control,
-                p_intervention,
-                cluster_size,
-                icc,
-                clusters_per_arm,
-                allocation_ratio,
-                cv,
-                alpha,
-                attrition,
-            )
-        )
+    flat, solved = _solve_each(
+        {
+            "target_power": target_power,
+            "p_control": p_control,
+            "p_intervention": p_intervention,
+            "cluster_size": cluster_size,
+            "icc": icc,
+            "k_control": clusters_per_arm,
+            "allocation_ratio": allocation_ratio,
+            "cv": cv,
+            "alpha": alpha,
+            "attrition": attrition,
+        },
+        lambda scen: _solve_binary_scenario(unknown, scen, direction, distribution),
     )
-    names = (
-        "target_power",
-        "p_control",
-        "p_intervention",
-        "cluster_size",
-        "icc",
-        "k_control",
-        "allocation_ratio",
-        "cv",
-        "alpha",
-        "attrition",
-    )
-    flat = {name: arr.ravel() for name, arr in zip(names, arrays, strict=True)}
-    rows = []
-    for i in range(flat["icc"].size):
-        scen = {name: float(values[i]) for name, values in flat.items()}
-        rows.append(_solve_binary_scenario(unknown, scen, direction, distribution))
-    solved = {key: np.array([row[key] for row in rows]) for key in rows[0]}
     frame = power_binary(
         p_control=flat["p_control"],
         p_intervention=solved["p_intervention"],
