@@ -22,7 +22,9 @@ METHODS = ["kenward-roger", "satterthwaite", "between-within", "residual"]
 OUTCOME = {"name": "score", "higher_is_better": True,
            "mcid": {"scale": "standardised", "value": 0.2}}
 RTOL = 1e-8
-PROPERTY = settings(max_examples=30, deadline=None,
+# derandomize: the same examples on every run, so CI is reproducible (the properties were also
+# checked at 200-300 random examples on several seeds when they were written)
+PROPERTY = settings(max_examples=30, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -197,7 +199,7 @@ def test_the_generator_makes_fittable_trials():
     """Guard against vacuous properties: most drawn trials must actually be fitted."""
     fitted = []
 
-    @settings(max_examples=20, deadline=None, database=None)
+    @settings(max_examples=20, deadline=None, database=None, derandomize=True)
     @given(trials())
     def record(patients):
         fitted.append(bool(analyse(patients)["converged"].all()))
