@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
+import docx
 import numpy as np
 import pandas as pd
 import pytest
 
+from test_report_support import HtmlTables
 from trialstats.analysis.primary import analyse_outcome
 from trialstats.cli import main
 from trialstats.data.validate import TREATED
@@ -175,12 +178,121 @@ def test_figure_is_byte_identical_across_runs(small_study, tmp_path):
         assert (tmp_path / f"a{suffix}").read_bytes() == (tmp_path / f"b{suffix}").read_bytes()
 
 
-def test_cli_writes_table_and_figures(tmp_path, capsys):
-    assert main(["methods-check", "--out", str(tmp_path), "--reps", "20", "--patient-reps", "4",
+def test_cli_writes_table_figures_and_report(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["methods-check", "--out", str(out), "--reps", "20", "--patient-reps", "4",
                  "--seed", "3"]) == 0
-    table = pd.read_csv(tmp_path / "validity.csv")
+    table = pd.read_csv(out / "validity.csv")
     assert len(table) == 4 * 3 * 2 * len(ROWS)
     assert sorted(table["reps"].unique()) == [4, 20]
-    assert (tmp_path / "validity.svg").stat().st_size > 0
-    assert (tmp_path / "validity.png").stat().st_size > 0
+    for name in ("validity.html", "validity.docx", "validity.md", "validity.tex",
+                 "figures/validity.svg", "figures/validity.png", "figures/validity.pdf"):
+        assert (out / name).stat().st_size > 0
     assert "outside the type I error band" in capsys.readouterr().out
+    # re-rendering from the table reproduces the report without simulating
+    again = tmp_path / "again"
+    assert main(["methods-check", "--out", str(again), "--from-table",
+                 str(out / "validity.csv")]) == 0
+    assert not (again / "validity.csv").exists()
+    for name in ("validity.html", "validity.docx", "validity.md", "validity.tex"):
+        assert (again / name).read_bytes() == (out / name).read_bytes()
+
+
+#: Type I error and coverage of the synthetic study, per (method, cell); the band edges are in
+#: band, values just outside are flagged even where they round to the edge.
+SIZES = {
+    "kenward-roger": [0.04, 0.0164, 0.0532, 0.06],
+    "satterthwaite": [0.0499, 0.06004, 0.039996, 0.0575],
+    "J-2": [0.05, 0.0123456, 0.1, 0.045],
+    "bell-mccaffrey": [0.055, 0.048, 0.061, 0.0401],
+}
+COVERAGES = {
+    "kenward-roger": [0.94, 0.9836, 0.95, 0.96],
+    "satterthwaite": [0.93996, 0.9501, 0.96004, 0.951],
+    "J-2": [0.9512345, 0.939, 0.95, 0.97],
+    "bell-mccaffrey": [0.95, 0.9, 0.955, 0.9449],
+}
+
+
+@pytest.fixture
+def synthetic_csv(tmp_path) -> Path:
+    """A validity.csv of four methods over four cells with chosen rates."""
+    analyses = {"kenward-roger": MIXED_MODEL, "satterthwaite": MIXED_MODEL,
+                "J-2": "cluster-level (Hayes & Moulton)",
+                "bell-mccaffrey": "CR2 (Bell-McCaffrey)"}
+    cells = [(6, 0.05, 0.0), (6, 0.05, 0.8), (20, 0.05, 0.0), (20, 0.05, 0.8)]
+    rows = []
+    for method, analysis in analyses.items():
+        patients = method == "bell-mccaffrey"
+        for k, (j, icc, cv) in enumerate(cells):
+            size, coverage = SIZES[method][k], COVERAGES[method][k]
+            reps = 50 if patients else 400
+            rows.append({
+                "analysis": analysis, "method": method, "n_clusters": j, "icc": icc, "cv": cv,
+                "cluster_size": 127.0, "attrition": 0.27, "rho_s": 0.5, "rho_c": 0.7,
+                "effect": 0.2, "alpha": 0.05, "reps": reps, "n_analysed": reps,
+                "type_i_error": size, "type_i_error_mc_se": np.sqrt(size * (1 - size) / reps),
+                "coverage": coverage,
+                "coverage_mc_se": np.sqrt(coverage * (1 - coverage) / reps),
+                "power": 0.5, "power_mc_se": 0.02, "median_df": j - 2.0, "se_ratio": 1.0,
+                "boundary_share": 0.1, "n_not_converged": 0,
+                "within_band": bool(0.04 <= size <= 0.06),
+                "generator": "patients" if patients else "sums", "seed": 11,
+            })
+    path = tmp_path / "validity.csv"
+    pd.DataFrame(rows, columns=list(COLUMNS)).to_csv(path, index=False)
+    return path
+
+
+def expected_cells(study: pd.DataFrame, rate: str, band: tuple[float, float]) -> list[list[str]]:
+    """Header and body of a rate table, from the CSV: 4 decimals, † outside ``band``."""
+    labels = {"kenward-roger": "KR", "satterthwaite": "Satt", "J-2": "CL",
+              "bell-mccaffrey": "CR2"}
+    methods = list(dict.fromkeys(study["method"]))
+    cells = [["Design", *(labels[m] for m in methods)]]
+    for j, group in study.groupby("n_clusters"):
+        cells.append([f"{j} clusters", *[""] * len(methods)])
+        for (icc, cv), cell in group.groupby(["icc", "cv"]):
+            values = cell.set_index("method")[rate]
+            cells.append([f"ICC {icc:g}, CV {cv:g}", *(
+                f"{values[m]:.4f}" + ("" if band[0] <= values[m] <= band[1] else "†")
+                for m in methods)])
+    return cells
+
+
+def test_report_cells_equal_the_table_after_rounding(synthetic_csv, tmp_path):
+    out = tmp_path / "out"
+    assert main(["methods-check", "--out", str(out), "--from-table", str(synthetic_csv)]) == 0
+    study = pd.read_csv(synthetic_csv)
+    expected = [expected_cells(study, "type_i_error", (0.04, 0.06)),
+                expected_cells(study, "coverage", (0.94, 0.96))]
+    assert sum(c.endswith("†") for t in expected for r in t for c in r) == 12
+    assert expected[0][3][2] == "0.0600†" and expected[1][2][1] == "0.9400"
+    parser = HtmlTables()
+    parser.feed((out / "validity.html").read_text(encoding="utf-8"))
+    assert parser.tables == expected
+    assert len(parser.images) == 1 and parser.images[0].startswith("data:image/svg+xml;base64,")
+    document = docx.Document(str(out / "validity.docx"))
+    assert [[cell.text for cell in row.cells] for row in document.tables[0].rows] == \
+        expected[0]
+    assert [[cell.text for cell in row.cells] for row in document.tables[1].rows] == \
+        expected[1]
+    assert len(document.inline_shapes) == 1
+    html = (out / "validity.html").read_text(encoding="utf-8")
+    for fact in ("6 and 20 clusters", "ICC 0.05", "127 patients", "27%", "400 trials per cell",
+                 "50 for CR2", "Base seed 11", "[0.04, 0.06]", "[0.94, 0.96]"):
+        assert fact in html.replace("\n", " ")
+    assert r"\textdagger{}" in (out / "validity.tex").read_text(encoding="utf-8")
+    assert "0.0600†" in (out / "validity.md").read_text(encoding="utf-8")
+
+
+def test_from_table_refuses_simulation_options_and_other_tables(synthetic_csv, tmp_path, capsys):
+    out = str(tmp_path / "out")
+    assert main(["methods-check", "--out", out, "--from-table", str(synthetic_csv),
+                 "--reps", "10"]) == 2
+    assert "--reps only apply when simulating" in capsys.readouterr().err
+    pd.read_csv(synthetic_csv).drop(columns="coverage").to_csv(tmp_path / "bad.csv", index=False)
+    assert main(["methods-check", "--out", out, "--from-table", str(tmp_path / "bad.csv")]) == 2
+    assert "coverage not found" in capsys.readouterr().err
+    assert main(["methods-check", "--out", out, "--from-table", str(tmp_path / "no.csv")]) == 2
+    assert "file not found" in capsys.readouterr().err

@@ -1,10 +1,21 @@
-# Validity study of the analysis methods (type I error and coverage by simulation).
-# Not part of `rule all` (about 5-10 minutes on 2 cores): run `snakemake methods_check`.
+# Validity study of the analysis methods (type I error and coverage by simulation) and its
+# report. Not part of `rule all` (about 5-10 minutes on 2 cores): run `snakemake methods_check`.
+# To re-render the report from an existing table without simulating, run
+# `trialstats methods-check --from-table reports/methods_check/validity.csv --out DIR`.
 rule methods_check:
     input:
-        code=library("validity.py", "power", "analysis", "commands/methods_check.py"),
+        code=library(
+            "validity.py", "power", "analysis", "report", "commands/methods_check.py"
+        ),
     output:
-        table="results/methods_check/validity.csv",
+        table="reports/methods_check/validity.csv",
+        html="reports/methods_check/validity.html",
+        docx="reports/methods_check/validity.docx",
+        latex="reports/methods_check/validity.tex",
+        markdown="reports/methods_check/validity.md",
+        svg="reports/methods_check/figures/validity.svg",
+        png="reports/methods_check/figures/validity.png",
+        pdf="reports/methods_check/figures/validity.pdf",
     log:
         "logs/methods_check.log",
     benchmark:

@@ -6,6 +6,15 @@ import argparse
 import time
 from pathlib import Path
 
+import pandas as pd
+
+from trialstats.errors import TrialstatsError
+
+#: Defaults of the simulation options (kept out of argparse so --from-table can refuse them).
+REPS = 10_000
+PATIENT_REPS = 2000
+SEED = 20260611
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``methods-check`` subcommand."""
@@ -15,37 +24,51 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Simulate trials with and without an effect over 6-44 clusters, ICC "
         "0.01-0.1 and cluster-size CV 0 and 0.8, analyse each with the primary mixed model "
         "(every df method), the cluster-level analysis, GEE and CR2, and write "
-        "DIR/validity.csv (type I error, coverage and power with Monte Carlo SEs) and "
-        "DIR/validity.svg / .png. See trialstats.validity.",
+        "DIR/validity.csv (type I error, coverage and power with Monte Carlo SEs), the "
+        "figure DIR/figures/validity.{svg,png,pdf} and the report (methods, type I error and "
+        "coverage tables, figure) as DIR/validity.html (self-contained), validity.docx, "
+        "validity.tex and validity.md. With --from-table, render the figure and report from "
+        "an existing validity.csv instead of simulating. See trialstats.validity.",
     )
     parser.add_argument("--out", required=True, type=Path, help="output directory")
     parser.add_argument(
-        "--reps", type=int, default=10_000,
+        "--reps", type=int,
         help="trials per cell and hypothesis for the mixed model and the cluster-level "
-        "analysis (default 10000: Monte Carlo SE 0.0022 at 5%%)",
+        f"analysis (default {REPS}: Monte Carlo SE 0.0022 at 5%%)",
     )
     parser.add_argument(
-        "--patient-reps", type=int, default=2000,
+        "--patient-reps", type=int,
         help="trials per cell and hypothesis for GEE and CR2, which need every patient "
-        "generated (default 2000: Monte Carlo SE 0.0049 at 5%%)",
+        f"generated (default {PATIENT_REPS}: Monte Carlo SE 0.0049 at 5%%)",
     )
-    parser.add_argument("--seed", type=int, default=20260611, help="base seed")
+    parser.add_argument("--seed", type=int, help=f"base seed (default {SEED})")
+    parser.add_argument(
+        "--from-table", type=Path, metavar="FILE",
+        help="validity.csv of an earlier run: write the figure and report from it without "
+        "simulating (DIR/validity.csv is then not written; --reps, --patient-reps and --seed "
+        "do not apply)",
+    )
     parser.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> None:
-    """Run the study, write the table and figures, and print the cells outside the band."""
-    from trialstats.data.io import write_csv
-    from trialstats.power.grid import save_figure
-    from trialstats.validity import MIXED_MODEL, SIZE_BAND, validity_figure, validity_study
+def _read_table(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise TrialstatsError(f"{path}: file not found; run `trialstats methods-check` first.")
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise TrialstatsError(f"{path}: cannot be read as CSV ({exc}).") from None
+
+
+def _simulate(args: argparse.Namespace) -> pd.DataFrame:
+    """Run the study and print the cells outside the band."""
+    from trialstats.validity import MIXED_MODEL, SIZE_BAND, validity_study
 
     start = time.perf_counter()
-    table = validity_study(reps=args.reps, patient_reps=min(args.patient_reps, args.reps),
-                           seed=args.seed)
-    write_csv(table, args.out / "validity.csv")
-    figure = validity_figure(table)
-    for suffix in (".svg", ".png"):
-        save_figure(figure, args.out / f"validity{suffix}")
+    reps = REPS if args.reps is None else args.reps
+    patient_reps = PATIENT_REPS if args.patient_reps is None else args.patient_reps
+    table = validity_study(reps=reps, patient_reps=min(patient_reps, reps),
+                           seed=SEED if args.seed is None else args.seed)
     outside = table[~table["within_band"]]
     print(
         f"{len(table)} method x cell rows in {time.perf_counter() - start:.1f} s; "
@@ -58,3 +81,40 @@ def run(args: argparse.Namespace) -> None:
             f"type I error {row.type_i_error:.4f} (MC SE {row.type_i_error_mc_se:.4f}), "
             f"coverage {row.coverage:.4f}"
         )
+    return table
+
+
+def run(args: argparse.Namespace) -> None:
+    """Run the study (or read its table), then write the table, figure and report."""
+    from trialstats.data.io import write_atomically, write_csv
+    from trialstats.report.render import docx_bytes, render_html, render_latex, render_markdown
+    from trialstats.report.validity import check_validity_table, validity_report
+
+    out = args.out
+    if args.from_table is not None:
+        given = [f"--{n.replace('_', '-')}" for n in ("reps", "patient_reps", "seed")
+                 if getattr(args, n) is not None]
+        if given:
+            raise TrialstatsError(
+                f"{', '.join(given)} only apply when simulating; --from-table renders the "
+                "study already in the table."
+            )
+        table = _read_table(args.from_table)
+        check_validity_table(table, str(args.from_table))
+    else:
+        table = _simulate(args)
+        write_csv(table, out / "validity.csv")
+    report = validity_report(table)
+    for figure in report.figures():
+        for fmt in ("svg", "png", "pdf"):
+            content = getattr(figure, fmt)
+            write_atomically(out / "figures" / f"{figure.name}.{fmt}",
+                             lambda tmp, content=content: tmp.write_bytes(content))
+    texts = {"validity.html": render_html(report), "validity.md": render_markdown(report),
+             "validity.tex": render_latex(report)}
+    for name, text in texts.items():
+        write_atomically(out / name, lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
+    docx = docx_bytes(report)
+    write_atomically(out / "validity.docx", lambda tmp: tmp.write_bytes(docx))
+    print(f"Wrote validity.html, validity.docx, validity.tex, validity.md and "
+          f"figures/validity.{{svg,png,pdf}} to {out}.")

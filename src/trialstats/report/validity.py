@@ -1,0 +1,337 @@
+"""The validity study (``trialstats methods-check``) as a short report: methods, two tables, figure.
+
+Everything is read from the study table itself (:func:`trialstats.validity.validity_study`, or
+its ``validity.csv`` read back), so the report can be re-rendered without re-simulating and
+its methods text cannot drift from the settings that were run. The type I error and coverage
+tables have one row per design cell (clusters, then ICC, then cluster-size CV) and one column
+per analysis method; a cell whose rate lies outside the acceptance band
+(:data:`trialstats.validity.SIZE_BAND` for the type I error, its mirror around the nominal
+level for coverage) is marked with :data:`FLAG`. The band is checked on the unrounded rates;
+numbers are rounded only when the display cells are written.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from trialstats.analysis.cluster_level import ADJUSTED, CLUSTER_DF
+from trialstats.analysis.robust import CR2, KAUERMANN_CARROLL, MANCL_DEROUEN
+from trialstats.errors import TrialstatsError
+from trialstats.report.document import Report, Section
+from trialstats.report.methods import REFERENCES
+from trialstats.report.render import render_figure
+from trialstats.report.tables import Table, fmt, fmt_count
+from trialstats.validity import COLUMNS, MIXED_MODEL, SIZE_BAND, validity_figure
+
+#: Marker appended to a rate outside its acceptance band.
+FLAG = "†"
+#: Decimals of the rates in the tables.
+DIGITS = 4
+
+#: Column header, description and reference keys of each ``(analysis, method)`` of the study.
+METHODS = {
+    (MIXED_MODEL, "kenward-roger"): ("KR", "mixed model, Kenward-Roger SE and df",
+                                     ("kenward-roger",)),
+    (MIXED_MODEL, "satterthwaite"): ("Satt", "mixed model, model SE, Satterthwaite df",
+                                     ("satterthwaite",)),
+    (MIXED_MODEL, "between-within"): ("B-W", "mixed model, model SE, between-within df "
+                                      "(J − 2 for arm)", ("between-within",)),
+    (MIXED_MODEL, "residual"): ("resid", "mixed model, model SE, residual df (patients minus "
+                                "parameters)", ()),
+    (MIXED_MODEL, "z"): ("z", "mixed model, model SE, normal reference (Wald z)", ()),
+    (ADJUSTED, CLUSTER_DF): ("CL", "two-stage cluster-level analysis (Hayes & Moulton), t on "
+                             "J − 2 df", ()),
+    (MANCL_DEROUEN, CLUSTER_DF): ("GEE-MD", "GEE with exchangeable working correlation, "
+                                  "Mancl-DeRouen SE, t on J − 2 df", ()),
+    (KAUERMANN_CARROLL, CLUSTER_DF): ("GEE-KC", "GEE with exchangeable working correlation, "
+                                      "Kauermann-Carroll SE, t on J − 2 df", ()),
+    (CR2, "bell-mccaffrey"): ("CR2", "OLS with the CR2 cluster-robust SE, Bell-McCaffrey df",
+                              ()),
+}
+
+_GENERATORS = {
+    "sums": "each practice's sufficient statistics drawn from their exact distribution",
+    "patients": "every patient generated",
+}
+_DESIGN = ("cluster_size", "attrition", "rho_s", "rho_c", "effect", "alpha", "seed")
+
+
+def check_validity_table(study: pd.DataFrame, source: str) -> None:
+    """Raise a user-facing error when ``study`` is not a validity-study table.
+
+    Parameters
+    ----------
+    study : pandas.DataFrame
+        The table to check.
+    source : str
+        Where it came from, for the message.
+
+    Raises
+    ------
+    TrialstatsError
+        When a column of :data:`trialstats.validity.COLUMNS` is absent, the table is empty,
+        or a fixed design value (mean cluster size, attrition, correlations, effect, alpha,
+        seed) differs between rows.
+    """
+    absent = [c for c in COLUMNS if c not in study.columns]
+    if absent:
+        raise TrialstatsError(
+            f"{source}: required column{'s' if len(absent) > 1 else ''} {', '.join(absent)} "
+            "not found; is it the validity.csv written by `trialstats methods-check`?"
+        )
+    if study.empty:
+        raise TrialstatsError(f"{source}: the validity table has no rows.")
+    mixed = [c for c in _DESIGN if (study[c] != study[c].iloc[0]).any()]
+    if mixed:
+        raise TrialstatsError(
+            f"{source}: {', '.join(mixed)} differ between rows; the report describes one "
+            "study, so render each study's table separately."
+        )
+
+
+def method_label(analysis: str, method: str) -> str:
+    """Column header of ``(analysis, method)``: the abbreviation of :data:`METHODS`, or
+    ``"analysis (method)"`` for an analysis not listed there."""
+    known = METHODS.get((analysis, method))
+    return known[0] if known else f"{analysis} ({method})"
+
+
+def _keys(study: pd.DataFrame) -> list[tuple[str, str]]:
+    """The ``(analysis, method)`` pairs of the study, in the table's order."""
+    return list(dict.fromkeys(zip(study["analysis"], study["method"], strict=True)))
+
+
+def _labels(keys: list[tuple[str, str]]) -> str:
+    """``"A, B and C"``."""
+    names = [method_label(*k) for k in keys]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _abbreviations(keys: list[tuple[str, str]]) -> str:
+    known = [k for k in keys if k in METHODS]
+    return "; ".join(f"{METHODS[k][0]}: {METHODS[k][1]}" for k in known)
+
+
+def _reps_text(study: pd.DataFrame) -> str:
+    """``"10,000 trials per cell and hypothesis for KR, ... and CL; 2,000 for GEE-MD, ..."``."""
+    parts = []
+    for k, (reps, rows) in enumerate(study.groupby("reps", sort=False)):
+        unit = " trials per cell and hypothesis" if k == 0 else ""
+        parts.append(f"{fmt_count(reps)}{unit} for {_labels(_keys(rows))}")
+    return "; ".join(parts)
+
+
+def rate_summary(study: pd.DataFrame, rate: str, band: tuple[float, float]) -> pd.DataFrame:
+    """One rate of every cell and method, with whether it lies outside ``band``.
+
+    Parameters
+    ----------
+    study : pandas.DataFrame
+        The validity-study table.
+    rate : {"type_i_error", "coverage"}
+        Which rate.
+    band : (float, float)
+        Acceptance band, inclusive.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Sorted by cell, columns ``analysis``, ``method``, ``label`` (column header),
+        ``n_clusters``, ``icc``, ``cv``, ``reps``, ``n_analysed``, the rate and its
+        ``*_mc_se`` (unrounded) and ``flagged`` (the rate is outside ``band``; False when it
+        is missing).
+    """
+    summary = study[["analysis", "method", "n_clusters", "icc", "cv", "reps", "n_analysed",
+                     rate, f"{rate}_mc_se"]].copy()
+    summary.insert(2, "label", [method_label(a, m) for a, m in
+                                zip(summary["analysis"], summary["method"], strict=True)])
+    values = summary[rate]
+    summary["flagged"] = values.notna() & ~values.between(*band)
+    return summary.sort_values(["n_clusters", "icc", "cv"], kind="stable").reset_index(drop=True)
+
+
+def rate_table(summary: pd.DataFrame, rate: str, *, name: str, title: str, notes: str) -> Table:
+    """The display form of :func:`rate_summary`: clusters as headings, one row per ICC and CV.
+
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        From :func:`rate_summary`.
+    rate : str
+        The rate column shown.
+    name, title, notes : str
+        As in :class:`~trialstats.report.tables.Table`.
+
+    Returns
+    -------
+    Table
+        Columns ``Design`` then one per method; a heading row per number of clusters, then
+        one row per ICC and CV. Cells hold the rate to :data:`DIGITS` decimals, followed by
+        :data:`FLAG` when it is outside the band; empty when the method has no rate there.
+    """
+    labels = list(dict.fromkeys(summary["label"]))
+    rows: list[tuple[str, ...]] = []
+    depth: list[int] = []
+    for n_clusters, group in summary.groupby("n_clusters", sort=False):
+        rows.append((f"{fmt_count(n_clusters)} clusters", *[""] * len(labels)))
+        depth.append(0)
+        for (icc, cv), cell in group.groupby(["icc", "cv"], sort=False):
+            by_label = {r.label: r for r in cell.itertuples()}
+            rows.append((f"ICC {icc:g}, CV {cv:g}", *(
+                fmt(getattr(by_label[label], rate), DIGITS)
+                + (FLAG if by_label[label].flagged else "") if label in by_label else ""
+                for label in labels
+            )))
+            depth.append(1)
+    return Table(name=name, title=title, columns=("Design", *labels), rows=tuple(rows),
+                 depth=tuple(depth), notes=notes, data=summary)
+
+
+def type_i_error_table(study: pd.DataFrame, number: int) -> Table:
+    """Type I error of every method in every cell; :data:`FLAG` outside :data:`SIZE_BAND`."""
+    summary = rate_summary(study, "type_i_error", SIZE_BAND)
+    keys = _keys(study)
+    notes = (
+        f"Share of the trials without an effect rejecting at two-sided α "
+        f"{study['alpha'].iloc[0]:g} ({_reps_text(study)}), among those the method could "
+        f"analyse; Monte Carlo SE at most {fmt(summary['type_i_error_mc_se'].max(), DIGITS)}. "
+        f"{FLAG}: outside the acceptance band [{SIZE_BAND[0]:g}, {SIZE_BAND[1]:g}]. "
+        f"{_abbreviations(keys)}."
+    )
+    return rate_table(
+        summary, "type_i_error", name="validity_type_i_error",
+        title=f"Table {number}. Type I error by number of clusters, ICC and cluster-size CV",
+        notes=notes,
+    )
+
+
+def coverage_table(study: pd.DataFrame, number: int) -> Table:
+    """Coverage of every method's interval; :data:`FLAG` outside the mirrored band."""
+    band = (1.0 - SIZE_BAND[1], 1.0 - SIZE_BAND[0])
+    summary = rate_summary(study, "coverage", band)
+    alpha = float(study["alpha"].iloc[0])
+    notes = (
+        f"Share of the trials with a true effect of {study['effect'].iloc[0]:g} SD whose "
+        f"{100 * (1 - alpha):g}% confidence interval contains it ({_reps_text(study)}); "
+        f"Monte Carlo SE at most {fmt(summary['coverage_mc_se'].max(), DIGITS)}. {FLAG}: "
+        f"outside [{band[0]:g}, {band[1]:g}]. Abbreviations as in the type I error table."
+    )
+    return rate_table(
+        summary, "coverage", name="validity_coverage",
+        title=f"Table {number}. Coverage of the {100 * (1 - alpha):g}% confidence interval by "
+        "number of clusters, ICC and cluster-size CV",
+        notes=notes,
+    )
+
+
+def _values(study: pd.DataFrame, column: str) -> str:
+    values = [f"{v:g}" for v in sorted(study[column].unique())]
+    return ", ".join(values[:-1]) + " and " + values[-1] if len(values) > 1 else values[0]
+
+
+def validity_references(study: pd.DataFrame) -> list[str]:
+    """Keys of :data:`trialstats.report.methods.REFERENCES` cited by :func:`validity_methods`,
+    in order of citation."""
+    keys = [ref for key in _keys(study) if key in METHODS for ref in METHODS[key][2]]
+    return list(dict.fromkeys([*keys, "morris"]))
+
+
+def validity_methods(study: pd.DataFrame, cite: dict[str, int]) -> list[str]:
+    """Methods paragraphs: the analyses compared, then the simulation design, from the table.
+
+    Parameters
+    ----------
+    study : pandas.DataFrame
+        The validity-study table (checked with :func:`check_validity_table`).
+    cite : dict
+        Reference number of each key of :func:`validity_references`.
+
+    Returns
+    -------
+    list of str
+        Two paragraphs.
+    """
+    def ref(keys: tuple[str, ...]) -> str:
+        return f" [{', '.join(str(cite[k]) for k in keys)}]" if keys else ""
+
+    keys = _keys(study)
+    first = study.iloc[0]
+    alpha = float(first["alpha"])
+    compared = "; ".join(
+        f"{METHODS[k][0]}: {METHODS[k][1]}{ref(METHODS[k][2])}" if k in METHODS
+        else method_label(*k) for k in keys
+    )
+    analyses = (
+        "Each simulated trial was analysed as in the primary analysis (follow-up score "
+        "regressed on arm and baseline score, complete cases, random intercept for practice, "
+        "restricted maximum likelihood) and by the alternatives the pipeline offers. Methods "
+        f"compared, by table column: {compared}."
+    )
+    generated = [f"{_GENERATORS.get(g, g)} for {_labels(_keys(study[study['generator'] == g]))}"
+                 for g in dict.fromkeys(study["generator"])]
+    cells = study[["n_clusters", "icc", "cv"]].drop_duplicates()
+    design = (
+        f"Trials were simulated for every combination of {_values(study, 'n_clusters')} "
+        f"clusters (practices, randomised 1:1), intracluster correlation "
+        f"{_values(study, 'icc')} and coefficient of variation of practice size "
+        f"{_values(study, 'cv')} ({len(cells)} design cells). Practices recruited "
+        f"{first['cluster_size']:g} patients on average (gamma-"
+        f"distributed sizes with the cell's CV), {100 * first['attrition']:g}% of follow-up "
+        "scores were missing completely at random, and the baseline-to-follow-up correlation "
+        f"was {first['rho_s']:g} within patients and {first['rho_c']:g} between practice "
+        f"effects ({'; '.join(generated)}). In each cell, trials without an effect gave the "
+        f"type I error (share rejecting at two-sided α {alpha:g}) and, on independent "
+        f"random-number streams, trials with an effect of {first['effect']:g} SD gave the "
+        f"coverage of the {100 * (1 - alpha):g}% confidence interval and the power: "
+        f"{_reps_text(study)}. Base seed {int(first['seed'])}, with an independent stream for "
+        "every cell, hypothesis and trial. Rates are over the trials a method could analyse, "
+        f"with Monte Carlo standard errors{ref(('morris',))}. A method was called valid in a "
+        f"cell when its type I error lay within [{SIZE_BAND[0]:g}, {SIZE_BAND[1]:g}] "
+        f"(coverage within [{1 - SIZE_BAND[1]:g}, {1 - SIZE_BAND[0]:g}])."
+    )
+    return [analyses, design]
+
+
+def validity_report(study: pd.DataFrame) -> Report:
+    """The validity report: methods, type I error table, coverage table, figure, references.
+
+    Parameters
+    ----------
+    study : pandas.DataFrame
+        The validity-study table (:data:`trialstats.validity.COLUMNS`).
+
+    Returns
+    -------
+    Report
+        Ready for every renderer of :mod:`trialstats.report.render`; its one figure is named
+        ``validity``.
+
+    Raises
+    ------
+    TrialstatsError
+        When ``study`` fails :func:`check_validity_table`.
+    """
+    check_validity_table(study, "validity table")
+    cited = validity_references(study)
+    cite = {key: i for i, key in enumerate(cited, start=1)}
+    alpha = float(study["alpha"].iloc[0])
+    figure = render_figure(
+        validity_figure(study), "validity",
+        f"Figure 1. Type I error (top) and coverage of the {100 * (1 - alpha):g}% confidence "
+        "interval (bottom) against the number of clusters, one panel per ICC; solid lines "
+        "equal practice sizes, dashed the largest CV; bars are 95% Monte Carlo intervals and "
+        "the grey bands the acceptance bands",
+    )
+    methods = len(_keys(study))
+    cells = len(study[["n_clusters", "icc", "cv"]].drop_duplicates())
+    subtitle = (
+        f"Simulation study (trialstats methods-check): {cells} design cells, {methods} "
+        f"analysis methods, base seed {int(study['seed'].iloc[0])}."
+    )
+    return Report("Validity of the analysis methods", subtitle, (
+        Section("Methods", tuple(validity_methods(study, cite))),
+        Section("Type I error", (type_i_error_table(study, 1),)),
+        Section("Coverage", (coverage_table(study, 2),)),
+        Section("Type I error and coverage by number of clusters", (figure,)),
+        Section("References", tuple(REFERENCES[k] for k in cited)),
+    ))
