@@ -244,3 +244,16 @@ class HtmlTables(HTMLParser):
     def handle_data(self, data):
         if self._cell is not None:
             self._cell.append(data)
+
+
+def test_sensitivity_methods_are_described_once_per_family():
+    from trialstats.report.methods import _sensitivity_descriptions
+
+    labels = ["multiple imputation (m=5)", "GEE (Mancl-DeRouen)", "GEE (Kauermann-Carroll)",
+              "subgroup: copd (exploratory)", "subgroup: ibs (exploratory)", "bootstrap"]
+    described = _sensitivity_descriptions(labels)
+    assert len(described) == 4
+    assert described[0].startswith("multiple imputation (m=5): ")
+    assert "Rubin's rules" in described[0]
+    assert "Mancl–DeRouen and Kauermann–Carroll" in described[1]
+    assert described[3] == "bootstrap"

@@ -183,8 +183,8 @@ def methods_paragraphs(
     if sensitivity is not None and len(sensitivity):
         analyses = list(dict.fromkeys(sensitivity["analysis"].astype(str)))
         paragraphs.append(
-            f"Sensitivity analyses: {_join(analyses)}; they are compared with the primary "
-            "analysis in Table 3 and the sensitivity figure."
+            f"Sensitivity analyses: {'; '.join(_sensitivity_descriptions(analyses))}. They are "
+            "compared with the primary analysis in Table 3 and the sensitivity figure."
         )
     failed = _not_converged(results, sensitivity)
     if failed:
@@ -197,6 +197,42 @@ def methods_paragraphs(
         f"Analyses were run with Python {versions.get('Python', '')} ({software})."
     )
     return paragraphs
+
+
+#: What each family of sensitivity analyses does, keyed by the start of its ``analysis`` label.
+SENSITIVITY_METHODS = {
+    "multiple imputation": "multiple imputation {detail}: missing baseline and follow-up "
+    "scores imputed by chained equations with arm, the covariates, the other outcomes' scores "
+    "and a random practice intercept, the primary model fitted to each imputed dataset and "
+    "the results pooled with Rubin's rules and Barnard–Rubin degrees of freedom",
+    "repeated measures": "a repeated-measures mixed model of all follow-up scores together "
+    "(arm × month, baseline score and covariates, random intercepts for practice and for "
+    "patient within practice, Satterthwaite degrees of freedom)",
+    "cluster-level": "a two-stage cluster-level analysis (Hayes & Moulton): residuals of a "
+    "patient-level regression on the baseline score and covariates averaged by practice and "
+    "compared between arms by a t-test on J − 2 degrees of freedom, and the same test on "
+    "unadjusted practice means",
+    "gee": "generalised estimating equations with an exchangeable working correlation and "
+    "Mancl–DeRouen and Kauermann–Carroll small-sample corrected sandwich variances (t on "
+    "J − 2 degrees of freedom)",
+    "cr2": "the baseline-adjusted regression with CR2 cluster-robust standard errors and "
+    "Bell–McCaffrey degrees of freedom",
+    "subgroup": "exploratory subgroup analyses: the arm × subgroup interaction (F test) and "
+    "the effect within each subgroup",
+}
+
+
+def _sensitivity_descriptions(labels: list[str]) -> list[str]:
+    """One description per family of sensitivity analyses, in the order they first appear;
+    a label of an unknown family is shown as it is."""
+    described: dict[str, str] = {}
+    for label in labels:
+        family = next((f for f in SENSITIVITY_METHODS if label.lower().startswith(f)), label)
+        if family not in described:
+            detail = label[len(family):].strip() if family in SENSITIVITY_METHODS else ""
+            text = SENSITIVITY_METHODS.get(family, label)
+            described[family] = text.replace("{detail}", detail).replace("  ", " ")
+    return list(described.values())
 
 
 def _mcid_text(config: dict[str, Any]) -> str:
