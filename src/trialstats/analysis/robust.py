@@ -120,6 +120,10 @@ class GeeFit:
         Whether successive estimates agreed to the tolerance.
     singular : bool
         Whether a practice had leverage 1, so that the corrections used a pseudo-inverse root.
+    alpha_moment : float
+        The moment estimate of the working correlation before truncation; it differs from
+        ``alpha`` only when it was below the positive-definite bound and independence (0) was
+        used instead.
     """
 
     beta: np.ndarray
@@ -131,6 +135,7 @@ class GeeFit:
     iterations: int
     converged: bool
     singular: bool
+    alpha_moment: float
 
 
 @dataclass(frozen=True)
@@ -245,11 +250,16 @@ def gee_exchangeable(
     Raises
     ------
     TrialstatsError
-        When the design is rank deficient, or :math:`\\hat\\alpha \\le -1/(n_{max}-1)`, where
-        the exchangeable working correlation matrix is not positive definite.
+        When the design is rank deficient, or :math:`\\hat\\alpha \\ge 1`.
 
     Notes
     -----
+    A moment estimate :math:`\\hat\\alpha \\le -1/(n_{max}-1)`, for which the exchangeable
+    working correlation of the largest cluster is not positive definite (it happens when the
+    true ICC is near 0 and clusters are large), is replaced by 0: the independence working
+    correlation, whose estimates stay consistent with sandwich variances. ``alpha_moment``
+    keeps the estimate and the analysis row says so.
+
     See the module docstring; the estimates agree with ``geepack::geeglm(...,
     corstr = "exchangeable")`` run to convergence and the robust variance with its
     ``san.se``.
@@ -269,13 +279,15 @@ def gee_exchangeable(
         residual = y - X @ beta
         scale = float(np.mean(residual**2))
         totals = indicator @ residual
-        alpha = float(np.sum(totals**2 - indicator @ residual**2) / 2.0 / (scale * pairs_total))
-        if alpha <= -1.0 / (n.max() - 1.0) or alpha >= 1.0:
+        alpha_moment = float(
+            np.sum(totals**2 - indicator @ residual**2) / 2.0 / (scale * pairs_total)
+        )
+        if alpha_moment >= 1.0:
             raise TrialstatsError(
-                f"the estimated exchangeable working correlation {alpha:.4g} is outside "
-                f"(-1/(n_max - 1), 1) = ({-1.0 / (n.max() - 1.0):.4g}, 1): the working "
-                "correlation matrix is not positive definite"
+                f"the estimated exchangeable working correlation {alpha_moment:.4g} is not "
+                "below 1: the outcome is (nearly) constant within clusters"
             )
+        alpha = alpha_moment if alpha_moment > -1.0 / (n.max() - 1.0) else 0.0
         gamma = alpha / (1.0 - alpha)
         w = gamma / (1.0 + gamma * n)
         bread = xtx_total - np.einsum("j,ja,jb->ab", w, xsum, xsum)
@@ -296,6 +308,7 @@ def gee_exchangeable(
         beta=beta, alpha=alpha, scale=scale, vcov_robust=_sandwich(scores, None),
         vcov_mancl_derouen=_sandwich(scores, md), vcov_kauermann_carroll=_sandwich(scores, kc),
         iterations=iterations, converged=converged, singular=singular_md or singular_kc,
+        alpha_moment=alpha_moment,
     )
 
 
@@ -384,12 +397,15 @@ def _outcome_rows(
     fitted = (f"exchangeable working correlation {fit.alpha:.4g}, scale {fit.scale:.4g}; "
               f"uncorrected robust SE {np.sqrt(fit.vcov_robust[arm, arm]):.4g}; "
               f"t on J - 2 = {df:.0f} df")
+    truncated = "" if fit.alpha == fit.alpha_moment else (
+        f"the moment estimate of the working correlation ({fit.alpha_moment:.4g}) was below "
+        "the bound for a positive-definite matrix; independence working correlation used")
     unconverged = "" if fit.converged else (
         f"GEE iteration did not converge in {fit.iterations} steps; estimates are unreliable")
     rows = []
     for label, vcov in [(MANCL_DEROUEN, fit.vcov_mancl_derouen),
                         (KAUERMANN_CARROLL, fit.vcov_kauermann_carroll)]:
-        notes = join_notes(exclusions, fitted, unconverged,
+        notes = join_notes(exclusions, fitted, truncated, unconverged,
                            _SINGULAR_NOTE if fit.singular else "")
         rows.append(t_row(
             {**base, "analysis": label, "method": method, "converged": fit.converged,
