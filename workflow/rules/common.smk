@@ -23,3 +23,8 @@ def library(*parts):
         target = root / part
         files += sorted(target.rglob("*.py")) if target.is_dir() else [target]
     return [str(f) for f in files]
+
+
+# When the whole run succeeds, print one line per stage (the details are in logs/).
+onsuccess:
+    shell("trialstats summary --results results --reports reports")

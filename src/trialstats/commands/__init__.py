@@ -9,11 +9,12 @@ from trialstats.commands import (
     power,
     report,
     sensitivity,
+    summary,
     synth,
     validate,
 )
 
 COMMANDS = (
     init, validate, analyse, sensitivity, missing_data, gather, synth, report, power,
-    methods_check,
+    methods_check, summary,
 )

@@ -1,0 +1,61 @@
+"""A one-line summary per stage of a finished run, for the console.
+
+Reads only the tidy results a run wrote (``results/``) and names the finished report; every
+line is built from one table, so the summary never disagrees with the report.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+
+def _verdicts(table: pd.DataFrame) -> str:
+    counts = table["mcid_verdict"].fillna("no verdict").value_counts()
+    return ", ".join(f"{n} {verdict}" for verdict, n in counts.items())
+
+
+def stage_lines(results: Path, reports: Path) -> list[str]:
+    """One line per stage whose output exists under ``results`` (and the report's path).
+
+    Parameters
+    ----------
+    results, reports : Path
+        The run's results and reports directories.
+
+    Returns
+    -------
+    list of str
+        ``data``, ``primary``, ``sensitivity``, ``power`` and ``report`` lines, in that order,
+        for the stages that have run.
+    """
+    lines = []
+    patients = results / "data" / "patients.parquet"
+    if patients.exists():
+        practices = pd.read_parquet(results / "data" / "practices.parquet")
+        n_patients = len(pd.read_parquet(patients, columns=["treated"]))
+        lines.append(f"data: {len(practices)} practices randomised, {n_patients:,} patients")
+    primary = results / "primary.csv"
+    if primary.exists():
+        table = pd.read_csv(primary)
+        main = table[table["method"] == table["method"].iloc[0]]
+        failed = int((~main["converged"].astype(bool)).sum())
+        lines.append(
+            f"primary: {len(main)} outcome x month models ({table['method'].iloc[0]} df), "
+            f"{failed} not estimable or not converged; {_verdicts(main)}"
+        )
+    sensitivity = results / "sensitivity.csv"
+    if sensitivity.exists():
+        table = pd.read_csv(sensitivity)
+        lines.append(f"sensitivity: {table['analysis'].nunique()} analyses, {len(table)} rows; "
+                     f"{_verdicts(table)}")
+    power = results / "power" / "power.csv"
+    if power.exists():
+        table = pd.read_csv(power)
+        lines.append(f"power: {table['scenario'].nunique()} scenarios "
+                     f"({', '.join(sorted(table['method'].unique()))})")
+    report = reports / "report.html"
+    if report.exists():
+        lines.append(f"report: {report}")
+    return lines
