@@ -3,7 +3,7 @@ rule validate:
         config=CONFIG_FILE,
         practices=config["data"]["practices"],
         patients=config["data"]["patients"],
-        code=library("data", "commands/validate.py"),
+        code=library("commands/validate.py"),
     output:
         practices="results/data/practices.parquet",
         patients="results/data/patients.parquet",

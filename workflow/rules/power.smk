@@ -1,7 +1,7 @@
 rule power_chunk:
     input:
         config=CONFIG_FILE,
-        code=library("power", "commands/power.py"),
+        code=library("power", "analysis", "commands/power.py"),
     output:
         "results/power/chunks/chunk_{chunk}.csv",
     log:
@@ -22,7 +22,7 @@ rule power_gather:
         chunks=expand(
             "results/power/chunks/chunk_{chunk}.csv", chunk=range(POWER_CHUNKS)
         ),
-        code=library("power", "commands/power.py"),
+        code=library("power", "analysis", "commands/power.py"),
     output:
         table="results/power/power.csv",
     log:

@@ -6,7 +6,7 @@ rule report:
         primary="results/primary.csv",
         sensitivity="results/sensitivity.csv",
         power="results/power/power.csv",
-        code=library("report", "power/grid.py", "commands/report.py"),
+        code=library("report", "power", "analysis", "validity.py", "commands/report.py"),
     output:
         html="reports/report.html",
         docx="reports/report.docx",
