@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
-import pandas as pd
 import pytest
 from scipy import stats
 
+from reml_fixtures import NAMES, REFERENCE, load
 from trialstats.analysis.icc import icc_interval, simulate_icc_coverage
 from trialstats.analysis.reml import ClusterSums, fit_reml, profile_terms
 from trialstats.errors import TrialstatsError
 
-FIXTURES = Path(__file__).parent / "fixtures" / "reml"
-REFERENCE = json.loads((FIXTURES / "reference.json").read_text())["datasets"]
-NAMES = sorted(REFERENCE)
-
 
 def sums_of(name: str) -> ClusterSums:
-    design = pd.read_csv(FIXTURES / f"{name}_design.csv")
-    codes, _ = pd.factorize(design["cluster"])
-    X = design[REFERENCE[name]["coef_names"]].to_numpy(float)
-    return ClusterSums.from_data(design["y"].to_numpy(float), X, codes)
+    return ClusterSums.from_data(*load(name))
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
-import pandas as pd
 import pytest
 from scipy import stats
 
+from reml_fixtures import NAMES, REFERENCE, load, value
 from trialstats.analysis.inference import (
     between_within_df,
     contrast_test,
@@ -19,22 +17,6 @@ from trialstats.analysis.inference import (
 )
 from trialstats.analysis.reml import ClusterSums, fit_reml
 from trialstats.errors import TrialstatsError
-
-FIXTURES = Path(__file__).parent / "fixtures" / "reml"
-REFERENCE = json.loads((FIXTURES / "reference.json").read_text())["datasets"]
-NAMES = sorted(REFERENCE)
-
-
-def load(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """y, X (lme4's model matrix) and 0-based cluster codes of a fixture dataset."""
-    design = pd.read_csv(FIXTURES / f"{name}_design.csv")
-    codes, _ = pd.factorize(design["cluster"])
-    X = design[REFERENCE[name]["coef_names"]].to_numpy(float)
-    return design["y"].to_numpy(float), X, codes
-
-
-def value(name: str, key: str) -> np.ndarray:
-    return np.asarray(REFERENCE[name][key]["value"], dtype=float)
 
 
 @pytest.fixture(scope="module")

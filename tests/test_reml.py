@@ -2,31 +2,13 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 
+from reml_fixtures import FIXTURES, NAMES, REFERENCE, load, value
 from trialstats.analysis.reml import ClusterSums, RemlFit, fit_reml, profile_terms
 from trialstats.errors import TrialstatsError
-
-FIXTURES = Path(__file__).parent / "fixtures" / "reml"
-REFERENCE = json.loads((FIXTURES / "reference.json").read_text())["datasets"]
-NAMES = sorted(REFERENCE)
-
-
-def load(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """y, X (lme4's model matrix) and 0-based cluster codes of a fixture dataset."""
-    design = pd.read_csv(FIXTURES / f"{name}_design.csv")
-    codes, _ = pd.factorize(design["cluster"])
-    X = design[REFERENCE[name]["coef_names"]].to_numpy(float)
-    return design["y"].to_numpy(float), X, codes
-
-
-def value(name: str, key: str):
-    return np.asarray(REFERENCE[name][key]["value"])
 
 
 @pytest.fixture(scope="module")

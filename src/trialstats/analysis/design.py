@@ -60,11 +60,16 @@ class ModelData:
 
     def exclusion_note(self) -> str:
         """One sentence counting the excluded patients by reason ("" when none)."""
-        total = sum(self.excluded.values())
-        if total == 0:
-            return ""
-        reasons = ", ".join(f"{n:,} {reason}" for reason, n in self.excluded.items() if n)
-        return f"excluded {total:,} of {self.n_randomised:,} patients: {reasons}"
+        return exclusion_note(self.excluded, self.n_randomised)
+
+
+def exclusion_note(excluded: dict[str, int], n_randomised: int) -> str:
+    """One sentence counting excluded patients by reason ("" when none are excluded)."""
+    total = sum(excluded.values())
+    if total == 0:
+        return ""
+    reasons = ", ".join(f"{n:,} {reason}" for reason, n in excluded.items() if n)
+    return f"excluded {total:,} of {n_randomised:,} patients: {reasons}"
 
 
 def _covariate_matrix(values: pd.Series, name: str) -> pd.DataFrame:

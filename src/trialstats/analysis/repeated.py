@@ -83,7 +83,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 
-from trialstats.analysis.design import model_data
+from trialstats.analysis.design import exclusion_note, model_data
 from trialstats.analysis.rows import (
     chosen_outcomes,
     frame,
@@ -540,11 +540,7 @@ class RepeatedData:
 
     def exclusion_note(self) -> str:
         """One sentence counting the excluded patients by reason ("" when none)."""
-        total = sum(self.excluded.values())
-        if total == 0:
-            return ""
-        reasons = ", ".join(f"{n:,} {reason}" for reason, n in self.excluded.items() if n)
-        return f"excluded {total:,} of {self.n_randomised:,} patients: {reasons}"
+        return exclusion_note(self.excluded, self.n_randomised)
 
 
 def repeated_data(
