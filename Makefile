@@ -15,12 +15,12 @@ $(BIN)/trialstats: pyproject.toml
 	touch $@
 
 report: $(BIN)/trialstats
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES)
+	$(BIN)/trialstats run --config config/config.yaml --out . --cores $(CORES)
 
 test: $(BIN)/trialstats
 	$(BIN)/ruff check src tests benchmarks
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --lint
-	$(BIN)/snakefmt --check Snakefile workflow
+	$(BIN)/snakefmt --check src/trialstats/workflow
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest
 
 clean:

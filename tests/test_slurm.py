@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts" / "slurm"
+WORKFLOW = REPO / "src" / "trialstats" / "workflow"
 TARGET = "results/power/power.csv"
 # Slurm-side settings of the local test cluster, on top of workflow/profiles/slurm: it has no
 # accounting database (so no sacct and no accounts), and its jobs take seconds, so the first
@@ -54,14 +54,11 @@ def slurm_cluster():
 
 
 def _small_power_run(directory: Path) -> Path:
-    """A copy of the workflow in ``directory`` whose config has a 6-scenario, 100-rep grid."""
+    """A run folder whose config has a 6-scenario, 100-rep grid of the synthetic trial."""
     directory.mkdir()
-    shutil.copy(REPO / "Snakefile", directory)
-    ignore = shutil.ignore_patterns("__pycache__")
-    for part in ("workflow", "src"):
-        shutil.copytree(REPO / part, directory / part, ignore=ignore)
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    config["data"] = {key: str(REPO / path) for key, path in config["data"].items()}
+    config["data"] = {key: str((REPO / "config" / path).resolve())
+                      for key, path in config["data"].items()}
     config["power"]["reps"] = 100
     config["power"]["grid"].update(clusters_per_arm=[8, 16], icc=[0.01, 0.05, 0.1], effect=[0.2])
     (directory / "config").mkdir()
@@ -72,7 +69,8 @@ def _small_power_run(directory: Path) -> Path:
 def _snakemake(directory: Path, *flags: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     return subprocess.run(
-        [sys.executable, "-m", "snakemake", *flags, TARGET],
+        [sys.executable, "-m", "snakemake", "--snakefile", str(WORKFLOW / "Snakefile"),
+         "--configfile", "config/config.yaml", *flags, TARGET],
         cwd=directory, env=env, capture_output=True, text=True, check=False, timeout=300,
     )
 
@@ -84,7 +82,8 @@ def test_power_grid_on_slurm_equals_local_run(slurm_cluster, tmp_path):
     assert local_run.returncode == 0, local_run.stderr[-3000:]
 
     slurm_run = _snakemake(
-        slurm, "--executor", "slurm", "--profile", "workflow/profiles/slurm", *LOCAL_CLUSTER_FLAGS
+        slurm, "--executor", "slurm", "--profile", str(WORKFLOW / "profiles" / "slurm"),
+        *LOCAL_CLUSTER_FLAGS,
     )
     assert slurm_run.returncode == 0, slurm_run.stderr[-3000:]
     submitted = re.findall(r"submitted with SLURM jobid (\d+)", slurm_run.stderr)

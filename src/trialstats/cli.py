@@ -1,7 +1,7 @@
 """Command-line interface: ``trialstats <command>`` (also ``python -m trialstats``).
 
 Each command lives in its own module under :mod:`trialstats.commands` exposing
-``register(subparsers)`` and ``run(args)``. A :class:`~trialstats.errors.TrialstatsError`
+``register(subparsers)`` and ``run(args)`` (which may return an exit status). A :class:`~trialstats.errors.TrialstatsError`
 becomes a one-paragraph message on stderr and exit status 2, never a traceback.
 """
 
@@ -33,14 +33,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``trialstats`` with ``argv``; return the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        args.run(args)
+        status = args.run(args)
     except TrialstatsError as error:
         print(f"trialstats {args.command}: error: {error}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
         sys.stderr.close()
         return 0
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

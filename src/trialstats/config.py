@@ -2,12 +2,14 @@
 
 The configuration is a YAML file validated against ``schemas/config.schema.yaml``
 (JSON Schema written in YAML). Defaults from the schema are filled in, so the rest of
-the package can rely on every key being present.
+the package can rely on every key being present, and relative data paths are resolved
+against the folder of the configuration file, so a trial's folder can be run from anywhere.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,8 @@ import yaml
 
 from trialstats.errors import TrialstatsError
 
-DF_METHODS = ("kenward-roger", "satterthwaite", "between-within", "residual")
+#: Keys of ``data`` that name files; relative ones are resolved against the config's folder.
+PATH_KEYS = ("practices", "patients")
 
 
 def load_schema(name: str) -> dict[str, Any]:
@@ -100,7 +103,8 @@ def load_config(path: str | Path) -> dict[str, Any]:
     Besides the schema, checks the rules that span keys: unique outcome names, a
     primary month among the follow-up months, a baseline month that is not a
     follow-up month, and ranges with low < high. ``analysis.df_method`` is always
-    returned as a list (first = primary method).
+    returned as a list (first = primary method). Relative paths under ``data`` are
+    returned resolved against the folder of ``path`` (see :func:`resolve_paths`).
     """
     config = validate_against_schema(read_yaml(path), load_schema("config"), path)
     design, outcomes, analysis = config["design"], config["outcomes"], config["analysis"]
@@ -126,4 +130,71 @@ def load_config(path: str | Path) -> dict[str, Any]:
     if problems:
         lines = "\n".join(f"  - {p}" for p in problems)
         raise TrialstatsError(f"{path}: the configuration is not valid:\n{lines}")
+    return resolve_paths(config, Path(path).parent)
+
+
+def resolve_paths(config: dict[str, Any], base: str | Path) -> dict[str, Any]:
+    """Resolve the relative file paths under ``data`` against the folder ``base``.
+
+    Absolute paths are kept; relative ones become absolute and normalised, so that the
+    tables are found wherever the command is started from.
+    """
+    data = config["data"]
+    for key in PATH_KEYS:
+        data[key] = os.path.normpath(Path(base).absolute() / Path(data[key]).expanduser())
     return config
+
+
+def workflow_config_file(
+    configfiles: list[str], cli_configfiles: list[str], cli_overrides: dict[str, Any],
+    config: dict[str, Any],
+) -> Path:
+    """The one configuration file a Snakemake run stands for, or an error.
+
+    Every job of the workflow re-reads its configuration from a file, so the configuration
+    Snakemake holds must be exactly one file's contents: not merged from several files, not
+    changed by ``--config key=value`` overrides, and equal to the file as read now.
+
+    Parameters
+    ----------
+    configfiles : list of str
+        Every configuration file Snakemake loaded (``workflow.configfiles``).
+    cli_configfiles : list of str
+        Those given with ``--configfile``.
+    cli_overrides : dict
+        Values given with ``--config``.
+    config : dict
+        The configuration Snakemake holds, before defaults are filled in.
+
+    Raises
+    ------
+    TrialstatsError
+        Saying what was mixed and to use ``trialstats run --config FILE``.
+    """
+    advice = (
+        "Run a trial with `trialstats run --config PATH/config.yaml` (or `snakemake "
+        "--configfile PATH/config.yaml` with no other configuration), and change settings "
+        "by editing that file."
+    )
+    if cli_overrides:
+        keys = ", ".join(sorted(cli_overrides))
+        raise TrialstatsError(
+            f"--config overrides ({keys}) are not passed on to the workflow's jobs, which read "
+            f"the configuration file. {advice}"
+        )
+    files = list(dict.fromkeys(os.path.abspath(f) for f in configfiles))
+    if len(files) != 1:
+        named = ", ".join(files) if files else "none"
+        raise TrialstatsError(
+            f"the workflow needs exactly one configuration file; Snakemake loaded {named}"
+            f"{' (merged)' if files else ''}. {advice}"
+        )
+    file = Path(files[0])
+    if cli_configfiles and os.path.abspath(cli_configfiles[-1]) != str(file):
+        raise TrialstatsError(f"{cli_configfiles[-1]}: not the configuration in use. {advice}")
+    if read_yaml(file) != config:
+        raise TrialstatsError(
+            f"{file}: the configuration Snakemake holds differs from this file (it was changed "
+            f"after loading, or merged with another). {advice}"
+        )
+    return file

@@ -8,6 +8,7 @@ from trialstats.commands import (
     missing_data,
     power,
     report,
+    run,
     sensitivity,
     summary,
     synth,
@@ -15,6 +16,6 @@ from trialstats.commands import (
 )
 
 COMMANDS = (
-    init, validate, analyse, sensitivity, missing_data, gather, synth, report, power,
+    run, init, validate, analyse, sensitivity, missing_data, gather, synth, report, power,
     methods_check, summary,
 )

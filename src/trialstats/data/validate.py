@@ -3,9 +3,11 @@
 The contract (see ``config/README.md``): a practices table with one row per randomised
 cluster (id, arm with exactly two labels, optional ``withdrawn`` flag, cluster covariates)
 and a patients table with one row per recruited patient (id, cluster id, covariates and
-outcomes as ``<outcome>_m<month>``). Every problem found is reported with the file, the
-column and the first offending rows (spreadsheet numbering: header = row 1); nothing is
-dropped or repaired silently.
+outcomes as ``<outcome>_m<month>``), or in long format one row per patient per measurement
+(the month in ``data.month_column``, one column per outcome), which is checked and then
+reshaped to the wide table holding the same values. Every problem found is reported with
+the file, the column and the first offending rows (spreadsheet numbering: header = row 1);
+nothing is dropped or repaired silently.
 """
 
 from __future__ import annotations
@@ -44,11 +46,14 @@ class Trial:
         outcome column as float (NaN = missing).
     config : dict
         The validated configuration the trial was checked against.
+    notes : tuple of str
+        What validation left out or changed, one sentence each (printed in the summary).
     """
 
     practices: pd.DataFrame
     patients: pd.DataFrame
     config: dict[str, Any]
+    notes: tuple[str, ...] = ()
 
 
 def outcome_column(name: str, month: int) -> str:
@@ -56,15 +61,29 @@ def outcome_column(name: str, month: int) -> str:
     return f"{name}_m{month}"
 
 
+def outcome_months(outcome: dict[str, Any], design: dict[str, Any]) -> list[int]:
+    """Months at which ``outcome`` is measured: the baseline (unless ``baseline: false``),
+    then the follow-up months."""
+    baseline = [design["baseline_month"]] if outcome.get("baseline", True) else []
+    return [*baseline, *design["followup_months"]]
+
+
 def outcome_columns(config: dict[str, Any]) -> list[str]:
     """Every outcome column the configuration needs, baseline first within each outcome."""
     design = config["design"]
-    months = [design["baseline_month"], *design["followup_months"]]
-    return [outcome_column(o["name"], m) for o in config["outcomes"] for m in months]
+    return [
+        outcome_column(o["name"], m) for o in config["outcomes"] for m in outcome_months(o, design)
+    ]
 
 
 def _rows(mask: pd.Series | np.ndarray) -> str:
-    index = np.flatnonzero(np.asarray(mask)) + first_data_row()
+    """The spreadsheet rows where ``mask`` holds: a Series's index labels are the rows'
+    positions in the file (a reshaped long table keeps each patient's first row)."""
+    if isinstance(mask, pd.Series) and pd.api.types.is_integer_dtype(mask.index):
+        positions = mask.index.to_numpy()[mask.to_numpy(dtype=bool)]
+    else:
+        positions = np.flatnonzero(np.asarray(mask))
+    index = positions + first_data_row()
     shown = ", ".join(str(i) for i in index[:_SHOWN_ROWS])
     more = f" and {len(index) - _SHOWN_ROWS} more" if len(index) > _SHOWN_ROWS else ""
     return f"row{'s' if len(index) > 1 else ''} {shown}{more}"
@@ -199,33 +218,181 @@ def check_practices(raw: pd.DataFrame, config: dict[str, Any], path: Path) -> pd
 
 
 def _numeric_outcomes(
-    patients: pd.DataFrame, config: dict[str, Any], path: Path
+    patients: pd.DataFrame, config: dict[str, Any], path: Path,
+    columns: list[tuple[str, dict[str, Any]]] | None = None,
 ) -> list[str]:
+    """Turn the outcome columns into floats in place; problems for non-numbers and values
+    outside the outcome's range. ``columns`` pairs each column with its outcome (default:
+    every wide-format outcome column)."""
     problems = []
     design = config["design"]
-    months = [design["baseline_month"], *design["followup_months"]]
-    for outcome in config["outcomes"]:
-        for month in months:
-            column = outcome_column(outcome["name"], month)
-            raw = patients[column]
-            values = _to_number(raw)
-            bad = raw.notna() & values.isna()
-            if bad.any():
+    if columns is None:
+        columns = [(outcome_column(o["name"], m), o) for o in config["outcomes"]
+                   for m in outcome_months(o, design)]
+    for column, outcome in columns:
+        raw = patients[column]
+        values = _to_number(raw)
+        bad = raw.notna() & values.isna()
+        if bad.any():
+            problems.append(
+                f"{path}, column '{column}': non-numeric values {_values(raw[bad])} "
+                f"at {_rows(bad)}."
+            )
+        low_high = outcome.get("range")
+        if low_high is not None:
+            outside = (values < low_high[0]) | (values > low_high[1])
+            if outside.any():
                 problems.append(
-                    f"{path}, column '{column}': non-numeric values {_values(raw[bad])} "
-                    f"at {_rows(bad)}."
+                    f"{path}, column '{column}': values {_values(raw[outside])} at "
+                    f"{_rows(outside)} are outside the range {low_high} "
+                    f"set for outcome '{outcome['name']}'."
                 )
-            low_high = outcome.get("range")
-            if low_high is not None:
-                outside = (values < low_high[0]) | (values > low_high[1])
-                if outside.any():
-                    problems.append(
-                        f"{path}, column '{column}': values {_values(raw[outside])} at "
-                        f"{_rows(outside)} are outside the range {low_high} "
-                        f"set for outcome '{outcome['name']}'."
-                    )
-            patients[column] = values
+        patients[column] = values
     return problems
+
+
+def _empty_baselines(patients: pd.DataFrame, config: dict[str, Any], path: Path) -> list[str]:
+    """A baseline column with no value at all is a mistake or an outcome without baseline."""
+    month = config["design"]["baseline_month"]
+    return [
+        f"{path}, column '{outcome_column(o['name'], month)}': the baseline of outcome "
+        f"'{o['name']}' is empty in every row; if it was not measured at baseline, set "
+        f"`baseline: false` on the outcome."
+        for o in config["outcomes"]
+        if o.get("baseline", True) and patients[outcome_column(o["name"], month)].isna().all()
+    ]
+
+
+def _looks_long(raw: pd.DataFrame, config: dict[str, Any]) -> bool:
+    names = {o["name"] for o in config["outcomes"]}
+    return config["data"]["month_column"] in raw.columns and bool(names & set(raw.columns))
+
+
+def _looks_wide(raw: pd.DataFrame, config: dict[str, Any]) -> bool:
+    return bool(set(outcome_columns(config)) & set(raw.columns))
+
+
+def check_shape(raw: pd.DataFrame, config: dict[str, Any], path: Path) -> None:
+    """Refuse a long table configured as wide and the reverse, saying how to fix it."""
+    data = config["data"]
+    if data["format"] == "wide" and not _looks_wide(raw, config) and _looks_long(raw, config):
+        _raise([
+            f"{path}: the patients table looks like long format (a '{data['month_column']}' "
+            f"column and one column per outcome) but the configuration says wide "
+            f"(<outcome>_m<month> columns); set `data: {{format: long, month_column: "
+            f"{data['month_column']}}}` in the configuration."
+        ])
+    if data["format"] == "long" and data["month_column"] not in raw.columns:
+        hint = (
+            " It looks like wide format (<outcome>_m<month> columns): remove `format: long` "
+            "from `data:` in the configuration (wide is the default)."
+            if _looks_wide(raw, config)
+            else " Name the month column with `data.month_column`."
+        )
+        _raise([
+            f"{path}: the configuration says long format, but the month column "
+            f"'{data['month_column']}' (data.month_column) is not in the table.{hint}"
+        ])
+
+
+def long_to_wide(
+    raw: pd.DataFrame, config: dict[str, Any], path: Path
+) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """Check a long patients table and reshape it to the wide table with the same values.
+
+    One row per patient per measurement: the patient id, the month in
+    ``data.month_column``, one column per outcome (named as the outcome) and the patient's
+    other columns: those the configuration uses (cluster, arm, covariates, subgroup) must
+    agree on every row of a patient (blank cells are allowed); others that change between
+    a patient's rows (e.g. visit dates) are left out, with a note.
+
+    Returns
+    -------
+    wide : DataFrame
+        One row per patient in order of first appearance, its other columns, then
+        ``<outcome>_m<month>`` for every configured outcome and month (NaN when not
+        measured); the index holds each patient's first row in ``raw``, so later
+        messages name rows of the long file.
+    notes : tuple of str
+        One sentence per column left out.
+
+    Raises
+    ------
+    TrialstatsError
+        Missing columns, rows without a patient id or month, months that are not whole
+        numbers or not in the configuration, the same patient twice in one month,
+        non-numeric or out-of-range scores, or a patient whose other columns change.
+    """
+    design, month_column = config["design"], config["data"]["month_column"]
+    patient = design["patient"]
+    names = [o["name"] for o in config["outcomes"]]
+    _raise(_missing_columns(raw, [patient, month_column, *names], path))
+    table = raw.reset_index(drop=True)
+    ids = _as_id(table[patient])
+    months = _to_number(table[month_column])
+    known = [design["baseline_month"], *design["followup_months"]]
+    problems = []
+    if ids.isna().any():
+        problems.append(f"{path}, column '{patient}': {_rows(ids.isna())} have no patient id.")
+    bad_month = table[month_column].isna() | months.isna() | (months % 1 != 0)
+    if bad_month.any():
+        problems.append(
+            f"{path}, column '{month_column}': {_rows(bad_month)} have no month as a whole "
+            f"number (values {_values(table[month_column][bad_month])})."
+        )
+    unknown = ~bad_month & ~months.isin(known)
+    if unknown.any():
+        problems.append(
+            f"{path}, column '{month_column}': months {_values(months[unknown].astype(int))} at "
+            f"{_rows(unknown)} are not in the configuration (baseline_month and "
+            f"followup_months: {known})."
+        )
+    twice = ids.notna() & ~bad_month & pd.DataFrame({"id": ids, "m": months}).duplicated(
+        keep=False
+    )
+    if twice.any():
+        problems.append(
+            f"{path}, columns '{patient}' and '{month_column}': patients "
+            f"{_values(ids[twice])} have more than one row for the same month at {_rows(twice)}."
+        )
+    problems += _numeric_outcomes(table, config, path, [(n, o) for n, o in
+                                                         zip(names, config["outcomes"],
+                                                             strict=True)])
+    _raise(problems)
+    table[patient] = ids
+    fixed = [c for c in table.columns if c not in {patient, month_column, *names}]
+    first = table.groupby(patient, sort=False)[fixed].first()
+
+    def differs(column: str) -> pd.Series:
+        own = table[column].astype("string")
+        return (own != table[patient].map(first[column]).astype("string")).fillna(False) & (
+            own.notna()
+        )
+
+    changing = [c for c in fixed if differs(c).any()]
+    used = {design["cluster"], design["arm"], *config["analysis"]["covariates"],
+            config["sensitivity"]["subgroup"]}
+    if [c for c in changing if c in used]:
+        changing = [c for c in changing if c in used]
+        column = changing[0]
+        _raise([
+            f"{path}, column '{column}': patients {_values(table[patient][differs(column)])} "
+            f"have different values on different rows (at {_rows(differs(column))}); a patient's "
+            f"{', '.join(repr(c) for c in changing)} must be the same on every row."
+        ])
+    notes = tuple(
+        f"{path}: column '{c}' changes between a patient's rows and is not used by the "
+        f"configuration, so it was left out of the patient table."
+        for c in changing
+    )
+    wide = first.drop(columns=changing).reset_index()
+    wide.index = table.groupby(patient, sort=False).head(1).index
+    month_of = months.astype("Int64")
+    for outcome in config["outcomes"]:
+        for month in outcome_months(outcome, design):
+            at = table.loc[month_of == month].set_index(patient)[outcome["name"]]
+            wide[outcome_column(outcome["name"], month)] = wide[patient].map(at).to_numpy()
+    return wide, notes
 
 
 def _covariate(series: pd.Series) -> pd.Series:
@@ -294,7 +461,10 @@ def check_patients(
                 f"{_values(patients[cluster][disagree])})."
             )
     problems += _numeric_outcomes(patients, config, path)
+    problems += _empty_baselines(patients, config, path)
     _raise(problems)
+    patients = patients.reset_index(drop=True)
+    allocated = allocated.reset_index(drop=True)
     patients[arm] = allocated
     patients[TREATED] = (allocated == design["intervention"]).astype(int)
     for name in covariates:
@@ -323,13 +493,18 @@ def validate_trial(
 
 
 def load_trial(config: dict[str, Any]) -> Trial:
-    """Read the tables named in ``config['data']`` and validate them."""
+    """Read the tables named in ``config['data']`` and validate them (a long patients
+    table is checked and reshaped to wide first)."""
     practices_path = Path(config["data"]["practices"])
     patients_path = Path(config["data"]["patients"])
-    return validate_trial(
-        read_table(practices_path), read_table(patients_path), config,
-        practices_path, patients_path,
+    patients, notes = read_table(patients_path), ()
+    check_shape(patients, config, patients_path)
+    if config["data"]["format"] == "long":
+        patients, notes = long_to_wide(patients, config, patients_path)
+    trial = validate_trial(
+        read_table(practices_path), patients, config, practices_path, patients_path,
     )
+    return Trial(trial.practices, trial.patients, config, notes)
 
 
 def completeness(trial: Trial) -> pd.DataFrame:
@@ -343,11 +518,10 @@ def completeness(trial: Trial) -> pd.DataFrame:
     """
     design = trial.config["design"]
     arm = design["arm"]
-    months = [design["baseline_month"], *design["followup_months"]]
     rows = []
     groups = [*sorted(trial.patients[arm].unique(), key=lambda a: a != design["intervention"])]
     for outcome in trial.config["outcomes"]:
-        for month in months:
+        for month in outcome_months(outcome, design):
             column = trial.patients[outcome_column(outcome["name"], month)]
             for label in [*groups, "all"]:
                 in_group = trial.patients[arm] == label
@@ -388,4 +562,6 @@ def summarise(trial: Trial) -> str:
             f"{f'{r.n_observed:,} ({r.percent_observed:.1f}%)':>20}" for r in rows.itertuples()
         )
         lines.append(f"{outcome:<22}{month:>6}{cells}")
+    if trial.notes:
+        lines += ["", "Notes:", *(f"- {note}" for note in trial.notes)]
     return "\n".join(lines)

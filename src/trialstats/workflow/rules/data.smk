@@ -1,8 +1,8 @@
 rule validate:
     input:
         config=CONFIG_FILE,
-        practices=config["data"]["practices"],
-        patients=config["data"]["patients"],
+        practices=TRIAL["data"]["practices"],
+        patients=TRIAL["data"]["patients"],
         code=library("commands/validate.py"),
     output:
         practices="results/data/practices.parquet",

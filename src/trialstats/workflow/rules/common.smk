@@ -1,14 +1,31 @@
 # Helpers shared by the rules. Only path bookkeeping lives here; no statistics.
 from pathlib import Path
 
-# The configuration file the run was started with (the last --configfile wins).
-CONFIG_FILE = workflow.configfiles[-1]
+import trialstats
+from trialstats.config import load_config, workflow_config_file
+from snakemake.exceptions import WorkflowError
+
+from trialstats.errors import TrialstatsError
+
+# The one configuration file of this run: every job re-reads it, so a configuration merged
+# from several files or changed by --config overrides is refused rather than half-used.
+try:
+    CONFIG_FILE = workflow_config_file(
+        workflow.configfiles,
+        workflow.overwrite_configfiles,
+        workflow.config_settings.config,
+        config,
+    )
+    # The validated configuration with data paths resolved against the file's folder.
+    TRIAL = load_config(CONFIG_FILE)
+except TrialstatsError as error:
+    raise WorkflowError(str(error)) from None
 
 # Outcome names: one analysis job per outcome.
-OUTCOMES = [outcome["name"] for outcome in config["outcomes"]]
+OUTCOMES = [outcome["name"] for outcome in TRIAL["outcomes"]]
 
 # One job per sensitivity analysis.
-SENSITIVITY_ANALYSES = config["sensitivity"]["analyses"]
+SENSITIVITY_ANALYSES = TRIAL["sensitivity"]["analyses"]
 
 # The power scenario grid is scattered into this many independent jobs (each scenario has
 # its own seed streams, so the number of chunks never changes the results).
@@ -20,9 +37,10 @@ def library(*parts):
 
     Every command depends on the base layer (configuration, CLI, errors, data reading and
     validation, shared command arguments); ``parts`` add the stage's packages or modules,
-    including those the stage imports from other stages.
+    including those the stage imports from other stages. Found from the imported package,
+    so a source checkout and an installed package work alike.
     """
-    root = Path(workflow.basedir) / "src" / "trialstats"
+    root = Path(trialstats.__file__).parent
     files = [root / "config.py", root / "cli.py", root / "errors.py"]
     files += [root / "commands" / "inputs.py", *sorted((root / "data").glob("*.py"))]
     for part in parts:

@@ -1,0 +1,180 @@
+"""Running a user's own trial: `trialstats run` from anywhere, long format, the trial's words.
+
+The trial (tests/fixtures/own_trial, made by tests/fixtures/r/make_own_trial_fixture.R) is not
+the synthetic one: 16 schools randomised to `Sngl`/`Mxd`, pupils, months 0 and 9, and its
+primary result comes from lme4/lmerTest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from trialstats.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURE = REPO / "tests" / "fixtures" / "own_trial"
+REFERENCE = json.loads((FIXTURE / "reference.json").read_text())
+SNAKEFILE = REPO / "src" / "trialstats" / "workflow" / "Snakefile"
+
+
+def own_config(data_dir: str = "data", long: bool = False) -> dict:
+    """The trial's configuration, with data paths relative to the configuration's folder."""
+    patients = "pupils_long.csv" if long else "pupils_wide.csv"
+    data = {"practices": f"{data_dir}/schools.csv", "patients": f"{data_dir}/{patients}"}
+    if long:
+        data.update(format="long", month_column="visit_month")
+    return {
+        "data": data,
+        "design": {"cluster": "school", "patient": "pupil", "arm": "type",
+                   "intervention": "Sngl", "baseline_month": 0, "followup_months": [9],
+                   "primary_month": 9},
+        "outcomes": [{"name": "reading", "label": "Reading age", "primary": True,
+                      "mcid": {"scale": "raw", "value": 5}}],
+        "analysis": {"covariates": ["sex"], "df_method": ["satterthwaite"]},
+        "power": {"methods": ["analytic"],
+                  "grid": {"clusters_per_arm": [8, 12], "icc": [0.05]}},
+        "sensitivity": {"analyses": ["cluster-level", "cr2"], "subgroup": "sex"},
+    }
+
+
+def write_trial(folder: Path, config: dict) -> Path:
+    """The fixture's tables in ``folder/data`` and ``config`` as ``folder/config.yaml``."""
+    (folder / "data").mkdir(parents=True)
+    for name in ("schools.csv", "pupils_wide.csv", "pupils_long.csv"):
+        shutil.copy(FIXTURE / name, folder / "data" / name)
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """`trialstats ARGS` run as a user would, from ``cwd``, with this environment's scripts."""
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    return subprocess.run(
+        [sys.executable, "-m", "trialstats", *args], cwd=cwd, env=env, capture_output=True,
+        text=True, check=False, timeout=900,
+    )
+
+
+def primary_row(path: Path, outcome: str = "reading") -> pd.Series:
+    table = pd.read_csv(path)
+    return table[(table["outcome"] == outcome) & (table["method"] == "satterthwaite")].iloc[0]
+
+
+def assert_matches_lmer(row: pd.Series, reference: dict) -> None:
+    assert row["estimate"] == pytest.approx(reference["estimate"], rel=1e-6)
+    assert row["se"] == pytest.approx(reference["se"], rel=1e-6)
+    assert row["df"] == pytest.approx(reference["df_satterthwaite"], rel=1e-6)
+    assert row["n_patients"] == reference["n_patients"]
+
+
+def test_run_from_another_directory_writes_under_the_config_folder(tmp_path):
+    """`trialstats run --config other/config.yaml` from elsewhere: relative data paths, outputs
+    under other/, and the primary result equal to lmerTest's."""
+    write_trial(tmp_path / "other", own_config())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = cli("run", "--config", "../other/config.yaml", "--cores", "2", cwd=elsewhere)
+    assert done.returncode == 0, done.stderr[-4000:]
+    other = tmp_path / "other"
+    assert_matches_lmer(primary_row(other / "results" / "primary.csv"), REFERENCE["reading"])
+    for name in ("report.html", "report.docx", "report.tex", "report.md"):
+        assert (other / "reports" / name).stat().st_size > 0
+    assert not (elsewhere / "results").exists() and not (elsewhere / "reports").exists()
+    html = (other / "reports" / "report.html").read_text()
+    assert "Reading age" in html
+
+
+def test_run_out_folder_and_long_format_give_identical_results(tmp_path):
+    """The same trial in long format gives a byte-identical primary.csv to the wide format."""
+    wide = write_trial(tmp_path / "wide", own_config())
+    long = write_trial(tmp_path / "long", own_config(long=True))
+    for config in (wide, long):
+        done = cli("run", "--config", str(config), "--out", str(config.parent / "out"),
+                   "--", "results/primary.csv", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-4000:]
+    wide_table = (tmp_path / "wide" / "out" / "results" / "primary.csv").read_bytes()
+    assert wide_table == (tmp_path / "long" / "out" / "results" / "primary.csv").read_bytes()
+    assert_matches_lmer(primary_row(tmp_path / "long" / "out" / "results" / "primary.csv"),
+                        REFERENCE["reading"])
+
+
+def dry_run(*flags: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--dry-run",
+         "--cores", "1", "--directory", str(cwd), *flags],
+        cwd=cwd, env=env, capture_output=True, text=True, check=False, timeout=300,
+    )
+
+
+def test_snakemake_configfile_never_plans_jobs_on_the_bundled_config(tmp_path):
+    """`snakemake --configfile USER.yaml` from the repository plans every job on USER.yaml."""
+    user = write_trial(tmp_path / "mine", own_config())
+    done = dry_run("--configfile", str(user), "--printshellcmds", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    planned = done.stdout + done.stderr
+    assert str(user) in planned
+    assert "config/config.yaml" not in planned.replace(str(user), "")
+    assert str(REPO / "data_synthetic") not in planned
+    assert str(tmp_path / "mine" / "data" / "schools.csv") in planned
+
+
+@pytest.mark.parametrize("flags, said", [
+    (["--config", "seed=3"], "--config overrides (seed)"),
+    (["--configfile", "USER", "REPO"], "exactly one configuration file"),
+])
+def test_snakemake_refuses_a_mixed_configuration(tmp_path, flags, said):
+    user = write_trial(tmp_path / "mine", own_config())
+    paths = {"USER": str(user), "REPO": str(REPO / "config" / "config.yaml")}
+    flags = [paths.get(f, f) for f in flags]
+    if "--configfile" not in flags:
+        flags = ["--configfile", str(user), *flags]
+    done = dry_run(*flags, cwd=tmp_path)
+    assert done.returncode != 0
+    said_all = done.stdout + done.stderr
+    assert said in said_all
+    assert "trialstats run --config" in said_all
+
+
+def test_deployed_module_runs_the_same_trial(tmp_path):
+    """The workflow catalog's convention (`snakedeploy deploy-workflow`): a user folder whose
+    Snakefile uses this workflow as a module with its own config gives the same results."""
+    user = tmp_path / "deployed"
+    (user / "workflow").mkdir(parents=True)
+    (user / "config").mkdir()
+    config = own_config(data_dir="../data")
+    write_trial(user, config)
+    (user / "config.yaml").rename(user / "config" / "config.yaml")
+    (user / "workflow" / "Snakefile").write_text(
+        'configfile: "config/config.yaml"\n\n\n'
+        "module trialstats:\n"
+        f"    snakefile:\n        {str(SNAKEFILE)!r}\n"
+        "    config:\n        config\n\n\n"
+        "use rule * from trialstats\n"
+    )
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    done = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "2", "results/primary.csv"],
+        cwd=user, env=env, capture_output=True, text=True, check=False, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert_matches_lmer(primary_row(user / "results" / "primary.csv"), REFERENCE["reading"])
+
+
+def test_run_refuses_a_bad_config_before_planning(tmp_path, capsys):
+    config = own_config()
+    config["design"]["primary_month"] = 7
+    path = write_trial(tmp_path / "bad", config)
+    assert main(["run", "--config", str(path)]) == 2
+    assert "primary_month" in capsys.readouterr().err
+    assert not (tmp_path / "bad" / "results").exists()
