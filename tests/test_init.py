@@ -36,7 +36,7 @@ def test_init_writes_config_templates_and_readme(tmp_path, capsys):
     assert "Next: fill in the data" in capsys.readouterr().out
 
     config = load_config(trial / "config.yaml")
-    assert config["data"] == {
+    assert {key: config["data"][key] for key in ("practices", "patients")} == {
         "practices": str(trial / "data" / "practices.csv"),
         "patients": str(trial / "data" / "patients.csv"),
     }
@@ -67,10 +67,27 @@ def test_init_config_has_the_keys_of_the_default_config(tmp_path):
     }
     assert main(["init", str(tmp_path / "starter")]) == 0
     starter = yaml.safe_load((tmp_path / "starter" / "config.yaml").read_text())
-    # The starter leaves the CONSORT screening numbers commented out: they are the trial's own.
+    # The starter leaves out what must be the trial's own: the CONSORT screening numbers,
+    # outcome ranges, a subgroup and the power-planning assumptions (commented examples).
+    own = ("report.consort", "report.labels.", "power", "sensitivity.subgroup", "outcomes.range")
     assert _key_paths(starter) == {
-        p for p in _key_paths(default) if not p.startswith("report.consort")
+        p for p in _key_paths(default) if not p.startswith(own)
     }
+
+
+def test_starter_has_nothing_of_the_synthetic_trial(tmp_path):
+    """A neutral template: no SMS outcome, covariate, subgroup or planning grid."""
+    assert main(["init", str(tmp_path / "starter")]) == 0
+    text = (tmp_path / "starter" / "config.yaml").read_text()
+    starter = yaml.safe_load(text)
+    sms_outcomes = {o["name"] for o in yaml.safe_load(
+        (REPO / "config" / "config.yaml").read_text())["outcomes"]}
+    assert not {o["name"] for o in starter["outcomes"]} & sms_outcomes
+    assert starter["analysis"]["covariates"] == []
+    assert "power" not in starter and "subgroup" not in starter["sensitivity"]
+    assert "subgroups" not in starter["sensitivity"]["analyses"]
+    columns = (tmp_path / "starter" / "data" / "patients.csv").read_text()
+    assert "condition" not in columns and "sdm" not in columns
 
 
 def test_sms_templates_have_the_synthetic_trial_columns(tmp_path):

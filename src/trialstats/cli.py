@@ -1,8 +1,9 @@
 """Command-line interface: ``trialstats <command>`` (also ``python -m trialstats``).
 
 Each command lives in its own module under :mod:`trialstats.commands` exposing
-``register(subparsers)`` and ``run(args)`` (which may return an exit status). A :class:`~trialstats.errors.TrialstatsError`
-becomes a one-paragraph message on stderr and exit status 2, never a traceback.
+``register(subparsers)`` and ``run(args)`` (which may return an exit status). A
+:class:`~trialstats.errors.TrialstatsError` becomes a one-paragraph message on stderr and exit
+status 2, never a traceback.
 """
 
 from __future__ import annotations

@@ -54,5 +54,5 @@ def run(args: argparse.Namespace) -> None:
         f"templates data/practices.csv and data/patients.csv.\n"
         f"Next: fill in the data, edit the config, then run "
         f"`trialstats validate --config {config}` and "
-        f"`snakemake --cores 2 --configfile {config}` (see {args.directory / 'README.md'})."
+        f"`trialstats run --config {config} --cores 2` (see {args.directory / 'README.md'})."
     )

@@ -4,6 +4,11 @@ A new trial directory holds a commented ``config.yaml`` (the keys of the default
 ``data:`` pointing at the directory's ``data/`` tables), header-only input templates whose
 columns are those the configuration expects, and a ``README.md`` of next steps. The texts
 come from the templates ``config.yaml.tmpl`` and ``README.md.tmpl`` beside this module.
+
+The ``starter`` example is neutral: one placeholder outcome, no covariates, no subgroup
+analysis and no power planning (a commented example instead), so nothing of the bundled
+synthetic self-management-support trial enters a new trial unless asked for with
+``--example sms``.
 """
 
 from __future__ import annotations
@@ -16,16 +21,13 @@ from typing import Any
 
 import yaml
 
-# Example outcome sets: ``starter`` shows one primary and one secondary outcome to be
-# replaced by the user's; ``sms`` is the default run's self-management-support trial, so
-# that its synthetic data dropped into a new trial reproduce the default results.
+# Example outcome sets: ``starter`` is one placeholder outcome to be replaced by the
+# user's; ``sms`` is the default run's self-management-support trial, so that its synthetic
+# data dropped into a new trial reproduce the default results.
 OUTCOME_EXAMPLES: dict[str, list[dict[str, Any]]] = {
     "starter": [
-        {"name": "eq5d", "label": "Health-related quality of life (EQ-5D index)",
-         "primary": True, "higher_is_better": True, "range": [-0.594, 1],
-         "mcid": {"scale": "raw", "value": 0.074}},
-        {"name": "self_efficacy", "label": "Self-efficacy",
-         "primary": False, "higher_is_better": True, "range": [1, 10],
+        {"name": "score", "label": "Primary outcome (replace with yours)",
+         "primary": True, "higher_is_better": True,
          "mcid": {"scale": "standardised", "value": 0.2}},
     ],
     "sms": [
@@ -60,15 +62,49 @@ OUTCOME_EXAMPLES: dict[str, list[dict[str, Any]]] = {
 }
 
 _OUTCOMES_NOTE = {
-    "starter": "# The two outcomes below are examples: replace them with your trial's.",
+    "starter": "# The outcome below is a placeholder: replace it with your trial's outcomes.",
     "sms": "# The outcomes of the self-management-support (SMS) trial of the default run.",
 }
 
-# Columns of the input templates besides the outcomes (the design's default column names
-# and the covariates the default run's config and report refer to), in data_synthetic's order.
-PRACTICE_COLUMNS = ("practice_id", "arm", "list_size", "imd_score", "withdrawn")
-PATIENT_COLUMNS = ("patient_id", "practice_id", "age", "sex", "condition")
+# Columns of the input templates besides the outcomes: the design's default column names,
+# and for ``sms`` the covariates the default run's config and report refer to, in
+# data_synthetic's order.
+PRACTICE_COLUMNS = {"starter": ("practice_id", "arm", "withdrawn"),
+                    "sms": ("practice_id", "arm", "list_size", "imd_score", "withdrawn")}
+PATIENT_COLUMNS = {"starter": ("patient_id", "practice_id"),
+                   "sms": ("patient_id", "practice_id", "age", "sex", "condition")}
 MONTHS = (0, 6, 12)  # baseline and follow-up months of the template config's design
+
+# The settings of the default run that only the ``sms`` example copies.
+_SMS = {
+    "covariates": "[condition]",
+    "labels": "{ imd_score: IMD score, list_size: List size, age: Age (years) }",
+    "analyses": "[multiple-imputation, repeated-measures, cluster-level, gee, cr2, subgroups]",
+    "subgroup": "  subgroup: condition # prespecified subgroups (exploratory)",
+}
+_STARTER = {
+    "covariates": "[]",
+    "labels": "{}",
+    "analyses": "[multiple-imputation, repeated-measures, cluster-level, gee, cr2]",
+    "subgroup": "",
+}
+_POWER = """power:
+  # Planning the next trial: every combination of the grid values below is one scenario,
+  # computed analytically and by simulating `reps` trials analysed with the primary model.
+  methods: [analytic, simulation]
+  reps: 1000
+  seed: 20130
+  df_method: between-within # df of the simulated trials' test: J - 2, robust with few clusters
+  grid:
+    clusters_per_arm: [8, 12, 16, 20, 24]
+    cluster_size: [127]
+    cv: [0.6]
+    icc: [0.01, 0.03, 0.05, 0.08, 0.1]
+    effect: [0.2, 0.25] # standardised: the MCID and a larger effect
+    attrition: [0.27]
+    rho_s: [0.5] # baseline-follow-up correlation within patients
+    rho_c: [0.8] # baseline-follow-up correlation of practice means
+"""
 
 _CONSORT = {"assessed": 62, "excluded": {"Declined to participate": 14,
                                          "Did not meet inclusion criteria": 4}}
@@ -109,6 +145,18 @@ def _consort_block(example: str) -> str:
     )
 
 
+def _power_block(example: str) -> str:
+    """The SMS grid for ``sms``; for ``starter`` the same keys commented out, because a
+    planning grid must come from the user's own assumptions or data."""
+    if example == "sms":
+        return _POWER
+    lines = ["# Planning the next trial (power and sample size) is off until you add a `power:`",
+             "# section with your own assumptions, for example (every combination of the grid",
+             "# values is one scenario):"]
+    example_lines = ["power:", *_POWER.splitlines()[3:]]
+    return "\n".join([*lines, *("# " + line for line in example_lines)]) + "\n"
+
+
 def _template(name: str) -> Template:
     return Template(resources.files(__name__).joinpath(f"{name}.tmpl").read_text())
 
@@ -119,8 +167,8 @@ def scaffold_files(directory: str | PurePath, example: str = "starter") -> dict[
     Parameters
     ----------
     directory : str or PurePath
-        The trial directory as the user gave it; the configuration's paths start with it, so
-        they are relative to the directory commands are run from when it is relative.
+        The trial directory as the user gave it (commands shown in the README start with it);
+        the configuration's data paths are relative to it.
     example : {"starter", "sms"}
         Outcome set of the configuration and the templates (see ``OUTCOME_EXAMPLES``); ``sms``
         also fills in the SMS trial's CONSORT screening numbers.
@@ -135,21 +183,24 @@ def scaffold_files(directory: str | PurePath, example: str = "starter") -> dict[
     root = PurePath(directory)
     config = (root / "config.yaml").as_posix()
     outcome_columns = [f"{o['name']}_m{month}" for o in outcomes for month in MONTHS]
+    settings = _SMS if example == "sms" else _STARTER
     return {
         "config.yaml": _template("config.yaml").substitute(
             directory=root.as_posix(),
             config=config,
-            practices=(root / "data" / "practices.csv").as_posix(),
-            patients=(root / "data" / "patients.csv").as_posix(),
+            practices="data/practices.csv",
+            patients="data/patients.csv",
             outcomes_note=_OUTCOMES_NOTE[example],
             outcomes=outcomes_block(outcomes),
             consort=_consort_block(example),
+            power=_power_block(example),
+            **settings,
         ),
         "README.md": _template("README.md").substitute(
             name=Path(root).resolve().name,
             config=config,
             columns_example=", ".join(f"`{c}`" for c in outcome_columns[: len(MONTHS)]),
         ),
-        "data/practices.csv": ",".join(PRACTICE_COLUMNS) + "\n",
-        "data/patients.csv": ",".join((*PATIENT_COLUMNS, *outcome_columns)) + "\n",
+        "data/practices.csv": ",".join(PRACTICE_COLUMNS[example]) + "\n",
+        "data/patients.csv": ",".join((*PATIENT_COLUMNS[example], *outcome_columns)) + "\n",
     }

@@ -2,7 +2,7 @@
 from pathlib import Path
 
 import trialstats
-from trialstats.config import load_config, workflow_config_file
+from trialstats.config import load_config, read_yaml, workflow_config_file
 from snakemake.exceptions import WorkflowError
 
 from trialstats.errors import TrialstatsError
@@ -23,6 +23,12 @@ except TrialstatsError as error:
 
 # Outcome names: one analysis job per outcome.
 OUTCOMES = [outcome["name"] for outcome in TRIAL["outcomes"]]
+
+# Planning the next trial runs only when the configuration has a `power:` section: its
+# grid is the user's own assumptions, never the schema's defaults.
+POWER_TABLE = "results/power/power.csv"
+PLANNING = "power" in read_yaml(CONFIG_FILE)
+PLANNING_OUTPUTS = [POWER_TABLE] if PLANNING else []
 
 # One job per sensitivity analysis.
 SENSITIVITY_ANALYSES = TRIAL["sensitivity"]["analyses"]

@@ -5,7 +5,7 @@ rule report:
         patients="results/data/patients.parquet",
         primary="results/primary.csv",
         sensitivity="results/sensitivity.csv",
-        power="results/power/power.csv",
+        power=PLANNING_OUTPUTS,
         code=library("report", "power", "analysis", "validity.py", "commands/report.py"),
     output:
         html="reports/report.html",
@@ -18,7 +18,8 @@ rule report:
         "../envs/trialstats.yaml"
     params:
         results=subpath(input.primary, parent=True),
+        power=[f"--power={table}" for table in PLANNING_OUTPUTS],
         out_dir=subpath(output.html, parent=True),
     shell:
         "trialstats report --config {input.config:q} --results {params.results:q}"
-        " --power {input.power:q} --out {params.out_dir:q} > {log:q} 2>&1"
+        " {params.power:q} --out {params.out_dir:q} > {log:q} 2>&1"
