@@ -1,0 +1,573 @@
+r"""Exact REML for cross-sectional stepped-wedge and cluster-crossover trials.
+
+Model
+-----
+Patient :math:`k` of cluster :math:`i = 1, \dots, J` measured in period :math:`t = 1, \dots, T`
+(:math:`n_{it} \ge 0` patients in cluster-period :math:`(i, t)`):
+
+.. math::
+
+    y_{itk} = x_{itk}^\top \beta + u_i + v_{it} + e_{itk}, \qquad
+    u_i \sim N(0, \tau^2), \quad v_{it} \sim N(0, \gamma^2), \quad e_{itk} \sim N(0, \sigma^2),
+
+all independent, :math:`x` holding the treatment indicator, period fixed effects and
+covariates: ``lmer(y ~ treat + factor(period) + covariates + (1 | cluster) +
+(1 | cluster:period))``. With variance ratios :math:`\lambda_c = \tau^2/\sigma^2` and
+:math:`\lambda_p = \gamma^2/\sigma^2`, cluster :math:`i`'s covariance is
+:math:`\sigma^2 V_i`, :math:`V_i = I + \lambda_p\,\mathrm{blockdiag}_t(1 1^\top) +
+\lambda_c 1 1^\top` (nested compound symmetry). The ICC is
+:math:`(\tau^2 + \gamma^2)/(\tau^2 + \gamma^2 + \sigma^2)` and the cluster autocorrelation
+:math:`\mathrm{CAC} = \tau^2/(\tau^2 + \gamma^2)` (Hooper et al. 2016, *Stat. Med.* 35:4718).
+
+Closed-form inverse (two Woodbury steps)
+----------------------------------------
+With :math:`u_{it} = 1/(1 + \lambda_p n_{it})`, :math:`a_{it} = n_{it} u_{it}`,
+:math:`S_i = \sum_t a_{it}`, :math:`e_i = 1/(1 + \lambda_c S_i)` and
+:math:`\kappa_i = \lambda_c e_i`, the cluster-period blocks invert to
+:math:`I - \lambda_p u_{it} 1 1^\top` and the rank-one cluster term then gives
+:math:`V_i^{-1} = B_i^{-1} - \kappa_i B_i^{-1} 1 1^\top B_i^{-1}`,
+:math:`|V_i| = (1 + \lambda_c S_i) \prod_t (1 + \lambda_p n_{it})` (Searle, Casella &
+McCulloch 1992, ch. 3). With cluster-period totals :math:`s_{it} = X_{it}^\top 1`,
+:math:`t_{it} = y_{it}^\top 1` and :math:`g_i = \sum_t u_{it} s_{it}`,
+:math:`\tau_i = \sum_t u_{it} t_{it}`,
+
+.. math::
+
+    A = X^\top X - \sum_{it} \lambda_p u_{it} s_{it} s_{it}^\top - \sum_i \kappa_i g_i g_i^\top,
+    \quad c = X^\top y - \sum_{it} \lambda_p u_{it} s_{it} t_{it} - \sum_i \kappa_i g_i \tau_i,
+
+:math:`\hat\beta = A^{-1} c`, :math:`q = y^\top V^{-1} y - c^\top \hat\beta` and, with
+:math:`\sigma^2 = q/(N - p)` profiled out, the criterion
+
+.. math:: f(\lambda) = (N - p) \log q + \sum_i \log|V_i| + \log|A|
+
+is lme4's REML deviance less :math:`(N-p)\{1 + \log(2\pi/(N-p))\}` (Bates et al. 2015,
+*J. Stat. Softw.* 67(1)). Only per-cluster-period counts and totals and the whole-data
+:math:`X^\top X, X^\top y, y^\top y` enter; no :math:`N \times N` matrix is formed.
+
+Derivatives
+-----------
+Write :math:`Z_i = [1, \text{period indicators}]` (the :math:`T + 1` random-effect columns of
+cluster :math:`i`, :math:`G_c = Z_c Z_c^\top`, :math:`G_p = Z_p Z_p^\top`), :math:`W = V^{-1}`,
+:math:`P = W - W X A^{-1} X^\top W` and :math:`r = P y`. The blocks
+:math:`M_i = Z_i^\top W_i Z_i`, :math:`F_i = Z_i^\top W_i X_i` and
+:math:`\rho_i = Z_i^\top W_i (y_i - X_i \hat\beta)` are closed forms in the quantities above
+(for example :math:`Z_p^\top W Z_p = \mathrm{diag}(a) - \kappa a a^\top`), and
+
+.. math::
+
+    \partial_k f = \mathrm{tr}(P G_k) - (N-p)\, r^\top G_k r / q, \qquad
+    \partial_{kl} f = (N-p)\{2 r^\top G_k P G_l r / q - r^\top G_k r\, r^\top G_l r / q^2\}
+        - \mathrm{tr}(P G_k P G_l),
+
+each trace a sum over clusters of products of :math:`M_i, F_i, \rho_i` (see
+:func:`_derivatives`).
+
+Optimisation
+------------
+For every replicate at once: the criterion on a 4 x 4 grid of :math:`\lambda \in
+\{0, 0.01, 0.1, 1\}^2` gives the start, then projected Newton steps on :math:`\lambda \ge 0`
+with the analytic Hessian (eigenvalues made positive where it is not), an Armijo
+backtracking line search, and a coordinate held at 0 while its derivative there is
+non-negative (so boundary fits, either variance or both at 0, are exact: lme4's singular
+fits). Iteration stops when the step is below ``xtol`` relative to :math:`\lambda`.
+
+Small-sample inference
+----------------------
+Satterthwaite df as lmerTest, in its parameters :math:`(\sqrt{\lambda_c}, \sqrt{\lambda_p},
+\sigma)` with the analytic Hessian, and Kenward-Roger as pbkrtest (:math:`\Sigma = \tau^2 G_c
++ \gamma^2 G_p + \sigma^2 I`), both through :mod:`trialstats.analysis.inference`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import optimize, sparse, stats
+
+from trialstats.analysis.inference import (
+    KenwardRoger,
+    kenward_roger_from_terms,
+    satterthwaite_from_hessian,
+)
+from trialstats.errors import TrialstatsError
+
+__all__ = [
+    "PeriodFit",
+    "PeriodSums",
+    "VarianceIntervals",
+    "exposure_time_columns",
+    "fit_period_reml",
+    "kenward_roger_periods",
+    "satterthwaite_periods",
+    "variance_intervals",
+]
+
+# Start grid for each variance ratio (cluster, cluster-period).
+_START = np.array([0.0, 0.01, 0.1, 1.0])
+# Largest variance ratio searched; beyond it the fit is reported as not converged.
+_LAMBDA_MAX = 1e8
+# Smallest eigenvalue of the column-scaled X'X below which X is treated as rank deficient.
+_RANK_TOL = 1e-12
+# Newton decrement (criterion units) below which the full step is taken without line search.
+_DECREMENT_TOL = 1e-9
+
+
+@dataclass(frozen=True)
+class PeriodSums:
+    """Cluster-period sufficient statistics; arrays share leading batch (replicate) dims ``...``.
+
+    Attributes
+    ----------
+    n : ndarray, shape (..., J, T)
+        Patients per cluster-period (0 = not measured).
+    xsum : ndarray, shape (..., J, T, p)
+        Column totals :math:`s_{it} = X_{it}^\\top 1`.
+    ysum : ndarray, shape (..., J, T)
+        Outcome totals :math:`t_{it}`.
+    xtx, xty, yty : ndarray, shapes (..., p, p), (..., p), (...)
+        Whole-data :math:`X^\\top X`, :math:`X^\\top y`, :math:`y^\\top y`.
+    """
+
+    n: np.ndarray
+    xsum: np.ndarray
+    ysum: np.ndarray
+    xtx: np.ndarray
+    xty: np.ndarray
+    yty: np.ndarray
+
+    def __post_init__(self) -> None:
+        shape = np.shape(self.n)
+        if len(shape) < 2:
+            raise TrialstatsError("PeriodSums.n must have cluster and period dimensions.")
+        batch, p = shape[:-2], np.shape(self.xsum)[-1]
+        expected = {
+            "xsum": (*shape, p),
+            "ysum": shape,
+            "xtx": (*batch, p, p),
+            "xty": (*batch, p),
+            "yty": batch,
+        }
+        for name, want in expected.items():
+            if np.shape(getattr(self, name)) != want:
+                raise TrialstatsError(
+                    f"PeriodSums.{name} has shape {np.shape(getattr(self, name))}, expected {want}."
+                )
+        if np.any(np.asarray(self.n) < 0):
+            raise TrialstatsError("PeriodSums.n has a negative cluster-period size.")
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        """Leading (replicate) dimensions."""
+        return np.shape(self.n)[:-2]
+
+    @property
+    def n_params(self) -> int:
+        """Columns ``p`` of the fixed-effects design."""
+        return int(np.shape(self.xsum)[-1])
+
+    @classmethod
+    def from_data(
+        cls,
+        y: np.ndarray,
+        X: np.ndarray,
+        cluster_codes: np.ndarray,
+        period_codes: np.ndarray,
+        n_clusters: int | None = None,
+        n_periods: int | None = None,
+    ) -> PeriodSums:
+        """Sums from patient-level data.
+
+        Parameters
+        ----------
+        y : array_like, shape (N,) or (..., N)
+            Outcome; leading dimensions are replicates sharing ``X`` and the codes.
+        X : array_like, shape (N, p)
+            Fixed-effects design, intercept included.
+        cluster_codes, period_codes : array_like of int, shape (N,)
+            Cluster ``0 .. J - 1`` and period ``0 .. T - 1`` of each row.
+        n_clusters, n_periods : int, optional
+            ``J`` and ``T``; default to the largest code plus one.
+        """
+        y = np.asarray(y, dtype=float)
+        X = np.asarray(X, dtype=float)
+        cluster, period = np.asarray(cluster_codes), np.asarray(period_codes)
+        n_obs = X.shape[0] if X.ndim == 2 else -1
+        if X.ndim != 2 or y.shape[-1:] != (n_obs,) or cluster.shape != (n_obs,) != period.shape:
+            raise TrialstatsError("Need y (..., N), X (N, p) and cluster and period codes (N,).")
+        if period.shape != (n_obs,):
+            raise TrialstatsError("period_codes must have one entry per row of X.")
+        for name, codes in (("cluster_codes", cluster), ("period_codes", period)):
+            if not np.issubdtype(codes.dtype, np.integer) or (n_obs and codes.min() < 0):
+                raise TrialstatsError(f"{name} must be non-negative integers.")
+        if not (np.all(np.isfinite(y)) and np.all(np.isfinite(X))):
+            raise TrialstatsError("y and X must be finite (drop incomplete rows before fitting).")
+        n_cl = max(int(cluster.max()) + 1 if n_obs else 0, n_clusters or 0)
+        n_per = max(int(period.max()) + 1 if n_obs else 0, n_periods or 0)
+        cell = cluster * n_per + period
+        indicator = sparse.csr_matrix(
+            (np.ones(n_obs), (cell, np.arange(n_obs))), shape=(n_cl * n_per, n_obs)
+        )
+        batch = y.shape[:-1]
+        y_rows = y.reshape(-1, n_obs)
+        ysum = np.asarray(indicator @ y_rows.T).T.reshape(*batch, n_cl, n_per)
+        xsum = np.asarray(indicator @ X).reshape(n_cl, n_per, -1)
+        return cls(
+            n=np.broadcast_to(np.bincount(cell, minlength=n_cl * n_per).reshape(n_cl, n_per),
+                              (*batch, n_cl, n_per)).astype(float),
+            xsum=np.broadcast_to(xsum, (*batch, *xsum.shape)).copy(),
+            ysum=ysum,
+            xtx=np.broadcast_to(X.T @ X, (*batch, X.shape[1], X.shape[1])).copy(),
+            xty=y @ X,
+            yty=np.sum(y * y, axis=-1),
+        )
+
+
+@dataclass(frozen=True)
+class PeriodFit:
+    """REML estimates; arrays have the batch shape of the sums (plus trailing dims).
+
+    Attributes
+    ----------
+    beta : ndarray, shape (..., p)
+        Fixed effects (GLS at the REML variance components).
+    vcov : ndarray, shape (..., p, p)
+        :math:`\\hat\\sigma^2 A^{-1}` (lme4's ``vcov``).
+    var_cluster, var_cluster_period, var_residual : ndarray, shape (...)
+        :math:`\\hat\\tau^2`, :math:`\\hat\\gamma^2`, :math:`\\hat\\sigma^2`.
+    ratios : ndarray, shape (..., 2)
+        :math:`(\\hat\\lambda_c, \\hat\\lambda_p)`.
+    icc, cac : ndarray, shape (...)
+        :math:`(\\tau^2 + \\gamma^2)/(\\tau^2 + \\gamma^2 + \\sigma^2)` and
+        :math:`\\tau^2/(\\tau^2 + \\gamma^2)` (NaN when both variances are 0).
+    reml_loglik : ndarray, shape (...)
+        Maximised REML log-likelihood on lme4's scale.
+    converged : ndarray of bool, shape (...)
+    boundary : ndarray of bool, shape (..., 2)
+        Cluster / cluster-period variance estimated as exactly 0 (lme4's singular fit).
+    n_obs, n_clusters : ndarray of int, shape (...)
+    """
+
+    beta: np.ndarray
+    vcov: np.ndarray
+    var_cluster: np.ndarray
+    var_cluster_period: np.ndarray
+    var_residual: np.ndarray
+    ratios: np.ndarray
+    icc: np.ndarray
+    cac: np.ndarray
+    reml_loglik: np.ndarray
+    converged: np.ndarray
+    boundary: np.ndarray
+    n_obs: np.ndarray
+    n_clusters: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Flat:
+    """Sums with one batch axis ``B``; ``stacked`` holds (t^2, s t, s s') per cluster-period."""
+
+    n: np.ndarray  # (B, J, T)
+    xsum: np.ndarray  # (B, J, T, p)
+    ysum: np.ndarray  # (B, J, T)
+    stacked: np.ndarray  # (B, J*T, 1 + p + p*p)
+    xtx: np.ndarray  # (B, p, p)
+    xty: np.ndarray  # (B, p)
+    yty: np.ndarray  # (B,)
+    dof: np.ndarray  # (B,)
+
+    def take(self, index: np.ndarray) -> _Flat:
+        return _Flat(**{k: getattr(self, k)[index] for k in self.__dataclass_fields__})
+
+
+def _flatten(sums: PeriodSums) -> _Flat:
+    n_cl, n_per = np.shape(sums.n)[-2:]
+    p = sums.n_params
+    n = np.asarray(sums.n, dtype=float).reshape(-1, n_cl, n_per)
+    xsum = np.asarray(sums.xsum, dtype=float).reshape(-1, n_cl, n_per, p)
+    ysum = np.asarray(sums.ysum, dtype=float).reshape(-1, n_cl, n_per)
+    s, t = xsum.reshape(-1, n_cl * n_per, p), ysum.reshape(-1, n_cl * n_per, 1)
+    stacked = np.concatenate(
+        [t**2, s * t, (s[..., :, None] * s[..., None, :]).reshape(*s.shape[:2], p * p)], axis=-1
+    )
+    return _Flat(
+        n=n,
+        xsum=xsum,
+        ysum=ysum,
+        stacked=stacked,
+        xtx=np.asarray(sums.xtx, dtype=float).reshape(-1, p, p),
+        xty=np.asarray(sums.xty, dtype=float).reshape(-1, p),
+        yty=np.asarray(sums.yty, dtype=float).reshape(-1),
+        dof=n.sum(axis=(1, 2)) - p,
+    )
+
+
+def _validate(flat: _Flat) -> None:
+    """Raise TrialstatsError for data the model cannot be fitted to (any replicate)."""
+    p = flat.xtx.shape[-1]
+    if not (np.all(np.isfinite(flat.stacked)) and np.all(np.isfinite(flat.xtx))):
+        raise TrialstatsError("The cluster-period sums contain non-finite values.")
+    if np.any(flat.dof <= 0):
+        raise TrialstatsError(f"{p} fixed-effect columns need more than {p} observations.")
+    scale = np.sqrt(np.diagonal(flat.xtx, axis1=-2, axis2=-1))
+    safe = np.where(scale > 0, scale, 1.0)
+    smallest = np.linalg.eigvalsh(flat.xtx / (safe[:, :, None] * safe[:, None, :]))[:, 0]
+    if np.any((scale == 0).any(axis=-1) | (smallest < _RANK_TOL)):
+        raise TrialstatsError(
+            "The fixed-effects design is rank deficient (a column is all zero or a linear "
+            "combination of others, e.g. a period in which no cluster is measured or a "
+            "treatment indicator aliased with the periods); drop or merge those columns."
+        )
+    measured = flat.n > 0
+    if np.any(measured.any(axis=2).sum(axis=1) < 2):
+        raise TrialstatsError("A random cluster intercept needs at least two clusters.")
+    if not np.all((flat.n >= 2).any(axis=(1, 2))):
+        raise TrialstatsError(
+            "Every cluster-period has a single patient, so the cluster-period and residual "
+            "variances cannot be separated."
+        )
+    if not np.all((measured.sum(axis=2) >= 2).any(axis=1)):
+        raise TrialstatsError(
+            "Every cluster is measured in a single period, so the cluster and cluster-period "
+            "variances cannot be separated."
+        )
+
+
+@dataclass(frozen=True)
+class _Base:
+    """Criterion pieces at variance ratios ``lam`` of shape (B, G, 2)."""
+
+    u: np.ndarray  # (B, G, J, T)
+    e: np.ndarray  # (B, G, J)
+    kappa: np.ndarray  # (B, G, J)
+    g: np.ndarray  # (B, G, J, p)
+    tau: np.ndarray  # (B, G, J)
+    a_inv: np.ndarray  # (B, G, p, p)
+    beta: np.ndarray  # (B, G, p)
+    q: np.ndarray  # (B, G)
+    criterion: np.ndarray  # (B, G)
+
+
+def _base(flat: _Flat, lam: np.ndarray) -> _Base:
+    n_rep, n_pts = lam.shape[:2]
+    p = flat.xtx.shape[-1]
+    lam_c, lam_p = lam[..., 0, None], lam[..., 1, None, None]  # (B, G, 1), (B, G, 1, 1)
+    n = flat.n[:, None]
+    u = 1.0 / (1.0 + lam_p * n)
+    total = (lam_p[..., 0] * u.reshape(n_rep, n_pts, -1)) @ flat.stacked
+    yy, xy, xx = total[..., 0], total[..., 1 : 1 + p], total[..., 1 + p :].reshape(-1, n_pts, p, p)
+    big_s = np.sum(n * u, axis=-1)
+    e = 1.0 / (1.0 + lam_c * big_s)
+    kappa = lam_c * e
+    g = np.einsum("bgjt,bjtp->bgjp", u, flat.xsum)
+    tau = np.einsum("bgjt,bjt->bgj", u, flat.ysum)
+    kg = kappa[..., None] * g
+    a = flat.xtx[:, None] - xx - np.einsum("bgjp,bgjq->bgpq", kg, g)
+    c = flat.xty[:, None] - xy - np.einsum("bgjp,bgj->bgp", kg, tau)
+    a_inv = np.linalg.inv(a)
+    beta = (a_inv @ c[..., None])[..., 0]
+    beta += (a_inv @ (c - (a @ beta[..., None])[..., 0])[..., None])[..., 0]  # one refinement
+    q = flat.yty[:, None] - yy - np.sum(kappa * tau**2, axis=-1) - np.sum(c * beta, axis=-1)
+    sign, logdet_a = np.linalg.slogdet(a)
+    logdet_v = np.log1p(lam_p * n).sum(axis=(-2, -1)) + np.log1p(lam_c * big_s).sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        crit = flat.dof[:, None] * np.log(q) + logdet_v + np.where(sign > 0, logdet_a, np.nan)
+    return _Base(u, e, kappa, g, tau, a_inv, beta, q, np.where(np.isfinite(crit), crit, np.inf))
+
+
+@dataclass(frozen=True)
+class _Derivatives:
+    """Per-cluster blocks and the criterion's gradient and Hessian at one point per replicate.
+
+    Random-effect column 0 is the cluster intercept, columns 1..T the cluster-periods.
+    """
+
+    base: _Base  # with G = 1 squeezed
+    m: np.ndarray  # (B, J, T+1, T+1)  Z'WZ
+    f: np.ndarray  # (B, J, T+1, p)    Z'WX
+    e_1: list  # [k] (B, p, p)       X'W G_k W X
+    e_2: list  # [k][l] (B, p, p)    X'W G_k W G_l W X
+    tr_wgwg: np.ndarray  # (B, 2, 2)
+    grad: np.ndarray  # (B, 2)
+    hess: np.ndarray  # (B, 2, 2)
+    r_g_r: np.ndarray  # (B, 2)       r'G_k r
+    r_gpg_r: np.ndarray  # (B, 2, 2)  r'G_k P G_l r
+    tr_pg: np.ndarray  # (B, 2)
+    tr_pgpg: np.ndarray  # (B, 2, 2)
+
+
+_BLOCKS = (slice(0, 1), slice(1, None))
+
+
+def _derivatives(flat: _Flat, lam: np.ndarray) -> _Derivatives:
+    """Gradient and Hessian of the criterion at ``lam`` of shape (B, 2)."""
+    b = _base(flat, lam[:, None, :])
+    u, e, kappa, g, tau = (x[:, 0] for x in (b.u, b.e, b.kappa, b.g, b.tau))
+    a_inv, beta, q = b.a_inv[:, 0], b.beta[:, 0], b.q[:, 0]
+    n_rep, n_cl, n_per = flat.n.shape
+    a = flat.n * u
+    m = np.empty((n_rep, n_cl, n_per + 1, n_per + 1))
+    m[..., 0, 0] = a.sum(axis=-1) * e
+    m[..., 0, 1:] = m[..., 1:, 0] = a * e[..., None]
+    m[..., 1:, 1:] = -kappa[..., None, None] * a[..., :, None] * a[..., None, :]
+    m[..., np.arange(1, n_per + 1), np.arange(1, n_per + 1)] += a
+    f = np.concatenate(
+        [(e[..., None] * g)[:, :, None], u[..., None] * flat.xsum - (kappa[..., None] * a)[..., None] * g[:, :, None]],
+        axis=2,
+    )
+    fy = np.concatenate([(e * tau)[..., None], u * flat.ysum - kappa[..., None] * a * tau[..., None]], axis=2)
+    rho = fy - np.einsum("bjkp,bp->bjk", f, beta)
+
+    e_1, h, r_g_r, tr_w = [], [], np.empty((n_rep, 2)), np.empty((n_rep, 2))
+    for k, bk in enumerate(_BLOCKS):
+        e_1.append(np.einsum("bjkp,bjkq->bpq", f[:, :, bk], f[:, :, bk]))
+        h.append(np.einsum("bjkp,bjk->bp", f[:, :, bk], rho[:, :, bk]))
+        r_g_r[:, k] = np.sum(rho[:, :, bk] ** 2, axis=(1, 2))
+        tr_w[:, k] = np.trace(m[:, :, bk, bk], axis1=-2, axis2=-1).sum(axis=1)
+    e_2 = [[None, None], [None, None]]
+    tr_wgwg, r_gwg_r = np.empty((n_rep, 2, 2)), np.empty((n_rep, 2, 2))
+    for k, bk in enumerate(_BLOCKS):
+        for j, bj in enumerate(_BLOCKS):
+            block = m[:, :, bk, bj]
+            e_2[k][j] = np.einsum("bjkp,bjkl,bjlq->bpq", f[:, :, bk], block, f[:, :, bj])
+            tr_wgwg[:, k, j] = np.sum(block**2, axis=(1, 2, 3))
+            r_gwg_r[:, k, j] = np.einsum("bjk,bjkl,bjl->b", rho[:, :, bk], block, rho[:, :, bj])
+
+    ae = [a_inv @ e_1[k] for k in range(2)]
+    tr_pg = tr_w - np.stack([np.trace(ae[k], axis1=-2, axis2=-1) for k in range(2)], axis=-1)
+    tr_pgpg = np.empty((n_rep, 2, 2))
+    r_gpg_r = np.empty((n_rep, 2, 2))
+    for k in range(2):
+        for j in range(2):
+            tr_pgpg[:, k, j] = (
+                tr_wgwg[:, k, j]
+                - 2.0 * np.trace(a_inv @ e_2[k][j], axis1=-2, axis2=-1)
+                + np.einsum("bpq,bqp->b", ae[k], ae[j])
+            )
+            r_gpg_r[:, k, j] = r_gwg_r[:, k, j] - np.einsum("bp,bpq,bq->b", h[k], a_inv, h[j])
+    dof = flat.dof[:, None]
+    grad = tr_pg - dof * r_g_r / q[:, None]
+    hess = (
+        dof[..., None] * (2.0 * r_gpg_r / q[:, None, None]
+                          - r_g_r[:, :, None] * r_g_r[:, None, :] / q[:, None, None] ** 2)
+        - tr_pgpg
+    )
+    squeezed = _Base(*(getattr(b, k)[:, 0] for k in _Base.__dataclass_fields__))
+    return _Derivatives(squeezed, m, f, e_1, e_2, tr_wgwg, grad, hess, r_g_r, r_gpg_r, tr_pg, tr_pgpg)
+
+
+def _newton_direction(grad: np.ndarray, hess: np.ndarray, fixed: np.ndarray):
+    """Newton step on the free coordinates, Hessian eigenvalues made positive; also whether
+    the (free) Hessian was positive definite."""
+    free = ~fixed
+    both = free[:, :, None] & free[:, None, :]
+    h = np.where(both, hess, 0.0) + np.eye(2) * fixed[:, None, :]
+    values, vectors = np.linalg.eigh(h)
+    positive = values[:, 0] > 0
+    floor = 1e-8 * np.max(np.abs(values), axis=-1, keepdims=True) + 1e-300
+    values = np.maximum(np.abs(values), floor)
+    g = np.where(free, grad, 0.0)
+    step = -np.einsum("bij,bj,bkj,bk->bi", vectors, 1.0 / values, vectors, g)
+    return np.where(free, step, 0.0), positive
+
+
+def _minimise(flat: _Flat, start: np.ndarray, xtol: float, max_iter: int):
+    """Projected Newton on lambda >= 0 from ``start`` (B, 2); returns lambda and converged."""
+    lam = start.copy()
+    converged = np.zeros(lam.shape[0], dtype=bool)
+    active = np.arange(lam.shape[0])
+    for _ in range(max_iter):
+        if active.size == 0:
+            break
+        sub = flat.take(active)
+        x = lam[active]
+        d = _derivatives(sub, x)
+        fixed = (x == 0) & (d.grad >= 0)
+        step, positive = _newton_direction(d.grad, d.hess, fixed)
+        decrement = -np.sum(d.grad * step, axis=-1)
+        target = np.maximum(x + step, 0.0)
+        small = np.all(np.abs(target - x) <= xtol * np.maximum(x, target), axis=-1)
+        trusted = positive & (decrement < _DECREMENT_TOL)
+        # Armijo backtracking on the projected path for the others
+        t = np.ones(active.size)
+        accept = trusted | small
+        for _ in range(60):
+            todo = np.flatnonzero(~accept)
+            if todo.size == 0:
+                break
+            trial = np.maximum(x[todo] + t[todo, None] * step[todo], 0.0)
+            value = _base(sub.take(todo), trial[:, None, :]).criterion[:, 0]
+            move = np.sum(d.grad[todo] * (trial - x[todo]), axis=-1)
+            ok = value <= d.base.criterion[todo] + 1e-4 * np.minimum(move, 0.0)
+            accept[todo[ok]] = True
+            target[todo[ok]] = trial[ok]
+            t[todo[~ok]] *= 0.5
+        stuck = ~accept  # no decrease found: at the optimum to rounding level or failing
+        lam[active] = np.where(stuck[:, None], x, target)
+        done = small | stuck | np.any(lam[active] > _LAMBDA_MAX, axis=-1)
+        converged[active[done]] = (small | (stuck & (decrement < 1e-6)))[done]
+        converged[active[done]] &= np.all(lam[active[done]] <= _LAMBDA_MAX, axis=-1)
+        active = active[~done]
+    return lam, converged
+
+
+def fit_period_reml(sums: PeriodSums, *, xtol: float = 1e-10, max_iter: int = 100) -> PeriodFit:
+    """Fit the cluster + cluster-period random-intercept model by REML, vectorised.
+
+    Parameters
+    ----------
+    sums : PeriodSums
+        Cluster-period sufficient statistics, batch shape ``S``.
+    xtol : float, default 1e-10
+        Stop when a Newton step changes each variance ratio by less than ``xtol`` relative.
+    max_iter : int, default 100
+        Iteration limit; replicates that hit it get ``converged=False``.
+
+    Returns
+    -------
+    PeriodFit
+        Arrays of batch shape ``S``.
+
+    Raises
+    ------
+    TrialstatsError
+        If the design is rank deficient, has no more observations than columns, fewer than two
+        clusters, or the variance components are not identifiable (see the module docstring).
+    """
+    batch = sums.batch_shape
+    flat = _flatten(sums)
+    _validate(flat)
+    n_rep = flat.n.shape[0]
+    grid = np.stack(np.meshgrid(_START, _START, indexing="ij"), axis=-1).reshape(-1, 2)
+    crit = _base(flat, np.broadcast_to(grid, (n_rep, *grid.shape))).criterion
+    lam, converged = _minimise(flat, grid[np.argmin(crit, axis=1)], xtol, max_iter)
+    final = _base(flat, lam[:, None, :])
+    s = final.q[:, 0] / flat.dof
+    total = lam.sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cac = lam[:, 0] / total
+    dof = flat.dof
+    crit = final.criterion[:, 0]
+    fit = PeriodFit(
+        beta=final.beta[:, 0],
+        vcov=s[:, None, None] * final.a_inv[:, 0],
+        var_cluster=lam[:, 0] * s,
+        var_cluster_period=lam[:, 1] * s,
+        var_residual=s,
+        ratios=lam,
+        icc=total / (1.0 + total),
+        cac=cac,
+        reml_loglik=-0.5 * (crit + dof * (1.0 + np.log(2.0 * np.pi / dof))),
+        converged=converged & np.isfinite(crit),
+        boundary=lam == 0,
+        n_obs=flat.n.sum(axis=(1, 2)).astype(np.int64),
+        n_clusters=np.sum(flat.n.sum(axis=2) > 0, axis=1),
+    )
+    return PeriodFit(
+        **{
+            k: getattr(fit, k).reshape((*batch, *getattr(fit, k).shape[1:]))[()]
+            for k in PeriodFit.__dataclass_fields__
+        }
+    )
