@@ -85,24 +85,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import optimize, sparse, stats
+from scipy import sparse
 
-from trialstats.analysis.inference import (
-    KenwardRoger,
-    kenward_roger_from_terms,
-    satterthwaite_from_hessian,
-)
 from trialstats.errors import TrialstatsError
 
 __all__ = [
     "PeriodFit",
     "PeriodSums",
-    "VarianceIntervals",
-    "exposure_time_columns",
+    "PeriodTerms",
     "fit_period_reml",
-    "kenward_roger_periods",
-    "satterthwaite_periods",
-    "variance_intervals",
+    "period_terms",
+    "profiled_criterion",
 ]
 
 # Start grid for each variance ratio (cluster, cluster-period).
@@ -215,8 +208,10 @@ class PeriodSums:
         ysum = np.asarray(indicator @ y_rows.T).T.reshape(*batch, n_cl, n_per)
         xsum = np.asarray(indicator @ X).reshape(n_cl, n_per, -1)
         return cls(
-            n=np.broadcast_to(np.bincount(cell, minlength=n_cl * n_per).reshape(n_cl, n_per),
-                              (*batch, n_cl, n_per)).astype(float),
+            n=np.broadcast_to(
+                np.bincount(cell, minlength=n_cl * n_per).reshape(n_cl, n_per),
+                (*batch, n_cl, n_per),
+            ).astype(float),
             xsum=np.broadcast_to(xsum, (*batch, *xsum.shape)).copy(),
             ysum=ysum,
             xtx=np.broadcast_to(X.T @ X, (*batch, X.shape[1], X.shape[1])).copy(),
@@ -378,13 +373,18 @@ def _base(flat: _Flat, lam: np.ndarray) -> _Base:
 
 
 @dataclass(frozen=True)
-class _Derivatives:
+class PeriodTerms:
     """Per-cluster blocks and the criterion's gradient and Hessian at one point per replicate.
 
-    Random-effect column 0 is the cluster intercept, columns 1..T the cluster-periods.
+    The batch dimensions are merged into one leading axis ``B``. Random-effect column 0 of
+    :math:`Z_i` is the cluster intercept, columns 1..T the cluster-periods; index ``k`` = 0 / 1
+    is the cluster / cluster-period variance (:math:`G_c`, :math:`G_p`). Notation as in the
+    module docstring.
     """
 
-    base: _Base  # with G = 1 squeezed
+    base: _Base  # criterion pieces, with the point axis squeezed
+    n_obs: np.ndarray  # (B,)
+    dof: np.ndarray  # (B,)  N - p
     m: np.ndarray  # (B, J, T+1, T+1)  Z'WZ
     f: np.ndarray  # (B, J, T+1, p)    Z'WX
     e_1: list  # [k] (B, p, p)       X'W G_k W X
@@ -401,7 +401,7 @@ class _Derivatives:
 _BLOCKS = (slice(0, 1), slice(1, None))
 
 
-def _derivatives(flat: _Flat, lam: np.ndarray) -> _Derivatives:
+def _derivatives(flat: _Flat, lam: np.ndarray) -> PeriodTerms:
     """Gradient and Hessian of the criterion at ``lam`` of shape (B, 2)."""
     b = _base(flat, lam[:, None, :])
     u, e, kappa, g, tau = (x[:, 0] for x in (b.u, b.e, b.kappa, b.g, b.tau))
@@ -414,10 +414,15 @@ def _derivatives(flat: _Flat, lam: np.ndarray) -> _Derivatives:
     m[..., 1:, 1:] = -kappa[..., None, None] * a[..., :, None] * a[..., None, :]
     m[..., np.arange(1, n_per + 1), np.arange(1, n_per + 1)] += a
     f = np.concatenate(
-        [(e[..., None] * g)[:, :, None], u[..., None] * flat.xsum - (kappa[..., None] * a)[..., None] * g[:, :, None]],
+        [
+            (e[..., None] * g)[:, :, None],
+            u[..., None] * flat.xsum - (kappa[..., None] * a)[..., None] * g[:, :, None],
+        ],
         axis=2,
     )
-    fy = np.concatenate([(e * tau)[..., None], u * flat.ysum - kappa[..., None] * a * tau[..., None]], axis=2)
+    fy = np.concatenate(
+        [(e * tau)[..., None], u * flat.ysum - kappa[..., None] * a * tau[..., None]], axis=2
+    )
     rho = fy - np.einsum("bjkp,bp->bjk", f, beta)
 
     e_1, h, r_g_r, tr_w = [], [], np.empty((n_rep, 2)), np.empty((n_rep, 2))
@@ -450,12 +455,30 @@ def _derivatives(flat: _Flat, lam: np.ndarray) -> _Derivatives:
     dof = flat.dof[:, None]
     grad = tr_pg - dof * r_g_r / q[:, None]
     hess = (
-        dof[..., None] * (2.0 * r_gpg_r / q[:, None, None]
-                          - r_g_r[:, :, None] * r_g_r[:, None, :] / q[:, None, None] ** 2)
+        dof[..., None]
+        * (
+            2.0 * r_gpg_r / q[:, None, None]
+            - r_g_r[:, :, None] * r_g_r[:, None, :] / q[:, None, None] ** 2
+        )
         - tr_pgpg
     )
     squeezed = _Base(*(getattr(b, k)[:, 0] for k in _Base.__dataclass_fields__))
-    return _Derivatives(squeezed, m, f, e_1, e_2, tr_wgwg, grad, hess, r_g_r, r_gpg_r, tr_pg, tr_pgpg)
+    return PeriodTerms(
+        squeezed,
+        flat.n.sum(axis=(1, 2)),
+        flat.dof,
+        m,
+        f,
+        e_1,
+        e_2,
+        tr_wgwg,
+        grad,
+        hess,
+        r_g_r,
+        r_gpg_r,
+        tr_pg,
+        tr_pgpg,
+    )
 
 
 def _newton_direction(grad: np.ndarray, hess: np.ndarray, fixed: np.ndarray):
@@ -571,3 +594,50 @@ def fit_period_reml(sums: PeriodSums, *, xtol: float = 1e-10, max_iter: int = 10
             for k in PeriodFit.__dataclass_fields__
         }
     )
+
+
+def period_terms(sums: PeriodSums, ratios: Any) -> PeriodTerms:
+    """Gradient, Hessian and per-cluster blocks of the profiled criterion at given ratios.
+
+    Parameters
+    ----------
+    sums : PeriodSums
+        Data, batch shape ``S``.
+    ratios : array_like, shape S + (2,)
+        :math:`(\\lambda_c, \\lambda_p) \\ge 0`, e.g. ``PeriodFit.ratios``.
+
+    Returns
+    -------
+    PeriodTerms
+        With the batch dimensions merged into one leading axis.
+    """
+    flat = _flatten(sums)
+    lam = np.asarray(ratios, dtype=float)
+    if lam.shape != (*sums.batch_shape, 2) or np.any(lam < 0) or not np.all(np.isfinite(lam)):
+        raise TrialstatsError(f"ratios must be finite, >= 0 and of shape {(*sums.batch_shape, 2)}.")
+    return _derivatives(flat, lam.reshape(-1, 2))
+
+
+def profiled_criterion(sums: PeriodSums, ratios: Any) -> np.ndarray:
+    """The profiled REML criterion :math:`f(\\lambda)` of the module docstring.
+
+    Parameters
+    ----------
+    sums : PeriodSums
+        Data, batch shape ``S``.
+    ratios : array_like, shape S + (G, 2)
+        ``G`` points :math:`(\\lambda_c, \\lambda_p)` per replicate.
+
+    Returns
+    -------
+    ndarray, shape S + (G,)
+        :math:`-2\\ell_R` less :math:`(N-p)\\{1 + \\log(2\\pi/(N-p))\\}`; ``inf`` where it
+        cannot be evaluated.
+    """
+    flat = _flatten(sums)
+    lam = np.asarray(ratios, dtype=float)
+    batch = sums.batch_shape
+    if lam.shape[:-2] != batch or lam.shape[-1] != 2 or lam.ndim != len(batch) + 2:
+        raise TrialstatsError(f"ratios of shape {lam.shape} do not fit batch shape {batch}.")
+    crit = _base(flat, lam.reshape(flat.n.shape[0], -1, 2)).criterion
+    return crit.reshape(lam.shape[:-1])
