@@ -24,6 +24,7 @@ from trialstats.errors import TrialstatsError
 from trialstats.power.simulate_periods import (
     exposure_time_columns,
     period_design,
+    simulate_period_patients,
     simulate_period_power,
     simulate_period_sums,
     stepped_wedge_treatment,
@@ -225,3 +226,22 @@ def test_refuses_designs_it_cannot_fit():
     with pytest.raises(TrialstatsError, match="df method"):
         simulate_period_power(CROSSOVER, 2, 5, icc=0.1, cac=0.5, effect=0, reps=2, seed=0,
                               df_method="z")
+
+
+def test_patient_level_trials_have_the_sums_layout():
+    treatment = stepped_wedge_treatment(3)
+    sizes = np.arange(1, 25).reshape(6, 4) % 5  # unequal, some cluster-periods empty
+    patients = simulate_period_patients(
+        treatment, 2, sizes, icc=0.1, cac=0.5, effect=0.3, rng=np.random.default_rng(5)
+    )
+    X = period_design(treatment)[patients["sequence"] - 1, patients["period"] - 1]
+    from_patients = PeriodSums.from_data(
+        patients["y"].to_numpy(), X, patients["cluster"].to_numpy(), patients["period"] - 1
+    )
+    drawn = simulate_period_sums(
+        treatment, 2, sizes, icc=0.1, cac=0.5, effect=0.3, seed=1, replicates=[0]
+    )
+    np.testing.assert_array_equal(from_patients.n, drawn.n[0])
+    np.testing.assert_allclose(from_patients.xsum, drawn.xsum[0], rtol=1e-15)
+    np.testing.assert_allclose(from_patients.xtx, drawn.xtx[0], rtol=1e-15)
+    np.testing.assert_array_equal(patients["treat"], X[:, 1])

@@ -42,6 +42,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
 from trialstats.analysis.period_inference import kenward_roger_periods, satterthwaite_periods
@@ -53,6 +54,7 @@ __all__ = [
     "PERIOD_DF_METHODS",
     "exposure_time_columns",
     "period_design",
+    "simulate_period_patients",
     "simulate_period_power",
     "simulate_period_sums",
     "stepped_wedge_treatment",
@@ -229,6 +231,53 @@ def simulate_period_sums(
         ).copy(),
         xty=np.einsum("rjt,jtp->rp", ysum, x),
         yty=np.sum(n * means**2, axis=(1, 2)) + within,
+    )
+
+
+def simulate_period_patients(
+    treatment: Any,
+    clusters_per_sequence: int,
+    cluster_size: Any,
+    *,
+    icc: float,
+    cac: float,
+    effect: float,
+    rng: np.random.Generator,
+) -> pd.DataFrame:
+    """One simulated trial at patient level, from the model of the module docstring.
+
+    Parameters
+    ----------
+    treatment, clusters_per_sequence, cluster_size, icc, cac, effect
+        As :func:`simulate_period_sums`.
+    rng : numpy.random.Generator
+        Source of the draws.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per patient: ``cluster`` (0-based), ``sequence`` and ``period`` (1-based),
+        ``treat`` (0/1) and ``y``; cluster-periods that are not measured have no rows.
+    """
+    design = np.asarray(treatment, dtype=float)
+    if not (0.0 <= icc < 1.0 and 0.0 <= cac <= 1.0):
+        raise TrialstatsError("Need 0 <= ICC < 1 and 0 <= CAC <= 1.")
+    n = _sizes(design, clusters_per_sequence, cluster_size).astype(int)
+    n_cl, n_per = n.shape
+    sd = np.sqrt([icc * cac, icc * (1.0 - cac), 1.0 - icc])
+    u = sd[0] * rng.standard_normal(n_cl)
+    v = sd[1] * rng.standard_normal((n_cl, n_per))
+    cluster, period = np.divmod(np.repeat(np.arange(n.size), n.ravel()), n_per)
+    treat = np.repeat(np.nan_to_num(design), clusters_per_sequence, axis=0)[cluster, period]
+    y = effect * treat + u[cluster] + v[cluster, period] + sd[2] * rng.standard_normal(n.sum())
+    return pd.DataFrame(
+        {
+            "cluster": cluster,
+            "sequence": cluster // clusters_per_sequence + 1,
+            "period": period + 1,
+            "treat": treat,
+            "y": y,
+        }
     )
 
 
