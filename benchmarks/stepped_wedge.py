@@ -79,8 +79,10 @@ def kernel_run(reps: int) -> tuple[float, float, dict]:
     result = simulate_period_power(TREATMENT, **SCENARIO, reps=reps, seed=SEED)
     total = time.perf_counter() - start
     sums = simulate_period_sums(TREATMENT, **SCENARIO, seed=SEED, replicates=range(reps))
+    icc, cac = SCENARIO["icc"], SCENARIO["cac"]
+    generating = np.array([icc * cac, icc * (1 - cac)]) / (1 - icc)  # as simulate_period_power
     start = time.perf_counter()
-    fit_period_reml(sums)
+    fit_period_reml(sums, start=generating)
     return total, time.perf_counter() - start, result
 
 

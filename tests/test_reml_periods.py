@@ -144,7 +144,7 @@ def test_replicates_are_fitted_independently_and_equivariantly():
     )
     fits = fit_period_reml(batch)
     one = fit_period_reml(single)
-    np.testing.assert_allclose(fits.beta[0], one.beta, rtol=1e-12)
+    np.testing.assert_allclose(fits.beta[0], one.beta, rtol=1e-9)  # X'y by gemm vs gemv
     # shifting y along a column of X moves only that coefficient
     np.testing.assert_allclose(fits.beta[1] - fits.beta[0], 1.5 * contrast, atol=1e-9)
     np.testing.assert_allclose(fits.ratios[1], fits.ratios[0], rtol=1e-7)
@@ -152,7 +152,7 @@ def test_replicates_are_fitted_independently_and_equivariantly():
     np.testing.assert_allclose(fits.var_residual[2], 4.0 * one.var_residual, rtol=1e-9)
     np.testing.assert_allclose(fits.var_cluster[2], 4.0 * one.var_cluster, rtol=1e-7)
     df = satterthwaite_periods(batch, fits, contrast)
-    np.testing.assert_allclose(df[0], satterthwaite_periods(single, one, contrast), rtol=1e-10)
+    np.testing.assert_allclose(df[0], satterthwaite_periods(single, one, contrast), rtol=1e-8)
 
 
 def _hussey_hughes_variance(treatment, clusters, var_mean, tau2):

@@ -153,19 +153,20 @@ def kenward_roger_periods(sums: PeriodSums, fit: PeriodFit, contrast: Any) -> Ke
     :math:`Q_{kl} = E_{kl}/s^3`, :math:`K_{kl} = \\mathrm{tr}(WG_kWG_l)/s^2`, and so on.
     """
     lam, s, L, d = _prepare(sums, fit, contrast)
-    n_per = d.m.shape[-1] - 1
+    m, f = d.blocks()
+    n_per = m.shape[-1] - 1
     lam_vec = np.concatenate([lam[:, :1], np.repeat(lam[:, 1:], n_per, axis=1)], axis=1)
-    lam_f = lam_vec[:, None, :, None] * d.f  # Lambda F, (B, J, T+1, p)
-    f2 = d.f - d.m @ lam_f  # Z'W^2 X
-    m_lam = d.m * lam_vec[:, None, None, :]  # M Lambda
-    m2 = d.m - m_lam @ d.m  # Z'W^2 Z
+    lam_f = lam_vec[:, None, :, None] * f  # Lambda F, (B, J, T+1, p)
+    f2 = f - m @ lam_f  # Z'W^2 X
+    m_lam = m * lam_vec[:, None, None, :]  # M Lambda
+    m2 = m - m_lam @ m  # Z'W^2 Z
     a = np.linalg.inv(d.base.a_inv)
-    xw2x = a - np.einsum("bjkp,bjkq->bpq", d.f, lam_f)
+    xw2x = a - np.einsum("bjkp,bjkq->bpq", f, lam_f)
     xw3x = xw2x - np.einsum("bjkp,bjkq->bpq", lam_f, f2)
     tr_w2 = d.n_obs - 2.0 * np.einsum("bjkk->b", m_lam) + np.einsum("bjkl,bjlk->b", m_lam, m_lam)
     s2, s3 = s[:, None, None] ** 2, s[:, None, None] ** 3
     P = [-d.e_1[0] / s2, -d.e_1[1] / s2, -xw2x / s2]
-    q_e = [np.einsum("bjkp,bjkq->bpq", d.f[:, :, bk], f2[:, :, bk]) / s3 for bk in _BLOCKS]
+    q_e = [np.einsum("bjkp,bjkq->bpq", f[:, :, bk], f2[:, :, bk]) / s3 for bk in _BLOCKS]
     Q = [[d.e_2[k][j] / s3 for j in range(2)] + [q_e[k]] for k in range(2)]
     Q.append([np.swapaxes(q_e[0], -1, -2), np.swapaxes(q_e[1], -1, -2), xw3x / s3])
     k_e = [np.trace(m2[:, :, bk, bk], axis1=-2, axis2=-1).sum(axis=1) / s**2 for bk in _BLOCKS]

@@ -377,26 +377,48 @@ class PeriodTerms:
     The batch dimensions are merged into one leading axis ``B``. Random-effect column 0 of
     :math:`Z_i` is the cluster intercept, columns 1..T the cluster-periods; index ``k`` = 0 / 1
     is the cluster / cluster-period variance (:math:`G_c`, :math:`G_p`). Notation as in the
-    module docstring.
+    module docstring; :math:`E_k = X^\\top W G_k W X`, :math:`E_{kl} = X^\\top W G_k W G_l W X`,
+    :math:`r = P y`.
     """
 
     base: _Base  # criterion pieces, with the point axis squeezed
     n_obs: np.ndarray  # (B,)
     dof: np.ndarray  # (B,)  N - p
-    m: np.ndarray  # (B, J, T+1, T+1)  Z'WZ
-    f: np.ndarray  # (B, J, T+1, p)    Z'WX
-    e_1: list  # [k] (B, p, p)       X'W G_k W X
-    e_2: list  # [k][l] (B, p, p)    X'W G_k W G_l W X
-    tr_wgwg: np.ndarray  # (B, 2, 2)
+    a: np.ndarray  # (B, J, T)  a_it = n_it u_it
+    f: list  # [F_c (B, J, 1, p), F_p (B, J, T, p)]: the two row blocks of Z_i'W_i X_i
+    e_1: list  # [k] (B, p, p)  E_k
+    e_2: list  # [k][l] (B, p, p)  E_kl
+    tr_wgwg: np.ndarray  # (B, 2, 2)  tr(W G_k W G_l)
     grad: np.ndarray  # (B, 2)
     hess: np.ndarray  # (B, 2, 2)
-    r_g_r: np.ndarray  # (B, 2)       r'G_k r
+    r_g_r: np.ndarray  # (B, 2)  r'G_k r
     r_gpg_r: np.ndarray  # (B, 2, 2)  r'G_k P G_l r
     tr_pg: np.ndarray  # (B, 2)
     tr_pgpg: np.ndarray  # (B, 2, 2)
 
+    def blocks(self) -> tuple[np.ndarray, np.ndarray]:
+        """:math:`M_i = Z_i^\\top W_i Z_i` (B, J, T+1, T+1) and :math:`F_i` (B, J, T+1, p)."""
+        a, e, kappa = self.a, self.base.e, self.base.kappa
+        n_per = a.shape[-1]
+        m = np.empty((*a.shape[:2], n_per + 1, n_per + 1))
+        m[..., 0, 0] = a.sum(axis=-1) * e
+        m[..., 0, 1:] = m[..., 1:, 0] = a * e[..., None]
+        m[..., 1:, 1:] = -kappa[..., None, None] * a[..., :, None] * a[..., None, :]
+        m[..., np.arange(1, n_per + 1), np.arange(1, n_per + 1)] += a
+        return m, np.concatenate(self.f, axis=2)
 
-_BLOCKS = (slice(0, 1), slice(1, None))
+
+def _m_times(a, e, kappa, big_s, block: int, rows: list) -> list:
+    """:math:`M_i` times a column block of rows ``rows`` = [cluster (B,J,1,...), periods
+    (B,J,T,...)], using :math:`M_{cc} = S e`, :math:`M_{cp} = e a^\\top`,
+    :math:`M_{pp} = \\mathrm{diag}(a) - \\kappa a a^\\top`; returns the two row blocks."""
+    extra = rows[0].ndim - 3  # trailing dims of the rows (p, or none for vectors)
+    a_, e_, k_, s_ = (x.reshape(x.shape + (1,) * extra) for x in (a, e, kappa, big_s))
+    if block == 0:
+        first = rows[0][:, :, 0]
+        return [(s_ * e_ * first)[:, :, None], a_ * (e_ * first)[:, :, None]]
+    weighted = np.sum(a_ * rows[1], axis=2)  # sum_t a_t row_t
+    return [(e_ * weighted)[:, :, None], a_ * rows[1] - (k_ * weighted)[:, :, None] * a_]
 
 
 def _derivatives(flat: _Flat, lam: np.ndarray) -> PeriodTerms:
@@ -405,46 +427,39 @@ def _derivatives(flat: _Flat, lam: np.ndarray) -> PeriodTerms:
     u, e, kappa, g, tau = (x[:, 0] for x in (b.u, b.e, b.kappa, b.g, b.tau))
     a_inv, beta, q = b.a_inv[:, 0], b.beta[:, 0], b.q[:, 0]
     n_rep, n_cl, n_per = flat.n.shape
+    p = beta.shape[-1]
     a = flat.n * u
-    m = np.empty((n_rep, n_cl, n_per + 1, n_per + 1))
-    m[..., 0, 0] = a.sum(axis=-1) * e
-    m[..., 0, 1:] = m[..., 1:, 0] = a * e[..., None]
-    m[..., 1:, 1:] = -kappa[..., None, None] * a[..., :, None] * a[..., None, :]
-    m[..., np.arange(1, n_per + 1), np.arange(1, n_per + 1)] += a
-    f = np.concatenate(
-        [
-            (e[..., None] * g)[:, :, None],
-            u[..., None] * flat.xsum - (kappa[..., None] * a)[..., None] * g[:, :, None],
-        ],
-        axis=2,
-    )
-    fy = np.concatenate(
-        [(e * tau)[..., None], u * flat.ysum - kappa[..., None] * a * tau[..., None]], axis=2
-    )
-    rho = fy - (f @ beta[:, None, :, None])[..., 0]
+    big_s = a.sum(axis=-1)
+    ka = kappa[..., None] * a
+    f = [(e[..., None] * g)[:, :, None], u[..., None] * flat.xsum - ka[..., None] * g[:, :, None]]
+    fitted = (f[1].reshape(n_rep, -1, p) @ beta[:, :, None]).reshape(n_rep, n_cl, n_per)
+    rho = [
+        (e * tau - np.sum(f[0][:, :, 0] * beta[:, None], axis=-1))[:, :, None],
+        u * flat.ysum - ka * tau[..., None] - fitted,
+    ]
 
     def gram(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-        """sum over clusters of left_j' right_j: (B, J, r, p), (B, J, r, q) -> (B, p, q)."""
+        """Sum over clusters of left_i' right_i: (B, J, r, p), (B, J, r, q) -> (B, p, q)."""
         flat_left = left.reshape(n_rep, -1, left.shape[-1])
         return np.swapaxes(flat_left, 1, 2) @ right.reshape(n_rep, -1, right.shape[-1])
 
-    fb = [f[:, :, bk] for bk in _BLOCKS]
-    rb = [rho[:, :, bk] for bk in _BLOCKS]
-    e_1 = [gram(fb[k], fb[k]) for k in range(2)]
-    h = [gram(fb[k], rb[k][..., None])[..., 0] for k in range(2)]
-    r_g_r = np.stack([np.sum(rb[k] ** 2, axis=(1, 2)) for k in range(2)], axis=-1)
-    tr_w = np.stack(
-        [np.trace(m[:, :, bk, bk], axis1=-2, axis2=-1).sum(axis=1) for bk in _BLOCKS], axis=-1
-    )
+    e_1 = [gram(f[k], f[k]) for k in range(2)]
+    h = [gram(f[k], rho[k][..., None])[..., 0] for k in range(2)]
+    r_g_r = np.stack([np.sum(rho[k] ** 2, axis=(1, 2)) for k in range(2)], axis=-1)
+    a2 = np.sum(a**2, axis=-1)
+    tr_w = np.stack([np.sum(big_s * e, axis=-1), np.sum(big_s - kappa * a2, axis=-1)], axis=-1)
+    tr_wgwg = np.empty((n_rep, 2, 2))
+    tr_wgwg[:, 0, 0] = np.sum((big_s * e) ** 2, axis=-1)
+    tr_wgwg[:, 0, 1] = tr_wgwg[:, 1, 0] = np.sum(e**2 * a2, axis=-1)
+    tr_wgwg[:, 1, 1] = np.sum(a2 - 2.0 * kappa * np.sum(a**3, axis=-1) + kappa**2 * a2**2, axis=-1)
     e_2 = [[None, None], [None, None]]
-    tr_wgwg, r_gwg_r = np.empty((n_rep, 2, 2)), np.empty((n_rep, 2, 2))
-    for j, bj in enumerate(_BLOCKS):
-        mf = m[:, :, :, bj] @ fb[j]  # M[:, bj] F_bj, (B, J, T+1, p)
-        mr = (m[:, :, :, bj] @ rb[j][..., None])[..., 0]
-        for k, bk in enumerate(_BLOCKS):
-            e_2[k][j] = gram(fb[k], mf[:, :, bk])
-            tr_wgwg[:, k, j] = np.sum(m[:, :, bk, bj] ** 2, axis=(1, 2, 3))
-            r_gwg_r[:, k, j] = np.sum(rb[k] * mr[:, :, bk], axis=(1, 2))
+    r_gwg_r = np.empty((n_rep, 2, 2))
+    for j in range(2):
+        mf = _m_times(a, e, kappa, big_s, j, f)
+        mr = _m_times(a, e, kappa, big_s, j, rho)
+        for k in range(2):
+            e_2[k][j] = gram(f[k], mf[k])
+            r_gwg_r[:, k, j] = np.sum(rho[k] * mr[k], axis=(1, 2))
 
     ae = [a_inv @ e_1[k] for k in range(2)]
     ah = [(a_inv @ h[k][..., None])[..., 0] for k in range(2)]
@@ -474,7 +489,7 @@ def _derivatives(flat: _Flat, lam: np.ndarray) -> PeriodTerms:
         squeezed,
         flat.n.sum(axis=(1, 2)),
         flat.dof,
-        m,
+        a,
         f,
         e_1,
         e_2,
@@ -545,13 +560,22 @@ def _minimise(flat: _Flat, start: np.ndarray, xtol: float, max_iter: int):
     return lam, converged
 
 
-def fit_period_reml(sums: PeriodSums, *, xtol: float = 1e-10, max_iter: int = 100) -> PeriodFit:
+def fit_period_reml(
+    sums: PeriodSums,
+    *,
+    start: Any = None,
+    xtol: float = 1e-10,
+    max_iter: int = 100,
+) -> PeriodFit:
     """Fit the cluster + cluster-period random-intercept model by REML, vectorised.
 
     Parameters
     ----------
     sums : PeriodSums
         Cluster-period sufficient statistics, batch shape ``S``.
+    start : array_like, shape (2,), optional
+        Extra start :math:`(\\lambda_c, \\lambda_p)` evaluated with the start grid (the best
+        point starts the Newton iteration), e.g. the generating values in a simulation.
     xtol : float, default 1e-10
         Stop when a Newton step changes each variance ratio by less than ``xtol`` relative.
     max_iter : int, default 100
@@ -573,6 +597,11 @@ def fit_period_reml(sums: PeriodSums, *, xtol: float = 1e-10, max_iter: int = 10
     _validate(flat)
     n_rep = flat.n.shape[0]
     grid = np.stack(np.meshgrid(_START, _START, indexing="ij"), axis=-1).reshape(-1, 2)
+    if start is not None:
+        extra = np.asarray(start, dtype=float)
+        if extra.shape != (2,) or np.any(extra < 0) or not np.all(np.isfinite(extra)):
+            raise TrialstatsError("start must be two finite, non-negative variance ratios.")
+        grid = np.vstack([extra, grid])
     crit = _base(flat, np.broadcast_to(grid, (n_rep, *grid.shape))).criterion
     lam, converged = _minimise(flat, grid[np.argmin(crit, axis=1)], xtol, max_iter)
     final = _base(flat, lam[:, None, :])

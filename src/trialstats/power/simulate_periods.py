@@ -24,7 +24,8 @@ m_{it})`, independent of the pooled within-cluster-period sum of squares
 Analysis
 --------
 ``lmer(y ~ treat + factor(period) + (1 | cluster) + (1 | cluster:period))`` by the exact REML
-kernel of :mod:`trialstats.analysis.reml_periods`, vectorised over replicates, and a two-sided
+kernel of :mod:`trialstats.analysis.reml_periods`, vectorised over replicates (the generating
+variance ratios join the kernel's start grid), and a two-sided
 t test of the treatment effect with Satterthwaite, Kenward-Roger or between-within df
 (:math:`J - p`, clusters minus the rank of intercept, periods and treatment, as SteppedPower).
 Type I error comes from the same fits: the treatment indicator is a column of the design, so
@@ -331,6 +332,7 @@ def simulate_period_power(
     if reps < 2 or not 0.0 < alpha < 1.0 or batch_size < 1:
         raise TrialstatsError("Need reps >= 2, 0 < alpha < 1 and batch_size >= 1.")
     design = np.asarray(treatment, dtype=float)
+    generating = np.array([icc * cac, icc * (1.0 - cac)]) / (1.0 - icc)  # (lambda_c, lambda_p)
     kept = np.empty((reps, 3))  # estimate, se, df
     flags = np.empty((reps, 3), dtype=bool)  # converged, boundary cluster, boundary period
     for start in range(0, reps, batch_size):
@@ -346,7 +348,7 @@ def simulate_period_power(
             replicates=batch,
             scenario=scenario,
         )
-        fit = fit_period_reml(sums)
+        fit = fit_period_reml(sums, start=generating)
         L = np.eye(sums.n_params)[1]
         se = np.sqrt(fit.vcov[:, 1, 1])
         if df_method == "satterthwaite":
