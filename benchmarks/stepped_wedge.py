@@ -162,7 +162,7 @@ def main() -> None:
               f"(lmer at its default tolerance): {rel:.1e}")
     excess = ours["loglik"] - theirs["loglik"]
     print(f"REML log-likelihood, trialstats minus lmer: min {excess.min():.1e}, "
-          f"max {excess.max():.1e} (>= 0: the kernel's optimum is at least as high)")
+          f"max {excess.max():.1e} (>= 0 up to rounding: the kernel's optimum is at least as high)")
 
 
 if __name__ == "__main__":

@@ -245,3 +245,18 @@ def test_patient_level_trials_have_the_sums_layout():
     np.testing.assert_allclose(from_patients.xsum, drawn.xsum[0], rtol=1e-15)
     np.testing.assert_allclose(from_patients.xtx, drawn.xtx[0], rtol=1e-15)
     np.testing.assert_array_equal(patients["treat"], X[:, 1])
+
+
+def test_both_variances_at_zero_is_ordinary_least_squares():
+    sums = simulate_period_sums(
+        CROSSOVER, 3, 4, icc=0.0, cac=0.5, effect=0.0, seed=11, replicates=range(200)
+    )
+    fit = fit_period_reml(sums)
+    both = np.flatnonzero(fit.boundary.all(axis=-1))
+    assert both.size > 0 and fit.converged.all()
+    for r in both:
+        beta = np.linalg.solve(sums.xtx[r], sums.xty[r])
+        rss = sums.yty[r] - beta @ sums.xty[r]
+        np.testing.assert_allclose(fit.beta[r], beta, rtol=1e-10, atol=1e-12)
+        assert fit.var_residual[r] == pytest.approx(rss / (sums.n[r].sum() - 5), rel=1e-12)
+        assert fit.icc[r] == 0 and np.isnan(fit.cac[r])

@@ -124,6 +124,20 @@ def satterthwaite_periods(sums: PeriodSums, fit: PeriodFit, contrast: Any) -> np
     return np.reshape(df, sums.batch_shape)[()]
 
 
+def _cluster_blocks(terms: PeriodTerms) -> tuple[np.ndarray, np.ndarray]:
+    """:math:`M_i = Z_i^\\top W_i Z_i` (B, J, T+1, T+1) and :math:`F_i = Z_i^\\top W_i X_i`
+    (B, J, T+1, p), from :math:`M_{cc} = S e`, :math:`M_{cp} = e a^\\top`,
+    :math:`M_{pp} = \\mathrm{diag}(a) - \\kappa a a^\\top` (module docstring of the kernel)."""
+    a, e, kappa = terms.a, terms.base.e, terms.base.kappa
+    n_per = a.shape[-1]
+    m = np.empty((*a.shape[:2], n_per + 1, n_per + 1))
+    m[..., 0, 0] = a.sum(axis=-1) * e
+    m[..., 0, 1:] = m[..., 1:, 0] = a * e[..., None]
+    m[..., 1:, 1:] = -kappa[..., None, None] * a[..., :, None] * a[..., None, :]
+    m[..., np.arange(1, n_per + 1), np.arange(1, n_per + 1)] += a
+    return m, np.concatenate(terms.f, axis=2)
+
+
 def kenward_roger_periods(sums: PeriodSums, fit: PeriodFit, contrast: Any) -> KenwardRoger:
     """Kenward-Roger adjusted covariance, SE and df for :math:`L^\\top\\beta` (as pbkrtest).
 
@@ -153,7 +167,7 @@ def kenward_roger_periods(sums: PeriodSums, fit: PeriodFit, contrast: Any) -> Ke
     :math:`Q_{kl} = E_{kl}/s^3`, :math:`K_{kl} = \\mathrm{tr}(WG_kWG_l)/s^2`, and so on.
     """
     lam, s, L, d = _prepare(sums, fit, contrast)
-    m, f = d.blocks()
+    m, f = _cluster_blocks(d)
     n_per = m.shape[-1] - 1
     lam_vec = np.concatenate([lam[:, :1], np.repeat(lam[:, 1:], n_per, axis=1)], axis=1)
     lam_f = lam_vec[:, None, :, None] * f  # Lambda F, (B, J, T+1, p)
@@ -163,7 +177,8 @@ def kenward_roger_periods(sums: PeriodSums, fit: PeriodFit, contrast: Any) -> Ke
     a = np.linalg.inv(d.base.a_inv)
     xw2x = a - np.einsum("bjkp,bjkq->bpq", f, lam_f)
     xw3x = xw2x - np.einsum("bjkp,bjkq->bpq", lam_f, f2)
-    tr_w2 = d.n_obs - 2.0 * np.einsum("bjkk->b", m_lam) + np.einsum("bjkl,bjlk->b", m_lam, m_lam)
+    n_obs = np.asarray(fit.n_obs, dtype=float).reshape(-1)
+    tr_w2 = n_obs - 2.0 * np.einsum("bjkk->b", m_lam) + np.einsum("bjkl,bjlk->b", m_lam, m_lam)
     s2, s3 = s[:, None, None] ** 2, s[:, None, None] ** 3
     P = [-d.e_1[0] / s2, -d.e_1[1] / s2, -xw2x / s2]
     q_e = [np.einsum("bjkp,bjkq->bpq", f[:, :, bk], f2[:, :, bk]) / s3 for bk in _BLOCKS]

@@ -47,34 +47,29 @@ is lme4's REML deviance less :math:`(N-p)\{1 + \log(2\pi/(N-p))\}` (Bates et al.
 
 Derivatives
 -----------
-Write :math:`Z_i = [1, \text{period indicators}]` (the :math:`T + 1` random-effect columns of
-cluster :math:`i`, :math:`G_c = Z_c Z_c^\top`, :math:`G_p = Z_p Z_p^\top`), :math:`W = V^{-1}`,
-:math:`P = W - W X A^{-1} X^\top W` and :math:`r = P y`. The blocks
-:math:`M_i = Z_i^\top W_i Z_i`, :math:`F_i = Z_i^\top W_i X_i` and
-:math:`\rho_i = Z_i^\top W_i (y_i - X_i \hat\beta)` are closed forms in the quantities above
-(for example :math:`Z_p^\top W Z_p = \mathrm{diag}(a) - \kappa a a^\top`), and
+With :math:`Z_i = [1, \text{period indicators}]` (:math:`G_c = Z_c Z_c^\top`,
+:math:`G_p = Z_p Z_p^\top`), :math:`W = V^{-1}`, :math:`P = W - W X A^{-1} X^\top W`,
+:math:`r = P y`, the blocks :math:`Z_i^\top W_i Z_i`, :math:`Z_i^\top W_i X_i`,
+:math:`Z_i^\top W_i r_i` are closed forms in the quantities above (e.g.
+:math:`Z_p^\top W Z_p = \mathrm{diag}(a) - \kappa a a^\top`), so that the exact
 
 .. math::
 
-    \partial_k f = \mathrm{tr}(P G_k) - (N-p)\, r^\top G_k r / q, \qquad
+    \partial_k f = \mathrm{tr}(P G_k) - (N-p)\, r^\top G_k r / q, \quad
     \partial_{kl} f = (N-p)\{2 r^\top G_k P G_l r / q - r^\top G_k r\, r^\top G_l r / q^2\}
-        - \mathrm{tr}(P G_k P G_l),
+        - \mathrm{tr}(P G_k P G_l)
 
-each trace a sum over clusters of products of :math:`M_i, F_i, \rho_i` (see
-:func:`_derivatives`).
+are sums over clusters (:func:`_derivatives`).
 
 Optimisation
 ------------
-For every replicate at once: the criterion on a 3 x 3 grid of :math:`\lambda \in
-\{0, 0.02, 0.2\}^2` gives the start, then projected Newton steps on :math:`\lambda \ge 0`
-with the analytic Hessian (eigenvalues made positive where it is not), an Armijo
-backtracking line search, and a coordinate held at 0 while its derivative there is
-non-negative (so boundary fits, either variance or both at 0, are exact: lme4's singular
-fits). Iteration stops when the step is below ``xtol`` relative to :math:`\lambda`.
-
-Satterthwaite and Kenward-Roger df and the ICC and CAC intervals are in
-:mod:`trialstats.analysis.period_inference`; simulated trials in
-:mod:`trialstats.power.simulate_periods`.
+For all replicates at once: the best point of the grid :math:`\lambda \in \{0, 0.02, 0.2\}^2`
+starts projected Newton steps on :math:`\lambda \ge 0` (analytic Hessian, eigenvalues made
+positive; Armijo backtracking), a coordinate held at 0 while its derivative there is
+non-negative, so boundary fits (either or both variances 0, lme4's singular fits) are exact.
+Iteration stops when the step is below ``xtol`` relative to :math:`\lambda`. Satterthwaite and
+Kenward-Roger df and ICC / CAC intervals: :mod:`trialstats.analysis.period_inference`;
+simulated trials: :mod:`trialstats.power.simulate_periods`.
 """
 
 from __future__ import annotations
@@ -134,14 +129,12 @@ class PeriodSums:
         if len(shape) < 2:
             raise TrialstatsError("PeriodSums.n must have cluster and period dimensions.")
         batch, p = shape[:-2], np.shape(self.xsum)[-1]
-        expected = {
-            "xsum": (*shape, p),
-            "ysum": shape,
-            "xtx": (*batch, p, p),
-            "xty": (*batch, p),
-            "yty": batch,
-        }
-        for name, want in expected.items():
+        expected = zip(
+            ("xsum", "ysum", "xtx", "xty", "yty"),
+            ((*shape, p), shape, (*batch, p, p), (*batch, p), batch),
+            strict=True,
+        )
+        for name, want in expected:
             if np.shape(getattr(self, name)) != want:
                 raise TrialstatsError(
                     f"PeriodSums.{name} has shape {np.shape(getattr(self, name))}, expected {want}."
@@ -182,17 +175,14 @@ class PeriodSums:
         n_clusters, n_periods : int, optional
             ``J`` and ``T``; default to the largest code plus one.
         """
-        y = np.asarray(y, dtype=float)
-        X = np.asarray(X, dtype=float)
+        y, X = np.asarray(y, dtype=float), np.asarray(X, dtype=float)
         cluster, period = np.asarray(cluster_codes), np.asarray(period_codes)
         n_obs = X.shape[0] if X.ndim == 2 else -1
-        if X.ndim != 2 or y.shape[-1:] != (n_obs,) or cluster.shape != (n_obs,) != period.shape:
+        if X.ndim != 2 or not y.shape[-1:] == cluster.shape == period.shape == (n_obs,):
             raise TrialstatsError("Need y (..., N), X (N, p) and cluster and period codes (N,).")
-        if period.shape != (n_obs,):
-            raise TrialstatsError("period_codes must have one entry per row of X.")
-        for name, codes in (("cluster_codes", cluster), ("period_codes", period)):
+        for codes in (cluster, period):
             if not np.issubdtype(codes.dtype, np.integer) or (n_obs and codes.min() < 0):
-                raise TrialstatsError(f"{name} must be non-negative integers.")
+                raise TrialstatsError("Cluster and period codes must be non-negative integers.")
         if not (np.all(np.isfinite(y)) and np.all(np.isfinite(X))):
             raise TrialstatsError("y and X must be finite (drop incomplete rows before fitting).")
         n_cl = max(int(cluster.max()) + 1 if n_obs else 0, n_clusters or 0)
@@ -277,18 +267,12 @@ class _Flat:
 def _flatten(sums: PeriodSums) -> _Flat:
     n_cl, n_per = np.shape(sums.n)[-2:]
     p = sums.n_params
-    n = np.asarray(sums.n, dtype=float).reshape(-1, n_cl, n_per)
-    xsum = np.asarray(sums.xsum, dtype=float).reshape(-1, n_cl, n_per, p)
-    ysum = np.asarray(sums.ysum, dtype=float).reshape(-1, n_cl, n_per)
-    return _Flat(
-        n=n,
-        xsum=xsum,
-        ysum=ysum,
-        xtx=np.asarray(sums.xtx, dtype=float).reshape(-1, p, p),
-        xty=np.asarray(sums.xty, dtype=float).reshape(-1, p),
-        yty=np.asarray(sums.yty, dtype=float).reshape(-1),
-        dof=n.sum(axis=(1, 2)) - p,
-    )
+    tails = {"n": (n_cl, n_per), "xsum": (n_cl, n_per, p), "ysum": (n_cl, n_per)}
+    tails.update(xtx=(p, p), xty=(p,), yty=())
+    arrays = {
+        k: np.asarray(getattr(sums, k), dtype=float).reshape(-1, *t) for k, t in tails.items()
+    }
+    return _Flat(**arrays, dof=arrays["n"].sum(axis=(1, 2)) - p)
 
 
 def _validate(flat: _Flat) -> None:
@@ -382,7 +366,6 @@ class PeriodTerms:
     """
 
     base: _Base  # criterion pieces, with the point axis squeezed
-    n_obs: np.ndarray  # (B,)
     dof: np.ndarray  # (B,)  N - p
     a: np.ndarray  # (B, J, T)  a_it = n_it u_it
     f: list  # [F_c (B, J, 1, p), F_p (B, J, T, p)]: the two row blocks of Z_i'W_i X_i
@@ -395,17 +378,6 @@ class PeriodTerms:
     r_gpg_r: np.ndarray  # (B, 2, 2)  r'G_k P G_l r
     tr_pg: np.ndarray  # (B, 2)
     tr_pgpg: np.ndarray  # (B, 2, 2)
-
-    def blocks(self) -> tuple[np.ndarray, np.ndarray]:
-        """:math:`M_i = Z_i^\\top W_i Z_i` (B, J, T+1, T+1) and :math:`F_i` (B, J, T+1, p)."""
-        a, e, kappa = self.a, self.base.e, self.base.kappa
-        n_per = a.shape[-1]
-        m = np.empty((*a.shape[:2], n_per + 1, n_per + 1))
-        m[..., 0, 0] = a.sum(axis=-1) * e
-        m[..., 0, 1:] = m[..., 1:, 0] = a * e[..., None]
-        m[..., 1:, 1:] = -kappa[..., None, None] * a[..., :, None] * a[..., None, :]
-        m[..., np.arange(1, n_per + 1), np.arange(1, n_per + 1)] += a
-        return m, np.concatenate(self.f, axis=2)
 
 
 def _m_times(a, e, kappa, big_s, block: int, rows: list) -> list:
@@ -486,20 +458,7 @@ def _derivatives(flat: _Flat, lam: np.ndarray) -> PeriodTerms:
     )
     squeezed = _Base(*(getattr(b, k)[:, 0] for k in _Base.__dataclass_fields__))
     return PeriodTerms(
-        squeezed,
-        flat.n.sum(axis=(1, 2)),
-        flat.dof,
-        a,
-        f,
-        e_1,
-        e_2,
-        tr_wgwg,
-        grad,
-        hess,
-        r_g_r,
-        r_gpg_r,
-        tr_pg,
-        tr_pgpg,
+        squeezed, flat.dof, a, f, e_1, e_2, tr_wgwg, grad, hess, r_g_r, r_gpg_r, tr_pg, tr_pgpg
     )
 
 
@@ -609,8 +568,7 @@ def fit_period_reml(
     total = lam.sum(axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         cac = lam[:, 0] / total
-    dof = flat.dof
-    crit = final.criterion[:, 0]
+    dof, crit = flat.dof, final.criterion[:, 0]
     fit = PeriodFit(
         beta=final.beta[:, 0],
         vcov=s[:, None, None] * final.a_inv[:, 0],
@@ -649,11 +607,10 @@ def period_terms(sums: PeriodSums, ratios: Any) -> PeriodTerms:
     PeriodTerms
         With the batch dimensions merged into one leading axis.
     """
-    flat = _flatten(sums)
     lam = np.asarray(ratios, dtype=float)
     if lam.shape != (*sums.batch_shape, 2) or np.any(lam < 0) or not np.all(np.isfinite(lam)):
         raise TrialstatsError(f"ratios must be finite, >= 0 and of shape {(*sums.batch_shape, 2)}.")
-    return _derivatives(flat, lam.reshape(-1, 2))
+    return _derivatives(_flatten(sums), lam.reshape(-1, 2))
 
 
 def profiled_criterion(sums: PeriodSums, ratios: Any) -> np.ndarray:
