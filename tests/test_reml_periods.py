@@ -260,3 +260,13 @@ def test_both_variances_at_zero_is_ordinary_least_squares():
         np.testing.assert_allclose(fit.beta[r], beta, rtol=1e-10, atol=1e-12)
         assert fit.var_residual[r] == pytest.approx(rss / (sums.n[r].sum() - 5), rel=1e-12)
         assert fit.icc[r] == 0 and np.isnan(fit.cac[r])
+
+
+def test_from_data_pads_and_checks_slots():
+    y, X = np.arange(8.0), np.ones((8, 1))
+    cluster, period = np.repeat([0, 1], 4), np.tile([0, 1], 4)
+    padded = PeriodSums.from_data(y, X, cluster, period, n_clusters=3, n_periods=4)
+    assert padded.n.shape == (3, 4) and padded.n[2].sum() == 0 and padded.n[:, 2:].sum() == 0
+    np.testing.assert_array_equal(padded.ysum[:2, :2], [[2.0, 4.0], [10.0, 12.0]])
+    with pytest.raises(TrialstatsError, match="largest code"):
+        PeriodSums.from_data(y, X, cluster, period, n_clusters=1)

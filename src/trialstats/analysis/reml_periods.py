@@ -185,8 +185,10 @@ class PeriodSums:
                 raise TrialstatsError("Cluster and period codes must be non-negative integers.")
         if not (np.all(np.isfinite(y)) and np.all(np.isfinite(X))):
             raise TrialstatsError("y and X must be finite (drop incomplete rows before fitting).")
-        n_cl = max(int(cluster.max()) + 1 if n_obs else 0, n_clusters or 0)
-        n_per = max(int(period.max()) + 1 if n_obs else 0, n_periods or 0)
+        n_cl, n_per = (int(codes.max()) + 1 if n_obs else 0 for codes in (cluster, period))
+        if (n_clusters or n_cl) < n_cl or (n_periods or n_per) < n_per:
+            raise TrialstatsError("n_clusters / n_periods are below the largest code plus one.")
+        n_cl, n_per = n_clusters or n_cl, n_periods or n_per
         cell = cluster * n_per + period
         indicator = sparse.csr_matrix(
             (np.ones(n_obs), (cell, np.arange(n_obs))), shape=(n_cl * n_per, n_obs)

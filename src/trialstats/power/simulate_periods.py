@@ -357,7 +357,7 @@ def simulate_period_power(
             kr = kenward_roger_periods(sums, fit, L)
             df, se = kr.df, kr.se
         else:
-            df = np.full(len(batch), float(fit.n_clusters[0] - sums.n_params))
+            df = (fit.n_clusters - sums.n_params).astype(float)
         kept[batch.start : batch.stop] = np.column_stack([fit.beta[:, 1], se, df])
         flags[batch.start : batch.stop] = np.column_stack([fit.converged, fit.boundary])
     estimate, se, df = kept.T
