@@ -54,7 +54,9 @@ __all__ = [
     "between_within_df",
     "contrast_test",
     "kenward_roger",
+    "kenward_roger_from_terms",
     "satterthwaite_df",
+    "satterthwaite_from_hessian",
 ]
 
 DF_METHODS = ("residual", "between-within", "satterthwaite", "kenward-roger")
@@ -207,14 +209,38 @@ def satterthwaite_df(data: Any, fit: RemlFit, contrast: Any) -> np.ndarray:
     hessian[..., 0, 0] = 2.0 * d_g + 4.0 * gamma * d_gg
     hessian[..., 0, 1] = hessian[..., 1, 0] = 4.0 * theta * sigma * d_gs
     hessian[..., 1, 1] = 2.0 * d_s + 4.0 * s * d_ss
-    vcov_varpar = 2.0 * _sym_inverse(hessian, _LMERTEST_EIGEN_TOL)
 
     u = np.einsum("...kl,...l->...k", terms.a_inv, L)
     var_contrast = s * np.sum(u * L, axis=-1)
     grad = np.stack(
         [2.0 * theta * s * _quad(u, -terms.d_a), 2.0 * sigma * np.sum(u * L, axis=-1)], axis=-1
     )
-    return (2.0 * var_contrast**2 / _quad(grad, vcov_varpar))[()]
+    return satterthwaite_from_hessian(var_contrast, grad, hessian)
+
+
+def satterthwaite_from_hessian(
+    var_contrast: np.ndarray, gradient: np.ndarray, hessian: np.ndarray
+) -> np.ndarray:
+    """Satterthwaite df :math:`2 (L^\\top\\Phi L)^2 / (g^\\top W g)`, :math:`W = 2 H^{-1}`.
+
+    Parameters
+    ----------
+    var_contrast : ndarray, shape (...)
+        :math:`L^\\top\\Phi L`.
+    gradient : ndarray, shape (..., k)
+        Its gradient in lmerTest's variance parameters (relative covariance factors, then
+        the residual SD).
+    hessian : ndarray, shape (..., k, k)
+        Hessian of the REML deviance in the same parameters; eigenvalues below ``1e-8`` are
+        dropped from the inverse, as in lmerTest.
+
+    Returns
+    -------
+    ndarray
+        Degrees of freedom, shape (...).
+    """
+    vcov_varpar = 2.0 * _sym_inverse(hessian, _LMERTEST_EIGEN_TOL)
+    return (2.0 * var_contrast**2 / _quad(gradient, vcov_varpar))[()]
 
 
 def kenward_roger(data: Any, fit: RemlFit, contrast: Any) -> KenwardRoger:
@@ -278,13 +304,44 @@ def kenward_roger(data: Any, fit: RemlFit, contrast: Any) -> KenwardRoger:
     P = (p1, p2)
     Q = ((q11, q12), (q12, q22))
     K = ((k11, k12), (k12, k22))
+    return kenward_roger_from_terms(phi, P, Q, K, L)
+
+
+def kenward_roger_from_terms(
+    phi: np.ndarray, P: Any, Q: Any, K: Any, contrast: np.ndarray
+) -> KenwardRoger:
+    """Kenward-Roger adjustment from the terms of a linear covariance structure (pbkrtest).
+
+    For :math:`\\Sigma = \\sum_i \\sigma_i G_i` with :math:`k` variance parameters.
+
+    Parameters
+    ----------
+    phi : ndarray, shape (..., p, p)
+        Model-based :math:`\\Phi = (X^\\top\\Sigma^{-1}X)^{-1}`.
+    P : sequence of k ndarrays (..., p, p)
+        :math:`P_i = -X^\\top\\Sigma^{-1}G_i\\Sigma^{-1}X`.
+    Q : k x k nested sequence of ndarrays (..., p, p)
+        :math:`Q_{ij} = X^\\top\\Sigma^{-1}G_i\\Sigma^{-1}G_j\\Sigma^{-1}X`
+        (:math:`Q_{ji} = Q_{ij}^\\top`).
+    K : k x k nested sequence of ndarrays (...)
+        :math:`\\mathrm{tr}(\\Sigma^{-1}G_i\\Sigma^{-1}G_j)`.
+    contrast : ndarray, shape (..., p)
+        :math:`L`.
+
+    Returns
+    -------
+    KenwardRoger
+        See :func:`kenward_roger` for the formulas (pbkrtest ``vcovAdj``, ``Lb_ddf``).
+    """
+    L = contrast
+    n_par = len(P)
 
     def trace_product(left: np.ndarray, right: np.ndarray) -> np.ndarray:
         return np.einsum("...kl,...lk->...", left, right)
 
-    info = np.empty((*phi.shape[:-2], 2, 2))
-    for i in range(2):
-        for j in range(2):
+    info = np.empty((*phi.shape[:-2], n_par, n_par))
+    for i in range(n_par):
+        for j in range(n_par):
             info[..., i, j] = (
                 K[i][j]
                 - 2.0 * trace_product(phi, Q[i][j])
@@ -292,17 +349,19 @@ def kenward_roger(data: Any, fit: RemlFit, contrast: Any) -> KenwardRoger:
             )
     smallest = np.min(np.abs(np.linalg.eigvalsh(info)), axis=-1)
     regular = smallest > _PBKRTEST_COND_TOL
-    safe = np.where(regular[..., None, None], info, np.eye(2))
+    safe = np.where(regular[..., None, None], info, np.eye(n_par))
     W = 2.0 * np.where(regular[..., None, None], np.linalg.inv(safe), np.linalg.pinv(info))
 
     U = sum(
-        W[..., i, j, None, None] * (Q[i][j] - P[i] @ phi @ P[j]) for i in range(2) for j in range(2)
+        W[..., i, j, None, None] * (Q[i][j] - P[i] @ phi @ P[j])
+        for i in range(n_par)
+        for j in range(n_par)
     )
     phi_a = phi + 2.0 * phi @ U @ phi
 
     var0 = _quad(L, phi)
     phi_l = np.einsum("...kl,...l->...k", phi, L)
-    a = np.stack([_quad(phi_l, P[0]), _quad(phi_l, P[1])], axis=-1) / var0[..., None]
+    a = np.stack([_quad(phi_l, P[i]) for i in range(n_par)], axis=-1) / var0[..., None]
     a1 = a2 = _quad(a, W)
     q = 1.0
     with np.errstate(divide="ignore", invalid="ignore"):
