@@ -15,17 +15,18 @@ def test_summary_lines_follow_the_tables(tmp_path, capsys):
         results / "data" / "practices.parquet")
     pd.DataFrame({"treated": [1, 0, 1]}).to_parquet(results / "data" / "patients.parquet")
     pd.DataFrame({
-        "method": ["satterthwaite", "kenward-roger", "satterthwaite"],
-        "converged": [True, True, False],
-        "mcid_verdict": ["important effect ruled out", "inconclusive", None],
+        "method": ["satterthwaite", "kenward-roger", "satterthwaite", "satterthwaite"],
+        "converged": [True, True, False, None],
+        "mcid_verdict": ["important effect ruled out", "inconclusive", None, None],
+        "notes": ["", "", "boundary", "not estimable: one follow-up month"],
     }).to_csv(results / "primary.csv", index=False)
     (reports / "report.html").write_text("<html></html>")
     assert main(["summary", "--results", str(results), "--reports", str(reports)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "data: 4 practices randomised, 3 patients"
-    assert lines[1].startswith("primary: 2 outcome x month models (satterthwaite df), "
-                               "1 not estimable or not converged;")
-    assert "1 important effect ruled out" in lines[1] and "1 no verdict" in lines[1]
+    assert lines[1].startswith("primary: 3 outcome x month models (satterthwaite df), "
+                               "1 not estimable, 1 not converged;")
+    assert "1 important effect ruled out" in lines[1] and "2 no verdict" in lines[1]
     assert "inconclusive" not in lines[1]  # the second df method is not the primary one
     assert lines[2] == f"report: {reports / 'report.html'}"
     assert len(lines) == 3  # no sensitivity or power results: no lines for them

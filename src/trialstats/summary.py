@@ -11,6 +11,15 @@ from pathlib import Path
 import pandas as pd
 
 
+def _statuses(table: pd.DataFrame) -> str:
+    """Models that could not be estimated (a reason in ``notes``) and fits that did not
+    converge, counted apart: the first is a property of the data, the second of a fit."""
+    not_estimable = table["notes"].fillna("").str.startswith("not estimable")
+    converged = table["converged"].astype("string").str.lower().isin(["true", "1", "1.0"])
+    not_converged = ~not_estimable & ~converged
+    return f"{int(not_estimable.sum())} not estimable, {int(not_converged.sum())} not converged"
+
+
 def _verdicts(table: pd.DataFrame) -> str:
     counts = table["mcid_verdict"].fillna("no verdict").value_counts()
     return ", ".join(f"{n} {verdict}" for verdict, n in counts.items())
@@ -40,16 +49,15 @@ def stage_lines(results: Path, reports: Path) -> list[str]:
     if primary.exists():
         table = pd.read_csv(primary)
         main = table[table["method"] == table["method"].iloc[0]]
-        failed = int((~main["converged"].astype(bool)).sum())
         lines.append(
             f"primary: {len(main)} outcome x month models ({table['method'].iloc[0]} df), "
-            f"{failed} not estimable or not converged; {_verdicts(main)}"
+            f"{_statuses(main)}; {_verdicts(main)}"
         )
     sensitivity = results / "sensitivity.csv"
     if sensitivity.exists():
         table = pd.read_csv(sensitivity)
-        lines.append(f"sensitivity: {table['analysis'].nunique()} analyses, {len(table)} rows; "
-                     f"{_verdicts(table)}")
+        lines.append(f"sensitivity: {table['analysis'].nunique()} analyses, {len(table)} rows, "
+                     f"{_statuses(table)}; {_verdicts(table)}")
     power = results / "power" / "power.csv"
     if power.exists():
         table = pd.read_csv(power)
