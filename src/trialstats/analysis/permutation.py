@@ -265,7 +265,7 @@ def permutation_analysis(
                     f"{'logistic' if binary else 'least-squares'} regression on {adjusted} "
                     f"(arm left out), averaged by practice; {origin}")
             if not result["observed_in_set"]:
-                note += "; the trial's own allocation is not in the set and was added"
+                note += ", plus the trial's own allocation"
             sd0 = base["sd_baseline"]
             rows.append({
                 **base, **{k: result[k] for k in ("estimate", "ci_low", "ci_high", "p_value")},
