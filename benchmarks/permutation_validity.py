@@ -40,7 +40,7 @@ from trialstats.allocation.constrained import (
     sample_allocations,
 )
 from trialstats.analysis.design import ModelData
-from trialstats.analysis.permutation import _practice_residuals, permutation_test
+from trialstats.analysis.permutation import permutation_test, practice_residuals
 
 SCENARIOS = (
     {"practices": 16, "outcome": "continuous", "sample": None},
@@ -72,7 +72,7 @@ def _trial(rng, practices, outcome, space, sample):
     data = ModelData(y=y, X=x, columns=("(Intercept)", "treated", "x1", "x2"),
                      cluster_codes=codes, cluster_ids=tuple(map(str, range(practices))),
                      excluded={}, n_randomised=codes.size)
-    residuals, shift, treated = _practice_residuals(data, outcome == "binary")
+    residuals, shift, treated = practice_residuals(data, outcome == "binary")
     return permutation_test(residuals, shift, treated, accepted)["p_value"]
 
 

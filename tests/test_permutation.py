@@ -19,8 +19,8 @@ import yaml
 from trialstats.allocation.constrained import enumerate_allocations, sample_allocations
 from trialstats.analysis.design import ModelData
 from trialstats.analysis.permutation import (
-    _practice_residuals,
     permutation_test,
+    practice_residuals,
     read_allocation_set,
 )
 from trialstats.analysis.rows import SENSITIVITY_COLUMNS
@@ -62,7 +62,7 @@ def _space(name: str) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("outcome_type", ["binary", "continuous"])
 def test_p_value_equals_cptest(space, outcome_type):
     allocations, observed = _space(space)
-    residuals, shift, treated = _practice_residuals(_dickinson(observed),
+    residuals, shift, treated = practice_residuals(_dickinson(observed),
                                                     outcome_type == "binary")
     assert np.array_equal(treated, observed)
     result = permutation_test(residuals, shift, treated, allocations)
@@ -73,13 +73,13 @@ def test_p_value_equals_cptest(space, outcome_type):
 
 def test_vignette_p_value():
     allocations, observed = _space("shipped_constrained")
-    residuals, shift, treated = _practice_residuals(_dickinson(observed), True)
+    residuals, shift, treated = practice_residuals(_dickinson(observed), True)
     assert round(permutation_test(residuals, shift, treated, allocations)["p_value"], 3) == 0.042
 
 
 def test_sampled_allocations_agree_within_monte_carlo_error():
     _, observed = _space("shipped_constrained")
-    residuals, shift, treated = _practice_residuals(_dickinson(observed), False)
+    residuals, shift, treated = practice_residuals(_dickinson(observed), False)
     exact = permutation_test(residuals, shift, treated, enumerate_allocations(16, 8))
     sample = sample_allocations(16, 8, 3000, np.random.default_rng(11))
     sampled = permutation_test(residuals, shift, treated, sample)
@@ -120,7 +120,7 @@ def test_interval_is_the_inverted_test():
                      cluster_codes=codes, cluster_ids=tuple(map(str, range(10))), excluded={},
                      n_randomised=len(y))
     allocations = enumerate_allocations(10, 5)
-    result = permutation_test(*_practice_residuals(data, False), allocations, alpha=0.1)
+    result = permutation_test(*practice_residuals(data, False), allocations, alpha=0.1)
     assert result["p_value"] == pytest.approx(
         _brute_force_p(y, baseline, codes, observed, allocations, 0.0))
     low, high = result["ci_low"], result["ci_high"]
@@ -132,6 +132,16 @@ def test_interval_is_the_inverted_test():
         outside = _brute_force_p(y, baseline, codes, observed, allocations,
                                  bound + outward * 1e-6 * width)
         assert inside > 0.1 >= outside
+
+
+def test_separated_logistic_null_model_is_reported():
+    codes = np.repeat(np.arange(6), 5)
+    x = np.column_stack([np.ones(30), codes < 3, np.arange(30.0)])
+    data = ModelData(y=(np.arange(30) > 14).astype(float), X=x,
+                     columns=("(Intercept)", "treated", "b"), cluster_codes=codes,
+                     cluster_ids=tuple("abcdef"), excluded={}, n_randomised=30)
+    with pytest.raises(TrialstatsError, match="did not converge"):
+        practice_residuals(data, True)
 
 
 def test_allocation_set_is_read_by_practice_id(tmp_path):

@@ -36,15 +36,17 @@ that is never reached (too few allocations) is infinite.
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import statsmodels.api as sm
+from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
 
 from trialstats.allocation.constrained import enumerate_allocations, sample_allocations
-from trialstats.analysis.design import INTERCEPT, model_data
+from trialstats.analysis.design import INTERCEPT, ModelData, model_data
 from trialstats.analysis.effects import mcid_verdict
 from trialstats.analysis.rows import (
     chosen_outcomes,
@@ -175,8 +177,31 @@ def read_allocation_set(path: str | Path, cluster_ids: list[str]) -> np.ndarray:
     return cells.to_numpy(dtype=bool)
 
 
-def _practice_residuals(data, binary: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Practice means of the null-model residuals and of the shift, and the allocation."""
+def practice_residuals(
+    data: ModelData, binary: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Step 1 of the module notes: the practices' mean residuals of the null model.
+
+    Parameters
+    ----------
+    data : ModelData
+        The primary model's data (:func:`trialstats.analysis.design.model_data`); the
+        ``treated`` column is left out of the null model.
+    binary : bool
+        Logistic (True) or least-squares null model.
+
+    Returns
+    -------
+    residuals, shift : ndarray (J,)
+        :math:`\bar r_j` and :math:`\bar t_j` of the module notes.
+    treated : ndarray (J,) of bool
+        The trial's allocation of the practices.
+
+    Raises
+    ------
+    TrialstatsError
+        When the logistic null model does not converge (e.g. complete separation).
+    """
     arm_column = data.columns.index(TREATED)
     arm = data.X[:, arm_column]
     null = np.delete(data.X, arm_column, axis=1)
@@ -187,7 +212,13 @@ def _practice_residuals(data, binary: bool) -> tuple[np.ndarray, np.ndarray, np.
 
     treated = means(arm) > 0.5
     if binary:
-        fit = sm.GLM(data.y, null, family=sm.families.Binomial()).fit()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fit = sm.GLM(data.y, null, family=sm.families.Binomial()).fit()
+        separated = any(issubclass(w.category, PerfectSeparationWarning) for w in caught)
+        if separated or not fit.converged or not np.isfinite(fit.params).all():
+            raise TrialstatsError("the logistic regression without arm did not converge "
+                                  "(separation or too few events)")
         return means(data.y - fit.fittedvalues), treated.astype(float), treated
     projection = np.linalg.lstsq(null, np.column_stack([data.y, arm]), rcond=None)[0]
     residual = np.column_stack([data.y, arm]) - null @ projection
@@ -256,7 +287,13 @@ def permutation_analysis(
                 rows.append({**base, "converged": False,
                              "notes": join_notes(problem, data.exclusion_note())})
                 continue
-            residuals, shift, treated = _practice_residuals(data, binary)
+            try:
+                residuals, shift, treated = practice_residuals(data, binary)
+            except TrialstatsError as problem:
+                rows.append({**base, "converged": False,
+                             "notes": join_notes(f"not estimable: {problem}",
+                                                 data.exclusion_note())})
+                continue
             analysed = [ids.index(c) for c in data.cluster_ids]
             result = permutation_test(residuals, shift, treated, allocations[:, analysed],
                                       alpha=analysis["alpha"])
