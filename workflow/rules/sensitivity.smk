@@ -2,7 +2,7 @@ rule sensitivity_analysis:
     input:
         config=CONFIG_FILE,
         patients="results/data/patients.parquet",
-        code=library("analysis", "commands/sensitivity.py"),
+        code=library("analysis", "allocation", "commands/sensitivity.py"),
     output:
         "results/sensitivity/{analysis}.csv",
     log:
