@@ -35,6 +35,8 @@ from trialstats.data.validate import _as_id, _rows, _to_number, _values
 from trialstats.errors import TrialstatsError
 
 METRICS = ("l2", "l1")
+#: Allocations scored per matrix product (bounds the memory of the float copy).
+_CHUNK = 100_000
 
 
 def practice_table(
@@ -194,7 +196,10 @@ def balance_scores(allocations: np.ndarray, z: np.ndarray, metric: str = "l2") -
     """
     if metric not in METRICS:
         raise TrialstatsError(f"unknown balance metric '{metric}'; choose l2 or l1.")
-    sums = allocations.astype(np.float64) @ z
+    sums = np.concatenate([
+        allocations[start:start + _CHUNK].astype(np.float64) @ z
+        for start in range(0, max(len(allocations), 1), _CHUNK)
+    ])
     if metric == "l2":
         return np.einsum("ij,ij->i", sums, sums)
     return np.abs(sums).sum(axis=1)

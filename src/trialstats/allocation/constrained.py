@@ -71,7 +71,7 @@ def enumerate_allocations(n: int, n_treated: int) -> np.ndarray:
             f"allocations uniformly instead (--sample N, e.g. --sample 100000)."
         )
     treated = np.fromiter(chain.from_iterable(combinations(range(n), n_treated)),
-                          dtype=np.intp, count=total * n_treated).reshape(total, n_treated)
+                          dtype=np.int16, count=total * n_treated).reshape(total, n_treated)
     allocations = np.zeros((total, n), dtype=bool)
     np.put_along_axis(allocations, treated, True, axis=1)
     return allocations
