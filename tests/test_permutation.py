@@ -195,3 +195,15 @@ def test_cli_sensitivity_permutation_test(tmp_path):
     assert status == 0
     table = pd.read_csv(tmp_path / "s.csv")
     assert table["analysis"].str.contains("permutation").all()
+
+
+def test_accepted_set_of_allocate_is_an_allocation_set(tmp_path):
+    primary = FIXTURES / "primary"
+    assert main(["allocate", "--practices", str(primary / "practices.csv"), "--balance",
+                 "list_size", "--top", "500", "--out", str(tmp_path / "allocation")]) == 0
+    accepted = tmp_path / "allocation" / "accepted.csv"
+    config = _config(tmp_path, allocation_set=str(accepted))
+    assert main(["sensitivity", "--config", str(config), "--out", str(tmp_path / "s.csv")]) == 0
+    (row,) = pd.read_csv(tmp_path / "s.csv").itertuples()
+    assert f"allocations read from {accepted}" in row.notes
+    assert row.notes.endswith(("; 500 allocations", "; 501 allocations"))
