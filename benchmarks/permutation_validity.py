@@ -4,7 +4,7 @@ Run from the repository root::
 
     nice .venv/bin/python benchmarks/permutation_validity.py [--trials 4000] [--seed 1]
 
-After Li et al. (2016, *Stat Med* 35:1565), simulation scenario of their section 3. Each
+A scenario like those of Li et al. (2016, *Stat Med* 35:1565). Each
 simulated trial draws J practices with two prognostic practice covariates, ``x1 ~ N(0, 1)``
 and ``x2 ~ Bernoulli(0.5)``, and sizes uniform on 10..40 patients; allocates J/2 of them by
 constrained randomisation (l2 balance on x1 and x2, the best 10% of all C(J, J/2) allocations
