@@ -19,8 +19,9 @@ import yaml
 
 from trialstats.errors import TrialstatsError
 
-#: Keys of ``data`` that name files; relative ones are resolved against the config's folder.
-PATH_KEYS = ("practices", "patients")
+#: Keys that name files, as (section, key); relative ones are resolved against the config's
+#: folder. Optional ones may be null.
+PATH_KEYS = (("data", "practices"), ("data", "patients"), ("design", "allocation_set"))
 
 
 def load_schema(name: str) -> dict[str, Any]:
@@ -134,14 +135,17 @@ def load_config(path: str | Path) -> dict[str, Any]:
 
 
 def resolve_paths(config: dict[str, Any], base: str | Path) -> dict[str, Any]:
-    """Resolve the relative file paths under ``data`` against the folder ``base``.
+    """Resolve the relative file paths of :data:`PATH_KEYS` against the folder ``base``.
 
     Absolute paths are kept; relative ones become absolute and normalised, so that the
-    tables are found wherever the command is started from.
+    files are found wherever the command is started from.
     """
-    data = config["data"]
-    for key in PATH_KEYS:
-        data[key] = os.path.normpath(Path(base).absolute() / Path(data[key]).expanduser())
+    for section, key in PATH_KEYS:
+        value = config.get(section, {}).get(key)
+        if value is not None:
+            config[section][key] = os.path.normpath(
+                Path(base).absolute() / Path(value).expanduser()
+            )
     return config
 
 

@@ -14,7 +14,9 @@ primary columns (:data:`trialstats.analysis.primary.COLUMNS`) plus ``analysis``:
   variances, t on J − 2 df, and ``cr2`` — baseline-adjusted OLS with CR2 cluster-robust SEs
   and Bell–McCaffrey df (:mod:`trialstats.analysis.robust`);
 - ``subgroups`` — arm × subgroup interaction and effects within subgroups, exploratory
-  (:mod:`trialstats.analysis.subgroups`).
+  (:mod:`trialstats.analysis.subgroups`);
+- ``permutation-test`` — clustered permutation test on covariate-adjusted practice residuals
+  over the allocation set, CI by test inversion (:mod:`trialstats.analysis.permutation`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import pandas as pd
 
 from trialstats.analysis.cluster_level import cluster_level_analysis
 from trialstats.analysis.imputation import multiple_imputation
+from trialstats.analysis.permutation import permutation_analysis
 from trialstats.analysis.repeated import repeated_measures_analysis
 from trialstats.analysis.robust import cr2_analysis, gee_analysis
 from trialstats.analysis.rows import SENSITIVITY_COLUMNS
@@ -54,6 +57,7 @@ ANALYSES: dict[str, Analysis] = {
     "gee": gee_analysis,
     "cr2": cr2_analysis,
     "subgroups": _subgroups,
+    "permutation-test": permutation_analysis,
 }
 
 

@@ -1,6 +1,7 @@
 """One module per ``trialstats`` subcommand, each with ``register`` and ``run``."""
 
 from trialstats.commands import (
+    allocate,
     analyse,
     gather,
     init,
@@ -17,5 +18,5 @@ from trialstats.commands import (
 
 COMMANDS = (
     run, init, validate, analyse, sensitivity, missing_data, gather, synth, report, power,
-    methods_check, summary,
+    methods_check, summary, allocate,
 )

@@ -30,6 +30,9 @@ POWER_TABLE = "results/power/power.csv"
 PLANNING = "power" in read_yaml(CONFIG_FILE)
 PLANNING_OUTPUTS = [POWER_TABLE] if PLANNING else []
 
+# The accepted allocations of a constrained design, read by the permutation test.
+ALLOCATION_SET = [path for path in [TRIAL["design"]["allocation_set"]] if path]
+
 # One job per sensitivity analysis.
 SENSITIVITY_ANALYSES = TRIAL["sensitivity"]["analyses"]
 

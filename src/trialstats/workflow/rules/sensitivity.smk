@@ -2,7 +2,8 @@ rule sensitivity_analysis:
     input:
         config=CONFIG_FILE,
         patients="results/data/patients.parquet",
-        code=library("analysis", "commands/sensitivity.py"),
+        allocation_set=ALLOCATION_SET,
+        code=library("analysis", "allocation", "commands/sensitivity.py"),
     output:
         "results/sensitivity/{analysis}.csv",
     log:
