@@ -236,7 +236,7 @@ def glmm_data(
     if off.shape != (n,) or n_trials.shape[-1] != n:
         raise TrialstatsError("offset and trials must have one entry per observation.")
     if not (np.all(np.isfinite(y)) and np.all(np.isfinite(X)) and np.all(np.isfinite(off))):
-        raise TrialstatsError("The outcome, covariates and offset must be finite (no missing values).")
+        raise TrialstatsError("Outcome, covariates and offset must be finite (no missing values).")
     if np.any(y < 0) or np.any(y != np.round(y)):
         raise TrialstatsError(f"A {family} outcome must hold non-negative whole numbers.")
     if family == "binomial" and (
@@ -440,7 +440,9 @@ def loglik_and_gradient(
     row_weights = np.einsum("rnk,rnk->rn", weights[:, cl, :], l1k)
     dz_beta = s_[..., None] * csum(l2m[..., None] * X) / c[..., None]
     dz_sigma = (s1 + s_ * zhat * s2) / c
-    dc_beta = -(s_**2)[..., None] * (csum(l3m[..., None] * X) + s_[..., None] * s3[..., None] * dz_beta)
+    dc_beta = -(s_**2)[..., None] * (
+        csum(l3m[..., None] * X) + (s_ * s3)[..., None] * dz_beta
+    )
     dc_sigma = -2.0 * s_ * s2 - s_**2 * s3 * (zhat + s_ * dz_sigma)
     half_s3 = -0.5 * scale**3
     grad_beta = row_weights @ X + np.sum(

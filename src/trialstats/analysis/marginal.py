@@ -31,8 +31,8 @@ CONSORT 2010 (item 17b) asks for an absolute and a relative effect beside the od
 identity- or log-link binomial models directly (GEE or GLMM) often fails: the fitted risks must
 stay in (0, 1), and ``glm``/``geeglm`` stop with "cannot find valid starting values" or do not
 converge, especially with rare outcomes. Standardisation needs no further fitting: once the
-logistic GLMM has converged (always, here, including boundary fits) the marginal risks, their
-contrasts and their delta-method intervals exist and lie in range, the contrasts are the
+logistic GLMM is fitted (boundary fits included) the marginal risks, their
+contrasts and their delta-method intervals exist, the contrasts are the
 population-averaged effects that RD and RR are meant to be, and they come from the same model and
 the same information as the odds ratio (Austin 2010, *Stat. Med.* 29:1030 on marginal effects from
 GLMMs; Localio, Margolis & Berlin 2007, *J. Clin. Epidemiol.* 60:874 on adjusted risk
@@ -54,7 +54,7 @@ N_NODES = 64
 
 
 def marginal_risks(fit: GlmmFit, X: np.ndarray, arm_column: int) -> tuple[np.ndarray, np.ndarray]:
-    """Standardised marginal risks :math:`(p_0, p_1)` and their gradients over :math:`(\\beta, \\sigma)`.
+    """Standardised marginal risks and their gradients in :math:`(\\beta, \\sigma)`.
 
     Parameters
     ----------
