@@ -114,6 +114,8 @@ _MAX_HALVINGS = 40
 _FD_STEP = 1e-5
 # An interior optimum replaces a locally optimal boundary fit only if better by this much.
 _LOGLIK_TOL = 1e-9
+# Largest replicates x rows x nodes array evaluated at once.
+_CHUNK_ELEMENTS = 400_000
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,16 @@ class GlmmData:
     @property
     def batch_shape(self) -> tuple[int, ...]:
         return self.y.shape[:-1]
+
+    def cluster_sum(self, a: np.ndarray) -> np.ndarray:
+        """Sum over the rows of each cluster along axis 1: (R, N, ...) to (R, J, ...)."""
+        if self.starts.size == self.cluster.size:  # one row per cluster
+            return a
+        return np.add.reduceat(a, self.starts, axis=1)
+
+    def spread(self, a: np.ndarray) -> np.ndarray:
+        """Each cluster's value on its rows along axis 1: (R, J, ...) to (R, N, ...)."""
+        return a if self.starts.size == self.cluster.size else a[:, self.cluster]
 
     @property
     def n_params(self) -> int:
@@ -310,11 +322,17 @@ def _kernel(data: GlmmData, y, n, eta, alpha, order: int) -> list[np.ndarray]:
         mu = np.exp(eta)
         return [y * eta - mu, y - mu, -mu, -mu][: order + 1]
     if data.family == "binomial":
-        size, p = n, special.expit(eta)
-        out = [y * eta - n * np.logaddexp(0.0, eta)]
+        size, shifted = n, eta
     else:
-        size, p = y + np.exp(alpha), special.expit(eta - alpha)
-        out = [y * eta - size * np.logaddexp(alpha, eta)]
+        size, shifted = y + np.exp(alpha), eta - alpha
+    # One exponential for both the softplus and the logistic function.
+    e = np.exp(-np.abs(shifted))
+    softplus = np.maximum(shifted, 0.0) + np.log1p(e)
+    p = np.where(shifted >= 0, 1.0, e) / (1.0 + e)
+    if data.family == "binomial":
+        out = [y * eta - n * softplus]
+    else:
+        out = [y * eta - size * (alpha + softplus)]
     out.append(y - size * p)
     if order >= 2:
         v = size * p * (1.0 - p)
@@ -365,10 +383,10 @@ def _mode(data, y, n, eta0, sigma, alpha, z):
     """Each cluster's mode of :math:`g_j`, by safeguarded Newton from ``z``; shape (R, J)."""
     s = sigma[:, None]
     for _ in range(_MODE_MAX_ITER):
-        eta = eta0 + s * z[:, data.cluster]
+        eta = eta0 + s * data.spread(z)
         _, l1, l2 = _kernel(data, y, n, eta, alpha, 2)
-        grad = s * np.add.reduceat(l1, data.starts, axis=1) - z
-        curv = s**2 * np.add.reduceat(l2, data.starts, axis=1) - 1.0
+        grad = s * data.cluster_sum(l1) - z
+        curv = s**2 * data.cluster_sum(l2) - 1.0
         step = np.clip(grad / curv, -_MODE_MAX_STEP, _MODE_MAX_STEP)
         z = z - step
         if np.max(np.abs(step), initial=0.0) < _MODE_TOL:
@@ -398,6 +416,21 @@ def loglik_and_gradient(
     gradient : ndarray, shape (R, q)
     modes : ndarray, shape (R, J)
     """
+    n_rep = params.shape[0]
+    z_start = np.zeros((n_rep, data.starts.size)) if z_start is None else z_start
+    # Replicates in chunks whose node arrays stay small (memory traffic, not flops, limits).
+    chunk = max(1, _CHUNK_ELEMENTS // (data.y.shape[-1] * int(n_agq)))
+    if n_rep <= chunk:
+        return _evaluate(data, params, n_agq, z_start)
+    parts = [
+        _evaluate(_take(data, rows), params[rows], n_agq, z_start[rows])
+        for rows in np.array_split(np.arange(n_rep), -(-n_rep // chunk))
+    ]
+    return tuple(np.concatenate(part) for part in zip(*parts, strict=True))
+
+
+def _evaluate(data, params, n_agq, z0):
+    """:func:`loglik_and_gradient` for one chunk of replicates."""
     t, w = _rule(n_agq)
     p = data.X.shape[1]
     y = data.y.reshape(-1, data.y.shape[-1])
@@ -405,23 +438,19 @@ def loglik_and_gradient(
     beta, sigma = params[:, :p], params[:, p]
     nb = data.family == "negative-binomial"
     alpha = params[:, p + 1 : p + 2] if nb else np.zeros((params.shape[0], 1))
-    starts, cl, X = data.starts, data.cluster, data.X
-
-    def csum(a):
-        return np.add.reduceat(a, starts, axis=1)
+    X, csum, spread = data.X, data.cluster_sum, data.spread
 
     eta0 = beta @ X.T + data.offset
-    z0 = np.zeros((params.shape[0], starts.size)) if z_start is None else z_start
     zhat = _mode(data, y, n, eta0, sigma, alpha, z0)
     s_ = sigma[:, None]
-    _, l1m, l2m, l3m = _kernel(data, y, n, eta0 + s_ * zhat[:, cl], alpha, 3)
+    _, l1m, l2m, l3m = _kernel(data, y, n, eta0 + s_ * spread(zhat), alpha, 3)
     s1, s2, s3 = csum(l1m), csum(l2m), csum(l3m)
     c = 1.0 - s_**2 * s2
     scale = c**-0.5
 
     # Quadrature at z_jk = zhat_j + s_j t_k.
     zk = zhat[..., None] + scale[..., None] * t
-    eta_k = eta0[..., None] + s_[..., None] * zk[:, cl, :]
+    eta_k = eta0[..., None] + s_[..., None] * spread(zk)
     a3 = alpha[..., None]
     lk, l1k = _kernel(data, y[..., None], n[..., None], eta_k, a3, 1)
     lsum, l1sum = csum(lk), csum(l1k)
@@ -437,12 +466,10 @@ def loglik_and_gradient(
     gz = s_[..., None] * l1sum - zk
     f_m = np.sum(weights * gz, axis=-1)
     f_s = 1.0 / scale + np.sum(weights * gz * t, axis=-1)
-    row_weights = np.einsum("rnk,rnk->rn", weights[:, cl, :], l1k)
+    row_weights = np.einsum("rnk,rnk->rn", spread(weights), l1k)
     dz_beta = s_[..., None] * csum(l2m[..., None] * X) / c[..., None]
     dz_sigma = (s1 + s_ * zhat * s2) / c
-    dc_beta = -(s_**2)[..., None] * (
-        csum(l3m[..., None] * X) + (s_ * s3)[..., None] * dz_beta
-    )
+    dc_beta = -(s_**2)[..., None] * (csum(l3m[..., None] * X) + (s_ * s3)[..., None] * dz_beta)
     dc_sigma = -2.0 * s_ * s2 - s_**2 * s3 * (zhat + s_ * dz_sigma)
     half_s3 = -0.5 * scale**3
     grad_beta = row_weights @ X + np.sum(
@@ -454,7 +481,7 @@ def loglik_and_gradient(
     grads = [grad_beta, grad_sigma[:, None]]
     if nb:
         la_k, _, _ = _nb_alpha_terms(y[..., None], eta_k, a3)
-        _, l1a, l2a = _nb_alpha_terms(y, eta0 + s_ * zhat[:, cl], alpha)
+        _, l1a, l2a = _nb_alpha_terms(y, eta0 + s_ * spread(zhat), alpha)
         dz_alpha = s_ * csum(l1a) / c
         dc_alpha = -(s_**2) * (csum(l2a) + s_ * s3 * dz_alpha)
         direct = np.sum(weights * csum(la_k), axis=-1) + csum(dconst)
@@ -481,40 +508,50 @@ def _take(data: GlmmData, index: np.ndarray) -> GlmmData:
     )
 
 
-def _hessian(data, params, n_agq, modes, free) -> np.ndarray:
+def _hessian(data, params, n_agq, modes, free, grad=None) -> np.ndarray:
     """Hessian of the log-likelihood over the ``free`` parameters, shape (R, f, f).
 
-    Central differences of the analytic gradient, all perturbations in one batched call.
+    Differences of the analytic gradient, all perturbations in one batched call: forward from
+    ``grad`` when it is given (inside Newton), central otherwise (for the information).
     """
     m, f = params.shape[0], int(np.sum(free))
     steps = _FD_STEP * np.maximum(1.0, np.abs(params[:, free]))
-    shifts = np.zeros((2, f, m, params.shape[1]))
-    cols = np.flatnonzero(free)
-    for i, col in enumerate(cols):
-        shifts[0, i, :, col] = steps[:, i]
-        shifts[1, i, :, col] = -steps[:, i]
+    signs = (1.0,) if grad is not None else (1.0, -1.0)
+    shifts = np.zeros((len(signs), f, m, params.shape[1]))
+    for i, col in enumerate(np.flatnonzero(free)):
+        for k, sign in enumerate(signs):
+            shifts[k, i, :, col] = sign * steps[:, i]
     trial = (params + shifts).reshape(-1, params.shape[1])
-    index = np.tile(np.arange(m), 2 * f)
-    _, grad, _ = loglik_and_gradient(_take(data, index), trial, n_agq, modes[index])
-    grad = grad.reshape(2, f, m, -1)[..., free]
-    hess = np.moveaxis((grad[0] - grad[1]) / (2.0 * steps.T[..., None]), 0, 1)
+    index = np.tile(np.arange(m), len(signs) * f)
+    _, g, _ = loglik_and_gradient(_take(data, index), trial, n_agq, modes[index])
+    g = g.reshape(len(signs), f, m, -1)[..., free]
+    low, width = (grad[:, free], 1.0) if grad is not None else (g[1], 2.0)
+    hess = np.moveaxis((g[0] - low) / (width * steps.T[..., None]), 0, 1)
     return (hess + np.swapaxes(hess, 1, 2)) / 2.0
 
 
-def _newton(data, params, n_agq, free):
+def _newton(data, params, n_agq, free, information=None):
     """Maximise the log-likelihood over the ``free`` parameters of every replicate of flat data.
 
-    Returns the parameters, log-likelihood, modes and a converged flag per replicate.
+    Newton with the finite-difference Hessian, or, when ``information`` (R, f, f; minus a nearby
+    Hessian) is given, quasi-Newton from it with BFGS updates and no further differencing.
+    Returns the parameters, log-likelihood, converged flag and the last information matrices.
     """
     params = params.copy()
     loglik, grad, modes = loglik_and_gradient(data, params, n_agq)
     done = np.zeros(params.shape[0], dtype=bool)
+    quasi = information is not None
+    if not quasi:
+        information = np.zeros((params.shape[0], int(free.sum()), int(free.sum())))
+    information = information.copy()
     for _ in range(_MAX_ITER):
         idx = np.flatnonzero(~done)
         if idx.size == 0:
             break
         sub = _take(data, idx)
-        vals, vecs = np.linalg.eigh(-_hessian(sub, params[idx], n_agq, modes[idx], free))
+        if not quasi:
+            information[idx] = -_hessian(sub, params[idx], n_agq, modes[idx], free, grad[idx])
+        vals, vecs = np.linalg.eigh(information[idx])
         floor = 1e-8 * np.max(np.abs(vals), axis=1, keepdims=True)
         vals = np.maximum(np.abs(vals), floor)
         coef = np.einsum("rji,rj->ri", vecs, grad[idx][:, free]) / vals
@@ -532,12 +569,32 @@ def _newton(data, params, n_agq, free):
             ll_t, g_t, z_t = loglik_and_gradient(_take(sub, todo), trial, n_agq, modes[rows])
             ok = np.isfinite(ll_t) & (ll_t >= loglik[rows] - 1e-12 * np.abs(loglik[rows]))
             good = rows[ok]
+            if quasi:
+                _bfgs(
+                    information,
+                    good,
+                    (trial[ok] - params[good])[:, free],
+                    (grad[good] - g_t[ok])[:, free],
+                )
             params[good], loglik[good] = trial[ok], ll_t[ok]
             grad[good], modes[good] = g_t[ok], z_t[ok]
             todo, size = todo[~ok], size[~ok] / 2.0
         # A replicate whose line search found no ascent is at the optimum to rounding.
         done[idx[todo]] = True
-    return params, loglik, modes, done
+    return params, loglik, done, information
+
+
+def _bfgs(information, rows, step, change) -> None:
+    """BFGS update, in place, of ``information[rows]`` (minus the Hessian) from a step and the
+    change of minus the gradient; skipped where the curvature condition fails."""
+    curvature = np.sum(step * change, axis=1)
+    keep = curvature > 0
+    rows, step, change, curvature = rows[keep], step[keep], change[keep], curvature[keep]
+    b_step = np.einsum("rij,rj->ri", information[rows], step)
+    information[rows] += (
+        change[:, :, None] * change[:, None, :] / curvature[:, None, None]
+        - b_step[:, :, None] * b_step[:, None, :] / np.sum(step * b_step, axis=1)[:, None, None]
+    )
 
 
 def _start(data: GlmmData) -> np.ndarray:
@@ -558,8 +615,7 @@ def _score_statistic(data: GlmmData, params: np.ndarray) -> np.ndarray:
     alpha = params[:, p + 1 :] if data.family == "negative-binomial" else 0.0
     n = np.broadcast_to(data.trials, data.y.shape)
     _, l1, l2 = _kernel(data, data.y, n, eta, alpha, 2)
-    score = np.add.reduceat(l1, data.starts, axis=1)
-    curvature = np.add.reduceat(l2, data.starts, axis=1)
+    score, curvature = data.cluster_sum(l1), data.cluster_sum(l2)
     return np.sum(score**2 + curvature, axis=1), np.sum(curvature**2, axis=1)
 
 
@@ -593,11 +649,18 @@ def fit_glmm(data: GlmmData, n_agq: int = DEFAULT_N_AGQ) -> GlmmFit:
     start = np.zeros((n_rep, q))
     start[:, :p] = _start(flat)
     without_sigma = np.arange(q) != p
-    boundary, ll_boundary, _, ok_boundary = _newton(flat, start, n_agq, without_sigma)
+    # At sigma = 0 the integrand is constant in z, so one node is exact.
+    boundary, ll_boundary, ok_boundary, _ = _newton(flat, start, 1, without_sigma)
     score, info = _score_statistic(flat, boundary)
-    interior_start = boundary.copy()
-    interior_start[:, p] = np.clip(np.sqrt(np.maximum(score, 0.0) / info), 0.05, 3.0)
-    interior, ll_interior, _, ok_interior = _newton(flat, interior_start, n_agq, np.ones(q, bool))
+    interior = boundary.copy()
+    interior[:, p] = np.clip(np.sqrt(np.maximum(score, 0.0) / info), 0.05, 3.0)
+    everything = np.ones(q, bool)
+    # Laplace first (one node is cheap); its optimum and information start the AGQ polish.
+    interior, ll_interior, ok_interior, information = _newton(flat, interior, 1, everything)
+    if n_agq > 1:
+        interior, ll_interior, ok_interior, _ = _newton(
+            flat, interior, n_agq, everything, information
+        )
     at_boundary = (ll_interior < ll_boundary) | (
         (score <= 0) & (ll_interior <= ll_boundary + _LOGLIK_TOL)
     )
@@ -606,7 +669,7 @@ def fit_glmm(data: GlmmData, n_agq: int = DEFAULT_N_AGQ) -> GlmmFit:
     loglik = np.where(at_boundary, ll_boundary, ll_interior)
     converged = np.where(at_boundary, ok_boundary, ok_interior)
     _, _, modes = loglik_and_gradient(flat, params, n_agq)
-    info_matrix = -_hessian(flat, params, n_agq, modes, np.ones(q, bool))
+    info_matrix = -_hessian(flat, params, n_agq, modes, everything)
     positive = np.all(np.linalg.eigvalsh(info_matrix) > 0, axis=1)
     cov = np.full_like(info_matrix, np.nan)
     cov[positive] = np.linalg.inv(info_matrix[positive])
