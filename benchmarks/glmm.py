@@ -34,7 +34,8 @@ import pandas as pd
 from scipy import special, stats
 from statsmodels.genmod.bayes_mixed_glm import BinomialBayesMixedGLM
 
-from trialstats.analysis.glmm import DEFAULT_N_AGQ, binary_cluster_data, fit_glmm, glmm_data
+from trialstats.analysis.glmm import DEFAULT_N_AGQ, fit_glmm
+from trialstats.analysis.glmm_likelihood import binary_cluster_data, glmm_data
 
 SEED = 1313
 N_CLUSTERS, SIZE, SIGMA = 40, 50, 0.4

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from scipy import integrate, optimize, special, stats
 
-from trialstats.analysis import glmm
+from trialstats.analysis import glmm, glmm_likelihood
 from trialstats.analysis.marginal import marginal_effects
 from trialstats.errors import TrialstatsError
 
@@ -42,16 +42,16 @@ def design(name: str) -> tuple[np.ndarray, list[str]]:
     return np.column_stack([np.ones(len(d))] + [d[c] for c in names[1:]]), names
 
 
-def load(name: str) -> glmm.GlmmData:
+def load(name: str) -> glmm_likelihood.GlmmData:
     d = frame(name)
     X, _ = design(name)
     offset = np.log(d["exposure"]) if "exposure" in d else None
     trials = d["trials"] if "trials" in d else None
     family = FAMILY[REFERENCE[name]["family"]]
-    return glmm.glmm_data(d["y"], X, d["cluster"], family, trials=trials, offset=offset)
+    return glmm_likelihood.glmm_data(d["y"], X, d["cluster"], family, trials=trials, offset=offset)
 
 
-def saturated_loglik(data: glmm.GlmmData) -> float:
+def saturated_loglik(data: glmm_likelihood.GlmmData) -> float:
     """Log-likelihood of the saturated GLM (0 for 0/1 rows): lme4 leaves it out at nAGQ > 1."""
     y, n = data.y, data.trials
     if data.family == "poisson":
@@ -123,7 +123,7 @@ def test_loglik_matches_glmer(name, key):
 def test_events_and_trials_rows_equal_patient_rows():
     single = fitted("few_clusters", 15)
     agg = frame("few_clusters_aggregated")
-    clustered = glmm.binary_cluster_data(
+    clustered = glmm_likelihood.binary_cluster_data(
         agg["y"], agg["trials"], np.column_stack([np.ones(len(agg)), agg["arm"]])
     )
     fit = glmm.fit_glmm(clustered, 15)
@@ -146,12 +146,12 @@ def test_replicates_are_fitted_as_one_by_one():
     b = rng.normal(0, 0.5, (6, 12))
     events = rng.binomial(sizes, special.expit(-1.0 + 0.4 * arm + b))
     events[0] = rng.binomial(sizes, 0.02)  # a rare-outcome replicate, likely at the boundary
-    batch = glmm.fit_glmm(glmm.binary_cluster_data(events.reshape(2, 3, 12), sizes, X))
+    batch = glmm.fit_glmm(glmm_likelihood.binary_cluster_data(events.reshape(2, 3, 12), sizes, X))
     assert batch.beta.shape == (2, 3, 2) and batch.sigma.shape == (2, 3)
     for r in range(6):
-        one = glmm.fit_glmm(glmm.binary_cluster_data(events[r], sizes, X))
+        one = glmm.fit_glmm(glmm_likelihood.binary_cluster_data(events[r], sizes, X))
         i, j = divmod(r, 3)
-        np.testing.assert_allclose(batch.beta[i, j], one.beta, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(batch.beta[i, j], one.beta, rtol=1e-7, atol=1e-12)
         np.testing.assert_allclose(batch.se[i, j], one.se, rtol=1e-7)
         assert batch.sigma[i, j] == pytest.approx(one.sigma, rel=1e-8, abs=1e-12)
         assert batch.boundary[i, j] == one.boundary and batch.converged[i, j]
@@ -160,27 +160,27 @@ def test_replicates_are_fitted_as_one_by_one():
 @pytest.mark.parametrize("n_agq", [1, 15])
 @pytest.mark.parametrize("name", ["unequal", "poisson", "negbin"])
 def test_gradient_is_exact_for_the_approximation(name, n_agq):
-    data = glmm._flat(load(name))
+    data = glmm_likelihood.flatten(load(name))
     rng = np.random.default_rng(7)
     point = np.r_[
         fitted(name, 15).beta,
         0.7,
         [np.log(1.5)] if name == "negbin" else [],
     ] + rng.normal(0, 0.05, data.n_params)
-    _, grad, _ = glmm.loglik_and_gradient(data, point[None, :], n_agq)
+    _, grad, _ = glmm_likelihood.loglik_and_gradient(data, point[None, :], n_agq)
     numeric = []
     for i in range(point.size):
         step = np.zeros_like(point)
         step[i] = 1e-5
-        up, _, _ = glmm.loglik_and_gradient(data, (point + step)[None, :], n_agq)
-        down, _, _ = glmm.loglik_and_gradient(data, (point - step)[None, :], n_agq)
+        up, _, _ = glmm_likelihood.loglik_and_gradient(data, (point + step)[None, :], n_agq)
+        down, _, _ = glmm_likelihood.loglik_and_gradient(data, (point - step)[None, :], n_agq)
         numeric.append((up[0] - down[0]) / 2e-5)
     np.testing.assert_allclose(grad[0], numeric, rtol=1e-6, atol=1e-5)
 
 
 def test_default_nodes_are_converged():
     """Doubling the default nodes changes nothing that matters; Laplace does (module notes)."""
-    for name in [*BINARY, "poisson"]:
+    for name in [*BINARY, "poisson", "negbin"]:
         default = fitted(name, glmm.DEFAULT_N_AGQ)
         double = glmm.fit_glmm(load(name), 2 * glmm.DEFAULT_N_AGQ)
         for attr in ("beta", "se", "sigma"):
@@ -188,10 +188,10 @@ def test_default_nodes_are_converged():
                 getattr(double, attr), getattr(default, attr), rtol=1e-7, atol=1e-12
             )
     laplace, default = fitted("few_clusters", 1), fitted("few_clusters", glmm.DEFAULT_N_AGQ)
-    assert abs(laplace.sigma / default.sigma - 1) > 1e-3
+    assert abs(laplace.sigma / default.sigma - 1) > 5e-3
 
 
-def exact_nb_loglik(data: glmm.GlmmData, beta, sigma, theta) -> float:
+def exact_nb_loglik(data: glmm_likelihood.GlmmData, beta, sigma, theta) -> float:
     """The NB GLMM log-likelihood with each cluster's integral done by scipy.integrate.quad."""
     eta0 = data.X @ beta + data.offset
     total = 0.0
@@ -278,14 +278,14 @@ def test_marginal_effects_match_r_standardisation(name):
 def test_bad_input_is_a_trialstats_error():
     X = np.column_stack([np.ones(4), [0, 0, 1, 1]])
     with pytest.raises(TrialstatsError, match="family"):
-        glmm.glmm_data([0, 1, 0, 1], X, [1, 1, 2, 2], "gaussian")
+        glmm_likelihood.glmm_data([0, 1, 0, 1], X, [1, 1, 2, 2], "gaussian")
     with pytest.raises(TrialstatsError, match="trials"):
-        glmm.glmm_data([0, 2, 0, 1], X, [1, 1, 2, 2], "binomial")
+        glmm_likelihood.glmm_data([0, 2, 0, 1], X, [1, 1, 2, 2], "binomial")
     with pytest.raises(TrialstatsError, match="whole numbers"):
-        glmm.glmm_data([0, -1, 0, 1], X, [1, 1, 2, 2], "poisson")
+        glmm_likelihood.glmm_data([0, -1, 0, 1], X, [1, 1, 2, 2], "poisson")
     with pytest.raises(TrialstatsError, match="two clusters"):
-        glmm.glmm_data([0, 1, 0, 1], X, [1, 1, 1, 1], "binomial")
+        glmm_likelihood.glmm_data([0, 1, 0, 1], X, [1, 1, 1, 1], "binomial")
     with pytest.raises(TrialstatsError, match="rank"):
-        glmm.glmm_data([0, 1, 0, 1], np.ones((4, 2)), [1, 1, 2, 2], "binomial")
+        glmm_likelihood.glmm_data([0, 1, 0, 1], np.ones((4, 2)), [1, 1, 2, 2], "binomial")
     with pytest.raises(TrialstatsError, match="quadrature"):
-        glmm.fit_glmm(glmm.glmm_data([0, 1, 0, 1], X, [1, 1, 2, 2], "binomial"), 0)
+        glmm.fit_glmm(glmm_likelihood.glmm_data([0, 1, 0, 1], X, [1, 1, 2, 2], "binomial"), 0)

@@ -46,6 +46,7 @@ import pandas as pd
 from scipy import special, stats
 
 from trialstats.analysis.glmm import GlmmFit
+from trialstats.analysis.glmm_likelihood import normal_rule
 from trialstats.errors import TrialstatsError
 
 __all__ = ["N_NODES", "marginal_effects", "marginal_risks"]
@@ -77,8 +78,7 @@ def marginal_risks(fit: GlmmFit, X: np.ndarray, arm_column: int) -> tuple[np.nda
     X = np.asarray(X, dtype=float)
     if X.ndim != 2 or X.shape[1] != fit.beta.shape[0] or not 0 <= arm_column < X.shape[1]:
         raise TrialstatsError("X and arm_column do not match the fitted model.")
-    t, w = np.polynomial.hermite_e.hermegauss(N_NODES)
-    w = w / np.sqrt(2.0 * np.pi)
+    t, w = normal_rule(N_NODES)
     risks, grads = [], []
     for arm in (0.0, 1.0):
         Xa = X.copy()
