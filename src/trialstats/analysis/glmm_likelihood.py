@@ -111,6 +111,7 @@ class GlmmData:
 
     @property
     def batch_shape(self) -> tuple[int, ...]:
+        """Replicate dimensions of ``y``."""
         return self.y.shape[:-1]
 
     def cluster_sum(self, a: np.ndarray) -> np.ndarray:
@@ -178,7 +179,7 @@ def glmm_data(
         np.any(n_trials < 1) or np.any(n_trials != np.round(n_trials)) or np.any(y > n_trials)
     ):
         raise TrialstatsError("Binomial trials must be whole numbers >= 1 and at least the events.")
-    codes, _ = _codes(labels)
+    codes = np.unique(labels, return_inverse=True)[1].reshape(-1)
     order = np.argsort(codes, kind="stable")
     cluster = codes[order]
     if cluster[-1] < 1:
@@ -196,11 +197,6 @@ def glmm_data(
     )
 
 
-def _codes(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    uniques, codes = np.unique(labels, return_inverse=True)
-    return codes.reshape(-1), uniques
-
-
 def binary_cluster_data(events: np.ndarray, sizes: np.ndarray, X: np.ndarray) -> GlmmData:
     """Binary trials summarised exactly by cluster: one binomial row (events of size) per cluster.
 
@@ -213,7 +209,7 @@ def binary_cluster_data(events: np.ndarray, sizes: np.ndarray, X: np.ndarray) ->
     ----------
     events : array_like, shape (..., J)
         Events per cluster; leading dimensions are replicates.
-    sizes : array_like, shape (..., J) or (J,)
+    sizes : array_like, shape of ``events`` or (J,)
         Patients per cluster.
     X : array_like, shape (J, p)
         Cluster-level design (intercept, arm, cluster covariates).
