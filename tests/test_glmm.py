@@ -289,3 +289,24 @@ def test_bad_input_is_a_trialstats_error():
         glmm_likelihood.glmm_data([0, 1, 0, 1], np.ones((4, 2)), [1, 1, 2, 2], "binomial")
     with pytest.raises(TrialstatsError, match="quadrature"):
         glmm.fit_glmm(glmm_likelihood.glmm_data([0, 1, 0, 1], X, [1, 1, 2, 2], "binomial"), 0)
+
+
+def test_separated_replicates_are_flagged_not_hidden():
+    """No events in one arm sends its log odds to minus infinity: not converged, no crash."""
+    X = np.column_stack([np.ones(10), np.arange(10) % 2])
+    events = np.array([[0, 3, 0, 2, 0, 4, 0, 1, 0, 2], [1, 3, 0, 2, 2, 4, 0, 1, 1, 2]])
+    fit = glmm.fit_glmm(glmm_likelihood.binary_cluster_data(events, np.full(10, 20), X))
+    assert list(fit.converged) == [False, True]
+    assert fit.beta[0, 0] < -10
+
+
+def test_marginal_interval_with_t_reference():
+    X, names = design("few_clusters")
+    fit = fitted("few_clusters", 15)
+    z_table = marginal_effects(fit, X, names.index("arm"))
+    t_table = marginal_effects(fit, X, names.index("arm"), df=8, level=0.9)
+    np.testing.assert_allclose(t_table["estimate"], z_table["estimate"])
+    half = t_table["ci_high"].iloc[0] - t_table["estimate"].iloc[0]
+    assert half == pytest.approx(stats.t.ppf(0.95, 8) * t_table["se"].iloc[0])
+    with pytest.raises(TrialstatsError, match="binomial"):
+        marginal_effects(fitted("poisson", 15), X, 1)
