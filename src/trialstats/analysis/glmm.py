@@ -104,10 +104,12 @@ class GlmmFit:
     theta : ndarray, shape (...), or None
         Negative binomial :math:`\\hat\\vartheta` (size); None for other families.
     cov : ndarray, shape (..., q, q)
-        Inverse observed information over :math:`(\\beta, \\sigma[, \\alpha])`.
+        Inverse observed information over :math:`(\\beta, \\sigma[, \\alpha])`; NaN where the
+        information is not positive definite.
     loglik : ndarray, shape (...)
-        Maximised log-likelihood (the quadrature approximation), constants included as R's
-        ``logLik``.
+        Maximised log-likelihood (the quadrature approximation) with every constant, as R's
+        ``logLik`` of glmer at nAGQ = 1 (at nAGQ > 1 lme4 reports it minus the saturated
+        log-likelihood, which is 0 for 0/1 rows).
     boundary : ndarray of bool, shape (...)
         :math:`\\hat\\sigma = 0` exactly.
     converged : ndarray of bool, shape (...)
