@@ -1,0 +1,214 @@
+"""Random-intercept logistic GLMM: trialstats' adaptive quadrature side by side with its peers.
+
+In one process this script
+
+1. fits one binary trial (40 clusters of 50 patients, arm and a patient-level covariate, so
+   the fit works on all 2,000 patient rows) with :func:`trialstats.analysis.glmm.fit_glmm` at the
+   default nodes and at 1 node (Laplace), the median of ``--repeat`` runs; the same data with
+   statsmodels' ``BinomialBayesMixedGLM.fit_vb`` (variational Bayes, the only mixed GLM in
+   statsmodels) and, when ``Rscript`` is on the PATH, with lme4's ``glmer`` at the same nodes
+   (default control, as a user would), timed inside R;
+2. simulates binary power: ``--reps`` trials of 40 clusters of 50 (half per arm, control risk
+   0.3, odds ratio 1.5, cluster SD 0.4 on the logit scale), drawn and fitted in one batch from
+   the exact cluster summaries (events, size), Wald test of the arm at 5%; and, when R is
+   present, fits the first ``--peer-reps`` of the same trials with a ``glmer`` loop on the
+   patient-level 0/1 rows (as a per-trial simulation such as simr does) and on events/trials
+   per cluster, timed inside R (excluding start-up and reading) and scaled to 1,000.
+
+    .venv/bin/python benchmarks/glmm.py
+    .venv/bin/python benchmarks/glmm.py --reps 1000 --peer-reps 50 --repeat 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import special, stats
+from statsmodels.genmod.bayes_mixed_glm import BinomialBayesMixedGLM
+
+from trialstats.analysis.glmm import DEFAULT_N_AGQ, fit_glmm
+from trialstats.analysis.glmm_likelihood import binary_cluster_data, glmm_data
+
+SEED = 1313
+N_CLUSTERS, SIZE, SIGMA = 40, 50, 0.4
+INTERCEPT, LOG_OR = special.logit(0.3), np.log(1.5)
+ARM = np.arange(N_CLUSTERS) % 2
+
+R_ONE_FIT = r"""
+suppressPackageStartupMessages(library(lme4))
+args <- commandArgs(trailingOnly = TRUE)
+d <- read.csv(args[1])
+n_agq <- as.integer(args[2]); n_repeat <- as.integer(args[3])
+seconds <- numeric(n_repeat)
+for (i in seq_len(n_repeat)) {
+  start <- proc.time()[["elapsed"]]
+  f <- glmer(y ~ arm + age + (1 | cluster), data = d, family = binomial, nAGQ = n_agq)
+  seconds[i] <- proc.time()[["elapsed"]] - start
+}
+cat("SECONDS", median(seconds), "\n")
+cat("ESTIMATES", fixef(f), getME(f, "theta"), "\n")
+"""
+
+R_POWER = r"""
+suppressPackageStartupMessages(library(lme4))
+args <- commandArgs(trailingOnly = TRUE)
+d <- read.csv(args[1])
+n_agq <- as.integer(args[2])
+parts <- split(d, d$replicate)
+patients <- lapply(parts, function(x) data.frame(
+  cluster = rep(x$cluster, x$size), arm = rep(x$arm, x$size),
+  y = unlist(Map(function(e, n) rep(1:0, c(e, n - e)), x$events, x$size))))
+start <- proc.time()[["elapsed"]]
+est <- vapply(patients, function(x) {
+  f <- glmer(y ~ arm + (1 | cluster), data = x, family = binomial, nAGQ = n_agq)
+  fixef(f)[["arm"]]
+}, numeric(1))
+cat("PATIENT_SECONDS", proc.time()[["elapsed"]] - start, "\n")
+start <- proc.time()[["elapsed"]]
+est_agg <- vapply(parts, function(x) {
+  f <- glmer(cbind(events, size - events) ~ arm + (1 | cluster), data = x, family = binomial,
+             nAGQ = n_agq)
+  fixef(f)[["arm"]]
+}, numeric(1))
+cat("CLUSTER_SECONDS", proc.time()[["elapsed"]] - start, "\n")
+cat("ESTIMATES", est, "\n")
+"""
+
+
+def run_r(script: str, frame: pd.DataFrame, *args: object) -> str | None:
+    """Run an R script on a CSV of ``frame``; its stdout, or None without Rscript."""
+    if shutil.which("Rscript") is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        frame.to_csv(folder / "data.csv", index=False, float_format="%.17g")
+        (folder / "run.R").write_text(script)
+        command = ["Rscript", str(folder / "run.R"), str(folder / "data.csv"), *map(str, args)]
+        return subprocess.run(command, check=True, capture_output=True, text=True).stdout
+
+
+def field(output: str, name: str) -> np.ndarray:
+    return np.array(output.split(name)[1].splitlines()[0].split(), dtype=float)
+
+
+def one_trial(rng: np.random.Generator) -> pd.DataFrame:
+    cluster = np.repeat(np.arange(N_CLUSTERS), SIZE)
+    age = np.round(rng.normal(0.0, 1.0, cluster.size), 2)
+    eta = INTERCEPT + LOG_OR * ARM[cluster] + 0.3 * age + rng.normal(0, SIGMA, N_CLUSTERS)[cluster]
+    y = rng.binomial(1, special.expit(eta))
+    return pd.DataFrame({"cluster": cluster, "arm": ARM[cluster], "age": age, "y": y})
+
+
+def median_seconds(function, repeat: int) -> tuple[float, object]:
+    times, result = [], None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = function()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)), result
+
+
+def bench_one_fit(repeat: int) -> None:
+    d = one_trial(np.random.default_rng(SEED))
+    X = np.column_stack([np.ones(len(d)), d["arm"], d["age"]])
+    print(f"One fit: {N_CLUSTERS} clusters x {SIZE} patients, y ~ arm + age + (1 | cluster)")
+    ours = {}
+    for n_agq in (DEFAULT_N_AGQ, 1):
+        seconds, fit = median_seconds(
+            lambda k=n_agq: fit_glmm(glmm_data(d["y"], X, d["cluster"], "binomial"), k), repeat
+        )
+        ours[n_agq] = (seconds, fit)
+        print(f"  trialstats fit_glmm, nAGQ {n_agq:2d}: {1000 * seconds:8.1f} ms "
+              f"(log OR {fit.beta[1]:.6f}, sigma {fit.sigma:.6f})")
+    model = BinomialBayesMixedGLM.from_formula("y ~ arm + age", {"cluster": "0 + C(cluster)"}, d)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        seconds, vb = median_seconds(model.fit_vb, repeat)
+    print(f"  statsmodels BinomialBayesMixedGLM.fit_vb: {1000 * seconds:8.1f} ms "
+          f"(posterior mean log OR {vb.fe_mean[1]:.6f}, cluster SD {np.exp(vb.vcp_mean[0]):.6f}); "
+          f"ratio {seconds / ours[DEFAULT_N_AGQ][0]:.1f}x")
+    for n_agq in (DEFAULT_N_AGQ, 1):
+        out = run_r(R_ONE_FIT, d, n_agq, repeat)
+        if out is None:
+            print("  lme4 glmer: Rscript not found, skipped")
+            break
+        seconds, estimates = field(out, "SECONDS")[0], field(out, "ESTIMATES")
+        fit = ours[n_agq][1]
+        print(f"  lme4 glmer (in R), nAGQ {n_agq:2d}: {1000 * seconds:8.1f} ms; ratio "
+              f"{seconds / ours[n_agq][0]:.1f}x (max |difference| in (beta, sigma) "
+              f"{np.max(np.abs(estimates - np.r_[fit.beta, fit.sigma])):.1e}, glmer at its "
+              "default tolerances)")
+
+
+def simulate_events(reps: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(SEED + 1)
+    b = rng.normal(0.0, SIGMA, (reps, N_CLUSTERS))
+    events = rng.binomial(SIZE, special.expit(INTERCEPT + LOG_OR * ARM + b))
+    return events, np.full(N_CLUSTERS, SIZE)
+
+
+def power_run(reps: int, n_agq: int):
+    events, sizes = simulate_events(reps)
+    X = np.column_stack([np.ones(N_CLUSTERS), ARM])
+    fit = fit_glmm(binary_cluster_data(events, sizes, X), n_agq)
+    reject = np.abs(fit.beta[:, 1] / fit.se[:, 1]) > stats.norm.ppf(0.975)
+    return events, fit, reject
+
+
+def bench_power(reps: int, peer_reps: int) -> None:
+    print(f"Power: {reps} trials of {N_CLUSTERS} clusters x {SIZE}, control risk 0.3, OR 1.5, "
+          f"sigma {SIGMA}")
+    power_run(20, DEFAULT_N_AGQ)  # warm-up
+    ours = {}
+    for n_agq in (DEFAULT_N_AGQ, 1):
+        start = time.perf_counter()
+        events, fit, reject = power_run(reps, n_agq)
+        ours[n_agq] = time.perf_counter() - start
+        print(f"  trialstats, nAGQ {n_agq:2d}: {ours[n_agq]:.2f} s for {reps} (generation + fit + "
+              f"Wald test) -> {1000 * ours[n_agq] / reps:.2f} s per 1,000; power "
+              f"{reject.mean():.3f}; {fit.converged.mean():.1%} converged, "
+              f"{fit.boundary.mean():.1%} at sigma = 0")
+        if n_agq == DEFAULT_N_AGQ:
+            default_fit, default_events = fit, events
+    frame = pd.DataFrame({
+        "replicate": np.repeat(np.arange(peer_reps), N_CLUSTERS),
+        "cluster": np.tile(np.arange(N_CLUSTERS), peer_reps),
+        "arm": np.tile(ARM, peer_reps),
+        "events": default_events[:peer_reps].ravel(),
+        "size": SIZE,
+    })
+    for n_agq in (DEFAULT_N_AGQ, 1):
+        out = run_r(R_POWER, frame, n_agq)
+        if out is None:
+            print("  lme4 glmer loop: Rscript not found, skipped")
+            return
+        ours_per = 1000 * ours[n_agq] / reps
+        for label, key in (("patient rows", "PATIENT"), ("events/trials", "CLUSTER")):
+            per = 1000 * field(out, f"{key}_SECONDS")[0] / peer_reps
+            print(f"  lme4 glmer loop (in R), nAGQ {n_agq:2d}, {label:13s}: {peer_reps} fits "
+                  f"timed, scaled -> {per:.1f} s per 1,000; ratio {per / ours_per:.0f}x")
+        if n_agq == DEFAULT_N_AGQ:
+            gap = np.max(np.abs(field(out, "ESTIMATES") - default_fit.beta[:peer_reps, 1]))
+            print(f"  max |log OR difference| over the {peer_reps} trials: {gap:.1e}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=1000, help="simulated trials")
+    parser.add_argument("--peer-reps", type=int, default=50, help="trials fitted by glmer")
+    parser.add_argument("--repeat", type=int, default=5, help="timings per single fit")
+    args = parser.parse_args()
+    bench_one_fit(args.repeat)
+    bench_power(args.reps, args.peer_reps)
+
+
+if __name__ == "__main__":
+    main()
