@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from trialstats.errors import TrialstatsError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -57,6 +59,8 @@ def staged_outputs(target: str | Path) -> Iterator[Path]:
     command did not write are left alone. On an exception nothing in ``target`` changes.
     """
     target = Path(target)
+    if target.exists() and not target.is_dir():
+        raise TrialstatsError(f"{target}: is a file; the output must be a folder.")
     target.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.staging-"))
     try:

@@ -280,12 +280,12 @@ def _read_excel(path: Path, sheet: str | None = None) -> pd.DataFrame:
                 f"{', '.join(repr(n) for n in names)}."
             )
         chosen = sheet if sheet is not None else names[0]
-        header = book.parse(chosen, header=None, nrows=1)
+        header = pd.read_excel(book, sheet_name=chosen, header=None, nrows=1)
         names_in_header = [str(c).strip() for c in header.iloc[0]] if len(header) else []
         repeated = sorted({c for c in names_in_header if names_in_header.count(c) > 1})
         if repeated:
             raise TrialstatsError(f"{path}: repeated column names: {', '.join(repeated)}.")
-        frame = book.parse(chosen)
+        frame = pd.read_excel(book, sheet_name=chosen)
     frame.attrs["source"] = f"{path}: sheet {chosen!r} of the workbook"
     return frame
 
