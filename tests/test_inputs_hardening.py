@@ -370,6 +370,40 @@ def test_a_failed_report_leaves_the_previous_outputs_whole(tmp_path, monkeypatch
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
 
 
+def test_a_failed_move_into_place_is_undone(tmp_path, monkeypatch):
+    from trialstats.atomic import staged_outputs
+
+    target = tmp_path / "out"
+    (target / "tables").mkdir(parents=True)
+    (target / "tables" / "old.csv").write_text("old")
+    (target / "a.txt").write_text("old a")
+    (target / "keep.txt").write_text("not ours")
+    before = _snapshot(target)
+    real, calls = os.replace, []
+
+    def fail_late(source, destination):
+        calls.append(1)
+        if len(calls) == 4:  # a.txt retired and replaced, tables/ retired, then fail
+            raise OSError("device gone")
+        real(source, destination)
+
+    monkeypatch.setattr(os, "replace", fail_late)
+    with pytest.raises(OSError), staged_outputs(target) as stage:
+        (stage / "tables").mkdir()
+        (stage / "tables" / "new.csv").write_text("new")
+        (stage / "a.txt").write_text("new a")
+    monkeypatch.undo()
+    assert _snapshot(target) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_a_file_as_output_folder_is_a_user_error(tmp_path, capsys, trial_files):
+    config = trial_files.write()
+    (tmp_path / "o").write_text("")
+    assert main(["validate", "--config", str(config), "--out", str(tmp_path / "o")]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
 def test_staged_outputs_honour_the_umask(trial_files, capsys):
     config = trial_files.write()
     old = os.umask(0o022)

@@ -5,9 +5,10 @@ into place. Several files: :func:`staged_outputs` hands out a temporary folder b
 target folder; the command writes everything there, and only when every file has been
 written are the entries moved into the target folder, each top-level entry by one rename (a
 subfolder such as ``tables/`` replaces the old one whole, so no file of the previous run
-survives in it). A failure before that point leaves the target untouched and removes the
-staging folder; a run killed before then leaves the target untouched too and at worst a
-hidden ``.<target>.staging-*`` folder beside it, which can be deleted.
+survives in it); should a rename fail, those already made are undone. A failure before then
+leaves the target untouched and removes the staging folder; a run killed before then leaves
+the target untouched and at worst a hidden ``.<target>.staging-*`` folder beside it, which
+can be deleted. Only a kill during the final renames (microseconds) could leave a mix.
 
 Files get the usual permissions (``0666`` and directories ``0777``, less the umask), not
 the ``0600``/``0700`` of :mod:`tempfile`.
@@ -55,8 +56,9 @@ def staged_outputs(target: str | Path) -> Iterator[Path]:
 
     Yields an empty folder beside ``target`` (on the same file system); write every output
     there under its final relative path. On normal exit each top-level entry replaces the
-    entry of the same name in ``target`` (created if absent); entries of ``target`` the
-    command did not write are left alone. On an exception nothing in ``target`` changes.
+    entry of the same name in ``target`` (created if absent), a folder as a whole; entries of
+    ``target`` the command did not write are left alone. On an exception nothing in
+    ``target`` changes; if a move itself fails, the moves already made are undone.
     """
     target = Path(target)
     if target.exists() and not target.is_dir():
@@ -70,15 +72,27 @@ def staged_outputs(target: str | Path) -> Iterator[Path]:
             if entry.is_dir():
                 entry.chmod(mode)
         target.mkdir(exist_ok=True)
-        for entry in sorted(stage.iterdir()):
-            _replace(entry, target / entry.name, stage)
+        _commit(stage, target)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def _replace(new: Path, old: Path, stage: Path) -> None:
-    """Move ``new`` onto ``old``: a file by one rename, a folder by swapping it whole."""
-    if new.is_dir() and old.is_dir():
-        retired = stage / f".retired-{old.name}"
-        os.replace(old, retired)
-    os.replace(new, old)
+def _commit(stage: Path, target: Path) -> None:
+    """Move every entry of ``stage`` into ``target``, retiring what it replaces into
+    ``stage/.retired``; on any failure put everything back as it was."""
+    retired = stage / ".retired"
+    entries = sorted(stage.iterdir())
+    retired.mkdir()
+    moves: list[tuple[Path, Path]] = []
+    try:
+        for entry in entries:
+            old = target / entry.name
+            if old.exists() or old.is_symlink():
+                os.replace(old, retired / entry.name)
+                moves.append((old, retired / entry.name))
+            os.replace(entry, old)
+            moves.append((entry, old))
+    except BaseException:
+        for source, destination in reversed(moves):
+            os.replace(destination, source)
+        raise
