@@ -1,14 +1,15 @@
 """What Table 1 may show: the configured columns, no identifiers, no small counts.
 
-Table 1 describes the columns the configuration names, ``analysis.covariates`` followed by
+Table 1 describes the columns the configuration names, ``analysis.covariates`` and
 ``report.table1`` (each at practice level when it is a practice column, else at patient
-level), never every column of the data. A named column that looks like an identifier or free
-text (:func:`trialstats.data.columns.identifier_reason`) is *withheld*: it gets one tidy row
-per arm with ``summary = "withheld"`` and the reason, and no value of it is computed or
-shown. With ``report.min_cell: N`` (N > 1), any count from 1 to N - 1 (a category count, a
-missing count, or the number of values behind a mean or median) is suppressed: its numbers
-become missing, ``suppressed`` is true, and the table shows ``<N``. Complementary
-suppression (a hidden count recoverable from a total) is not attempted.
+level, in the order of the data's columns), never every column of the data. A named column
+that looks like an identifier or free text (see
+:func:`trialstats.data.columns.identifier_reason`) is *withheld*: it gets one tidy row per
+arm with ``summary = "withheld"`` and the reason, and no value of it is computed or shown.
+With ``report.min_cell: N`` (N > 1), any count from 1 to N - 1 (a category count, a missing
+count, or the number of values behind a mean or median) is suppressed: its numbers become
+missing, ``suppressed`` is true, and the table shows ``<N``. Complementary suppression (a
+hidden count recoverable from a total) is not attempted.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def table1_columns(
     Returns
     -------
     cluster_columns, patient_columns : list of str
-        Named columns (covariates, then ``report.table1``) in configuration order.
+        Named columns (``analysis.covariates`` and ``report.table1``) in the order of the
+        data's columns.
     withheld : dict
         Column -> (level, reason) for named columns that look like identifiers or free text.
 
@@ -52,7 +54,9 @@ def table1_columns(
             "the practices nor the patients table."
         )
     cluster_columns, patient_columns, withheld = [], [], {}
-    for column in dict.fromkeys(c for c in named if c not in fixed):
+    chosen = set(named) - fixed
+    in_data_order = [*practices.columns, *(c for c in patients.columns if c not in practices)]
+    for column in (c for c in in_data_order if c in chosen):
         level, values = ("cluster", practices[column]) if column in practices.columns else (
             "patient", patients[column])
         reason = identifier_reason(column, values)

@@ -254,8 +254,12 @@ def baseline_summary(
         counts of practices and patients), ``label``, ``category`` (``""`` for continuous
         ones), ``arm``, ``summary`` (``count``, ``mean_sd``, ``median_iqr`` or
         ``n_percent``), ``n`` (with a value), ``n_missing``, ``total``, ``mean``, ``sd``,
-        ``median``, ``q1``, ``q3``, ``count``, ``percent`` (of ``n``) and ``skewness`` (of
-        the pooled values, which chose the summary).
+        ``median``, ``q1``, ``q3``, ``count``, ``percent`` (of ``n``), ``skewness`` (of
+        the pooled values, which chose the summary) and ``suppressed`` (a count below
+        ``report.min_cell``, blanked). The characteristics are the practice and patient
+        columns named in ``analysis.covariates`` and ``report.table1`` and the outcomes at
+        baseline; a named identifier-like or free-text column gets only rows with summary
+        ``withheld`` and the reason in ``category`` (see :mod:`trialstats.report.disclosure`).
     """
     design = config["design"]
     arm = design["arm"]
