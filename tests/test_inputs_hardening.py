@@ -481,6 +481,18 @@ def test_a_header_one_name_short_is_named(trial_files, capsys):
     assert "header" in err and "more fields" in err and "rows 2, 3, 4" in err
 
 
+def test_a_delimiter_at_the_end_of_every_line_is_allowed(tmp_path):
+    path = _csv(tmp_path, "id;score;\n1;2,5;\n2;3;\n")
+    frame = read_table(path)
+    assert frame.columns.tolist() == ["id", "score"]
+    assert frame["id"].tolist() == ["1", "2"] and frame["score"].tolist() == ["2.5", "3"]
+
+
+def test_a_column_with_values_but_no_name_is_refused(tmp_path):
+    with pytest.raises(TrialstatsError, match="column 2 has values but no name"):
+        read_table(_csv(tmp_path, "id,,score\n1,x,2\n"))
+
+
 def test_one_row_takes_has(trial_files, capsys):
     trial_files.patients["practice_id"] = trial_files.patients["practice_id"].astype(object)
     trial_files.patients.loc[2, "practice_id"] = None

@@ -23,7 +23,7 @@ MAX_CATEGORIES = 30
 UNIQUE_MIN_ROWS = 100
 #: A text column unique on every row is an identifier from this many rows on.
 UNIQUE_TEXT_MIN_ROWS = 10
-#: Fraction of present values that must match a pattern for the column to match it.
+#: Fraction of values (of distinct texts) that must match a pattern for the column to match.
 _MOSTLY = 0.9
 
 _ID_WORDS = frozenset({
@@ -85,18 +85,17 @@ def identifier_reason(name: str, values: pd.Series) -> str | None:
     if pd.api.types.is_numeric_dtype(present):
         return _number_reason(present.astype(float))
     text = present.astype(str).str.strip()
-    numbers = pd.to_numeric(text, errors="coerce")
-    if numbers.notna().all():
-        return _number_reason(numbers.astype(float))
-    if text.str.match(_NHS).mean() >= _MOSTLY:
+    distinct = pd.Series(text.unique())  # the patterns are tried on each distinct value once
+    if pd.to_numeric(distinct, errors="coerce").notna().all():
+        return _number_reason(pd.to_numeric(text).astype(float))
+    if distinct.str.match(_NHS).mean() >= _MOSTLY:
         return "NHS-number-like digits"
-    if text.str.match(_DATE).mean() >= _MOSTLY:
+    if distinct.str.match(_DATE).mean() >= _MOSTLY:
         return "dates"
-    distinct = text.nunique()
-    if len(text) >= UNIQUE_TEXT_MIN_ROWS and distinct == len(text):
+    if len(text) >= UNIQUE_TEXT_MIN_ROWS and len(distinct) == len(text):
         return "unique per row"
-    if distinct > MAX_CATEGORIES:
-        return f"free text ({distinct:,} distinct values)"
+    if len(distinct) > MAX_CATEGORIES:
+        return f"free text ({len(distinct):,} distinct values)"
     return None
 
 

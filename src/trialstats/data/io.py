@@ -23,7 +23,7 @@ import csv
 import io
 import re
 from collections.abc import Callable
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,6 @@ _SIGNATURES = (
     (b"%PDF", "a PDF document", "export the table as CSV"),
 )
 
-_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _GROUPED = re.compile(r"^[+-]?[1-9]\d{0,2}(,\d{3})+(\.\d+)?$")
 _DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
 _AMBIGUOUS = re.compile(r"^[+-]?[1-9]\d{0,2},\d{3}$")
@@ -115,10 +114,12 @@ def _sniff_delimiter(path: Path, text: str) -> str:
         return best
 
 
-def _check_header_and_fields(path: Path, text: str, delimiter: str) -> None:
+def _check_header_and_fields(path: Path, text: str, delimiter: str) -> list[str]:
     """Refuse repeated column names and records with fewer or more fields than the header
     has names (pandas would pad short records with missing values, hiding a truncated file,
-    and turn the first column of long ones into row labels, shifting every column)."""
+    and turn the first column of long ones into row labels, shifting every column). Empty
+    fields after the last column (a delimiter at the end of each line) are allowed.
+    Returns the header's names."""
     records = csv.reader(io.StringIO(text), delimiter=delimiter, skipinitialspace=True)
     header = [name.strip() for name in next(records, [])]
     repeated = sorted({name for name in header if header.count(name) > 1})
@@ -128,7 +129,7 @@ def _check_header_and_fields(path: Path, text: str, delimiter: str) -> None:
     for row, record in enumerate(records, start=first_data_row()):
         if record and len(record) < len(header):
             short.append(row)
-        elif len(record) > len(header):
+        elif any(field.strip() for field in record[len(header):]):
             long.append(row)
     if long:
         raise TrialstatsError(
@@ -142,17 +143,29 @@ def _check_header_and_fields(path: Path, text: str, delimiter: str) -> None:
             f"than the header's {len(header)}; the file may be truncated or use a different "
             f"delimiter."
         )
+    return header
+
+
+def _text_cells(column: pd.Series) -> pd.Series | None:
+    """The present cells of a column when they are all strings, else None."""
+    if not (pd.api.types.is_object_dtype(column) or isinstance(column.dtype, pd.StringDtype)):
+        return None
+    present = column.dropna()
+    if not len(present) or pd.api.types.infer_dtype(present, skipna=False) != "string":
+        return None
+    return present
 
 
 def _numeric_text(column: pd.Series) -> pd.Series | None:
     """The present cells of a text column when every one is a number in some convention."""
-    if not (pd.api.types.is_object_dtype(column) or isinstance(column.dtype, pd.StringDtype)):
+    present = _text_cells(column)
+    if present is None:
         return None
-    present = column.dropna()
-    if not len(present) or not all(isinstance(v, str) for v in present):
+    comma = present.str.contains(",", regex=False)
+    if pd.to_numeric(present[~comma], errors="coerce").isna().any():
         return None
-    commas = present[~present.str.match(_NUMBER)]
-    if not (commas.str.match(_GROUPED) | commas.str.match(_DECIMAL_COMMA)).all():
+    with_comma = present[comma]
+    if not (with_comma.str.match(_GROUPED) | with_comma.str.match(_DECIMAL_COMMA)).all():
         return None
     return present
 
@@ -167,12 +180,26 @@ def _kinds(cells: pd.Series) -> tuple[pd.Series, pd.Series]:
     return decimal, points
 
 
+def _file_evidence(frame: pd.DataFrame) -> tuple[bool, bool]:
+    """Whether the file's number columns use decimal points (or unambiguous thousands
+    separators) anywhere, and whether they use unambiguous decimal commas anywhere."""
+    points = commas = False
+    for name in frame.columns:
+        cells = _numeric_text(frame[name])
+        if cells is not None:
+            decimal, point = _kinds(cells)
+            points, commas = points or bool(point.any()), commas or bool(decimal.any())
+    return points, commas
+
+
 def _comma_convention(
-    path: Path, name: str, cells: pd.Series, file_points: bool, file_commas: bool
+    path: Path, name: str, cells: pd.Series, evidence: Callable[[], tuple[bool, bool]]
 ) -> str:
-    """``"thousands"`` or ``"decimal"`` for a column of numbers written with commas."""
+    """``"thousands"`` or ``"decimal"`` for a column of numbers written with commas;
+    ``evidence()`` gives the file's (decimal points, decimal commas) when the column cannot
+    decide alone."""
     decimal, points = _kinds(cells)
-    if decimal.any() and (points.any() or file_points):
+    if decimal.any() and (points.any() or evidence()[0]):
         bad = [int(i) + first_data_row() for i in cells.index[decimal]]
         raise TrialstatsError(
             f"{path}, column '{name}': {_row_list(bad)} "
@@ -185,6 +212,7 @@ def _comma_convention(
         return "decimal"
     if points.any():
         return "thousands"
+    file_points, file_commas = evidence()
     if file_points != file_commas:
         return "thousands" if file_points else "decimal"
     with_comma = cells[cells.str.contains(",", regex=False)]
@@ -211,18 +239,20 @@ def normalise_numbers(frame: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, li
         Naming the file, column and rows when a column mixes the conventions, disagrees with
         the rest of the file, or cannot be decided.
     """
-    numeric = {name: cells for name in frame.columns
-               if (cells := _numeric_text(frame[name])) is not None}
-    with_commas = [n for n, c in numeric.items() if c.str.contains(",", regex=False).any()]
+    with_commas = {}
+    for name in frame.columns:
+        cells = _text_cells(frame[name])
+        if cells is not None and cells.str.contains(",", regex=False).any():
+            numbers = _numeric_text(cells)
+            if numbers is not None:
+                with_commas[name] = numbers
     if not with_commas:
         return frame, []
-    kinds = [_kinds(cells) for cells in numeric.values()]
-    file_commas = any(decimal.any() for decimal, _ in kinds)
-    file_points = any(points.any() for _, points in kinds)
+    evidence = cache(partial(_file_evidence, frame))
     frame = frame.copy()
     decided: dict[str, list[str]] = {"thousands": [], "decimal": []}
-    for name in with_commas:
-        convention = _comma_convention(path, name, numeric[name], file_points, file_commas)
+    for name, cells in with_commas.items():
+        convention = _comma_convention(path, name, cells, evidence)
         decided[convention].append(name)
         column = frame[name]
         replacement = "" if convention == "thousands" else "."
@@ -242,7 +272,7 @@ def read_text_table(path: Path) -> pd.DataFrame:
     if not text.strip():
         raise TrialstatsError(f"{path}: the file is empty.")
     delimiter = _sniff_delimiter(path, text)
-    _check_header_and_fields(path, text, delimiter)
+    header = _check_header_and_fields(path, text, delimiter)
     try:
         frame = pd.read_csv(
             io.StringIO(text),
@@ -254,9 +284,17 @@ def read_text_table(path: Path) -> pd.DataFrame:
         )
     except (pd.errors.ParserError, ValueError) as exc:
         raise TrialstatsError(f"{path}: cannot be parsed as a delimited table ({exc}).") from None
-    frame.columns = [str(c).strip() for c in frame.columns]
     frame = frame.apply(lambda col: col.str.strip())
     frame = frame.mask(frame.isin(MISSING_TEXT))
+    unnamed = [i for i, name in enumerate(header) if not name]
+    filled = [i + 1 for i in unnamed if frame.iloc[:, i].notna().any()]
+    if filled:
+        raise TrialstatsError(
+            f"{path}: column{'s' if len(filled) > 1 else ''} {', '.join(map(str, filled))} "
+            f"{'have' if len(filled) > 1 else 'has'} values but no name in the header line."
+        )
+    frame = frame.drop(columns=frame.columns[unnamed])
+    frame.columns = [name for name in header if name]
     notes: list[str] = []
     if "," in text if delimiter != "," else '"' in text:
         frame, notes = normalise_numbers(frame, path)
