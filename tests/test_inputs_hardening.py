@@ -481,8 +481,9 @@ def test_a_header_one_name_short_is_named(trial_files, capsys):
     assert "header" in err and "more fields" in err and "rows 2, 3, 4" in err
 
 
-def test_a_delimiter_at_the_end_of_every_line_is_allowed(tmp_path):
-    path = _csv(tmp_path, "id;score;\n1;2,5;\n2;3;\n")
+@pytest.mark.parametrize("header", ["id;score;", "id;score"])
+def test_a_delimiter_at_the_end_of_every_line_is_allowed(tmp_path, header):
+    path = _csv(tmp_path, f"{header}\n1;2,5;\n2;3;\n")
     frame = read_table(path)
     assert frame.columns.tolist() == ["id", "score"]
     assert frame["id"].tolist() == ["1", "2"] and frame["score"].tolist() == ["2.5", "3"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import warnings
 from collections.abc import Callable
 from functools import cache, partial
 from pathlib import Path
@@ -274,14 +275,16 @@ def read_text_table(path: Path) -> pd.DataFrame:
     delimiter = _sniff_delimiter(path, text)
     header = _check_header_and_fields(path, text, delimiter)
     try:
-        frame = pd.read_csv(
-            io.StringIO(text),
-            sep=delimiter,
-            dtype=str,
-            keep_default_na=False,
-            skipinitialspace=True,
-            index_col=False,
-        )
+        with warnings.catch_warnings():  # trailing fields were checked to be empty
+            warnings.simplefilter("ignore", pd.errors.ParserWarning)
+            frame = pd.read_csv(
+                io.StringIO(text),
+                sep=delimiter,
+                dtype=str,
+                keep_default_na=False,
+                skipinitialspace=True,
+                index_col=False,
+            )
     except (pd.errors.ParserError, ValueError) as exc:
         raise TrialstatsError(f"{path}: cannot be parsed as a delimited table ({exc}).") from None
     frame = frame.apply(lambda col: col.str.strip())
