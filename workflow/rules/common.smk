@@ -18,12 +18,17 @@ POWER_CHUNKS = 5
 def library(*parts):
     """The trialstats source files a rule depends on, so that editing them re-runs it.
 
-    Every command depends on the base layer (configuration, CLI, errors, data reading and
-    validation, shared command arguments); ``parts`` add the stage's packages or modules,
-    including those the stage imports from other stages.
+    Every command depends on the base layer (configuration, CLI, errors, atomic output, data
+    reading and validation, shared command arguments); ``parts`` add the stage's packages or
+    modules, including those the stage imports from other stages.
     """
     root = Path(workflow.basedir) / "src" / "trialstats"
-    files = [root / "config.py", root / "cli.py", root / "errors.py"]
+    files = [
+        root / "config.py",
+        root / "cli.py",
+        root / "errors.py",
+        root / "atomic.py",
+    ]
     files += [root / "commands" / "inputs.py", *sorted((root / "data").glob("*.py"))]
     for part in parts:
         target = root / part
