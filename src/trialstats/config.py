@@ -8,6 +8,7 @@ the package can rely on every key being present.
 from __future__ import annotations
 
 import copy
+from collections.abc import Hashable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 continue
             key = self.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
+            if not isinstance(key, Hashable):
+                continue  # PyYAML itself refuses it
             if key in seen:
                 raise yaml.YAMLError(
                     f"key {key!r} appears twice in one mapping, on lines {seen[key]} and "

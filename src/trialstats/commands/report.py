@@ -150,8 +150,7 @@ def run(args: argparse.Namespace) -> None:
         for name, text in texts.items():
             (stage / name).write_text(text, encoding="utf-8")
         (stage / "report.docx").write_bytes(docx_bytes(report))
-    out = args.out
     print(
         f"Wrote report.html, report.docx, report.tex, report.md, {len(report.tables())} tables "
-        f"and {len(report.figures())} figures to {out}."
+        f"and {len(report.figures())} figures to {args.out}."
     )
