@@ -84,6 +84,7 @@ def flow_config(practices: Path, patients: Path) -> dict:
         ],
         "analysis": {"covariates": ["age", "condition"],
                      "df_method": ["kenward-roger", "satterthwaite"]},
+        "report": {"table1": ["list_size", "imd_score", "sex"]},
     }
 
 

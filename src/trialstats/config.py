@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Hashable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,31 @@ def load_schema(name: str) -> dict[str, Any]:
     return yaml.safe_load(text)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader for which a key repeated in one mapping is an error (YAML says
+    keys are unique; PyYAML would silently keep the last value)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if not isinstance(key, Hashable):
+                continue  # PyYAML itself refuses it
+            if key in seen:
+                raise yaml.YAMLError(
+                    f"key {key!r} appears twice in one mapping, on lines {seen[key]} and "
+                    f"{line}; remove one"
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: str | Path) -> Any:
-    """Read a YAML file, turning unreadable or malformed files into a user-facing error."""
+    """Read a YAML file, turning unreadable or malformed files (including a key repeated in
+    one mapping) into a user-facing error."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -40,7 +64,7 @@ def read_yaml(path: str | Path) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise TrialstatsError(f"{path}: cannot be read ({exc}).") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         raise TrialstatsError(f"{path}: is not valid YAML ({exc}).") from None
 

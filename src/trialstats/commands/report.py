@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 
 import trialstats
+from trialstats.atomic import staged_outputs
 from trialstats.config import load_config
-from trialstats.data.io import write_atomically
 from trialstats.errors import TrialstatsError
 
 
@@ -93,6 +93,7 @@ def run(args: argparse.Namespace) -> None:
     from trialstats.report.build import Provenance, build_report
     from trialstats.report.methods import software_versions
     from trialstats.report.render import (
+        csv_text,
         docx_bytes,
         render_html,
         render_latex,
@@ -133,26 +134,23 @@ def run(args: argparse.Namespace) -> None:
     )
     report, counts = build_report(practices, patients, config, results, sensitivity, provenance,
                                   power)
-    out = args.out
-    for figure in report.figures():
-        for fmt in ("svg", "png", "pdf"):
-            content = getattr(figure, fmt)
-            write_atomically(out / "figures" / f"{figure.name}.{fmt}",
-                             lambda tmp, content=content: tmp.write_bytes(content))
-    for table in report.tables():
-        write_atomically(out / "tables" / f"{table.name}.csv",
-                         lambda tmp, t=table: tmp.write_text(table_csv(t), encoding="utf-8"))
-        write_atomically(out / "tables" / f"{table.name}_data.csv",
-                         lambda tmp, t=table: tmp.write_text(table_data_csv(t), encoding="utf-8"))
-    write_atomically(out / "tables" / "consort_counts.csv",
-                     lambda tmp: counts.to_csv(tmp, index=False, lineterminator="\n"))
     texts = {"report.html": render_html(report), "report.md": render_markdown(report),
              "report.tex": render_latex(report)}
-    for name, text in texts.items():
-        write_atomically(out / name, lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
-    docx = docx_bytes(report)
-    write_atomically(out / "report.docx", lambda tmp: tmp.write_bytes(docx))
+    with staged_outputs(args.out) as stage:
+        (stage / "figures").mkdir()
+        (stage / "tables").mkdir()
+        for figure in report.figures():
+            for fmt in ("svg", "png", "pdf"):
+                (stage / "figures" / f"{figure.name}.{fmt}").write_bytes(getattr(figure, fmt))
+        for table in report.tables():
+            (stage / "tables" / f"{table.name}.csv").write_text(table_csv(table), "utf-8")
+            (stage / "tables" / f"{table.name}_data.csv").write_text(table_data_csv(table),
+                                                                      "utf-8")
+        (stage / "tables" / "consort_counts.csv").write_text(csv_text(counts), "utf-8")
+        for name, text in texts.items():
+            (stage / name).write_text(text, encoding="utf-8")
+        (stage / "report.docx").write_bytes(docx_bytes(report))
     print(
         f"Wrote report.html, report.docx, report.tex, report.md, {len(report.tables())} tables "
-        f"and {len(report.figures())} figures to {out}."
+        f"and {len(report.figures())} figures to {args.out}."
     )

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from trialstats.atomic import staged_outputs
 from trialstats.config import load_config
-from trialstats.data.io import write_atomically
-from trialstats.data.validate import load_trial, summarise
+from trialstats.data.columns import identifier_columns
+from trialstats.data.validate import TREATED, Trial, load_trial, outcome_columns, summarise
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,14 +29,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
+def input_notes(trial: Trial) -> str:
+    """What was read from each input, and which columns reports will never show."""
+    design = trial.config["design"]
+    skip = {design["cluster"], design["patient"], design["arm"], design["withdrawn"], TREATED,
+            *outcome_columns(trial.config)}
+    lines = ["", "Inputs read:"]
+    lines += [f"  {frame.attrs['source']}" for frame in (trial.practices, trial.patients)
+              if "source" in frame.attrs]
+    hidden = identifier_columns(trial.practices, skip)
+    hidden |= identifier_columns(trial.patients, skip | set(trial.practices.columns))
+    if hidden:
+        lines += ["", "Identifier-like or free-text columns, never shown in reports:"]
+        lines += [f"  {name}: {reason}" for name, reason in hidden.items()]
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> None:
-    """Validate, print the summary, and write the analysis-ready tables when asked."""
+    """Validate, print the summary, and write the analysis-ready tables when asked (all
+    three files together: a failed or killed run leaves the previous ones whole)."""
     trial = load_trial(load_config(args.config))
-    summary = summarise(trial)
+    summary = summarise(trial) + "\n" + input_notes(trial)
     if args.out is not None:
-        write_atomically(args.out / "practices.parquet", trial.practices.to_parquet)
-        write_atomically(args.out / "patients.parquet", trial.patients.to_parquet)
-        write_atomically(
-            args.out / "validation.txt", lambda tmp: tmp.write_text(summary + "\n")
-        )
+        with staged_outputs(args.out) as stage:
+            trial.practices.to_parquet(stage / "practices.parquet")
+            trial.patients.to_parquet(stage / "patients.parquet")
+            (stage / "validation.txt").write_text(summary + "\n")
     print(summary)

@@ -53,7 +53,6 @@ from __future__ import annotations
 import copy
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -65,6 +64,7 @@ import pandas as pd
 import yaml
 from scipy import special
 
+from trialstats.atomic import write_atomically
 from trialstats.errors import TrialstatsError
 
 __all__ = ["generate_trial", "load_synthetic_spec", "validate_synthetic_spec", "write_trial_csv"]
@@ -608,14 +608,8 @@ def _format_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _write_atomic(frame: pd.DataFrame, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            _format_frame(frame).to_csv(handle, index=False, lineterminator="\n", na_rep="")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, lambda tmp: _format_frame(frame).to_csv(
+        tmp, index=False, lineterminator="\n", na_rep="", encoding="utf-8"))
 
 
 def write_trial_csv(

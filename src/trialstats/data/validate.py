@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trialstats.data.io import first_data_row, read_table
+from trialstats.data.io import first_data_row, read_input
 from trialstats.errors import TrialstatsError
 
 #: Column added to both tables: 1 for the intervention arm, 0 for control.
@@ -89,6 +89,10 @@ def _rows(mask: pd.Series | np.ndarray) -> str:
     return f"row{'s' if len(index) > 1 else ''} {shown}{more}"
 
 
+def _have(mask: pd.Series | np.ndarray) -> str:
+    return "have" if np.count_nonzero(np.asarray(mask)) > 1 else "has"
+
+
 def _values(series: pd.Series) -> str:
     shown = list(dict.fromkeys(str(v) for v in series))[:_SHOWN_ROWS]
     return ", ".join(repr(v) for v in shown)
@@ -139,7 +143,9 @@ def _raise(problems: list[str]) -> None:
 def _check_ids(ids: pd.Series, column: str, path: Path, what: str) -> list[str]:
     problems = []
     if ids.isna().any():
-        problems.append(f"{path}, column '{column}': {_rows(ids.isna())} have no {what} id.")
+        problems.append(
+            f"{path}, column '{column}': {_rows(ids.isna())} {_have(ids.isna())} no {what} id."
+        )
     duplicated = ids.notna() & ids.duplicated(keep=False)
     if duplicated.any():
         problems.append(
@@ -179,7 +185,7 @@ def check_practices(raw: pd.DataFrame, config: dict[str, Any], path: Path) -> pd
     problems = _check_ids(practices[cluster], cluster, path, "practice")
     no_arm = practices[arm].isna()
     if no_arm.any():
-        problems.append(f"{path}, column '{arm}': {_rows(no_arm)} have no arm.")
+        problems.append(f"{path}, column '{arm}': {_rows(no_arm)} {_have(no_arm)} no arm.")
     counts = practices[arm].value_counts()
     intervention = design["intervention"]
     if intervention not in counts.index:
@@ -443,7 +449,9 @@ def check_patients(
     problems = _check_ids(patients[patient], patient, path, "patient")
     no_cluster = patients[cluster].isna()
     if no_cluster.any():
-        problems.append(f"{path}, column '{cluster}': {_rows(no_cluster)} have no practice.")
+        problems.append(
+            f"{path}, column '{cluster}': {_rows(no_cluster)} {_have(no_cluster)} no practice."
+        )
     unknown = ~no_cluster & ~patients[cluster].isin(practices[cluster])
     if unknown.any():
         problems.append(
@@ -497,12 +505,15 @@ def load_trial(config: dict[str, Any]) -> Trial:
     table is checked and reshaped to wide first)."""
     practices_path = Path(config["data"]["practices"])
     patients_path = Path(config["data"]["patients"])
-    patients, notes = read_table(patients_path), ()
+    patients, notes = read_input(config, "patients"), ()
     check_shape(patients, config, patients_path)
     if config["data"]["format"] == "long":
+        source = patients.attrs.get("source")
         patients, notes = long_to_wide(patients, config, patients_path)
+        if source is not None:
+            patients.attrs["source"] = source
     trial = validate_trial(
-        read_table(practices_path), patients, config, practices_path, patients_path,
+        read_input(config, "practices"), patients, config, practices_path, patients_path,
     )
     return Trial(trial.practices, trial.patients, config, notes)
 
@@ -554,6 +565,11 @@ def summarise(trial: Trial) -> str:
         f"{'total':<16}{len(practices):>11}{int(practices[design['withdrawn']].sum()):>10}"
         f"{int(recruiting.sum()):>11}{len(patients):>10,}"
     )
+    empty = practices[~practices[cluster].isin(patients[cluster])]
+    if len(empty):
+        named = ", ".join(f"{c} ({a})" for c, a in zip(empty[cluster], empty[arm], strict=True))
+        lines += ["", f"Warning: {len(empty)} randomised practice{'s' if len(empty) > 1 else ''} "
+                  f"recruited no patients: {named}."]
     table = completeness(trial)
     lines += ["", "Completeness: observed n (%) by arm", f"{'outcome':<22}{'month':>6}"
               + "".join(f"{a:>20}" for a in [*arms, "all"])]

@@ -3,7 +3,9 @@
 Each renderer walks the same sections and writes the display cells of the same
 :class:`~trialstats.report.tables.Table` objects; none computes or rounds a number. Output
 is deterministic: figures carry no dates or random ids, and the DOCX zip has fixed
-timestamps, so a rerun on the same inputs gives byte-identical files.
+timestamps, so a rerun on the same inputs gives byte-identical files. Text from the data or
+the configuration is inert in every format: escaped in HTML, LaTeX and Markdown (no raw HTML
+passes through), and CSV text cells that a spreadsheet would run as a formula are quoted.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import zipfile
 from datetime import datetime, timezone
 
 import matplotlib
+import pandas as pd
 from docx import Document
 from docx.enum.section import WD_ORIENT
 from docx.enum.table import WD_TABLE_ALIGNMENT
@@ -74,14 +77,31 @@ def numeric_columns(table: Table) -> list[bool]:
 # CSV
 
 
+_FORMULA = re.compile(r"^([=+@]|-[^\d.\s])")
+
+
+def formula_safe(value: object) -> object:
+    """A text cell a spreadsheet would run as a formula (leading ``=``, ``+``, ``@``, or ``-``
+    not starting a number) prefixed with ``'``; other cells unchanged."""
+    return f"'{value}" if isinstance(value, str) and _FORMULA.match(value) else value
+
+
+def csv_text(frame: pd.DataFrame) -> str:
+    """``frame`` as CSV text with formula-safe text cells and headers (numbers untouched)."""
+    safe = frame.rename(columns=formula_safe)
+    text = safe.select_dtypes(include=["object", "string"]).columns
+    safe[text] = safe[text].map(formula_safe)
+    return safe.to_csv(index=False, lineterminator="\n")
+
+
 def table_csv(table: Table) -> str:
     """The display cells of ``table`` as CSV text (header row, then body)."""
-    return table.frame().to_csv(index=False, lineterminator="\n")
+    return csv_text(table.frame())
 
 
 def table_data_csv(table: Table) -> str:
     """The tidy unrounded numbers behind ``table`` as CSV text."""
-    return table.data.to_csv(index=False, lineterminator="\n")
+    return csv_text(table.data)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,41 +243,47 @@ def render_html(report: Report) -> str:
 # Markdown
 
 
-def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>|#!~&])")
+
+
+def md_escape(text: str) -> str:
+    """Text shown literally in Markdown: every character with a meaning (``*``, ``_``,
+    ``[``, ``<`` (raw HTML), ``|`` ...) backslash-escaped, line breaks as spaces."""
+    return _MD_SPECIAL.sub(r"\\\1", " ".join(text.splitlines()))
 
 
 def _md_table(table: Table) -> str:
     numeric = numeric_columns(table)
-    lines = [f"**{table.title}**", "",
-             "| " + " | ".join(_md_cell(c) for c in table.columns) + " |",
+    lines = [f"**{md_escape(table.title)}**", "",
+             "| " + " | ".join(md_escape(c) for c in table.columns) + " |",
              "|" + "|".join("---:" if n else ":---" for n in numeric) + "|"]
     for i, row in enumerate(table.rows):
-        label = _md_cell(row[0])
+        label = md_escape(row[0])
         if table.is_heading(i):
             label = f"**{label}**"
         elif table.depth[i]:
             label = "\u2003" * table.depth[i] + (f"*{label}*" if table.is_group(i) else label)
-        lines.append("| " + " | ".join([label, *(_md_cell(c) for c in row[1:])]) + " |")
-    return "\n".join([*lines, "", f"*{table.notes}*"])
+        lines.append("| " + " | ".join([label, *(md_escape(c) for c in row[1:])]) + " |")
+    return "\n".join([*lines, "", f"*{md_escape(table.notes)}*"])
 
 
 def render_markdown(report: Report) -> str:
     """The report as Markdown (pipe tables; figures linked from ``figures/<name>.svg``)."""
-    parts = [f"# {report.title}", "", report.subtitle, ""]
+    parts = [f"# {md_escape(report.title)}", "", md_escape(report.subtitle), ""]
     for section in report.sections:
-        parts += [f"## {section.heading}", ""]
+        parts += [f"## {md_escape(section.heading)}", ""]
         for k, item in enumerate(section.items, start=1):
             if isinstance(item, Table):
                 parts.append(_md_table(item))
             elif isinstance(item, FigureFile):
-                parts.append(f"![{item.caption}](figures/{item.name}.svg)\n\n*{item.caption}*")
+                caption = md_escape(item.caption)
+                parts.append(f"![{caption}](figures/{item.name}.svg)\n\n*{caption}*")
             elif section.heading == "References":
-                parts.append(f"{k}. {item}")
+                parts.append(f"{k}. {md_escape(item)}")
                 if k < len(section.items):
                     continue
             else:
-                parts.append(item)
+                parts.append(md_escape(item))
             parts.append("")
     return "\n".join(parts).rstrip() + "\n"
 

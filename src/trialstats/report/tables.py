@@ -22,8 +22,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from trialstats.data.validate import TREATED, outcome_column
+from trialstats.data.validate import outcome_column
 from trialstats.errors import TrialstatsError
+from trialstats.report.disclosure import (
+    small_cell,
+    suppress_small_counts,
+    table1_columns,
+    withheld_rows,
+)
 
 #: Above this absolute skewness a continuous characteristic is shown as median (IQR).
 SKEW_LIMIT = 1.0
@@ -175,22 +181,6 @@ def _as_numbers(series: pd.Series) -> pd.Series | None:
     return values if (values.notna() == series.notna()).all() else None
 
 
-def _characteristic_columns(
-    practices: pd.DataFrame, patients: pd.DataFrame, config: dict[str, Any]
-) -> tuple[list[str], list[str]]:
-    """Practice and patient columns described in Table 1 (ids, arm and outcomes excluded)."""
-    design = config["design"]
-    fixed = {design["cluster"], design["arm"], design["patient"], TREATED, design["withdrawn"]}
-    outcome_names = {o["name"] for o in config["outcomes"]}
-    cluster_columns = [c for c in practices.columns if c not in fixed]
-    patient_columns = [
-        c for c in patients.columns
-        if c not in fixed and c not in practices.columns
-        and c.rsplit("_m", 1)[0] not in outcome_names
-    ]
-    return cluster_columns, patient_columns
-
-
 def _describe(
     values: pd.Series, arms: pd.Series, order: list[str], level: str, variable: str, label: str
 ) -> list[dict[str, Any]]:
@@ -264,13 +254,17 @@ def baseline_summary(
         counts of practices and patients), ``label``, ``category`` (``""`` for continuous
         ones), ``arm``, ``summary`` (``count``, ``mean_sd``, ``median_iqr`` or
         ``n_percent``), ``n`` (with a value), ``n_missing``, ``total``, ``mean``, ``sd``,
-        ``median``, ``q1``, ``q3``, ``count``, ``percent`` (of ``n``) and ``skewness`` (of
-        the pooled values, which chose the summary).
+        ``median``, ``q1``, ``q3``, ``count``, ``percent`` (of ``n``), ``skewness`` (of
+        the pooled values, which chose the summary) and ``suppressed`` (a count below
+        ``report.min_cell``, blanked). The characteristics are the practice and patient
+        columns named in ``analysis.covariates`` and ``report.table1`` and the outcomes at
+        baseline; a named identifier-like or free-text column gets only rows with summary
+        ``withheld`` and the reason in ``category`` (see :mod:`trialstats.report.disclosure`).
     """
     design = config["design"]
     arm = design["arm"]
     order = arm_order(config, practices[arm])
-    cluster_columns, patient_columns = _characteristic_columns(practices, patients, config)
+    cluster_columns, patient_columns, withheld = table1_columns(practices, patients, config)
     rows = _count_rows(practices[arm], order, "cluster", "Practices randomised")
     for column in cluster_columns:
         rows += _describe(practices[column], practices[arm], order, "cluster", column,
@@ -283,10 +277,13 @@ def baseline_summary(
         column = outcome_column(outcome["name"], design["baseline_month"])
         rows += _describe(patients[column], patients[arm], order, "patient", column,
                           outcome["label"])
-    return pd.DataFrame(rows)
+    rows += withheld_rows(withheld, order)
+    return suppress_small_counts(pd.DataFrame(rows), config.get("report", {}).get("min_cell", 0))
 
 
-def _summary_cell(row: pd.Series, digits: int) -> str:
+def _summary_cell(row: pd.Series, digits: int, min_cell: int) -> str:
+    if row["suppressed"]:
+        return small_cell(min_cell)
     if row["summary"] == "count":
         return fmt_count(row["count"])
     if row["summary"] == "n_percent":
@@ -301,8 +298,12 @@ def baseline_table(summary: pd.DataFrame, config: dict[str, Any]) -> Table:
 
     Continuous rows read ``label, mean (SD)`` or ``label, median (IQR)``; categorical ones
     a ``label, n (%)`` heading with one indented row per category. A ``Missing`` row follows
-    any characteristic with a missing value in either arm.
+    any characteristic with a missing value in either arm. Withheld columns (identifiers,
+    free text) are named in the notes only; suppressed counts read ``<N``.
     """
+    min_cell = config.get("report", {}).get("min_cell", 0)
+    withheld = summary[summary["summary"] == "withheld"].drop_duplicates("variable")
+    summary_shown = summary[summary["summary"] != "withheld"]
     order = list(dict.fromkeys(summary["arm"]))
     columns = ("Characteristic", *(arm_title(a) for a in order))
     rows: list[tuple[str, ...]] = []
@@ -314,33 +315,41 @@ def baseline_table(summary: pd.DataFrame, config: dict[str, Any]) -> Table:
 
     sections = {"cluster": "Practice level", "patient": "Patient level"}
     for level, title in sections.items():
-        part = summary[summary["level"] == level]
+        part = summary_shown[summary_shown["level"] == level]
         add(title, [""] * len(order), 0)
         for (_, label), group in part.groupby(["variable", "label"], sort=False):
             kind = group["summary"].iloc[0]
             by_arm = group.set_index("arm")
             if kind == "count":
-                add(f"{label}, n", [_summary_cell(by_arm.loc[a], 0) for a in order], 1)
+                add(f"{label}, n", [_summary_cell(by_arm.loc[a], 0, min_cell) for a in order], 1)
                 continue
             if kind == "n_percent":
                 add(f"{label}, n (%)", [""] * len(order), 1)
                 for category, cat in group.groupby("category", sort=False):
                     cells = cat.set_index("arm")
-                    add(str(category), [_summary_cell(cells.loc[a], 0) for a in order], 2)
+                    add(str(category), [_summary_cell(cells.loc[a], 0, min_cell) for a in order], 2)
             else:
                 spread = group["sd"] if kind == "mean_sd" else group["q3"] - group["q1"]
-                digits = digits_for(float(np.nanmax(spread.to_numpy(dtype=float))))
+                digits = digits_for(float(spread.max()))
                 name = "mean (SD)" if kind == "mean_sd" else "median (IQR)"
-                add(f"{label}, {name}", [_summary_cell(by_arm.loc[a], digits) for a in order], 1)
+                add(f"{label}, {name}",
+                    [_summary_cell(by_arm.loc[a], digits, min_cell) for a in order], 1)
             missing = by_arm.groupby(level=0, sort=False)["n_missing"].first()
-            if missing.sum() > 0:
-                add("Missing, n", [fmt_count(missing[a]) for a in order], 2)
+            if (missing.isna() | (missing > 0)).any():
+                add("Missing, n", [fmt_count(missing[a]) if pd.notna(missing[a])
+                                   else small_cell(min_cell) for a in order], 2)
     notes = (
         "All randomised practices and all recruited patients, by allocated arm. "
         "SD: standard deviation; IQR: interquartile range (lower to upper quartile), shown "
         f"for characteristics with absolute skewness above {SKEW_LIMIT:g}. Percentages are "
         "of those with a value. As CONSORT recommends, no significance tests of baseline "
         "differences are reported."
+        + (f" Counts below {min_cell} are shown as {small_cell(min_cell)} (fewer than "
+           f"{min_cell}), and so are summaries of fewer than {min_cell} values."
+           if summary["suppressed"].any() else "")
+        + (" Not tabulated because they look like identifiers or free text: "
+           + "; ".join(f"{r.variable} ({r.category})" for r in withheld.itertuples()) + "."
+           if len(withheld) else "")
     )
     return Table(
         name="table1_baseline",

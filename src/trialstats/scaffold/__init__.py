@@ -79,12 +79,14 @@ MONTHS = (0, 6, 12)  # baseline and follow-up months of the template config's de
 _SMS = {
     "covariates": "[condition]",
     "labels": "{ imd_score: IMD score, list_size: List size, age: Age (years) }",
+    "table1": "[list_size, imd_score, age, sex]",
     "analyses": "[multiple-imputation, repeated-measures, cluster-level, gee, cr2, subgroups]",
     "subgroup": "  subgroup: condition # prespecified subgroups (exploratory)",
 }
 _STARTER = {
     "covariates": "[]",
     "labels": "{}",
+    "table1": "[]",
     "analyses": "[multiple-imputation, repeated-measures, cluster-level, gee, cr2]",
     "subgroup": "",
 }

@@ -50,7 +50,7 @@ def library(*parts):
     so a source checkout and an installed package work alike.
     """
     root = Path(trialstats.__file__).parent
-    files = [root / "config.py", root / "cli.py", root / "errors.py"]
+    files = [root / "config.py", root / "cli.py", root / "errors.py", root / "atomic.py"]
     files += [root / "commands" / "inputs.py", *sorted((root / "data").glob("*.py"))]
     for part in parts:
         target = root / part
