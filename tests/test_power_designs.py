@@ -386,7 +386,7 @@ def test_cli_stepped_wedge_binary_json() -> None:
     out = _cli("power", "analytic", "--design", "stepped-wedge", "--sequences", "4",
                "--clusters-per-sequence", "6", "--periods", "5", "--cluster-size", "120",
                "--icc", repr(icc), "--cluster-autocorr", "1", "--p0", "0.05", "--p1", "0.035",
-               "--json")
+               "--df", "z", "--json")
     assert out.returncode == 0, out.stderr
     record = json.loads(out.stdout)
     assert record["power"] == pytest.approx(case["power"], abs=1e-6)
@@ -403,7 +403,7 @@ def test_cli_design_file_and_difference(tmp_path: Path) -> None:
     sd = math.sqrt(case["sigma"] ** 2 + case["tau"] ** 2)
     out = _cli("power", "analytic", "--design", str(path), "--cluster-size", "10",
                "--icc", repr(ours["icc"]), "--cluster-autocorr", "1",
-               "--difference", "1", "--sd", repr(sd), "--json")
+               "--difference", "1", "--sd", repr(sd), "--df", "z", "--json")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["power"] == pytest.approx(case["power"], abs=1e-6)
 

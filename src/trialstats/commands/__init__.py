@@ -2,6 +2,7 @@
 
 from trialstats.commands import (
     analyse,
+    design,
     gather,
     init,
     methods_check,
@@ -16,5 +17,5 @@ from trialstats.commands import (
 
 COMMANDS = (
     init, validate, analyse, sensitivity, missing_data, gather, synth, report, power,
-    methods_check, summary,
+    methods_check, summary, design,
 )
