@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from trialstats.cli import main
 from trialstats.errors import TrialstatsError
 from trialstats.power.analytic import power_continuous
 from trialstats.power.design_power import (
@@ -375,63 +374,100 @@ def test_design_file_clusters_twice() -> None:
 # ------------------------------------------------------------------------------ command line
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "trialstats", *args], capture_output=True,
-                          text=True, check=False)
+@pytest.fixture
+def cli(capsys):
+    """Run ``trialstats ARGS`` in-process; returns (exit status, stdout, stderr)."""
+
+    def run(*args: str) -> tuple[int, str, str]:
+        status = main(list(args))
+        captured = capsys.readouterr()
+        return status, captured.out, captured.err
+
+    return run
 
 
-def test_cli_stepped_wedge_binary_json() -> None:
+def test_cli_stepped_wedge_binary_json(cli) -> None:
     case = CASES["swpwr_ex1_exchangeable_binary"]
     icc = _correlations(case)["icc"]
-    out = _cli("power", "analytic", "--design", "stepped-wedge", "--sequences", "4",
+    status, out, err = cli("power", "analytic", "--design", "stepped-wedge", "--sequences", "4",
                "--clusters-per-sequence", "6", "--periods", "5", "--cluster-size", "120",
                "--icc", repr(icc), "--cluster-autocorr", "1", "--p0", "0.05", "--p1", "0.035",
                "--df", "z", "--json")
-    assert out.returncode == 0, out.stderr
-    record = json.loads(out.stdout)
+    assert status == 0, err
+    record = json.loads(out)
     assert record["power"] == pytest.approx(case["power"], abs=1e-6)
     assert record["design"] == "stepped-wedge"
     assert "Hussey & Hughes 2007" in record["method"]
     assert record["clusters"] == 24
 
 
-def test_cli_design_file_and_difference(tmp_path: Path) -> None:
+def test_cli_design_file_and_difference(cli, tmp_path: Path) -> None:
     case = CASES["glspower_crossover"]
     path = tmp_path / "crossover.csv"
     path.write_text("p1,p2,p3,p4,clusters\n1,1,0,0,3\n0,0,1,1,3\n")
     ours = _correlations(case)
     sd = math.sqrt(case["sigma"] ** 2 + case["tau"] ** 2)
-    out = _cli("power", "analytic", "--design", str(path), "--cluster-size", "10",
+    status, out, err = cli("power", "analytic", "--design", str(path), "--cluster-size", "10",
                "--icc", repr(ours["icc"]), "--cluster-autocorr", "1",
                "--difference", "1", "--sd", repr(sd), "--df", "z", "--json")
-    assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout)["power"] == pytest.approx(case["power"], abs=1e-6)
+    assert status == 0, err
+    assert json.loads(out)["power"] == pytest.approx(case["power"], abs=1e-6)
 
 
-def test_cli_solves_and_bad_input(tmp_path: Path) -> None:
-    out = _cli("power", "analytic", "--design", "stepped-wedge", "--sequences", "5",
+def test_cli_solves_and_bad_input(cli, tmp_path: Path) -> None:
+    status, out, err = cli("power", "analytic", "--design", "stepped-wedge", "--sequences", "5",
                "--cluster-size", "20", "--icc", "0.05", "--cluster-autocorr", "0.8",
                "--effect", "0.2", "--df", "between-within", "--target-power", "0.9", "--json")
-    assert out.returncode == 0, out.stderr
-    record = json.loads(out.stdout)
+    assert status == 0, err
+    record = json.loads(out)
     assert record["unknown"] == "clusters_per_sequence" and record["power"] >= 0.9
     bad = tmp_path / "bad.csv"
     bad.write_text("1,2\n0,2\n")
-    out = _cli("power", "analytic", "--design", str(bad), "--cluster-size", "20",
+    status, out, err = cli("power", "analytic", "--design", str(bad), "--cluster-size", "20",
                "--icc", "0.05", "--cluster-autocorr", "0.8", "--effect", "0.2")
-    assert out.returncode == 2
-    assert "bad.csv: row 2, column '2'" in out.stderr
-    assert "Traceback" not in out.stderr
+    assert status == 2
+    assert "bad.csv: row 2, column '2'" in err
+    assert "Traceback" not in err
 
 
-def test_cli_design_show_prints_and_draws(tmp_path: Path) -> None:
+def test_cli_design_show_prints_and_draws(cli, tmp_path: Path) -> None:
     figure = tmp_path / "sw.svg"
-    out = _cli("design", "show", "--design", "stepped-wedge", "--sequences", "3",
+    status, out, err = cli("design", "show", "--design", "stepped-wedge", "--sequences", "3",
                "--clusters-per-sequence", "2", "--out", str(figure))
-    assert out.returncode == 0, out.stderr
-    assert "       3         2  0  0  0  1" in out.stdout
+    assert status == 0, err
+    assert "       3         2  0  0  0  1" in out
     first = figure.read_bytes()
     assert first.startswith(b"<?xml")
-    _cli("design", "show", "--design", "stepped-wedge", "--sequences", "3",
+    cli("design", "show", "--design", "stepped-wedge", "--sequences", "3",
          "--clusters-per-sequence", "2", "--out", str(figure))
     assert figure.read_bytes() == first
+
+
+def test_cli_without_design_refuses_design_words(cli) -> None:
+    status, _, err = cli("power", "analytic", "--clusters-per-arm", "10", "--cluster-size",
+                         "20", "--icc", "0.05", "--effect", "0.3", "--df", "between-within")
+    assert status == 2
+    assert "--df between-within only apply with --design" in err
+    status, _, err = cli("power", "analytic", "--design", "parallel", "--clusters-per-arm",
+                         "10", "--cluster-size", "20", "--icc", "0.05", "--effect", "0.3")
+    assert status == 2
+    assert "--clusters-per-arm belong to the two-arm parallel formulas" in err
+
+
+def test_cli_text_and_csv_output(cli, tmp_path: Path) -> None:
+    """Without --json a sentence naming power, design effect and method; --out a CSV row."""
+    table = tmp_path / "row.csv"
+    status, out, err = cli("power", "analytic", "--design", "parallel-baseline",
+                           "--clusters-per-sequence", "5", "--periods", "3", "--cluster-size",
+                           "20", "--icc", "0.05", "--cluster-autocorr", "0.7", "--decay", "0.9",
+                           "--effect", "0.3", "--out", str(table))
+    assert status == 0, err
+    assert out.startswith("Power 0.")
+    assert "exponential decay correlation (Kasza et al. 2019)" in out
+    row = pd.read_csv(table).iloc[0]
+    expected = design_power(standard_design("parallel-baseline", clusters_per_sequence=5,
+                                            periods=3),
+                            cluster_size=20, icc=0.05, cluster_autocorr=0.7, decay=0.9,
+                            effect=0.3, df_method="t")
+    assert row["power"] == pytest.approx(expected["power"], rel=1e-12)
+    assert row["df"] == 10 - 4

@@ -7,6 +7,8 @@ the sequence is not measured in that period (Hemming et al. 2018, BMJ 363:k1614,
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
@@ -33,10 +35,10 @@ def schematic_figure(design: Design) -> Figure:
         The schematic with a legend for intervention, control and not measured.
     """
     n_seq, n_per = design.treatment.shape
-    width = min(max(3.0 + 0.45 * n_per, 4.5), 12.0)
-    height = 1.4 + 0.38 * n_seq
-    fig = Figure(figsize=(width, height))
-    ax = fig.add_axes((0.22, 0.28, 0.74, 0.62))
+    width = min(max(3.5 + 0.5 * n_per, 5.0), 12.0)
+    height = 1.6 + 0.4 * n_seq
+    fig = Figure(figsize=(width, height), layout="constrained")
+    ax = fig.subplots()
     for s, row in enumerate(design.treatment):
         y = n_seq - 1 - s
         for t, value in enumerate(row):
@@ -54,13 +56,14 @@ def schematic_figure(design: Design) -> Figure:
     for side in ax.spines.values():
         side.set_visible(False)
     ax.set_xlabel("Period")
-    ax.set_title(f"{design.name}: {n_seq} sequences x {n_per} periods, "
-                 f"{design.n_clusters} clusters", fontsize=10)
+    name = Path(design.name).name
+    ax.set_title(f"{name}: {n_seq} sequences x {n_per} periods, {design.n_clusters} clusters",
+                 fontsize=10)
     handles = [Patch(facecolor=_INTERVENTION, edgecolor=_EDGE, label="intervention"),
                Patch(facecolor=_CONTROL, edgecolor=_EDGE, label="control")]
     if np.isnan(design.treatment).any():
         handles.append(Patch(facecolor=_MISSING, edgecolor=_EDGE, hatch="///",
                              label="not measured"))
-    fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False,
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False,
                fontsize=8)
     return fig
