@@ -45,7 +45,10 @@ How the peers map onto these components (the tests check each):
 * swCRTdesign ``swPwr(tau, gamma, zeta, sigma, eta = 0)``: ``tau2 = tau^2``,
   ``gamma2 = gamma^2``, ``zeta2 = zeta^2``, ``sigma2 = sigma^2`` — its ``sigma`` is the
   within-cluster SD ``sqrt(1 - R) S``, not the total SD ``S``; its ``icc``/``cac`` arguments
-  are our ``R`` and ``CAC``. Binomial: ``sigma2 = pbar (1 - pbar)``, as here.
+  are our ``R`` and ``CAC``. Binomial: ``sigma2 = pbar (1 - pbar)``, as here (with its ``iac``
+  it adds ``zeta2`` on top of ``pbar (1 - pbar)``; here the two share it). Hence the issue's
+  0.7862 (swCRTdesign, our default) vs 0.7893 (SteppedPower, ``binary_variance="arm"``) for
+  Hussey & Hughes' example.
 * SteppedPower ``glsPower(sigma, tau, gamma, psi, AR)``: the same with ``zeta2 = psi^2`` and
   ``r = AR[1]`` (a scalar ``AR`` also decays ``psi``; here patient effects do not decay);
   ``alpha_0_1_2 = (R, R CAC, R CAC + IAC (1 - R))``. Binomial: the arm-specific variance.
@@ -55,7 +58,8 @@ Power is that of the two-sided Wald test of ``theta = 0`` with noncentrality
 ``"between-within"`` a central t, shifted by ``lambda``, on ``J - p`` df, ``J`` clusters and
 ``p`` the rank of the fixed effects (periods and treatment) (SteppedPower's scaled Wald test);
 ``"t"`` a noncentral t on the same ``J - p`` df — for a one-period parallel trial
-``J - 2``, the df of :mod:`trialstats.power.analytic`.
+``J - 2``, the df of :mod:`trialstats.power.analytic`. (SteppedPower falls back to the normal
+when ``J - p < 3``; here fewer than 1 df is an error.)
 """
 
 from __future__ import annotations
