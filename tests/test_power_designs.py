@@ -3,7 +3,8 @@
 Reference values: tests/fixtures/designs/reference.json, made by
 tests/fixtures/designs/make_design_fixtures.R from swCRTdesign 4.0 ``swPwr`` and SteppedPower
 0.3.x ``glsPower``/``VarClosed_Kasza`` on their documented examples (each case keeps its R
-call); and the Hussey & Hughes (2007) closed form, written out below.
+call); and the closed forms of Hussey & Hughes (2007) and Woertman et al. (2013), written
+out below.
 
 How each package's parameters map onto ours (module docstring of design_power):
 swCRTdesign ``tau, gamma, zeta, sigma`` and SteppedPower ``tau, gamma, psi, sigma`` are the SDs
@@ -214,6 +215,21 @@ def test_hussey_hughes_closed_form(sequences: int, k: int, m: int, icc: float) -
     ours = treatment_variance(design, c, m)
     x = np.repeat(design.treatment, k, axis=0)
     assert ours == pytest.approx(hussey_hughes_variance(x, c.cluster, c.residual / m), rel=1e-10)
+
+
+@pytest.mark.parametrize(("steps", "k", "n", "icc"),
+                         [(4, 6, 120, 0.0024), (3, 2, 20, 0.05), (6, 1, 10, 0.2)])
+def test_stepped_wedge_design_effect_is_woertmans(steps: int, k: int, n: int,
+                                                   icc: float) -> None:
+    """Woertman et al. (2013, J Clin Epidemiol 66:752) with b = 1 baseline and t = 1
+    measurement per step: the overall number of measurements is T DE_w N_u, T = kt + b, so
+    our design effect (per measurement) is T DE_w."""
+    design = standard_design("stepped-wedge", sequences=steps, clusters_per_sequence=k)
+    row = design_power(design, cluster_size=n, icc=icc, effect=0.2)
+    b = t = 1
+    de_w = ((1 + icc * (steps * t * n + b * n - 1)) / (1 + icc * (0.5 * steps * t * n + b * n - 1))
+            * 3 * (1 - icc) / (2 * t * (steps - 1 / steps)))
+    assert row["design_effect"] == pytest.approx((steps * t + b) * de_w, rel=1e-10)
 
 
 def test_parallel_one_period_is_the_classic_formula() -> None:

@@ -78,8 +78,8 @@ def add_power_arguments(parser: argparse.ArgumentParser) -> None:
                        help="the between-period cluster correlation is multiplied by r^|s-t| "
                        "(default 1: none)")
     group.add_argument("--individual-autocorr", type=float, metavar="IAC",
-                       help="closed cohort: correlation of a patient's outcomes in two periods "
-                       "beyond the cluster's (default 0: cross-sectional)")
+                       help="closed cohort: the share of the within-cluster variance that is a "
+                       "patient's own, persisting across periods (default 0: cross-sectional)")
     group.add_argument("--p0", type=float, metavar="P0", help="control proportion (binary)")
     group.add_argument("--p1", type=float, metavar="P1", help="intervention proportion (binary)")
 
