@@ -27,7 +27,7 @@ import pytest
 
 from trialstats.cli import main
 from trialstats.errors import TrialstatsError
-from trialstats.power.analytic import power_continuous
+from trialstats.power.analytic import power_binary, power_continuous
 from trialstats.power.design_power import (
     Components,
     components_from_correlations,
@@ -487,3 +487,20 @@ def test_cli_text_and_csv_output(cli, tmp_path: Path) -> None:
                             effect=0.3, df_method="t")
     assert row["power"] == pytest.approx(expected["power"], rel=1e-12)
     assert row["df"] == 10 - 4
+
+
+def test_cli_binary_without_design_is_the_parallel_formula(cli) -> None:
+    """Contract: without --design, --p0 --p1 use arm-specific variances (as clusterPower)."""
+    status, out, err = cli("power", "analytic", "--clusters-per-arm", "12", "--cluster-size",
+                           "30", "--icc", "0.05", "--p0", "0.2", "--p1", "0.3", "--json")
+    assert status == 0, err
+    record = json.loads(out)
+    expected = power_binary(p_control=0.2, p_intervention=0.3, cluster_size=30, icc=0.05,
+                            clusters_per_arm=12)
+    assert record["power"] == pytest.approx(expected["power"].iloc[0], rel=1e-12)
+    assert "arm-specific binomial variances" in record["method"]
+    status, out, err = cli("power", "analytic", "--cluster-size", "30", "--icc", "0.05",
+                           "--p0", "0.2", "--p1", "0.3", "--target-power", "0.8", "--json")
+    assert status == 0, err
+    solved = json.loads(out)
+    assert solved["unknown"] == "clusters_per_arm" and solved["power"] >= 0.8

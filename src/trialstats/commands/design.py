@@ -21,8 +21,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-DESIGN_ONLY = ("sequences", "clusters_per_sequence", "periods", "decay", "individual_autocorr",
-               "p0", "p1")
+DESIGN_ONLY = ("sequences", "clusters_per_sequence", "periods", "decay", "individual_autocorr")
 JSON_KEYS = (
     "method", "design", "outcome", "unknown", "target_power", "power", "sequences",
     "clusters_per_sequence", "clusters", "periods", "cluster_size", "cluster_size_exact", "icc",
@@ -84,8 +83,13 @@ def add_power_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--p1", type=float, metavar="P1", help="intervention proportion (binary)")
 
 
-def refuse_design_flags(args: argparse.Namespace) -> None:
-    """Without ``--design`` the parallel-trial formulas apply: refuse the design-only flags."""
+def run_without_design(args: argparse.Namespace) -> bool:
+    """``power analytic`` without ``--design``: the two-arm parallel formulas.
+
+    Refuses the design-only flags; with ``--p0 --p1`` computes binary power (or solves for
+    clusters per arm or cluster size) with arm-specific variances and returns True; otherwise
+    returns False and the continuous parallel formulas run.
+    """
     from trialstats.errors import TrialstatsError
 
     given = [name for name in DESIGN_ONLY if getattr(args, name, None) is not None]
@@ -97,6 +101,63 @@ def refuse_design_flags(args: argparse.Namespace) -> None:
             f"{flags} only apply with --design (e.g. --design parallel); without it the "
             "two-arm parallel formulas are used."
         )
+    if args.p0 is None and args.p1 is None:
+        return False
+    _parallel_binary(args)
+    return True
+
+
+def _parallel_binary(args: argparse.Namespace) -> None:
+    from trialstats.errors import TrialstatsError
+    from trialstats.power.analytic import solve_binary
+
+    if args.p0 is None or args.p1 is None:
+        raise TrialstatsError("A binary outcome needs both --p0 and --p1.")
+    unused = [flag for flag, value in (
+        ("--effect", args.effect), ("--difference", args.difference), ("--sd", args.sd),
+        ("--baseline-corr", args.baseline_corr), ("--cluster-autocorr", args.cluster_autocorr),
+        ("--baseline", args.baseline), ("--from", args.from_dir),
+    ) if value is not None]
+    if unused:
+        raise TrialstatsError(f"{', '.join(unused)} do not apply to a binary outcome "
+                              "(--p0 --p1) in the parallel formulas.")
+    if args.icc is None:
+        raise TrialstatsError("Give the intracluster correlation with --icc.")
+    missing = [k for k in ("clusters_per_arm", "cluster_size") if getattr(args, k) is None]
+    if len(missing) != (0 if args.target_power is None else 1):
+        raise TrialstatsError(
+            "Give --clusters-per-arm and --cluster-size for power, or leave out one of them "
+            "and give --target-power to solve for it."
+        )
+    frame = solve_binary(
+        unknown=missing[0] if missing else "power",
+        target_power=args.target_power or 0.8, p_control=args.p0, p_intervention=args.p1,
+        cluster_size=args.cluster_size, icc=args.icc, clusters_per_arm=args.clusters_per_arm,
+        allocation_ratio=args.allocation_ratio, cv=args.cv, alpha=args.alpha,
+        attrition=args.attrition, distribution="t" if args.df == "t" else "normal",
+    )
+    row = frame.iloc[0]
+    test = (f"noncentral t on {row['df']:g} df" if args.df == "t" else "normal approximation")
+    record = {"method": "two-arm parallel, arm-specific binomial variances p0(1-p0) and "
+              "p1(1-p1) with the Eldridge et al. (2006) design effect (Donner & Klar 2000; "
+              f"clusterPower cpa.binary); two-sided test, {test}"}
+    keys = ("unknown", "target_power", "power", "clusters_per_arm", "k_intervention",
+            "cluster_size", "cluster_size_exact", "p_control", "p_intervention", "difference",
+            "icc", "cv", "attrition", "alpha", "design_effect", "df")
+    record.update({key: _plain(row[key]) for key in keys})
+    if args.out is not None:
+        import pandas as pd
+
+        from trialstats.data.io import write_csv
+
+        write_csv(pd.DataFrame([record]), args.out)
+    if args.json:
+        print(json.dumps(record))
+        return
+    print(f"Power {record['power']:.4f} to detect {args.p0:g} vs {args.p1:g} with "
+          f"{record['clusters_per_arm']:g} control and {record['k_intervention']:g} "
+          f"intervention clusters of mean size {record['cluster_size']:g}; design effect "
+          f"{record['design_effect']:.4g}.\nMethod: {record['method']}.")
 
 
 def load_design(args: argparse.Namespace) -> tuple[Any, bool]:

@@ -282,7 +282,8 @@ def _run_analytic(args: argparse.Namespace) -> None:
 
     if args.design is not None:
         return design_words.run_power(args)
-    design_words.refuse_design_flags(args)
+    if design_words.run_without_design(args):
+        return None
     inputs = _resolve_inputs(args)
     unknown = _unknown(inputs, args.target_power)
     distribution = "t" if args.df == "t" else "normal"
