@@ -100,10 +100,11 @@ def standard_design(
     else:
         if sequences not in (None, 2):
             raise TrialstatsError(f"A {name} design has 2 sequences, not {sequences}.")
-        t = {"parallel": 1, "parallel-baseline": 2, "crossover": 2}[name] if periods is None \
-            else periods
-        if t < {"parallel": 1, "parallel-baseline": 2, "crossover": 2}[name]:
-            raise TrialstatsError(f"A {name} design needs at least 2 periods, not {t}.")
+        fewest = 1 if name == "parallel" else 2
+        t = fewest if periods is None else periods
+        if t < fewest:
+            raise TrialstatsError(f"A {name} design needs at least {fewest} period"
+                                  f"{'s' if fewest > 1 else ''}, not {t}.")
         if name == "crossover" and t % 2:
             raise TrialstatsError(f"A crossover has an even number of periods, not {t}.")
         x = np.zeros((2, t))
