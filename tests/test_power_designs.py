@@ -2,7 +2,7 @@
 
 Reference values: tests/fixtures/designs/reference.json, made by
 tests/fixtures/designs/make_design_fixtures.R from swCRTdesign 4.0 ``swPwr`` and SteppedPower
-0.3.x ``glsPower``/``VarClosed_Kasza`` on their documented examples (each case keeps its R
+0.3.4 ``glsPower``/``VarClosed_Kasza`` on their documented examples (each case keeps its R
 call); and the closed forms of Hussey & Hughes (2007) and Woertman et al. (2013), written
 out below.
 
