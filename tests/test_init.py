@@ -39,7 +39,6 @@ def test_init_writes_config_templates_and_readme(tmp_path, capsys):
     assert {key: config["data"][key] for key in ("practices", "patients")} == {
         "practices": str(trial / "data" / "practices.csv"),
         "patients": str(trial / "data" / "patients.csv"),
-        "sheet": {},
     }
     design = config["design"]
     months = [design["baseline_month"], *design["followup_months"]]

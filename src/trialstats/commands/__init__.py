@@ -3,6 +3,7 @@
 from trialstats.commands import (
     allocate,
     analyse,
+    design,
     gather,
     init,
     methods_check,
@@ -18,5 +19,5 @@ from trialstats.commands import (
 
 COMMANDS = (
     run, init, validate, analyse, sensitivity, missing_data, gather, synth, report, power,
-    methods_check, summary, allocate,
+    design, allocate, methods_check, summary,
 )

@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from trialstats.commands import design as design_words
+
 DF_CHOICES = ("between-within", "satterthwaite", "kenward-roger", "residual", "z")
 JSON_KEYS = ("power", "mc_se", "clusters_per_arm", "cluster_size", "effect", "design_effect")
 
@@ -47,9 +49,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--clusters-per-arm, --cluster-size, --effect and give --target-power to solve for it.",
     )
     _design_arguments(analytic)
+    design_words.add_power_arguments(analytic)
     analytic.add_argument(
-        "--df", choices=("t", "z"), default="t",
-        help="t: noncentral t with k_c + k_i - 2 df (default); z: normal approximation",
+        "--df", choices=("t", "z", "between-within"), default="t",
+        help="t: noncentral t with k_c + k_i - 2 df (default; with --design: clusters minus "
+        "fixed effects); z: normal approximation; between-within (--design only): central t "
+        "on clusters minus fixed effects, as SteppedPower",
     )
     _output_arguments(analytic)
     analytic.set_defaults(run=run)
@@ -275,6 +280,10 @@ def _run_analytic(args: argparse.Namespace) -> None:
     from trialstats.errors import TrialstatsError
     from trialstats.power.analytic import solve_continuous
 
+    if args.design is not None:
+        return design_words.run_power(args)
+    if design_words.run_without_design(args):
+        return None
     inputs = _resolve_inputs(args)
     unknown = _unknown(inputs, args.target_power)
     distribution = "t" if args.df == "t" else "normal"
