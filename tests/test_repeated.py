@@ -27,8 +27,8 @@ from trialstats.analysis.repeated import (
     repeated_data,
     repeated_measures_analysis,
 )
-from trialstats.analysis.rows import SENSITIVITY_COLUMNS
 from trialstats.config import load_config
+from trialstats.contract import SENSITIVITY_COLUMNS
 from trialstats.data.validate import load_trial
 
 FIXTURE = Path(__file__).parent / "fixtures" / "sensitivity"

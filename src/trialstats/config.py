@@ -17,8 +17,6 @@ import yaml
 
 from trialstats.errors import TrialstatsError
 
-DF_METHODS = ("kenward-roger", "satterthwaite", "between-within", "residual")
-
 
 def load_schema(name: str) -> dict[str, Any]:
     """Return the packaged JSON Schema ``schemas/<name>.schema.yaml`` as a dict."""

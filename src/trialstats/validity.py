@@ -69,15 +69,18 @@ import pandas as pd
 from matplotlib.figure import Figure
 from scipy import stats
 
-from trialstats.analysis.cluster_level import ADJUSTED, CLUSTER_DF, practice_t_test
+from trialstats.analysis.cluster_level import practice_t_test
 from trialstats.analysis.inference import contrast_test
 from trialstats.analysis.reml import fit_reml
-from trialstats.analysis.robust import (
+from trialstats.analysis.robust import cr2_test, gee_exchangeable
+from trialstats.contract import (
+    ADJUSTED,
+    BELL_MCCAFFREY,
+    CLUSTER_DF,
     CR2,
     KAUERMANN_CARROLL,
     MANCL_DEROUEN,
-    cr2_test,
-    gee_exchangeable,
+    SIMULATION_DF_METHODS,
 )
 from trialstats.errors import TrialstatsError
 from trialstats.power.simulate import (
@@ -120,7 +123,7 @@ SIZE_BAND = (0.04, 0.06)
 #: Label of the primary analysis in the study table.
 MIXED_MODEL = "mixed model"
 #: Denominator-df methods of the mixed model, in the order reported.
-MIXED_MODEL_METHODS = ("kenward-roger", "satterthwaite", "between-within", "residual", "z")
+MIXED_MODEL_METHODS = SIMULATION_DF_METHODS
 #: Columns of the study table, in order.
 COLUMNS = (
     "analysis", "method", "n_clusters", "icc", "cv", "cluster_size", "attrition", "rho_s",
@@ -319,7 +322,7 @@ def cr2(y: np.ndarray, X: np.ndarray, codes: np.ndarray) -> dict[Key, tuple]:
     """OLS with the CR2 SE and Bell-McCaffrey df (:func:`trialstats.analysis.robust.cr2_test`,
     as ``cr2_analysis``); ``boundary`` flags a practice with leverage 1."""
     test = cr2_test(y, X, codes, np.array([0.0, 1.0, 0.0]))
-    return {(CR2, "bell-mccaffrey"): (test.estimate, test.se, test.df, True, test.singular)}
+    return {(CR2, BELL_MCCAFFREY): (test.estimate, test.se, test.df, True, test.singular)}
 
 
 #: Analyses of batches of simulated cluster sums.

@@ -42,12 +42,8 @@ from trialstats.analysis.rows import (
     t_row,
     too_few_clusters,
 )
+from trialstats.contract import ADJUSTED, CLUSTER_DF, UNADJUSTED
 from trialstats.data.validate import TREATED
-
-ADJUSTED = "cluster-level (Hayes & Moulton)"
-UNADJUSTED = "cluster-level, unadjusted practice means"
-#: ``method`` of tests on the practice (cluster) df J − 2.
-CLUSTER_DF = "J-2"
 
 
 def practice_t_test(values: np.ndarray, treated: np.ndarray) -> tuple[float, float, float]:
@@ -122,7 +118,7 @@ def cluster_level_analysis(
     Returns
     -------
     DataFrame
-        :data:`SENSITIVITY_COLUMNS`; per outcome and month one row ``analysis =
+        :data:`~trialstats.contract.SENSITIVITY_COLUMNS`; per outcome and month one row ``analysis =
         "cluster-level (Hayes & Moulton)"`` (covariate-adjusted residuals, see the module
         notes) and one ``"cluster-level, unadjusted practice means"``. ``method`` is ``J-2``;
         ``estimate``/``se``/``df``/``ci_*``/``p_value`` are the practice-level *t* test;

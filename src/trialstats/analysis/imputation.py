@@ -93,8 +93,8 @@ from threadpoolctl import threadpool_limits
 from trialstats.analysis.design import model_data
 from trialstats.analysis.effects import baseline_sd, mcid_raw, mcid_verdict
 from trialstats.analysis.inference import contrast_test
-from trialstats.analysis.primary import COLUMNS
 from trialstats.analysis.reml import ClusterSums, fit_reml
+from trialstats.contract import COLUMNS, imputation_label
 from trialstats.data.validate import TREATED, outcome_column
 from trialstats.errors import TrialstatsError
 
@@ -435,7 +435,7 @@ def multiple_imputation(
     -------
     DataFrame
         One row per outcome × follow-up month with the columns of
-        :data:`IMPUTATION_COLUMNS`: those of :data:`trialstats.analysis.primary.COLUMNS`
+        :data:`IMPUTATION_COLUMNS`: those of :data:`trialstats.contract.COLUMNS`
         (``estimate`` = pooled adjusted difference :math:`\\bar Q`, ``se`` = :math:`\\sqrt T`,
         ``df`` Barnard–Rubin, ``ci_*``/``p_value`` from the t distribution on that df,
         ``var_cluster``/``var_residual``/``icc`` averaged over the imputations with
@@ -479,7 +479,7 @@ def multiple_imputation(
         np.delete(frame.X, [0, base_position], axis=1), frame.cluster_codes,
         imputations=imputations, iterations=iterations, seed=seed,
     )
-    label = f"multiple imputation (m={imputations})"
+    label = imputation_label(imputations)
     contrast = np.zeros(len(frame.columns))
     contrast[frame.columns.index(TREATED)] = 1.0
     out = []

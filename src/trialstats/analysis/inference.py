@@ -45,10 +45,10 @@ import numpy as np
 from scipy import stats
 
 from trialstats.analysis.reml import ClusterSums, RemlFit, profile_terms
+from trialstats.contract import DF_METHODS
 from trialstats.errors import TrialstatsError
 
 __all__ = [
-    "DF_METHODS",
     "ContrastTest",
     "KenwardRoger",
     "between_within_df",
@@ -57,7 +57,6 @@ __all__ = [
     "satterthwaite_df",
 ]
 
-DF_METHODS = ("residual", "between-within", "satterthwaite", "kenward-roger")
 # lmerTest drops Hessian eigenvalues below this from the inverse (as_lmerModLT, tol = 1e-8).
 _LMERTEST_EIGEN_TOL = 1e-8
 # pbkrtest inverts the information with ginv when its smallest |eigenvalue| is below this.

@@ -37,13 +37,13 @@ from trialstats.analysis.icc import icc_interval
 from trialstats.analysis.inference import contrast_test
 from trialstats.analysis.reml import ClusterSums, fit_reml
 from trialstats.analysis.rows import (
-    COLUMNS,
     chosen_outcomes,
     join_notes,
     outcome_scale,
     t_row,
     too_few_clusters,
 )
+from trialstats.contract import COLUMNS
 from trialstats.data.validate import TREATED
 from trialstats.errors import TrialstatsError
 
@@ -92,8 +92,8 @@ def analyse_outcome(
     Returns
     -------
     DataFrame
-        The columns of :data:`COLUMNS`: ``estimate`` is the adjusted mean difference
-        (intervention − control) and ``se``/``df``/``ci_*``/``p_value`` its inference;
+        The columns of :data:`~trialstats.contract.COLUMNS`: ``estimate`` is the adjusted
+        mean difference (intervention − control) and ``se``/``df``/``ci_*``/``p_value`` its inference;
         ``var_cluster``/``var_residual`` the REML variance components; ``icc`` with its
         profile-likelihood interval; ``sd_baseline`` the pooled baseline SD; ``effect_size``
         and ``es_ci_*`` the standardised difference; ``mcid`` on the outcome's raw scale;

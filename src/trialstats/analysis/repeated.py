@@ -91,6 +91,7 @@ from trialstats.analysis.rows import (
     outcome_scale,
     t_row,
 )
+from trialstats.contract import REPEATED_MEASURES
 from trialstats.data.validate import TREATED, outcome_column
 from trialstats.errors import TrialstatsError
 
@@ -105,7 +106,6 @@ __all__ = [
     "repeated_measures_analysis",
 ]
 
-ANALYSIS = "repeated measures"
 # Starting values of gamma = (patient, practice) variance ratios for the optimiser.
 _STARTS = ((1.0, 0.1), (0.25, 0.01), (4.0, 1.0), (0.04, 0.0004))
 # lmerTest drops Hessian eigenvalues below this from the inverse (as_lmerModLT, tol = 1e-8).
@@ -606,7 +606,7 @@ def _outcome_rows(
     analysis: dict[str, Any],
 ) -> list[dict[str, Any]]:
     months = list(design["followup_months"])
-    base = {"outcome": outcome["name"], "analysis": ANALYSIS, "method": "satterthwaite",
+    base = {"outcome": outcome["name"], "analysis": REPEATED_MEASURES, "method": "satterthwaite",
             **outcome_scale(patients, outcome, design["baseline_month"])}
     if len(months) < 2:
         return [{**base, "month": months[0], "converged": False,
@@ -675,7 +675,7 @@ def repeated_measures_analysis(
     Returns
     -------
     DataFrame
-        :data:`~trialstats.analysis.cluster_level.SENSITIVITY_COLUMNS`; per outcome one row
+        :data:`~trialstats.contract.SENSITIVITY_COLUMNS`; per outcome one row
         per follow-up month, ``analysis = "repeated measures"``, ``method = "satterthwaite"``:
         ``estimate`` is the arm effect at that month (:math:`\\beta + \\delta_t`) with its
         model-based SE and Satterthwaite df; ``var_cluster`` the practice variance,

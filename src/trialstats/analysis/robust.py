@@ -69,7 +69,6 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from trialstats.analysis.cluster_level import CLUSTER_DF
 from trialstats.analysis.design import model_data
 from trialstats.analysis.rows import (
     chosen_outcomes,
@@ -78,6 +77,13 @@ from trialstats.analysis.rows import (
     outcome_scale,
     t_row,
     too_few_clusters,
+)
+from trialstats.contract import (
+    BELL_MCCAFFREY,
+    CLUSTER_DF,
+    CR2,
+    KAUERMANN_CARROLL,
+    MANCL_DEROUEN,
 )
 from trialstats.data.validate import TREATED
 from trialstats.errors import TrialstatsError
@@ -91,9 +97,6 @@ __all__ = [
     "gee_exchangeable",
 ]
 
-MANCL_DEROUEN = "GEE (Mancl-DeRouen)"
-KAUERMANN_CARROLL = "GEE (Kauermann-Carroll)"
-CR2 = "CR2 (Bell-McCaffrey)"
 # clubSandwich (Sym_power) drops eigenvalues of I - H_jj below this from the inverse root.
 _SINGULAR_TOL = 1e-12
 # Below this eigenvalue of K_j, g_q(x) is evaluated by its Taylor series.
@@ -367,7 +370,7 @@ def _outcome_rows(
     base = {"outcome": outcome["name"], "month": month, "n_patients": len(data.y),
             "n_clusters": data.n_clusters,
             **outcome_scale(patients, outcome, design["baseline_month"])}
-    method = CLUSTER_DF if which == "gee" else "bell-mccaffrey"
+    method = CLUSTER_DF if which == "gee" else BELL_MCCAFFREY
     exclusions = data.exclusion_note()
     problem = too_few_clusters(data)
     arm = data.columns.index(TREATED)
@@ -447,7 +450,7 @@ def gee_analysis(
     Returns
     -------
     DataFrame
-        :data:`~trialstats.analysis.cluster_level.SENSITIVITY_COLUMNS`; per outcome and month
+        :data:`~trialstats.contract.SENSITIVITY_COLUMNS`; per outcome and month
         the rows ``analysis = "GEE (Mancl-DeRouen)"`` and ``"GEE (Kauermann-Carroll)"``:
         the GEE estimate of the arm effect, its corrected SE and *t* on J − 2 df
         (``method = "J-2"``); effect size and verdict as the primary analysis; variance
@@ -474,7 +477,7 @@ def cr2_analysis(
     Returns
     -------
     DataFrame
-        :data:`~trialstats.analysis.cluster_level.SENSITIVITY_COLUMNS`; one row per outcome
+        :data:`~trialstats.contract.SENSITIVITY_COLUMNS`; one row per outcome
         and month, ``analysis = "CR2 (Bell-McCaffrey)"``, ``method = "bell-mccaffrey"``;
         variance components and ICC NaN.
     """

@@ -1,7 +1,7 @@
 """Building result rows: the output contract's columns and the helpers every analysis shares.
 
-Every analysis writes rows with :data:`COLUMNS` (``primary.csv``) or
-:data:`SENSITIVITY_COLUMNS` (``sensitivity.csv``). For an estimated difference
+Every analysis writes rows with :data:`~trialstats.contract.COLUMNS` (``primary.csv``) or
+:data:`~trialstats.contract.SENSITIVITY_COLUMNS` (``sensitivity.csv``). For an estimated difference
 :math:`\\hat\\delta` with standard error *s* on :math:`\\nu` df the interval is
 :math:`\\hat\\delta \\pm t_{1-\\alpha/2,\\nu}\\, s`, the p-value two-sided from
 :math:`t_\\nu`, and the effect size and MCID verdict follow :mod:`trialstats.analysis.effects`.
@@ -17,19 +17,9 @@ from scipy import stats
 
 from trialstats.analysis.design import ModelData
 from trialstats.analysis.effects import baseline_sd, mcid_raw, mcid_verdict
+from trialstats.contract import SENSITIVITY_COLUMNS
 from trialstats.data.validate import TREATED, outcome_column
 from trialstats.errors import TrialstatsError
-
-#: Columns of ``primary.csv``, in order (the output contract).
-COLUMNS = (
-    "outcome", "month", "method", "n_patients", "n_clusters", "estimate", "se", "df",
-    "ci_low", "ci_high", "p_value", "var_cluster", "var_residual", "icc", "icc_ci_low",
-    "icc_ci_high", "sd_baseline", "effect_size", "es_ci_low", "es_ci_high", "mcid",
-    "mcid_verdict", "converged", "notes",
-)
-
-#: Columns of the sensitivity tables: the primary columns plus the analysis label.
-SENSITIVITY_COLUMNS = (*COLUMNS, "analysis")
 
 
 def chosen_outcomes(config: dict[str, Any], outcomes: list[str] | None) -> list[dict[str, Any]]:
@@ -111,5 +101,6 @@ def too_few_clusters(data: ModelData) -> str:
 
 
 def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Rows as a DataFrame with exactly :data:`SENSITIVITY_COLUMNS` (absent fields NaN)."""
+    """Rows as a DataFrame with exactly :data:`~trialstats.contract.SENSITIVITY_COLUMNS`
+    (absent fields NaN)."""
     return pd.DataFrame(rows, columns=list(SENSITIVITY_COLUMNS))

@@ -1,7 +1,7 @@
 """The prespecified sensitivity and secondary analyses, by name.
 
 Each analysis takes the validated patients and the configuration and returns rows with the
-primary columns (:data:`trialstats.analysis.primary.COLUMNS`) plus ``analysis``:
+primary columns (:data:`trialstats.contract.COLUMNS`) plus ``analysis``:
 
 - ``multiple-imputation`` — chained equations with practice fixed effects, the primary model
   in each imputed dataset, Rubin's rules with Barnard–Rubin df
@@ -28,8 +28,8 @@ from trialstats.analysis.cluster_level import cluster_level_analysis
 from trialstats.analysis.imputation import multiple_imputation
 from trialstats.analysis.repeated import repeated_measures_analysis
 from trialstats.analysis.robust import cr2_analysis, gee_analysis
-from trialstats.analysis.rows import SENSITIVITY_COLUMNS
 from trialstats.analysis.subgroups import subgroup_analysis
+from trialstats.contract import SENSITIVITY_COLUMNS
 from trialstats.errors import TrialstatsError
 
 Analysis = Callable[[pd.DataFrame, dict[str, Any], list[str] | None], pd.DataFrame]
@@ -63,7 +63,7 @@ def run_analysis(
 ) -> pd.DataFrame:
     """Run the sensitivity analysis ``name`` (a key of :data:`ANALYSES`).
 
-    Returns exactly :data:`~trialstats.analysis.rows.SENSITIVITY_COLUMNS`, so that every
+    Returns exactly :data:`~trialstats.contract.SENSITIVITY_COLUMNS`, so that every
     analysis stacks into one ``sensitivity.csv``; analysis-specific figures (e.g. the fraction
     of missing information of multiple imputation) are in ``notes``.
     """

@@ -44,6 +44,7 @@ from trialstats.analysis.rows import (
     t_row,
     too_few_clusters,
 )
+from trialstats.contract import subgroup_interaction_label, subgroup_label
 from trialstats.data.validate import TREATED, outcome_column
 from trialstats.errors import TrialstatsError
 
@@ -105,7 +106,7 @@ def _outcome_rows(
     design: dict[str, Any], analysis: dict[str, Any],
 ) -> list[dict[str, Any]]:
     name = outcome["name"]
-    interaction_label = f"subgroup interaction: arm x {variable} (exploratory)"
+    interaction_label = subgroup_interaction_label(variable)
     method = analysis["df_method"][0]
     base = {"outcome": name, "month": month, "method": method,
             **outcome_scale(patients, outcome, design["baseline_month"])}
@@ -182,7 +183,7 @@ def _outcome_rows(
         test = contrast_test(sums, fit, contrast, method)
         in_level = level_of == level
         rows.append(t_row(
-            {**base, **components, "analysis": f"subgroup: {level} (exploratory)",
+            {**base, **components, "analysis": subgroup_label(level),
              "n_patients": int(in_level.sum()),
              "n_clusters": len(np.unique(data.cluster_codes[in_level])),
              "notes": join_notes(
@@ -216,7 +217,7 @@ def subgroup_analysis(
     Returns
     -------
     DataFrame
-        :data:`~trialstats.analysis.cluster_level.SENSITIVITY_COLUMNS`; per outcome and month
+        :data:`~trialstats.contract.SENSITIVITY_COLUMNS`; per outcome and month
         first a row ``analysis = "subgroup interaction: arm x <variable> (exploratory)"`` with
         the interaction F test (``df`` its denominator df, ``p_value``; ``estimate``/``se``
         NaN; F and numerator df in ``notes``), then one row per level ``"subgroup: <level>

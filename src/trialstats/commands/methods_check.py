@@ -51,15 +51,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def _read_table(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise TrialstatsError(f"{path}: file not found; run `trialstats methods-check` first.")
-    try:
-        return pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise TrialstatsError(f"{path}: cannot be read as CSV ({exc}).") from None
-
-
 def _simulate(args: argparse.Namespace) -> pd.DataFrame:
     """Run the study and print the cells outside the band."""
     from trialstats.validity import MIXED_MODEL, SIZE_BAND, validity_study
@@ -86,7 +77,8 @@ def _simulate(args: argparse.Namespace) -> pd.DataFrame:
 
 def run(args: argparse.Namespace) -> None:
     """Run the study (or read its table), then write the table, figure and report."""
-    from trialstats.data.io import write_atomically, write_csv
+    from trialstats.contract import read_tidy, write_tidy
+    from trialstats.data.io import write_atomically
     from trialstats.report.render import docx_bytes, render_html, render_latex, render_markdown
     from trialstats.report.validity import check_validity_table, validity_report
 
@@ -99,11 +91,11 @@ def run(args: argparse.Namespace) -> None:
                 f"{', '.join(given)} only apply when simulating; --from-table renders the "
                 "study already in the table."
             )
-        table = _read_table(args.from_table)
+        table = read_tidy(args.from_table, missing="run `trialstats methods-check` first")
         check_validity_table(table, str(args.from_table))
     else:
         table = _simulate(args)
-        write_csv(table, out / "validity.csv")
+        write_tidy(table, out / "validity.csv")
     report = validity_report(table)
     for figure in report.figures():
         for fmt in ("svg", "png", "pdf"):

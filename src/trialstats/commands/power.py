@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-DF_CHOICES = ("between-within", "satterthwaite", "kenward-roger", "residual", "z")
+from trialstats.contract import SIMULATION_DF_METHODS, read_tidy
+
 JSON_KEYS = ("power", "mc_se", "clusters_per_arm", "cluster_size", "effect", "design_effect")
 
 
@@ -148,7 +149,7 @@ def _simulation_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--reps", type=int, default=1000, metavar="N",
                        help="simulated trials (default 1000)")
     group.add_argument("--seed", type=int, default=1, metavar="S", help="base seed (default 1)")
-    group.add_argument("--df-method", choices=DF_CHOICES, default="between-within",
+    group.add_argument("--df-method", choices=SIMULATION_DF_METHODS, default="between-within",
                        help="denominator df of the t test (default between-within)")
     group.add_argument("--min-cluster-size", type=int, default=2, metavar="N",
                        help="floor on simulated recruited cluster sizes (default 2)")
@@ -242,7 +243,6 @@ def _resolve_inputs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _from_analysis(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
-    import pandas as pd
 
     from trialstats.data.io import read_table
     from trialstats.errors import TrialstatsError
@@ -250,10 +250,7 @@ def _from_analysis(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]
 
     if args.outcome is None:
         raise TrialstatsError("--from needs --outcome NAME to choose the row of primary.csv.")
-    primary_path = args.from_dir / "primary.csv"
-    if not primary_path.is_file():
-        raise TrialstatsError(f"{primary_path}: file not found (expected a finished analysis).")
-    primary = pd.read_csv(primary_path)
+    primary = read_tidy(args.from_dir / "primary.csv", missing="expected a finished analysis")
     patients_path = args.from_dir / "data" / "patients.parquet"
     patients = read_table(patients_path) if patients_path.is_file() else None
     taken = inputs_from_analysis(
@@ -441,18 +438,12 @@ def _run_grid(args: argparse.Namespace) -> None:
 
 
 def _run_gather(args: argparse.Namespace) -> None:
-    import pandas as pd
 
     from trialstats.data.io import write_atomically
-    from trialstats.errors import TrialstatsError
     from trialstats.power.grid import gather, power_curve_figure, save_figure
 
-    frames = []
-    for path in args.chunks:
-        if not path.is_file():
-            raise TrialstatsError(f"{path}: file not found.")
-        frames.append(pd.read_csv(path, keep_default_na=False, na_values=[""]))
-    table = gather(frames)
+    table = gather([read_tidy(path, missing="run its `power grid` chunk first")
+                    for path in args.chunks])
     write_atomically(args.out, lambda tmp: table.to_csv(tmp, index=False))
     for figure_path in args.figure:
         save_figure(power_curve_figure(table), figure_path)

@@ -11,6 +11,7 @@ import pandas as pd
 
 import trialstats
 from trialstats.config import load_config
+from trialstats.contract import read_tidy
 from trialstats.data.io import write_atomically
 from trialstats.errors import TrialstatsError
 
@@ -65,21 +66,6 @@ def _git_commit() -> str:
     return head + ("-dirty" if status else "")
 
 
-def _read_results(path: Path, required: bool) -> pd.DataFrame | None:
-    if not path.is_file():
-        if required:
-            raise TrialstatsError(f"{path}: file not found; run the analysis first.")
-        return None
-    return _read_csv(path)
-
-
-def _read_csv(path: Path, **options) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path, **options)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise TrialstatsError(f"{path}: cannot be read as CSV ({exc}).") from None
-
-
 def _read_parquet(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise TrialstatsError(
@@ -106,8 +92,8 @@ def run(args: argparse.Namespace) -> None:
     practices = _read_parquet(data / "practices.parquet")
     patients = _read_parquet(data / "patients.parquet")
     primary_path, sensitivity_path = args.results / "primary.csv", args.results / "sensitivity.csv"
-    results = _read_results(primary_path, required=True)
-    sensitivity = _read_results(sensitivity_path, required=False)
+    results = read_tidy(primary_path)
+    sensitivity = read_tidy(sensitivity_path) if sensitivity_path.is_file() else None
     inputs = [
         ("Configuration", args.config),
         ("Input: practices", Path(config["data"]["practices"])),
@@ -120,12 +106,8 @@ def run(args: argparse.Namespace) -> None:
         inputs.append(("Sensitivity results", sensitivity_path))
     power = None
     if args.power is not None:
-        if not args.power.is_file():
-            raise TrialstatsError(
-                f"{args.power}: file not found; run the power stage (trialstats power gather) "
-                "first."
-            )
-        power = _read_csv(args.power, keep_default_na=False, na_values=[""])
+        power = read_tidy(args.power,
+                          missing="run the power stage (trialstats power gather) first")
         inputs.append(("Power results", args.power))
     provenance = Provenance(
         files=[(role, str(path), _sha256(path)) for role, path in inputs],

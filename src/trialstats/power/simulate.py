@@ -84,6 +84,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from trialstats.contract import SIMULATION_DF_METHODS
 from trialstats.errors import TrialstatsError
 
 if TYPE_CHECKING:
@@ -91,7 +92,6 @@ if TYPE_CHECKING:
 
 BASELINE_ANALYSES = ("ancova", "none", "change")
 GENERATORS = ("patients", "sums")
-DF_METHODS = ("between-within", "satterthwaite", "kenward-roger", "residual", "z")
 #: Memory budget of one batch of replicates, in bytes.
 BATCH_BYTES = 200 * 2**20
 # Bytes per replicate and cluster per (p * p) element, allowing for the kernel's temporaries.
@@ -563,9 +563,9 @@ def _analyse(
     from trialstats.analysis.inference import contrast_test
     from trialstats.analysis.reml import fit_reml
 
-    if df_method not in DF_METHODS:
+    if df_method not in SIMULATION_DF_METHODS:
         raise TrialstatsError(
-            f"Unknown df method {df_method!r}; choose one of {', '.join(DF_METHODS)}."
+            f"Unknown df method {df_method!r}; choose one of {', '.join(SIMULATION_DF_METHODS)}."
         )
     n_reps = sums.n.shape[0]
     p = 3 if design.baseline == "ancova" else 2
@@ -633,7 +633,7 @@ def simulate_power(
     seed : int
         Base seed; replicate ``r`` uses ``SeedSequence(seed, spawn_key=(scenario, r))``.
     df_method : str, default "between-within"
-        One of :data:`DF_METHODS`
+        One of :data:`SIMULATION_DF_METHODS`
         Denominator df of the t test (see :func:`analyse_replicates`).
     alpha : float, default 0.05
         Two-sided significance level.

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from trialstats.contract import check_columns
 from trialstats.errors import TrialstatsError
 from trialstats.power.grid import (
     GRID_KEYS,
@@ -55,12 +56,8 @@ _BASELINE_MODELS = {
 
 def check_power(power: pd.DataFrame, source: str) -> None:
     """Raise a user-facing error when the power table is empty or lacks a column."""
-    absent = [c for c in POWER_COLUMNS if c not in power.columns]
-    if absent:
-        raise TrialstatsError(
-            f"{source}: required column{'s' if len(absent) > 1 else ''} {', '.join(absent)} "
-            "not found; is it the table written by `trialstats power gather`?"
-        )
+    check_columns(power, source, POWER_COLUMNS,
+                  "is it the table written by `trialstats power gather`?")
     if power.empty:
         raise TrialstatsError(f"{source}: the power table has no rows.")
 

@@ -22,19 +22,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from trialstats.contract import COLUMNS, check_columns
 from trialstats.data.validate import TREATED, outcome_column
-from trialstats.errors import TrialstatsError
 
 #: Above this absolute skewness a continuous characteristic is shown as median (IQR).
 SKEW_LIMIT = 1.0
-
-#: Columns ``primary.csv`` (and, with ``analysis``, ``sensitivity.csv``) must have.
-RESULT_COLUMNS = (
-    "outcome", "month", "method", "n_patients", "n_clusters", "estimate", "se", "df",
-    "ci_low", "ci_high", "p_value", "var_cluster", "var_residual", "icc", "icc_ci_low",
-    "icc_ci_high", "sd_baseline", "effect_size", "es_ci_low", "es_ci_high", "mcid",
-    "mcid_verdict", "converged", "notes",
-)
 
 _METHOD_NAMES = {
     "kenward-roger": "Kenward-Roger",
@@ -355,12 +347,7 @@ def baseline_table(summary: pd.DataFrame, config: dict[str, Any]) -> Table:
 
 def check_results(results: pd.DataFrame, source: str, extra: tuple[str, ...] = ()) -> None:
     """Raise a user-facing error when a results table lacks a required column."""
-    absent = [c for c in (*RESULT_COLUMNS, *extra) if c not in results.columns]
-    if absent:
-        raise TrialstatsError(
-            f"{source}: required column{'s' if len(absent) > 1 else ''} "
-            f"{', '.join(absent)} not found; the file has: {', '.join(results.columns)}."
-        )
+    check_columns(results, source, (*COLUMNS, *extra))
 
 
 def primary_rows(results: pd.DataFrame, config: dict[str, Any]) -> pd.DataFrame:
@@ -503,7 +490,7 @@ def outcome_table(
                 for a in order:
                     record |= {f"{stat}_{a}": by_arm.loc[a, stat] for stat in ("n", "mean", "sd")}
                 if row is not None:
-                    record |= {c: row[c] for c in RESULT_COLUMNS if c not in record}
+                    record |= {c: row[c] for c in COLUMNS if c not in record}
                 data.append(record)
     notes = (
         "n and mean (SD): observed values of all recruited patients. Adjusted difference: "
@@ -570,7 +557,7 @@ def sensitivity_summary(
             f"Primary analysis ({method_name(method)})"
         )
         parts.append(part)
-    columns = [*RESULT_COLUMNS, "analysis", "label", "analysis_label"]
+    columns = [*COLUMNS, "analysis", "label", "analysis_label"]
     if not parts:
         return pd.DataFrame(columns=columns)
     return pd.concat(parts, ignore_index=True)[columns]

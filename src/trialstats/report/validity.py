@@ -14,8 +14,15 @@ from __future__ import annotations
 
 import pandas as pd
 
-from trialstats.analysis.cluster_level import ADJUSTED, CLUSTER_DF
-from trialstats.analysis.robust import CR2, KAUERMANN_CARROLL, MANCL_DEROUEN
+from trialstats.contract import (
+    ADJUSTED,
+    BELL_MCCAFFREY,
+    CLUSTER_DF,
+    CR2,
+    KAUERMANN_CARROLL,
+    MANCL_DEROUEN,
+    check_columns,
+)
 from trialstats.errors import TrialstatsError
 from trialstats.report.document import Report, Section
 from trialstats.report.methods import REFERENCES
@@ -45,7 +52,7 @@ METHODS = {
                                   "Mancl-DeRouen SE, t on J − 2 df", ()),
     (KAUERMANN_CARROLL, CLUSTER_DF): ("GEE-KC", "GEE with exchangeable working correlation, "
                                       "Kauermann-Carroll SE, t on J − 2 df", ()),
-    (CR2, "bell-mccaffrey"): ("CR2", "OLS with the CR2 cluster-robust SE, Bell-McCaffrey df",
+    (CR2, BELL_MCCAFFREY): ("CR2", "OLS with the CR2 cluster-robust SE, Bell-McCaffrey df",
                               ()),
 }
 
@@ -73,12 +80,8 @@ def check_validity_table(study: pd.DataFrame, source: str) -> None:
         or a fixed design value (mean cluster size, attrition, correlations, effect, alpha,
         seed) differs between rows.
     """
-    absent = [c for c in COLUMNS if c not in study.columns]
-    if absent:
-        raise TrialstatsError(
-            f"{source}: required column{'s' if len(absent) > 1 else ''} {', '.join(absent)} "
-            "not found; is it the validity.csv written by `trialstats methods-check`?"
-        )
+    check_columns(study, source, COLUMNS,
+                  "is it the validity.csv written by `trialstats methods-check`?")
     if study.empty:
         raise TrialstatsError(f"{source}: the validity table has no rows.")
     mixed = [c for c in _DESIGN if (study[c] != study[c].iloc[0]).any()]
