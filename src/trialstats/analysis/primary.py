@@ -93,7 +93,8 @@ def analyse_outcome(
     -------
     DataFrame
         The columns of :data:`~trialstats.contract.COLUMNS`: ``estimate`` is the adjusted
-        mean difference (intervention − control) and ``se``/``df``/``ci_*``/``p_value`` its inference;
+        mean difference (intervention − control) and ``se``/``df``/``ci_*``/``p_value`` its
+        inference;
         ``var_cluster``/``var_residual`` the REML variance components; ``icc`` with its
         profile-likelihood interval; ``sd_baseline`` the pooled baseline SD; ``effect_size``
         and ``es_ci_*`` the standardised difference; ``mcid`` on the outcome's raw scale;
