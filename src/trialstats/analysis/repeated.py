@@ -85,7 +85,9 @@ from scipy import optimize
 
 from trialstats.analysis.design import exclusion_note, model_data
 from trialstats.analysis.rows import (
+    arms_problem,
     chosen_outcomes,
+    clusters_per_arm,
     frame,
     join_notes,
     outcome_scale,
@@ -617,12 +619,8 @@ def _outcome_rows(
     base |= {"n_patients": data.n_patients, "n_clusters": data.n_clusters}
     exclusions = data.exclusion_note()
     treated = data.X[:, data.columns.index(TREATED)] if data.y.size else np.zeros(0)
-    per_arm = [len(np.unique(data.practice_codes[treated == arm])) for arm in (1.0, 0.0)]
-    problem = ""
-    if min(per_arm) < 2:
-        problem = (f"not estimable: fewer than two clusters with analysable patients in an arm "
-                   f"(intervention {per_arm[0]}, control {per_arm[1]})")
-    else:
+    problem = arms_problem(clusters_per_arm(treated, data.practice_codes))
+    if not problem:
         try:
             sums = NestedSums.from_data(data.y, data.X, data.patient_codes, data.practice_codes)
             fit = fit_nested_reml(sums)

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from scipy import stats
 
 from trialstats.analysis.design import ModelData
@@ -85,19 +86,35 @@ def t_row(
     }
 
 
-def clusters_per_arm(data: ModelData) -> tuple[int, int]:
+#: Practices with analysed patients each arm needs before the arms are compared. The one
+#: definition of an analysable trial: the simulated trials of :mod:`trialstats.simulation`
+#: obey it too (:func:`arms_comparable`).
+MIN_CLUSTERS_PER_ARM = 2
+
+
+def arms_comparable(intervention: ArrayLike, control: ArrayLike) -> np.ndarray:
+    """Whether arms with these numbers of practices with analysed patients can be compared
+    (elementwise, so it serves a batch of simulated trials as well as one real one)."""
+    return np.minimum(intervention, control) >= MIN_CLUSTERS_PER_ARM
+
+
+def clusters_per_arm(treated: np.ndarray, cluster_codes: np.ndarray) -> tuple[int, int]:
     """Practices with analysed patients in the intervention and the control arm."""
-    treated = data.X[:, data.columns.index(TREATED)]
-    return tuple(len(np.unique(data.cluster_codes[treated == arm])) for arm in (1.0, 0.0))
+    return tuple(len(np.unique(cluster_codes[treated == arm])) for arm in (1.0, 0.0))
 
 
-def too_few_clusters(data: ModelData) -> str:
-    """Why a comparison of arms is impossible ("" when there are two practices per arm)."""
-    per_arm = clusters_per_arm(data)
-    if min(per_arm) < 2:
+def arms_problem(per_arm: tuple[int, int]) -> str:
+    """Why arms with ``(intervention, control)`` practices cannot be compared ("" if they can)."""
+    if not arms_comparable(*per_arm):
         return (f"not estimable: fewer than two clusters with analysable patients in an arm "
                 f"(intervention {per_arm[0]}, control {per_arm[1]})")
     return ""
+
+
+def too_few_clusters(data: ModelData) -> str:
+    """:func:`arms_problem` of the analysed patients of ``data``."""
+    return arms_problem(clusters_per_arm(data.X[:, data.columns.index(TREATED)],
+                                         data.cluster_codes))
 
 
 def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:

@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "figure DIR/figures/validity.{svg,png,pdf} and the report (methods, type I error and "
         "coverage tables, figure) as DIR/validity.html (self-contained), validity.docx, "
         "validity.tex and validity.md. With --from-table, render the figure and report from "
-        "an existing validity.csv instead of simulating. See trialstats.validity.",
+        "an existing validity.csv instead of simulating. See trialstats.simulation.validity.",
     )
     parser.add_argument("--out", required=True, type=Path, help="output directory")
     parser.add_argument(
@@ -53,7 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _simulate(args: argparse.Namespace) -> pd.DataFrame:
     """Run the study and print the cells outside the band."""
-    from trialstats.validity import MIXED_MODEL, SIZE_BAND, validity_study
+    from trialstats.simulation.analyse import MIXED_MODEL
+    from trialstats.simulation.validity import SIZE_BAND, validity_study
 
     start = time.perf_counter()
     reps = REPS if args.reps is None else args.reps
@@ -78,8 +79,7 @@ def _simulate(args: argparse.Namespace) -> pd.DataFrame:
 def run(args: argparse.Namespace) -> None:
     """Run the study (or read its table), then write the table, figure and report."""
     from trialstats.contract import read_tidy, write_tidy
-    from trialstats.data.io import write_atomically
-    from trialstats.report.render import docx_bytes, render_html, render_latex, render_markdown
+    from trialstats.report.files import write_report
     from trialstats.report.validity import check_validity_table, validity_report
 
     out = args.out
@@ -96,17 +96,6 @@ def run(args: argparse.Namespace) -> None:
     else:
         table = _simulate(args)
         write_tidy(table, out / "validity.csv")
-    report = validity_report(table)
-    for figure in report.figures():
-        for fmt in ("svg", "png", "pdf"):
-            content = getattr(figure, fmt)
-            write_atomically(out / "figures" / f"{figure.name}.{fmt}",
-                             lambda tmp, content=content: tmp.write_bytes(content))
-    texts = {"validity.html": render_html(report), "validity.md": render_markdown(report),
-             "validity.tex": render_latex(report)}
-    for name, text in texts.items():
-        write_atomically(out / name, lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
-    docx = docx_bytes(report)
-    write_atomically(out / "validity.docx", lambda tmp: tmp.write_bytes(docx))
+    write_report(validity_report(table), out, "validity")
     print(f"Wrote validity.html, validity.docx, validity.tex, validity.md and "
           f"figures/validity.{{svg,png,pdf}} to {out}.")

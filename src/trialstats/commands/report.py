@@ -77,15 +77,8 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 def run(args: argparse.Namespace) -> None:
     """Read the run's data and results, build the report, and write every output."""
     from trialstats.report.build import Provenance, build_report
+    from trialstats.report.files import write_report
     from trialstats.report.methods import software_versions
-    from trialstats.report.render import (
-        docx_bytes,
-        render_html,
-        render_latex,
-        render_markdown,
-        table_csv,
-        table_data_csv,
-    )
 
     config = load_config(args.config)
     data = args.results / "data"
@@ -115,26 +108,10 @@ def run(args: argparse.Namespace) -> None:
     )
     report, counts = build_report(practices, patients, config, results, sensitivity, provenance,
                                   power)
-    out = args.out
-    for figure in report.figures():
-        for fmt in ("svg", "png", "pdf"):
-            content = getattr(figure, fmt)
-            write_atomically(out / "figures" / f"{figure.name}.{fmt}",
-                             lambda tmp, content=content: tmp.write_bytes(content))
-    for table in report.tables():
-        write_atomically(out / "tables" / f"{table.name}.csv",
-                         lambda tmp, t=table: tmp.write_text(table_csv(t), encoding="utf-8"))
-        write_atomically(out / "tables" / f"{table.name}_data.csv",
-                         lambda tmp, t=table: tmp.write_text(table_data_csv(t), encoding="utf-8"))
-    write_atomically(out / "tables" / "consort_counts.csv",
+    write_report(report, args.out, "report", tables=True)
+    write_atomically(args.out / "tables" / "consort_counts.csv",
                      lambda tmp: counts.to_csv(tmp, index=False, lineterminator="\n"))
-    texts = {"report.html": render_html(report), "report.md": render_markdown(report),
-             "report.tex": render_latex(report)}
-    for name, text in texts.items():
-        write_atomically(out / name, lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
-    docx = docx_bytes(report)
-    write_atomically(out / "report.docx", lambda tmp: tmp.write_bytes(docx))
     print(
         f"Wrote report.html, report.docx, report.tex, report.md, {len(report.tables())} tables "
-        f"and {len(report.figures())} figures to {out}."
+        f"and {len(report.figures())} figures to {args.out}."
     )

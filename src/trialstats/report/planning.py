@@ -19,17 +19,15 @@ import pandas as pd
 
 from trialstats.contract import check_columns
 from trialstats.errors import TrialstatsError
-from trialstats.power.grid import (
-    GRID_KEYS,
-    METHODS,
+from trialstats.power.grid import GRID_KEYS, METHODS, varying_keys
+from trialstats.report.document import FigureFile, Section
+from trialstats.report.power_curves import (
     curve_axis,
     design_phrases,
     grid_label,
     power_curve_figure,
     split_curves,
-    varying_keys,
 )
-from trialstats.report.document import FigureFile, Section
 from trialstats.report.render import render_figure
 from trialstats.report.tables import Table, fmt_count, method_name
 
