@@ -82,6 +82,7 @@ and the fraction of missing information :math:`\mathrm{FMI} = (r + 2/(\nu + 3)) 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,6 +109,8 @@ __all__ = [
 
 #: Columns of the multiple-imputation rows: the primary columns, ``analysis``, ``fmi``, ``riv``.
 IMPUTATION_COLUMNS = (*COLUMNS, "analysis", "fmi", "riv")
+#: Cycles of the chained equations by default.
+ITERATIONS = 10
 # mice's ridge penalty (estimice, ridge = 1e-5), as a share of the diagonal of X'X.
 _RIDGE = 1e-5
 # mice's floor on lambda in barnard.rubin.
@@ -205,6 +208,7 @@ def impute_chained(
     imputations: int,
     iterations: int,
     seed: int | np.random.SeedSequence,
+    progress: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """Impute every incomplete column of ``values`` by chained two-level Bayesian regressions.
 
@@ -221,6 +225,8 @@ def impute_chained(
     seed : int or SeedSequence
         Imputation *m* uses the *m*-th stream of ``SeedSequence(seed).spawn(imputations)``, so
         it does not depend on how many imputations are requested.
+    progress : callable, optional
+        Called with 1 after each cycle through the columns.
 
     Returns
     -------
@@ -262,6 +268,8 @@ def impute_chained(
         for _ in range(iterations):
             for k in targets:
                 _draw_column(state, n_fixed + k, ~missing[:, k], streams)
+            if progress is not None:
+                progress(1)
     return np.where(missing, data[:, :, n_fixed:] + shift[n_fixed:], y)
 
 
@@ -410,7 +418,8 @@ def multiple_imputation(
     imputations: int = 20,
     seed: int,
     outcomes: list[str] | None = None,
-    iterations: int = 10,
+    iterations: int = ITERATIONS,
+    progress: Callable[[int], None] | None = None,
 ) -> pd.DataFrame:
     """Primary analysis after multilevel multiple imputation, pooled by Rubin's rules.
 
@@ -430,6 +439,8 @@ def multiple_imputation(
         outcome, so an outcome's result does not depend on which others are reported.
     iterations : int
         Cycles of the chained equations.
+    progress : callable, optional
+        Called with 1 after each cycle (:func:`impute_chained`).
 
     Returns
     -------
@@ -477,7 +488,7 @@ def multiple_imputation(
     imputed = impute_chained(
         rows[score_columns].to_numpy(dtype=float),
         np.delete(frame.X, [0, base_position], axis=1), frame.cluster_codes,
-        imputations=imputations, iterations=iterations, seed=seed,
+        imputations=imputations, iterations=iterations, seed=seed, progress=progress,
     )
     label = imputation_label(imputations)
     contrast = np.zeros(len(frame.columns))

@@ -3,9 +3,9 @@
 Each analysis takes the validated patients and the configuration and returns rows with the
 primary columns (:data:`trialstats.contract.COLUMNS`) plus ``analysis``:
 
-- ``multiple-imputation`` — chained equations with practice fixed effects, the primary model
-  in each imputed dataset, Rubin's rules with Barnard–Rubin df
-  (:mod:`trialstats.analysis.imputation`);
+- ``multiple-imputation`` — chained equations of two-level Bayesian linear regressions with
+  a random practice intercept, the primary model in each imputed dataset, Rubin's rules with
+  Barnard–Rubin df (:mod:`trialstats.analysis.imputation`);
 - ``repeated-measures`` — all follow-up months together, arm × month, practice and patient
   random intercepts (:mod:`trialstats.analysis.repeated`);
 - ``cluster-level`` — two-stage covariate-adjusted practice-level t-test on J − 2 df, and the
@@ -20,6 +20,7 @@ primary columns (:data:`trialstats.contract.COLUMNS`) plus ``analysis``:
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -35,10 +36,11 @@ from trialstats.errors import TrialstatsError
 Analysis = Callable[[pd.DataFrame, dict[str, Any], list[str] | None], pd.DataFrame]
 
 
-def _imputation(patients: pd.DataFrame, config: dict[str, Any], outcomes: list[str] | None):
+def _imputation(patients: pd.DataFrame, config: dict[str, Any], outcomes: list[str] | None,
+                progress: Callable[[int], None] | None = None):
     settings = config["sensitivity"]
     return multiple_imputation(patients, config, imputations=settings["imputations"],
-                               seed=settings["seed"], outcomes=outcomes)
+                               seed=settings["seed"], outcomes=outcomes, progress=progress)
 
 
 def _subgroups(patients: pd.DataFrame, config: dict[str, Any], outcomes: list[str] | None):
@@ -59,9 +61,12 @@ ANALYSES: dict[str, Analysis] = {
 
 def run_analysis(
     name: str, patients: pd.DataFrame, config: dict[str, Any],
-    outcomes: list[str] | None = None,
+    outcomes: list[str] | None = None, *, progress: Callable[[int], None] | None = None,
 ) -> pd.DataFrame:
     """Run the sensitivity analysis ``name`` (a key of :data:`ANALYSES`).
+
+    ``progress`` is advanced by the one long analysis, multiple imputation: by 1 after each of
+    its :data:`~trialstats.analysis.imputation.ITERATIONS` chained-equations cycles.
 
     Returns exactly :data:`~trialstats.contract.SENSITIVITY_COLUMNS`, so that every
     analysis stacks into one ``sensitivity.csv``; analysis-specific figures (e.g. the fraction
@@ -71,4 +76,7 @@ def run_analysis(
         raise TrialstatsError(
             f"unknown sensitivity analysis '{name}'; choose from {', '.join(ANALYSES)}."
         )
-    return ANALYSES[name](patients, config, outcomes).reindex(columns=list(SENSITIVITY_COLUMNS))
+    analysis = ANALYSES[name]
+    if name == "multiple-imputation":
+        analysis = partial(_imputation, progress=progress)
+    return analysis(patients, config, outcomes).reindex(columns=list(SENSITIVITY_COLUMNS))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from trialstats.commands.inputs import progress_bar
 from trialstats.errors import TrialstatsError
 
 #: Defaults of the simulation options (kept out of argparse so --from-table can refuse them).
@@ -54,13 +55,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _simulate(args: argparse.Namespace) -> pd.DataFrame:
     """Run the study and print the cells outside the band."""
     from trialstats.simulation.analyse import MIXED_MODEL
-    from trialstats.simulation.validity import SIZE_BAND, validity_study
+    from trialstats.simulation.validity import CLUSTERS, CVS, ICCS, SIZE_BAND, validity_study
 
     start = time.perf_counter()
     reps = REPS if args.reps is None else args.reps
     patient_reps = PATIENT_REPS if args.patient_reps is None else args.patient_reps
-    table = validity_study(reps=reps, patient_reps=min(patient_reps, reps),
-                           seed=SEED if args.seed is None else args.seed)
+    cells = len(CLUSTERS) * len(ICCS) * len(CVS)
+    with progress_bar("validity study", cells, unit="cell") as bar:
+        table = validity_study(reps=reps, patient_reps=min(patient_reps, reps),
+                               seed=SEED if args.seed is None else args.seed,
+                               progress=bar.update)
     outside = table[~table["within_band"]]
     print(
         f"{len(table)} method x cell rows in {time.perf_counter() - start:.1f} s; "
