@@ -17,16 +17,14 @@ import pytest
 import yaml
 from scipy import linalg
 
-from trialstats.analysis.repeated import (
+from trialstats.analysis.nested_reml import (
     NestedSums,
     _evaluate,
     _profile,
     fit_nested_reml,
-    month_contrasts,
     nested_satterthwaite_df,
-    repeated_data,
-    repeated_measures_analysis,
 )
+from trialstats.analysis.repeated import month_contrasts, repeated_data, repeated_measures_analysis
 from trialstats.config import load_config
 from trialstats.contract import SENSITIVITY_COLUMNS
 from trialstats.data.validate import load_trial

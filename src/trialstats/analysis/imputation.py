@@ -95,6 +95,7 @@ from trialstats.analysis.design import model_data
 from trialstats.analysis.effects import baseline_sd, mcid_raw, mcid_verdict
 from trialstats.analysis.inference import contrast_test
 from trialstats.analysis.reml import ClusterSums, fit_reml
+from trialstats.analysis.rows import chosen_outcomes
 from trialstats.contract import COLUMNS, imputation_label
 from trialstats.data.validate import TREATED, outcome_column
 from trialstats.errors import TrialstatsError
@@ -466,10 +467,7 @@ def multiple_imputation(
     covariates, alpha = list(analysis["covariates"]), float(analysis.get("alpha", 0.05))
     method = _primary_method(config)
     known = [o["name"] for o in config["outcomes"]]
-    unknown = sorted(set(outcomes or []) - set(known))
-    if unknown:
-        raise TrialstatsError(f"unknown outcome(s) {', '.join(unknown)}; the configuration "
-                              f"has {', '.join(known)}.")
+    reported = chosen_outcomes(config, outcomes)
     months = [baseline_month, *design["followup_months"]]
     score_columns = [outcome_column(o, m) for o in known for m in months]
 
@@ -494,10 +492,8 @@ def multiple_imputation(
     contrast = np.zeros(len(frame.columns))
     contrast[frame.columns.index(TREATED)] = 1.0
     out = []
-    for outcome in config["outcomes"]:
+    for outcome in reported:
         name = outcome["name"]
-        if outcomes is not None and name not in outcomes:
-            continue
         base_index = score_columns.index(outcome_column(name, baseline_month))
         sd0 = baseline_sd(patients[outcome_column(name, baseline_month)])
         mcid = mcid_raw(outcome.get("mcid"), sd0)

@@ -1,7 +1,9 @@
 """Building result rows: the output contract's columns and the helpers every analysis shares.
 
 Every analysis writes rows with :data:`~trialstats.contract.COLUMNS` (``primary.csv``) or
-:data:`~trialstats.contract.SENSITIVITY_COLUMNS` (``sensitivity.csv``). For an estimated difference
+:data:`~trialstats.contract.SENSITIVITY_COLUMNS` (``sensitivity.csv``), built by one driver
+(:func:`each_outcome_month`) from the rows of one outcome at one follow-up month, analysed in
+the primary analysis population (:func:`primary_population`). For an estimated difference
 :math:`\\hat\\delta` with standard error *s* on :math:`\\nu` df the interval is
 :math:`\\hat\\delta \\pm t_{1-\\alpha/2,\\nu}\\, s`, the p-value two-sided from
 :math:`t_\\nu`, and the effect size and MCID verdict follow :mod:`trialstats.analysis.effects`.
@@ -9,6 +11,8 @@ Every analysis writes rows with :data:`~trialstats.contract.COLUMNS` (``primary.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,7 +20,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from scipy import stats
 
-from trialstats.analysis.design import ModelData
+from trialstats.analysis.design import ModelData, model_data
 from trialstats.analysis.effects import baseline_sd, mcid_raw, mcid_verdict
 from trialstats.contract import SENSITIVITY_COLUMNS
 from trialstats.data.validate import TREATED, outcome_column
@@ -121,3 +125,61 @@ def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Rows as a DataFrame with exactly :data:`~trialstats.contract.SENSITIVITY_COLUMNS`
     (absent fields NaN)."""
     return pd.DataFrame(rows, columns=list(SENSITIVITY_COLUMNS))
+
+
+#: The rows of one outcome (its configuration entry) at one follow-up month:
+#: ``outcome_rows(patients, outcome, month, config)``.
+OutcomeRows = Callable[[pd.DataFrame, dict[str, Any], int, dict[str, Any]], list[dict[str, Any]]]
+
+
+def each_outcome_month(
+    patients: pd.DataFrame, config: dict[str, Any], outcomes: list[str] | None,
+    outcome_rows: OutcomeRows, columns: tuple[str, ...] = SENSITIVITY_COLUMNS,
+) -> pd.DataFrame:
+    """The rows of every chosen outcome (:func:`chosen_outcomes`, config order) at every
+    follow-up month, stacked into a table with exactly ``columns`` (absent fields NaN)."""
+    rows = [
+        row
+        for outcome in chosen_outcomes(config, outcomes)
+        for month in config["design"]["followup_months"]
+        for row in outcome_rows(patients, outcome, month, config)
+    ]
+    return pd.DataFrame(rows, columns=list(columns))
+
+
+@dataclass(frozen=True)
+class Population:
+    """One outcome at one month in the primary analysis population.
+
+    Attributes
+    ----------
+    data : ModelData
+        The patients with the follow-up score, the baseline score and every covariate.
+    base : dict
+        Row fields every analysis of it shares: ``outcome``, ``month``, ``n_patients``,
+        ``n_clusters``, ``sd_baseline`` and ``mcid``.
+    exclusions : str
+        The patients left out, by reason (:meth:`ModelData.exclusion_note`).
+    problem : str
+        Why the arms cannot be compared (:func:`too_few_clusters`; "" when they can).
+    """
+
+    data: ModelData
+    base: dict[str, Any]
+    exclusions: str
+    problem: str
+
+
+def primary_population(
+    patients: pd.DataFrame, outcome: dict[str, Any], month: int, config: dict[str, Any]
+) -> Population:
+    """:class:`Population` of ``outcome`` at ``month`` with the configured covariates."""
+    design = config["design"]
+    data = model_data(patients, outcome["name"], month, cluster=design["cluster"],
+                      baseline_month=design["baseline_month"],
+                      covariates=config["analysis"]["covariates"])
+    base = {"outcome": outcome["name"], "month": month, "n_patients": len(data.y),
+            "n_clusters": data.n_clusters,
+            **outcome_scale(patients, outcome, design["baseline_month"])}
+    return Population(data=data, base=base, exclusions=data.exclusion_note(),
+                      problem=too_few_clusters(data))

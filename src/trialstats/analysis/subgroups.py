@@ -27,6 +27,7 @@ one arm cannot have an interaction term and is left out, with a note.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -37,8 +38,7 @@ from trialstats.analysis.design import model_data
 from trialstats.analysis.inference import contrast_test, satterthwaite_df
 from trialstats.analysis.reml import ClusterSums, RemlFit, fit_reml
 from trialstats.analysis.rows import (
-    chosen_outcomes,
-    frame,
+    each_outcome_month,
     join_notes,
     outcome_scale,
     t_row,
@@ -102,9 +102,10 @@ def interaction_f_test(
 
 
 def _outcome_rows(
-    patients: pd.DataFrame, outcome: dict[str, Any], month: int, *, variable: str,
-    design: dict[str, Any], analysis: dict[str, Any],
+    patients: pd.DataFrame, outcome: dict[str, Any], month: int, config: dict[str, Any], *,
+    variable: str,
 ) -> list[dict[str, Any]]:
+    design, analysis = config["design"], config["analysis"]
     name = outcome["name"]
     interaction_label = subgroup_interaction_label(variable)
     method = analysis["df_method"][0]
@@ -227,12 +228,5 @@ def subgroup_analysis(
         ``variable`` is not a column of ``patients``, one row per outcome and month says the
         analysis was skipped.
     """
-    design, analysis = config["design"], config["analysis"]
-    rows = [
-        row
-        for outcome in chosen_outcomes(config, outcomes)
-        for month in design["followup_months"]
-        for row in _outcome_rows(patients, outcome, month, variable=variable, design=design,
-                                 analysis=analysis)
-    ]
-    return frame(rows)
+    return each_outcome_month(patients, config, outcomes,
+                              partial(_outcome_rows, variable=variable))
