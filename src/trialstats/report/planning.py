@@ -20,7 +20,8 @@ import pandas as pd
 from trialstats.contract import check_columns
 from trialstats.errors import TrialstatsError
 from trialstats.power.grid import GRID_KEYS, METHODS, varying_keys
-from trialstats.report.document import FigureFile, Section
+from trialstats.report.document import FigureFile, Section, Table
+from trialstats.report.format import fmt_count, method_name
 from trialstats.report.power_curves import (
     curve_axis,
     design_phrases,
@@ -29,7 +30,6 @@ from trialstats.report.power_curves import (
     split_curves,
 )
 from trialstats.report.render import render_figure
-from trialstats.report.tables import Table, fmt_count, method_name
 
 #: Target powers of the planning table.
 TARGETS = (0.8, 0.9)

@@ -28,10 +28,10 @@ from trialstats.contract import (
     check_columns,
 )
 from trialstats.errors import TrialstatsError
-from trialstats.report.document import Report, Section
+from trialstats.report.document import Report, Section, Table
+from trialstats.report.format import fmt, fmt_count
 from trialstats.report.methods import REFERENCES
 from trialstats.report.render import render_figure
-from trialstats.report.tables import Table, fmt, fmt_count
 from trialstats.simulation.analyse import MIXED_MODEL
 from trialstats.simulation.validity import COLUMNS, SIZE_BAND
 
