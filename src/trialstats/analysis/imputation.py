@@ -407,11 +407,6 @@ def _draw_column(
     state.update(target, unobserved, fitted + sigma[:, None] * z[:, n_pred + n_clusters:])
 
 
-def _primary_method(config: dict[str, Any]) -> str:
-    methods = config["analysis"].get("df_method", "kenward-roger")
-    return methods if isinstance(methods, str) else methods[0]
-
-
 def multiple_imputation(
     patients: pd.DataFrame,
     config: dict[str, Any],
@@ -464,8 +459,8 @@ def multiple_imputation(
     """
     design, analysis = config["design"], config["analysis"]
     cluster, baseline_month = design["cluster"], design["baseline_month"]
-    covariates, alpha = list(analysis["covariates"]), float(analysis.get("alpha", 0.05))
-    method = _primary_method(config)
+    covariates, alpha = list(analysis["covariates"]), float(analysis["alpha"])
+    method = analysis["df_method"][0]
     known = [o["name"] for o in config["outcomes"]]
     reported = chosen_outcomes(config, outcomes)
     months = [baseline_month, *design["followup_months"]]
