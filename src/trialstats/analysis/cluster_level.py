@@ -94,14 +94,7 @@ def cluster_level_analysis(
 ) -> pd.DataFrame:
     """Two-stage cluster-level analysis of every outcome at every follow-up month.
 
-    Parameters
-    ----------
-    patients : DataFrame
-        Validated patients (:class:`trialstats.data.validate.Trial`).
-    config : dict
-        Validated configuration (``design``, ``outcomes``, ``analysis``).
-    outcomes : list of str, optional
-        Outcome names to analyse; all configured outcomes by default.
+    An :data:`~trialstats.analysis.sensitivity.Analysis`.
 
     Returns
     -------

@@ -221,12 +221,8 @@ def kenward_roger(data: Any, fit: RemlFit, contrast: Any) -> KenwardRoger:
 
     Parameters
     ----------
-    data : ClusterSums or object with ``y``, ``X``, ``cluster_codes``
-        The data the model was fitted to (any batch shape).
-    fit : RemlFit
-        :func:`~trialstats.analysis.reml.fit_reml` of ``data``.
-    contrast : array_like, shape (p,) or (..., p)
-        :math:`L`.
+    data, fit, contrast
+        As in :func:`satterthwaite_df`.
 
     Returns
     -------

@@ -34,11 +34,15 @@ import pandas as pd
 
 from trialstats.analysis.icc import icc_interval
 from trialstats.analysis.inference import contrast_test
-from trialstats.analysis.reml import ClusterSums, fit_reml
-from trialstats.analysis.rows import each_outcome_month, join_notes, primary_population, t_row
+from trialstats.analysis.rows import (
+    each_outcome_month,
+    fit_or_problem,
+    join_notes,
+    primary_population,
+    t_row,
+)
 from trialstats.contract import COLUMNS
 from trialstats.data.validate import TREATED
-from trialstats.errors import TrialstatsError
 
 
 def analyse_outcome(
@@ -101,11 +105,7 @@ def _outcome_rows(
     if not problem and np.ptp(data.y) == 0:
         problem = "not estimable: the follow-up score is constant"
     if not problem:
-        sums = ClusterSums.from_data(data.y, data.X, data.cluster_codes, data.n_clusters)
-        try:
-            fit = fit_reml(sums)
-        except TrialstatsError as error:
-            problem = f"not estimable: {error}"
+        sums, fit, problem = fit_or_problem(data.y, data.X, data.cluster_codes, data.n_clusters)
     if problem:
         return [{**common, "method": m, "converged": False,
                  "notes": join_notes(problem, *notes)} for m in df_methods]

@@ -207,15 +207,7 @@ def repeated_measures_analysis(
 ) -> pd.DataFrame:
     """Repeated-measures mixed model of every outcome over all follow-up months.
 
-    Parameters
-    ----------
-    patients : DataFrame
-        Validated patients (:class:`trialstats.data.validate.Trial`).
-    config : dict
-        Validated configuration; ``design.followup_months`` are the occasions (first =
-        reference month).
-    outcomes : list of str, optional
-        Outcome names; all configured outcomes by default.
+    The occasions are ``design.followup_months`` (the first is the reference month).
 
     Returns
     -------

@@ -413,15 +413,6 @@ def gee_analysis(
 ) -> pd.DataFrame:
     """GEE (exchangeable) of every outcome at every follow-up month, small-sample corrected.
 
-    Parameters
-    ----------
-    patients : DataFrame
-        Validated patients (:class:`trialstats.data.validate.Trial`).
-    config : dict
-        Validated configuration.
-    outcomes : list of str, optional
-        Outcome names; all configured outcomes by default.
-
     Returns
     -------
     DataFrame
@@ -439,15 +430,6 @@ def cr2_analysis(
     patients: pd.DataFrame, config: dict[str, Any], outcomes: list[str] | None = None
 ) -> pd.DataFrame:
     """Baseline-adjusted OLS with CR2 SE and Bell–McCaffrey df, every outcome and month.
-
-    Parameters
-    ----------
-    patients : DataFrame
-        Validated patients (:class:`trialstats.data.validate.Trial`).
-    config : dict
-        Validated configuration.
-    outcomes : list of str, optional
-        Outcome names; all configured outcomes by default.
 
     Returns
     -------

@@ -22,6 +22,7 @@ from scipy import stats
 
 from trialstats.analysis.design import ModelData, model_data
 from trialstats.analysis.effects import baseline_sd, mcid_raw, mcid_verdict
+from trialstats.analysis.reml import ClusterSums, RemlFit, fit_reml
 from trialstats.contract import SENSITIVITY_COLUMNS
 from trialstats.data.validate import TREATED, outcome_column
 from trialstats.errors import TrialstatsError
@@ -119,6 +120,18 @@ def too_few_clusters(data: ModelData) -> str:
     """:func:`arms_problem` of the analysed patients of ``data``."""
     return arms_problem(clusters_per_arm(data.X[:, data.columns.index(TREATED)],
                                          data.cluster_codes))
+
+
+def fit_or_problem(
+    y: np.ndarray, X: np.ndarray, cluster_codes: np.ndarray, n_clusters: int
+) -> tuple[ClusterSums, RemlFit | None, str]:
+    """The cluster sums and REML fit of the random-intercept model of ``y`` on ``X``, or
+    ``None`` and why it cannot be fitted ("not estimable: ...")."""
+    sums = ClusterSums.from_data(y, X, cluster_codes, n_clusters)
+    try:
+        return sums, fit_reml(sums), ""
+    except TrialstatsError as error:
+        return sums, None, f"not estimable: {error}"
 
 
 def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:

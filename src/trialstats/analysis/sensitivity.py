@@ -33,6 +33,9 @@ from trialstats.analysis.subgroups import subgroup_analysis
 from trialstats.contract import SENSITIVITY_COLUMNS
 from trialstats.errors import TrialstatsError
 
+#: A sensitivity analysis: ``analysis(patients, config, outcomes)`` with the validated patients
+#: (:class:`trialstats.data.validate.Trial`), the validated configuration and the names of the
+#: outcomes to analyse (None: every configured outcome, in configuration order).
 Analysis = Callable[[pd.DataFrame, dict[str, Any], list[str] | None], pd.DataFrame]
 
 

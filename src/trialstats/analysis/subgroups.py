@@ -36,9 +36,10 @@ from scipy import stats
 
 from trialstats.analysis.design import model_data
 from trialstats.analysis.inference import contrast_test, satterthwaite_df
-from trialstats.analysis.reml import ClusterSums, RemlFit, fit_reml
+from trialstats.analysis.reml import ClusterSums, RemlFit
 from trialstats.analysis.rows import (
     each_outcome_month,
+    fit_or_problem,
     join_notes,
     outcome_scale,
     t_row,
@@ -46,7 +47,6 @@ from trialstats.analysis.rows import (
 )
 from trialstats.contract import subgroup_interaction_label, subgroup_label
 from trialstats.data.validate import TREATED, outcome_column
-from trialstats.errors import TrialstatsError
 
 __all__ = ["interaction_f_test", "subgroup_analysis"]
 
@@ -145,11 +145,7 @@ def _outcome_rows(
     if not problem and len(levels) < 2:
         problem = f"not estimable: fewer than two levels of {variable} in both arms"
     if not problem:
-        sums = ClusterSums.from_data(data.y, X, data.cluster_codes, data.n_clusters)
-        try:
-            fit = fit_reml(sums)
-        except TrialstatsError as error:
-            problem = f"not estimable: {error}"
+        sums, fit, problem = fit_or_problem(data.y, X, data.cluster_codes, data.n_clusters)
     if problem:
         return [{**base, "analysis": interaction_label, "converged": False,
                  "notes": join_notes(problem, exclusions)}]
@@ -203,14 +199,12 @@ def subgroup_analysis(
 ) -> pd.DataFrame:
     """Arm × subgroup interaction and subgroup effects, every outcome and follow-up month.
 
+    The subgroup effects use the primary df method, ``analysis.df_method[0]``.
+
     Parameters
     ----------
-    patients : DataFrame
-        Validated patients (:class:`trialstats.data.validate.Trial`).
-    config : dict
-        Validated configuration; the subgroup effects use ``analysis.df_method[0]``.
-    outcomes : list of str, optional
-        Outcome names; all configured outcomes by default.
+    patients, config, outcomes
+        As for every sensitivity analysis (:data:`~trialstats.analysis.sensitivity.Analysis`).
     variable : str, default "condition"
         Patient column defining the subgroups; its distinct values are the levels (numbers
         are treated as labels). Added to the covariates when not among them.

@@ -211,11 +211,8 @@ def _output_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     """Dispatch to the chosen verb."""
     {
-        "analytic": _run_analytic,
-        "simulate": _run_simulate,
-        "grid": _run_grid,
-        "gather": _run_gather,
-        "plan": _run_plan,
+        "analytic": _run_analytic, "simulate": _run_simulate, "grid": _run_grid,
+        "gather": _run_gather, "plan": _run_plan,
     }[args.power_command](args)
 
 
@@ -246,13 +243,8 @@ def _from_analysis(args: argparse.Namespace) -> dict[str, Any]:
     patients_path = args.from_dir / "data" / "patients.parquet"
     patients = read_table(patients_path) if patients_path.is_file() else None
     return inputs_from_analysis(
-        primary,
-        patients,
-        outcome=args.outcome,
-        month=args.month,
-        baseline_month=args.baseline_month,
-        cluster=args.cluster_column,
-        source=str(args.from_dir),
+        primary, patients, outcome=args.outcome, month=args.month,
+        baseline_month=args.baseline_month, cluster=args.cluster_column, source=str(args.from_dir),
     )
 
 
@@ -274,21 +266,12 @@ def _run_analytic(args: argparse.Namespace) -> None:
         sd = None
     try:
         frame = solve_continuous(
-            unknown=unknown,
-            target_power=0.8 if args.target_power is None else args.target_power,
-            cluster_size=given["cluster_size"],
-            icc=inputs["icc"],
-            clusters_per_arm=given["clusters_per_arm"],
-            effect=given["effect"],
-            sd=sd,
-            allocation_ratio=inputs["allocation_ratio"],
-            cv=inputs["cv"],
-            alpha=inputs["alpha"],
-            attrition=inputs["attrition"],
-            baseline=inputs["baseline"],
-            rho_c=inputs["rho_c"],
-            rho_s=inputs["rho_s"],
-            distribution=distribution,
+            unknown=unknown, target_power=0.8 if args.target_power is None else args.target_power,
+            cluster_size=given["cluster_size"], icc=inputs["icc"],
+            clusters_per_arm=given["clusters_per_arm"], effect=given["effect"], sd=sd,
+            allocation_ratio=inputs["allocation_ratio"], cv=inputs["cv"], alpha=inputs["alpha"],
+            attrition=inputs["attrition"], baseline=inputs["baseline"], rho_c=inputs["rho_c"],
+            rho_s=inputs["rho_s"], distribution=distribution,
         )
     except ValueError as error:
         raise TrialstatsError(str(error)) from None
@@ -343,26 +326,15 @@ def _run_simulate(args: argparse.Namespace) -> None:
     def design(k: int) -> SimulationDesign:
         k_i = max(math.ceil(inputs["allocation_ratio"] * k - 1e-9), 1)
         return SimulationDesign(
-            clusters_per_arm=k,
-            k_intervention=k_i,
-            cluster_size=inputs["cluster_size"],
-            icc=inputs["icc"],
-            effect=inputs["effect"],
-            cv=inputs["cv"],
-            attrition=inputs["attrition"],
-            rho_s=inputs["rho_s"],
-            rho_c=inputs["rho_c"],
-            min_cluster_size=args.min_cluster_size,
-            baseline=inputs["baseline"],
+            clusters_per_arm=k, k_intervention=k_i, cluster_size=inputs["cluster_size"],
+            icc=inputs["icc"], effect=inputs["effect"], cv=inputs["cv"],
+            attrition=inputs["attrition"], rho_s=inputs["rho_s"], rho_c=inputs["rho_c"],
+            min_cluster_size=args.min_cluster_size, baseline=inputs["baseline"],
         )
 
     options = {
-        "reps": args.reps,
-        "seed": args.seed,
-        "df_method": args.df_method,
-        "alpha": inputs["alpha"],
-        "batch_size": args.batch_size,
-        "generator": args.generator,
+        "reps": args.reps, "seed": args.seed, "df_method": args.df_method, "alpha": inputs["alpha"],
+        "batch_size": args.batch_size, "generator": args.generator,
     }
     if unknown == "power":
         with progress_bar("simulating", args.reps, unit="trial", quiet=args.quiet) as bar:

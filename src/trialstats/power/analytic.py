@@ -61,24 +61,18 @@ from trialstats.power.solving import (
     solve_each,
     solve_increasing,
     t_df,
+    terms_at,
     two_sided_power,
 )
 
 CONTINUOUS_UNKNOWNS = ("power", "clusters_per_arm", "cluster_size", "effect")
+
+
 def power_means(
-    effect: ArrayLike,
-    clusters_per_arm: ArrayLike,
-    cluster_size: ArrayLike,
-    icc: ArrayLike,
-    *,
-    allocation_ratio: ArrayLike = 1.0,
-    cv: ArrayLike = 0.0,
-    alpha: ArrayLike = 0.05,
-    attrition: ArrayLike = 0.0,
-    baseline: str = "none",
-    rho_c: ArrayLike = 0.0,
-    rho_s: ArrayLike = 0.0,
-    distribution: str = "t",
+    effect: ArrayLike, clusters_per_arm: ArrayLike, cluster_size: ArrayLike, icc: ArrayLike, *,
+    allocation_ratio: ArrayLike = 1.0, cv: ArrayLike = 0.0, alpha: ArrayLike = 0.05,
+    attrition: ArrayLike = 0.0, baseline: str = "none", rho_c: ArrayLike = 0.0,
+    rho_s: ArrayLike = 0.0, distribution: str = "t",
 ) -> np.ndarray:
     """Power for a difference in means, as a bare array (vectorised kernel).
 
@@ -118,40 +112,20 @@ def power_means(
     power_continuous : the same calculation returned as a tidy table.
     """
     terms = _continuous_terms(
-        effect=effect,
-        k_control=clusters_per_arm,
-        allocation_ratio=allocation_ratio,
-        k_intervention=None,
-        cluster_size=cluster_size,
-        icc=icc,
-        cv=cv,
-        alpha=alpha,
-        attrition=attrition,
-        baseline=baseline,
-        rho_c=rho_c,
-        rho_s=rho_s,
-        distribution=distribution,
+        effect=effect, k_control=clusters_per_arm, allocation_ratio=allocation_ratio,
+        k_intervention=None, cluster_size=cluster_size, icc=icc, cv=cv, alpha=alpha,
+        attrition=attrition, baseline=baseline, rho_c=rho_c, rho_s=rho_s, distribution=distribution,
     )
     return terms["power"]
 
 
 def power_continuous(
-    *,
-    cluster_size: ArrayLike,
-    icc: ArrayLike,
-    clusters_per_arm: ArrayLike,
-    effect: ArrayLike | None = None,
-    difference: ArrayLike | None = None,
-    sd: ArrayLike | None = None,
-    allocation_ratio: ArrayLike = 1.0,
-    k_intervention: ArrayLike | None = None,
-    cv: ArrayLike = 0.0,
-    alpha: ArrayLike = 0.05,
-    attrition: ArrayLike = 0.0,
-    baseline: str = "none",
-    rho_c: ArrayLike = 0.0,
-    rho_s: ArrayLike = 0.0,
-    distribution: str = "t",
+    *, cluster_size: ArrayLike, icc: ArrayLike, clusters_per_arm: ArrayLike,
+    effect: ArrayLike | None = None, difference: ArrayLike | None = None,
+    sd: ArrayLike | None = None, allocation_ratio: ArrayLike = 1.0,
+    k_intervention: ArrayLike | None = None, cv: ArrayLike = 0.0, alpha: ArrayLike = 0.05,
+    attrition: ArrayLike = 0.0, baseline: str = "none", rho_c: ArrayLike = 0.0,
+    rho_s: ArrayLike = 0.0, distribution: str = "t",
 ) -> pd.DataFrame:
     """Power of a two-arm cluster-randomised trial with a continuous outcome.
 
@@ -224,19 +198,9 @@ def power_continuous(
     """
     d, diff, sigma = _standardised_effect(effect, difference, sd)
     terms = _continuous_terms(
-        effect=d,
-        k_control=clusters_per_arm,
-        allocation_ratio=allocation_ratio,
-        k_intervention=k_intervention,
-        cluster_size=cluster_size,
-        icc=icc,
-        cv=cv,
-        alpha=alpha,
-        attrition=attrition,
-        baseline=baseline,
-        rho_c=rho_c,
-        rho_s=rho_s,
-        distribution=distribution,
+        effect=d, k_control=clusters_per_arm, allocation_ratio=allocation_ratio,
+        k_intervention=k_intervention, cluster_size=cluster_size, icc=icc, cv=cv, alpha=alpha,
+        attrition=attrition, baseline=baseline, rho_c=rho_c, rho_s=rho_s, distribution=distribution,
     )
     terms["difference"] = diff
     terms["sd"] = sigma
@@ -244,23 +208,12 @@ def power_continuous(
 
 
 def solve_continuous(
-    *,
-    unknown: str,
-    target_power: ArrayLike = 0.8,
-    cluster_size: ArrayLike | None = None,
-    icc: ArrayLike,
-    clusters_per_arm: ArrayLike | None = None,
-    effect: ArrayLike | None = None,
-    difference: ArrayLike | None = None,
-    sd: ArrayLike | None = None,
-    allocation_ratio: ArrayLike = 1.0,
-    cv: ArrayLike = 0.0,
-    alpha: ArrayLike = 0.05,
-    attrition: ArrayLike = 0.0,
-    baseline: str = "none",
-    rho_c: ArrayLike = 0.0,
-    rho_s: ArrayLike = 0.0,
-    distribution: str = "t",
+    *, unknown: str, target_power: ArrayLike = 0.8, cluster_size: ArrayLike | None = None,
+    icc: ArrayLike, clusters_per_arm: ArrayLike | None = None, effect: ArrayLike | None = None,
+    difference: ArrayLike | None = None, sd: ArrayLike | None = None,
+    allocation_ratio: ArrayLike = 1.0, cv: ArrayLike = 0.0, alpha: ArrayLike = 0.05,
+    attrition: ArrayLike = 0.0, baseline: str = "none", rho_c: ArrayLike = 0.0,
+    rho_s: ArrayLike = 0.0, distribution: str = "t",
 ) -> pd.DataFrame:
     """Solve the continuous-outcome design for one unknown.
 
@@ -328,19 +281,9 @@ attrition, baseline, rho_c, rho_s, distribution
     check_unknown_given(unknown, given)
     if unknown == "power":
         frame = power_continuous(
-            cluster_size=cluster_size,
-            icc=icc,
-            clusters_per_arm=clusters_per_arm,
-            effect=effect,
-            difference=difference,
-            sd=sd,
-            allocation_ratio=allocation_ratio,
-            cv=cv,
-            alpha=alpha,
-            attrition=attrition,
-            baseline=baseline,
-            rho_c=rho_c,
-            rho_s=rho_s,
+            cluster_size=cluster_size, icc=icc, clusters_per_arm=clusters_per_arm, effect=effect,
+            difference=difference, sd=sd, allocation_ratio=allocation_ratio, cv=cv, alpha=alpha,
+            attrition=attrition, baseline=baseline, rho_c=rho_c, rho_s=rho_s,
             distribution=distribution,
         )
         return add_solve_columns(frame, unknown, np.nan)
@@ -355,32 +298,18 @@ attrition, baseline, rho_c, rho_s, distribution
     flat, solved = solve_each(
         {
             "target_power": target_power,
-            "cluster_size": np.nan if cluster_size is None else cluster_size,
-            "icc": icc,
-            "k_control": np.nan if clusters_per_arm is None else clusters_per_arm,
-            "effect": d_in,
-            "allocation_ratio": allocation_ratio,
-            "cv": cv,
-            "alpha": alpha,
-            "attrition": attrition,
-            "rho_c": rho_c,
-            "rho_s": rho_s,
+            "cluster_size": np.nan if cluster_size is None else cluster_size, "icc": icc,
+            "k_control": np.nan if clusters_per_arm is None else clusters_per_arm, "effect": d_in,
+            "allocation_ratio": allocation_ratio, "cv": cv, "alpha": alpha, "attrition": attrition,
+            "rho_c": rho_c, "rho_s": rho_s,
         },
         lambda scen: _solve_continuous_scenario(unknown, scen, baseline, distribution),
     )
     frame = power_continuous(
-        cluster_size=solved["cluster_size"],
-        icc=flat["icc"],
-        clusters_per_arm=solved["k_control"],
-        effect=solved["effect"],
-        k_intervention=solved["k_intervention"],
-        cv=flat["cv"],
-        alpha=flat["alpha"],
-        attrition=flat["attrition"],
-        baseline=baseline,
-        rho_c=flat["rho_c"],
-        rho_s=flat["rho_s"],
-        distribution=distribution,
+        cluster_size=solved["cluster_size"], icc=flat["icc"], clusters_per_arm=solved["k_control"],
+        effect=solved["effect"], k_intervention=solved["k_intervention"], cv=flat["cv"],
+        alpha=flat["alpha"], attrition=flat["attrition"], baseline=baseline, rho_c=flat["rho_c"],
+        rho_s=flat["rho_s"], distribution=distribution,
     )
     sigma_b = np.broadcast_to(np.asarray(sigma, dtype=float), flat["icc"].shape).ravel()
     frame["sd"] = sigma_b
@@ -421,19 +350,9 @@ def _standardised_effect(
 
 
 def _continuous_terms(
-    *,
-    effect: ArrayLike,
-    k_control: ArrayLike,
-    allocation_ratio: ArrayLike,
-    k_intervention: ArrayLike | None,
-    cluster_size: ArrayLike,
-    icc: ArrayLike,
-    cv: ArrayLike,
-    alpha: ArrayLike,
-    attrition: ArrayLike,
-    baseline: str,
-    rho_c: ArrayLike,
-    rho_s: ArrayLike,
+    *, effect: ArrayLike, k_control: ArrayLike, allocation_ratio: ArrayLike,
+    k_intervention: ArrayLike | None, cluster_size: ArrayLike, icc: ArrayLike, cv: ArrayLike,
+    alpha: ArrayLike, attrition: ArrayLike, baseline: str, rho_c: ArrayLike, rho_s: ArrayLike,
     distribution: str,
 ) -> dict[str, np.ndarray]:
     check_choice(baseline, BASELINE_METHODS, "baseline")
@@ -451,27 +370,11 @@ def _continuous_terms(
     ncp = np.abs(d) / np.sqrt(vif * (1.0 / k_c + 1.0 / k_i) / m_a)
     df = t_df(k_c, k_i, distribution)
     power = two_sided_power(ncp, alpha, df)
-    shape = power.shape
-    return {
-        "power": power,
-        "k_control": np.broadcast_to(k_c, shape),
-        "k_intervention": np.broadcast_to(k_i, shape),
-        "cluster_size": np.broadcast_to(np.asarray(cluster_size, dtype=float), shape),
-        "cluster_size_analysed": np.broadcast_to(m_a, shape),
-        "effect": np.broadcast_to(d, shape),
-        "icc": np.broadcast_to(np.asarray(icc, dtype=float), shape),
-        "cv": np.broadcast_to(np.asarray(cv, dtype=float), shape),
-        "alpha": np.broadcast_to(np.asarray(alpha, dtype=float), shape),
-        "attrition": np.broadcast_to(np.asarray(attrition, dtype=float), shape),
-        "design_effect": np.broadcast_to(deff, shape),
-        "baseline_correlation": np.broadcast_to(r, shape),
-        "baseline_factor": np.broadcast_to(bfac, shape),
-        "variance_inflation": np.broadcast_to(vif, shape),
-        "noncentrality": np.broadcast_to(ncp, shape),
-        "df": np.broadcast_to(df, shape),
-        "baseline": baseline,
-        "distribution": distribution,
-    }
+    return terms_at(power, k_control=k_c, k_intervention=k_i, cluster_size=cluster_size,
+                    cluster_size_analysed=m_a, effect=d, icc=icc, cv=cv, alpha=alpha,
+                    attrition=attrition, design_effect=deff, baseline_correlation=r,
+                    baseline_factor=bfac, variance_inflation=vif, noncentrality=ncp, df=df,
+                    baseline=baseline, distribution=distribution)
 
 
 def _continuous_frame(terms: dict) -> pd.DataFrame:
@@ -479,28 +382,18 @@ def _continuous_frame(terms: dict) -> pd.DataFrame:
     col = {key: np.broadcast_to(np.asarray(value), shape).ravel() for key, value in terms.items()}
     return pd.DataFrame(
         {
-            "power": col["power"],
-            "clusters_per_arm": col["k_control"],
-            "k_control": col["k_control"],
-            "k_intervention": col["k_intervention"],
+            "power": col["power"], "clusters_per_arm": col["k_control"],
+            "k_control": col["k_control"], "k_intervention": col["k_intervention"],
             "cluster_size": col["cluster_size"],
             "cluster_size_analysed": col["cluster_size_analysed"],
             "n_total": (col["k_control"] + col["k_intervention"]) * col["cluster_size_analysed"],
-            "effect": col["effect"],
-            "difference": col["difference"],
-            "sd": col["sd"],
-            "icc": col["icc"],
-            "cv": col["cv"],
-            "alpha": col["alpha"],
-            "attrition": col["attrition"],
-            "design_effect": col["design_effect"],
-            "baseline": col["baseline"],
-            "baseline_correlation": col["baseline_correlation"],
+            "effect": col["effect"], "difference": col["difference"], "sd": col["sd"],
+            "icc": col["icc"], "cv": col["cv"], "alpha": col["alpha"],
+            "attrition": col["attrition"], "design_effect": col["design_effect"],
+            "baseline": col["baseline"], "baseline_correlation": col["baseline_correlation"],
             "baseline_factor": col["baseline_factor"],
-            "variance_inflation": col["variance_inflation"],
-            "noncentrality": col["noncentrality"],
-            "df": col["df"],
-            "distribution": col["distribution"],
+            "variance_inflation": col["variance_inflation"], "noncentrality": col["noncentrality"],
+            "df": col["df"], "distribution": col["distribution"],
         }
     )
 
@@ -516,19 +409,9 @@ def _solve_continuous_scenario(
     def power_at(k_c: float, k_i: float, m: float, d: float) -> float:
         return float(
             _continuous_terms(
-                effect=d,
-                k_control=k_c,
-                allocation_ratio=1.0,
-                k_intervention=k_i,
-                cluster_size=m,
-                icc=s["icc"],
-                cv=s["cv"],
-                alpha=alpha,
-                attrition=s["attrition"],
-                baseline=baseline,
-                rho_c=s["rho_c"],
-                rho_s=s["rho_s"],
-                distribution=distribution,
+                effect=d, k_control=k_c, allocation_ratio=1.0, k_intervention=k_i, cluster_size=m,
+                icc=s["icc"], cv=s["cv"], alpha=alpha, attrition=s["attrition"], baseline=baseline,
+                rho_c=s["rho_c"], rho_s=s["rho_s"], distribution=distribution,
             )["power"]
         )
 

@@ -41,6 +41,7 @@ from trialstats.power.solving import (
     solve_each,
     solve_increasing,
     t_df,
+    terms_at,
     two_sided_power,
 )
 
@@ -53,17 +54,12 @@ __all__ = [
 ]
 
 BINARY_UNKNOWNS = ("power", "clusters_per_arm", "cluster_size", "p_intervention")
+
+
 def power_proportions(
-    p_control: ArrayLike,
-    p_intervention: ArrayLike,
-    clusters_per_arm: ArrayLike,
-    cluster_size: ArrayLike,
-    icc: ArrayLike,
-    *,
-    allocation_ratio: ArrayLike = 1.0,
-    cv: ArrayLike = 0.0,
-    alpha: ArrayLike = 0.05,
-    attrition: ArrayLike = 0.0,
+    p_control: ArrayLike, p_intervention: ArrayLike, clusters_per_arm: ArrayLike,
+    cluster_size: ArrayLike, icc: ArrayLike, *, allocation_ratio: ArrayLike = 1.0,
+    cv: ArrayLike = 0.0, alpha: ArrayLike = 0.05, attrition: ArrayLike = 0.0,
     distribution: str = "t",
 ) -> np.ndarray:
     """Power for a difference in proportions, as a bare array (vectorised kernel).
@@ -85,33 +81,17 @@ def power_proportions(
     power_binary : the same calculation returned as a tidy table.
     """
     return _binary_terms(
-        p_control=p_control,
-        p_intervention=p_intervention,
-        k_control=clusters_per_arm,
-        allocation_ratio=allocation_ratio,
-        k_intervention=None,
-        cluster_size=cluster_size,
-        icc=icc,
-        cv=cv,
-        alpha=alpha,
-        attrition=attrition,
-        distribution=distribution,
+        p_control=p_control, p_intervention=p_intervention, k_control=clusters_per_arm,
+        allocation_ratio=allocation_ratio, k_intervention=None, cluster_size=cluster_size, icc=icc,
+        cv=cv, alpha=alpha, attrition=attrition, distribution=distribution,
     )["power"]
 
 
 def power_binary(
-    *,
-    p_control: ArrayLike,
-    p_intervention: ArrayLike,
-    cluster_size: ArrayLike,
-    icc: ArrayLike,
-    clusters_per_arm: ArrayLike,
-    allocation_ratio: ArrayLike = 1.0,
-    k_intervention: ArrayLike | None = None,
-    cv: ArrayLike = 0.0,
-    alpha: ArrayLike = 0.05,
-    attrition: ArrayLike = 0.0,
-    distribution: str = "t",
+    *, p_control: ArrayLike, p_intervention: ArrayLike, cluster_size: ArrayLike, icc: ArrayLike,
+    clusters_per_arm: ArrayLike, allocation_ratio: ArrayLike = 1.0,
+    k_intervention: ArrayLike | None = None, cv: ArrayLike = 0.0, alpha: ArrayLike = 0.05,
+    attrition: ArrayLike = 0.0, distribution: str = "t",
 ) -> pd.DataFrame:
     """Power of a two-arm cluster-randomised trial with a binary outcome.
 
@@ -144,36 +124,19 @@ attrition, distribution
     ``clusterPower`` (``cpa.binary``).
     """
     terms = _binary_terms(
-        p_control=p_control,
-        p_intervention=p_intervention,
-        k_control=clusters_per_arm,
-        allocation_ratio=allocation_ratio,
-        k_intervention=k_intervention,
-        cluster_size=cluster_size,
-        icc=icc,
-        cv=cv,
-        alpha=alpha,
-        attrition=attrition,
-        distribution=distribution,
+        p_control=p_control, p_intervention=p_intervention, k_control=clusters_per_arm,
+        allocation_ratio=allocation_ratio, k_intervention=k_intervention, cluster_size=cluster_size,
+        icc=icc, cv=cv, alpha=alpha, attrition=attrition, distribution=distribution,
     )
     return _binary_frame(terms)
 
 
 def solve_binary(
-    *,
-    unknown: str,
-    target_power: ArrayLike = 0.8,
-    p_control: ArrayLike,
-    p_intervention: ArrayLike | None = None,
-    cluster_size: ArrayLike | None = None,
-    icc: ArrayLike,
-    clusters_per_arm: ArrayLike | None = None,
-    allocation_ratio: ArrayLike = 1.0,
-    cv: ArrayLike = 0.0,
-    alpha: ArrayLike = 0.05,
-    attrition: ArrayLike = 0.0,
-    direction: str = "increase",
-    distribution: str = "t",
+    *, unknown: str, target_power: ArrayLike = 0.8, p_control: ArrayLike,
+    p_intervention: ArrayLike | None = None, cluster_size: ArrayLike | None = None, icc: ArrayLike,
+    clusters_per_arm: ArrayLike | None = None, allocation_ratio: ArrayLike = 1.0,
+    cv: ArrayLike = 0.0, alpha: ArrayLike = 0.05, attrition: ArrayLike = 0.0,
+    direction: str = "increase", distribution: str = "t",
 ) -> pd.DataFrame:
     """Solve the binary-outcome design for one unknown.
 
@@ -220,45 +183,25 @@ alpha, attrition, distribution
     check_unknown_given(unknown, given)
     if unknown == "power":
         frame = power_binary(
-            p_control=p_control,
-            p_intervention=p_intervention,
-            cluster_size=cluster_size,
-            icc=icc,
-            clusters_per_arm=clusters_per_arm,
-            allocation_ratio=allocation_ratio,
-            cv=cv,
-            alpha=alpha,
-            attrition=attrition,
-            distribution=distribution,
+            p_control=p_control, p_intervention=p_intervention, cluster_size=cluster_size, icc=icc,
+            clusters_per_arm=clusters_per_arm, allocation_ratio=allocation_ratio, cv=cv,
+            alpha=alpha, attrition=attrition, distribution=distribution,
         )
         return add_solve_columns(frame, unknown, np.nan)
 
     flat, solved = solve_each(
         {
-            "target_power": target_power,
-            "p_control": p_control,
-            "p_intervention": p_intervention,
-            "cluster_size": cluster_size,
-            "icc": icc,
-            "k_control": clusters_per_arm,
-            "allocation_ratio": allocation_ratio,
-            "cv": cv,
-            "alpha": alpha,
-            "attrition": attrition,
+            "target_power": target_power, "p_control": p_control, "p_intervention": p_intervention,
+            "cluster_size": cluster_size, "icc": icc, "k_control": clusters_per_arm,
+            "allocation_ratio": allocation_ratio, "cv": cv, "alpha": alpha, "attrition": attrition,
         },
         lambda scen: _solve_binary_scenario(unknown, scen, direction, distribution),
     )
     frame = power_binary(
-        p_control=flat["p_control"],
-        p_intervention=solved["p_intervention"],
-        cluster_size=solved["cluster_size"],
-        icc=flat["icc"],
-        clusters_per_arm=solved["k_control"],
-        k_intervention=solved["k_intervention"],
-        cv=flat["cv"],
-        alpha=flat["alpha"],
-        attrition=flat["attrition"],
-        distribution=distribution,
+        p_control=flat["p_control"], p_intervention=solved["p_intervention"],
+        cluster_size=solved["cluster_size"], icc=flat["icc"], clusters_per_arm=solved["k_control"],
+        k_intervention=solved["k_intervention"], cv=flat["cv"], alpha=flat["alpha"],
+        attrition=flat["attrition"], distribution=distribution,
     )
     frame = add_solve_columns(frame, unknown, flat["target_power"])
     frame["clusters_per_arm_exact"] = solved["k_control_exact"]
@@ -267,13 +210,8 @@ alpha, attrition, distribution
 
 
 def clusters_hayes_bennett(
-    p_control: ArrayLike,
-    p_intervention: ArrayLike,
-    cluster_size: ArrayLike,
-    cv_between: ArrayLike,
-    *,
-    alpha: ArrayLike = 0.05,
-    power: ArrayLike = 0.8,
+    p_control: ArrayLike, p_intervention: ArrayLike, cluster_size: ArrayLike, cv_between: ArrayLike,
+    *, alpha: ArrayLike = 0.05, power: ArrayLike = 0.8,
 ) -> np.ndarray:
     """Clusters per arm for two proportions, Hayes & Bennett coefficient-of-variation method.
 
@@ -340,18 +278,9 @@ def _check_proportions(p0: np.ndarray, p1: np.ndarray) -> None:
 
 
 def _binary_terms(
-    *,
-    p_control: ArrayLike,
-    p_intervention: ArrayLike,
-    k_control: ArrayLike,
-    allocation_ratio: ArrayLike,
-    k_intervention: ArrayLike | None,
-    cluster_size: ArrayLike,
-    icc: ArrayLike,
-    cv: ArrayLike,
-    alpha: ArrayLike,
-    attrition: ArrayLike,
-    distribution: str,
+    *, p_control: ArrayLike, p_intervention: ArrayLike, k_control: ArrayLike,
+    allocation_ratio: ArrayLike, k_intervention: ArrayLike | None, cluster_size: ArrayLike,
+    icc: ArrayLike, cv: ArrayLike, alpha: ArrayLike, attrition: ArrayLike, distribution: str,
 ) -> dict[str, np.ndarray]:
     p0 = np.asarray(p_control, dtype=float)
     p1 = np.asarray(p_intervention, dtype=float)
@@ -363,24 +292,10 @@ def _binary_terms(
     ncp = np.abs(p1 - p0) / np.sqrt(var)
     df = t_df(k_c, k_i, distribution)
     power = two_sided_power(ncp, alpha, df)
-    shape = power.shape
-    return {
-        "power": power,
-        "k_control": np.broadcast_to(k_c, shape),
-        "k_intervention": np.broadcast_to(k_i, shape),
-        "cluster_size": np.broadcast_to(np.asarray(cluster_size, dtype=float), shape),
-        "cluster_size_analysed": np.broadcast_to(m_a, shape),
-        "p_control": np.broadcast_to(p0, shape),
-        "p_intervention": np.broadcast_to(p1, shape),
-        "icc": np.broadcast_to(np.asarray(icc, dtype=float), shape),
-        "cv": np.broadcast_to(np.asarray(cv, dtype=float), shape),
-        "alpha": np.broadcast_to(np.asarray(alpha, dtype=float), shape),
-        "attrition": np.broadcast_to(np.asarray(attrition, dtype=float), shape),
-        "design_effect": np.broadcast_to(deff, shape),
-        "noncentrality": np.broadcast_to(ncp, shape),
-        "df": np.broadcast_to(df, shape),
-        "distribution": distribution,
-    }
+    return terms_at(power, k_control=k_c, k_intervention=k_i, cluster_size=cluster_size,
+                    cluster_size_analysed=m_a, p_control=p0, p_intervention=p1, icc=icc, cv=cv,
+                    alpha=alpha, attrition=attrition, design_effect=deff, noncentrality=ncp, df=df,
+                    distribution=distribution)
 
 
 def _binary_frame(terms: dict) -> pd.DataFrame:
@@ -388,24 +303,16 @@ def _binary_frame(terms: dict) -> pd.DataFrame:
     col = {key: np.broadcast_to(np.asarray(value), shape).ravel() for key, value in terms.items()}
     return pd.DataFrame(
         {
-            "power": col["power"],
-            "clusters_per_arm": col["k_control"],
-            "k_control": col["k_control"],
-            "k_intervention": col["k_intervention"],
+            "power": col["power"], "clusters_per_arm": col["k_control"],
+            "k_control": col["k_control"], "k_intervention": col["k_intervention"],
             "cluster_size": col["cluster_size"],
             "cluster_size_analysed": col["cluster_size_analysed"],
             "n_total": (col["k_control"] + col["k_intervention"]) * col["cluster_size_analysed"],
-            "p_control": col["p_control"],
-            "p_intervention": col["p_intervention"],
-            "difference": col["p_intervention"] - col["p_control"],
-            "icc": col["icc"],
-            "cv": col["cv"],
-            "alpha": col["alpha"],
-            "attrition": col["attrition"],
-            "design_effect": col["design_effect"],
-            "noncentrality": col["noncentrality"],
-            "df": col["df"],
-            "distribution": col["distribution"],
+            "p_control": col["p_control"], "p_intervention": col["p_intervention"],
+            "difference": col["p_intervention"] - col["p_control"], "icc": col["icc"],
+            "cv": col["cv"], "alpha": col["alpha"], "attrition": col["attrition"],
+            "design_effect": col["design_effect"], "noncentrality": col["noncentrality"],
+            "df": col["df"], "distribution": col["distribution"],
         }
     )
 
@@ -422,17 +329,9 @@ def _solve_binary_scenario(
     def power_at(k_c: float, k_i: float, m: float, p1: float) -> float:
         return float(
             _binary_terms(
-                p_control=p0,
-                p_intervention=p1,
-                k_control=k_c,
-                allocation_ratio=1.0,
-                k_intervention=k_i,
-                cluster_size=m,
-                icc=s["icc"],
-                cv=s["cv"],
-                alpha=alpha,
-                attrition=s["attrition"],
-                distribution=distribution,
+                p_control=p0, p_intervention=p1, k_control=k_c, allocation_ratio=1.0,
+                k_intervention=k_i, cluster_size=m, icc=s["icc"], cv=s["cv"], alpha=alpha,
+                attrition=s["attrition"], distribution=distribution,
             )["power"]
         )
 
@@ -464,10 +363,8 @@ def _solve_binary_scenario(
             lambda mm: power_at(k_c, k_i, mm, p1) - target, lo, 2.0 * lo, "cluster size"
         )
         out.update(
-            cluster_size_exact=m_exact,
-            cluster_size=float(math.ceil(m_exact - 1e-9)),
-            k_control=k_c,
-            k_intervention=k_i,
+            cluster_size_exact=m_exact, cluster_size=float(math.ceil(m_exact - 1e-9)),
+            k_control=k_c, k_intervention=k_i,
         )
         return out
     sign = 1.0 if direction == "increase" else -1.0
@@ -479,10 +376,7 @@ def _solve_binary_scenario(
             f"with power {target:g} by this design; add clusters or participants."
         )
     delta = optimize.brentq(
-        lambda x: power_at(k_c, k_i, m, p0 + sign * x) - target,
-        0.0,
-        edge,
-        xtol=XTOL,
+        lambda x: power_at(k_c, k_i, m, p0 + sign * x) - target, 0.0, edge, xtol=XTOL,
     )
     out.update(p_intervention=p0 + sign * delta, k_control=k_c, k_intervention=k_i, cluster_size=m)
     return out

@@ -40,45 +40,18 @@ __all__ = [
 
 #: Design quantities a grid may vary, in the order that numbers the scenarios.
 GRID_KEYS = (
-    "clusters_per_arm",
-    "allocation_ratio",
-    "cluster_size",
-    "cv",
-    "icc",
-    "effect",
-    "attrition",
-    "rho_s",
-    "rho_c",
+    "clusters_per_arm", "allocation_ratio", "cluster_size", "cv", "icc", "effect", "attrition",
+    "rho_s", "rho_c",
 )
 METHODS = ("analytic", "simulation")
 #: Columns of a grid table, in order.
 GRID_COLUMNS = (
-    "scenario",
-    "method",
-    *GRID_KEYS,
-    "k_intervention",
-    "baseline",
-    "alpha",
-    "power",
-    "mc_se",
-    "type_i_error",
-    "type_i_error_mc_se",
-    "design_effect",
-    "df_method",
-    "generator",
-    "mean_df",
-    "reps",
-    "seed",
-    "n_failed",
-    "n_boundary",
-    "mean_estimate",
-    "empirical_se",
-    "mean_se",
-    "cluster_size_realised",
-    "cv_realised",
-    "cluster_size_analysed_realised",
+    "scenario", "method", *GRID_KEYS, "k_intervention", "baseline", "alpha", "power", "mc_se",
+    "type_i_error", "type_i_error_mc_se", "design_effect", "df_method", "generator", "mean_df",
+    "reps", "seed", "n_failed", "n_boundary", "mean_estimate", "empirical_se", "mean_se",
+    "cluster_size_realised", "cv_realised", "cluster_size_analysed_realised",
 )
-#: Display name and unit of each grid quantity on figures and tables.
+
 
 def expand_grid(spec: dict[str, Any]) -> pd.DataFrame:
     """Expand the ``grid`` of a validated ``power:`` section into a scenario table.
@@ -118,9 +91,7 @@ def grid_workload(scenarios: pd.DataFrame, spec: dict[str, Any]) -> int | None:
 
 
 def run_scenarios(
-    scenarios: pd.DataFrame,
-    spec: dict[str, Any],
-    progress: Callable[[int], None] | None = None,
+    scenarios: pd.DataFrame, spec: dict[str, Any], progress: Callable[[int], None] | None = None,
 ) -> pd.DataFrame:
     """Analytic and/or simulated power of each scenario.
 
@@ -150,26 +121,14 @@ def run_scenarios(
             rows.append(_analytic_row(scenario, k_c, k_i, spec))
         if "simulation" in spec["methods"]:
             design = SimulationDesign(
-                clusters_per_arm=k_c,
-                k_intervention=k_i,
-                cluster_size=scenario["cluster_size"],
-                icc=scenario["icc"],
-                effect=scenario["effect"],
-                cv=scenario["cv"],
-                attrition=scenario["attrition"],
-                rho_s=scenario["rho_s"],
-                rho_c=scenario["rho_c"],
-                min_cluster_size=spec["min_cluster_size"],
-                baseline=spec["baseline"],
+                clusters_per_arm=k_c, k_intervention=k_i, cluster_size=scenario["cluster_size"],
+                icc=scenario["icc"], effect=scenario["effect"], cv=scenario["cv"],
+                attrition=scenario["attrition"], rho_s=scenario["rho_s"], rho_c=scenario["rho_c"],
+                min_cluster_size=spec["min_cluster_size"], baseline=spec["baseline"],
             )
             row = simulate_power(
-                design,
-                reps=spec["reps"],
-                seed=spec["seed"],
-                df_method=spec["df_method"],
-                alpha=spec["alpha"],
-                scenario=int(scenario["scenario"]),
-                progress=progress,
+                design, reps=spec["reps"], seed=spec["seed"], df_method=spec["df_method"],
+                alpha=spec["alpha"], scenario=int(scenario["scenario"]), progress=progress,
                 generator=spec["generator"],
             )
             row.update(scenario=scenario["scenario"], allocation_ratio=scenario["allocation_ratio"])
@@ -181,29 +140,16 @@ def _analytic_row(
     scenario: dict[str, Any], k_c: int, k_i: int, spec: dict[str, Any]
 ) -> dict[str, Any]:
     frame = power_continuous(
-        cluster_size=scenario["cluster_size"],
-        icc=scenario["icc"],
-        clusters_per_arm=k_c,
-        k_intervention=k_i,
-        effect=scenario["effect"],
-        cv=scenario["cv"],
-        alpha=spec["alpha"],
-        attrition=scenario["attrition"],
-        baseline=spec["baseline"],
-        rho_c=scenario["rho_c"],
-        rho_s=scenario["rho_s"],
-        distribution=spec["distribution"],
+        cluster_size=scenario["cluster_size"], icc=scenario["icc"], clusters_per_arm=k_c,
+        k_intervention=k_i, effect=scenario["effect"], cv=scenario["cv"], alpha=spec["alpha"],
+        attrition=scenario["attrition"], baseline=spec["baseline"], rho_c=scenario["rho_c"],
+        rho_s=scenario["rho_s"], distribution=spec["distribution"],
     )
     row = dict(scenario)
     row.update(
-        method="analytic",
-        k_intervention=k_i,
-        baseline=spec["baseline"],
-        alpha=spec["alpha"],
-        power=float(frame["power"].iloc[0]),
-        design_effect=float(frame["design_effect"].iloc[0]),
-        df_method=f"analytic-{spec['distribution']}",
-        mean_df=float(frame["df"].iloc[0]),
+        method="analytic", k_intervention=k_i, baseline=spec["baseline"], alpha=spec["alpha"],
+        power=float(frame["power"].iloc[0]), design_effect=float(frame["design_effect"].iloc[0]),
+        df_method=f"analytic-{spec['distribution']}", mean_df=float(frame["df"].iloc[0]),
     )
     return row
 

@@ -39,14 +39,8 @@ PLAN_COLUMNS = (
 
 
 def inputs_from_analysis(
-    primary: pd.DataFrame,
-    patients: pd.DataFrame | None,
-    *,
-    outcome: str,
-    month: int | None = None,
-    baseline_month: int = 0,
-    cluster: str = "practice_id",
-    source: str = "the analysis",
+    primary: pd.DataFrame, patients: pd.DataFrame | None, *, outcome: str, month: int | None = None,
+    baseline_month: int = 0, cluster: str = "practice_id", source: str = "the analysis",
 ) -> dict[str, Any]:
     """Planning inputs from a finished analysis ("plan the next trial from this one").
 
@@ -257,19 +251,10 @@ def resolve_inputs(
 
 
 def plan_from_analysis(
-    primary: pd.DataFrame,
-    patients: pd.DataFrame | None,
-    *,
-    outcomes: Sequence[str] | None = None,
-    month: int | None = None,
-    baseline_month: int = 0,
-    cluster: str = "practice_id",
-    cluster_size: float | None = None,
-    cv: float = 0.0,
-    attrition: float = 0.0,
-    allocation_ratio: float = 1.0,
-    alpha: float = 0.05,
-    target_power: float = 0.8,
+    primary: pd.DataFrame, patients: pd.DataFrame | None, *, outcomes: Sequence[str] | None = None,
+    month: int | None = None, baseline_month: int = 0, cluster: str = "practice_id",
+    cluster_size: float | None = None, cv: float = 0.0, attrition: float = 0.0,
+    allocation_ratio: float = 1.0, alpha: float = 0.05, target_power: float = 0.8,
     source: str = "the analysis",
 ) -> pd.DataFrame:
     """Clusters per arm the next trial needs to detect each outcome's MCID.

@@ -63,14 +63,8 @@ _REPLICATE_COLUMNS = (
 
 
 def analyse_replicates(
-    design: SimulationDesign,
-    seed: int,
-    replicates: range,
-    *,
-    scenario: int = 0,
-    df_method: str = "between-within",
-    alpha: float = 0.05,
-    generator: str = "patients",
+    design: SimulationDesign, seed: int, replicates: range, *, scenario: int = 0,
+    df_method: str = "between-within", alpha: float = 0.05, generator: str = "patients",
 ) -> pd.DataFrame:
     """Simulate and analyse a batch of trials; one row per replicate.
 
@@ -116,8 +110,6 @@ def analyse_replicates(
     )[list(_REPLICATE_COLUMNS)]
 
 
-
-
 def _analyse(
     sums: SimulatedSums, design: SimulationDesign, *, df_method: str, alpha: float
 ) -> pd.DataFrame:
@@ -128,18 +120,11 @@ def _analyse(
     with np.errstate(invalid="ignore"):
         p_value = 2.0 * stats.t.sf(np.abs(test.estimate / test.se), test.df)
     return pd.DataFrame({
-        "estimate": test.estimate,
-        "se": test.se,
-        "df": test.df,
-        "p_value": p_value,
-        "var_cluster": fits.var_cluster,
-        "var_residual": fits.var_residual,
-        "reml_loglik": fits.reml_loglik,
-        "reject": rejects(test.estimate, test.se, test.df, alpha),
+        "estimate": test.estimate, "se": test.se, "df": test.df, "p_value": p_value,
+        "var_cluster": fits.var_cluster, "var_residual": fits.var_residual,
+        "reml_loglik": fits.reml_loglik, "reject": rejects(test.estimate, test.se, test.df, alpha),
         "reject_null": rejects(test.estimate, test.se, test.df, alpha, design.effect),
-        "converged": fits.converged,
-        "boundary": fits.boundary,
-        "estimable": fits.analysable,
+        "converged": fits.converged, "boundary": fits.boundary, "estimable": fits.analysable,
         "n_obs": sums.n.sum(axis=-1).astype(np.int64),
         "n_clusters": np.sum(sums.n > 0, axis=-1).astype(np.int64),
         "recruited": sums.recruited.sum(axis=-1),
@@ -147,16 +132,9 @@ def _analyse(
 
 
 def simulate_power(
-    design: SimulationDesign,
-    *,
-    reps: int,
-    seed: int,
-    df_method: str = "between-within",
-    alpha: float = 0.05,
-    scenario: int = 0,
-    batch_size: int | None = None,
-    progress: Callable[[int], None] | None = None,
-    generator: str = "patients",
+    design: SimulationDesign, *, reps: int, seed: int, df_method: str = "between-within",
+    alpha: float = 0.05, scenario: int = 0, batch_size: int | None = None,
+    progress: Callable[[int], None] | None = None, generator: str = "patients",
 ) -> dict[str, object]:
     """Simulated power of one scenario, with its Monte Carlo SE and the type I error.
 
@@ -236,54 +214,30 @@ def simulate_power(
         return float(values.mean()) if values.size else math.nan
 
     return {
-        "method": "simulation",
-        "scenario": scenario,
-        "clusters_per_arm": design.clusters_per_arm,
+        "method": "simulation", "scenario": scenario, "clusters_per_arm": design.clusters_per_arm,
         "k_intervention": design.n_intervention,
         "allocation_ratio": design.n_intervention / design.clusters_per_arm,
-        "cluster_size": design.cluster_size,
-        "cv": design.cv,
-        "icc": design.icc,
-        "effect": design.effect,
-        "attrition": design.attrition,
-        "rho_s": design.rho_s,
-        "rho_c": design.rho_c,
-        "baseline": design.baseline,
-        "alpha": alpha,
-        "power": power,
-        "mc_se": math.sqrt(power * (1.0 - power) / reps),
-        "type_i_error": type1,
+        "cluster_size": design.cluster_size, "cv": design.cv, "icc": design.icc,
+        "effect": design.effect, "attrition": design.attrition, "rho_s": design.rho_s,
+        "rho_c": design.rho_c, "baseline": design.baseline, "alpha": alpha, "power": power,
+        "mc_se": math.sqrt(power * (1.0 - power) / reps), "type_i_error": type1,
         "type_i_error_mc_se": math.sqrt(type1 * (1.0 - type1) / reps),
         "design_effect": float(design_effect(analysed_m, design.icc, design.cv)),
-        "df_method": df_method,
-        "generator": generator,
-        "mean_df": mean_of(kept["df"][fitted]),
-        "reps": reps,
-        "seed": seed,
-        "n_failed": int((~flags["ok"]).sum()),
-        "n_boundary": int(flags["boundary"].sum()),
-        "mean_estimate": mean_of(estimates),
+        "df_method": df_method, "generator": generator, "mean_df": mean_of(kept["df"][fitted]),
+        "reps": reps, "seed": seed, "n_failed": int((~flags["ok"]).sum()),
+        "n_boundary": int(flags["boundary"].sum()), "mean_estimate": mean_of(estimates),
         "empirical_se": float(estimates.std(ddof=1)) if estimates.size > 1 else math.nan,
-        "mean_se": mean_of(kept["se"][fitted]),
-        "cluster_size_realised": mean_size,
+        "mean_se": mean_of(kept["se"][fitted]), "cluster_size_realised": mean_size,
         "cv_realised": math.sqrt(max(size_squares / n_sizes - mean_size**2, 0.0)) / mean_size,
         "cluster_size_analysed_realised": analysed_total / n_sizes,
     }
 
 
 def solve_clusters(
-    design_for: Callable[[int], SimulationDesign],
-    *,
-    target_power: float,
-    reps: int,
-    seed: int,
-    df_method: str = "between-within",
-    alpha: float = 0.05,
-    start: int = 2,
-    max_clusters: int = 10_000,
-    batch_size: int | None = None,
-    progress: Callable[[int], None] | None = None,
-    generator: str = "patients",
+    design_for: Callable[[int], SimulationDesign], *, target_power: float, reps: int, seed: int,
+    df_method: str = "between-within", alpha: float = 0.05, start: int = 2,
+    max_clusters: int = 10_000, batch_size: int | None = None,
+    progress: Callable[[int], None] | None = None, generator: str = "patients",
 ) -> pd.DataFrame:
     """Smallest clusters per arm whose simulated power reaches a target, by integer bisection.
 

@@ -38,6 +38,7 @@ __all__ = [
     "solve_each",
     "solve_increasing",
     "t_df",
+    "terms_at",
     "two_sided_power",
 ]
 
@@ -120,6 +121,16 @@ def solve_each(
     rows = [solve_one({name: float(v[i]) for name, v in flat.items()}) for i in range(n_scenarios)]
     solved = {key: np.array([row[key] for row in rows]) for key in rows[0]}
     return flat, solved
+
+
+def terms_at(power: np.ndarray, **values: Any) -> dict[str, Any]:
+    """``power`` and the design ``values`` behind it, each numeric value broadcast (as float)
+    to the shape of ``power``; text values (``baseline``, ``distribution``) are kept."""
+    return {"power": power, **{
+        key: value if isinstance(value, str)
+        else np.broadcast_to(np.asarray(value, dtype=float), power.shape)
+        for key, value in values.items()
+    }}
 
 
 def check_choice(value: str, choices: tuple[str, ...], what: str) -> None:

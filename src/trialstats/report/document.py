@@ -53,7 +53,6 @@ class Table:
         return self.depth[i] > 0 and not any(self.rows[i][1:])
 
 
-
 @dataclass(frozen=True)
 class FigureFile:
     """A rendered figure.

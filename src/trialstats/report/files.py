@@ -54,8 +54,6 @@ def save_figure(figure: Figure, path: str | Path) -> None:
     write_atomically(path, write)
 
 
-
-
 def _write_bytes(path: Path, content: bytes) -> None:
     write_atomically(path, lambda tmp: tmp.write_bytes(content))
 

@@ -24,6 +24,7 @@ from trialstats.power.grid import GRID_KEYS, METHODS, varying_keys
 
 __all__ = ["curve_axis", "design_phrases", "grid_label", "power_curve_figure", "split_curves"]
 
+#: Display name and unit of each grid quantity on figures and tables.
 _LABELS = {
     "clusters_per_arm": ("clusters per arm", ""),
     "allocation_ratio": ("allocation ratio", ""),

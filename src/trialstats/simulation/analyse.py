@@ -32,20 +32,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from trialstats import contract
 from trialstats.analysis.cluster_level import practice_t_test
 from trialstats.analysis.inference import contrast_test
 from trialstats.analysis.reml import fit_reml
 from trialstats.analysis.robust import cr2_test, gee_exchangeable
 from trialstats.analysis.rows import arms_comparable
-from trialstats.contract import (
-    ADJUSTED,
-    BELL_MCCAFFREY,
-    CLUSTER_DF,
-    CR2,
-    KAUERMANN_CARROLL,
-    MANCL_DEROUEN,
-    SIMULATION_DF_METHODS,
-)
 from trialstats.errors import TrialstatsError
 from trialstats.simulation.draw import (
     SimulatedSums,
@@ -153,7 +145,7 @@ def analysable(sums: SimulatedSums, n_params: int) -> np.ndarray:
 
 
 def fit_mixed_model(
-    sums: SimulatedSums, baseline: str, methods: Sequence[str] = SIMULATION_DF_METHODS
+    sums: SimulatedSums, baseline: str, methods: Sequence[str] = contract.SIMULATION_DF_METHODS
 ) -> MixedModelFits:
     """The primary analysis of each analysable trial of a batch, tested with ``methods``.
 
@@ -171,10 +163,10 @@ def fit_mixed_model(
     -------
     MixedModelFits
     """
-    unknown = [m for m in methods if m not in SIMULATION_DF_METHODS]
+    unknown = [m for m in methods if m not in contract.SIMULATION_DF_METHODS]
     if unknown:
         raise TrialstatsError(f"Unknown df method {unknown[0]!r}; choose one of "
-                              f"{', '.join(SIMULATION_DF_METHODS)}.")
+                              f"{', '.join(contract.SIMULATION_DF_METHODS)}.")
     contrast = np.array([0.0, 1.0, 0.0] if baseline == "ancova" else [0.0, 1.0])
     n_reps = sums.n.shape[0]
     ok = analysable(sums, contrast.size)
@@ -236,8 +228,8 @@ def cluster_level(sums: SimulatedSums, design: SimulationDesign) -> dict[Key, Me
         values["estimate"][r], values["se"][r], values["df"][r] = practice_t_test(
             means[r, filled], sums.arm[r, filled])
     flags = np.zeros(n_reps, dtype=bool)
-    return {(ADJUSTED, CLUSTER_DF): MethodTests(**values, analysed=ok, converged=ok,
-                                                boundary=flags)}
+    key = (contract.ADJUSTED, contract.CLUSTER_DF)
+    return {key: MethodTests(**values, analysed=ok, converged=ok, boundary=flags)}
 
 
 def gee(y: np.ndarray, X: np.ndarray, codes: np.ndarray) -> dict[Key, tuple]:
@@ -247,10 +239,10 @@ def gee(y: np.ndarray, X: np.ndarray, codes: np.ndarray) -> dict[Key, tuple]:
     fit = gee_exchangeable(y, X, codes)
     df = float(codes.max() + 1 - 2)
     return {
-        (label, CLUSTER_DF): (float(fit.beta[1]), float(np.sqrt(vcov[1, 1])), df,
+        (label, contract.CLUSTER_DF): (float(fit.beta[1]), float(np.sqrt(vcov[1, 1])), df,
                               fit.converged, fit.singular)
-        for label, vcov in ((MANCL_DEROUEN, fit.vcov_mancl_derouen),
-                            (KAUERMANN_CARROLL, fit.vcov_kauermann_carroll))
+        for label, vcov in ((contract.MANCL_DEROUEN, fit.vcov_mancl_derouen),
+                            (contract.KAUERMANN_CARROLL, fit.vcov_kauermann_carroll))
     }
 
 
@@ -258,7 +250,8 @@ def cr2(y: np.ndarray, X: np.ndarray, codes: np.ndarray) -> dict[Key, tuple]:
     """OLS with the CR2 SE and Bell-McCaffrey df (:func:`trialstats.analysis.robust.cr2_test`,
     as ``cr2_analysis``); ``boundary`` flags a practice with leverage 1."""
     test = cr2_test(y, X, codes, np.array([0.0, 1.0, 0.0]))
-    return {(CR2, BELL_MCCAFFREY): (test.estimate, test.se, test.df, True, test.singular)}
+    key = (contract.CR2, contract.BELL_MCCAFFREY)
+    return {key: (test.estimate, test.se, test.df, True, test.singular)}
 
 
 def rejects(
@@ -271,13 +264,8 @@ def rejects(
 
 
 def simulate_tests(
-    design: SimulationDesign,
-    analyses: Sequence[BatchAnalysis],
-    *,
-    reps: int,
-    seed: int,
-    scenario: int,
-    generator: str,
+    design: SimulationDesign, analyses: Sequence[BatchAnalysis], *, reps: int, seed: int,
+    scenario: int, generator: str,
 ) -> dict[Key, MethodTests]:
     """Every batch analysis's tests on ``reps`` trials of ``design``, batch by batch."""
     parts: dict[Key, list[MethodTests]] = {}
@@ -295,11 +283,7 @@ def simulate_tests(
 
 
 def simulate_patient_tests(
-    design: SimulationDesign,
-    analyses: Sequence[PatientAnalysis],
-    *,
-    reps: int,
-    seed: int,
+    design: SimulationDesign, analyses: Sequence[PatientAnalysis], *, reps: int, seed: int,
     scenario: int,
 ) -> dict[Key, MethodTests]:
     """Every patient-level analysis's tests on ``reps`` trials of ``design``, one by one.

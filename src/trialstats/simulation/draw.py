@@ -349,10 +349,7 @@ def simulate_patients(
 
 
 def simulate_sums(
-    design: SimulationDesign,
-    seed: int,
-    replicates: range,
-    scenario: int = 0,
+    design: SimulationDesign, seed: int, replicates: range, scenario: int = 0,
     generator: str = "patients",
 ) -> SimulatedSums:
     """Per-cluster sufficient statistics of a batch of simulated trials.
@@ -464,15 +461,9 @@ def batch_size_for(design: SimulationDesign, budget: int = BATCH_BYTES) -> int:
     return max(1, budget // per_replicate)
 
 
-
 def simulate_batches(
-    design: SimulationDesign,
-    seed: int,
-    reps: int,
-    *,
-    scenario: int = 0,
-    generator: str = "patients",
-    batch_size: int | None = None,
+    design: SimulationDesign, seed: int, reps: int, *, scenario: int = 0,
+    generator: str = "patients", batch_size: int | None = None,
 ) -> Iterator[tuple[range, SimulatedSums]]:
     """Replicates ``0 .. reps - 1`` of a scenario, drawn batch by batch.
 

@@ -157,10 +157,8 @@ PATIENT_ANALYSES: tuple[PatientAnalysis, ...] = (gee, cr2)
 
 
 def study_designs(
-    settings: StudySettings = StudySettings(),
-    clusters: Sequence[int] = CLUSTERS,
-    iccs: Sequence[float] = ICCS,
-    cvs: Sequence[float] = CVS,
+    settings: StudySettings = StudySettings(), clusters: Sequence[int] = CLUSTERS,
+    iccs: Sequence[float] = ICCS, cvs: Sequence[float] = CVS,
 ) -> list[SimulationDesign]:
     """The null designs of the study grid (clusters slowest, then ICC, then CV).
 
@@ -232,14 +230,9 @@ def _summarise(
 
 
 def validity_study(
-    *,
-    reps: int,
-    seed: int,
-    patient_reps: int | None = None,
-    settings: StudySettings = StudySettings(),
-    clusters: Sequence[int] = CLUSTERS,
-    iccs: Sequence[float] = ICCS,
-    cvs: Sequence[float] = CVS,
+    *, reps: int, seed: int, patient_reps: int | None = None,
+    settings: StudySettings = StudySettings(), clusters: Sequence[int] = CLUSTERS,
+    iccs: Sequence[float] = ICCS, cvs: Sequence[float] = CVS,
     analyses: Sequence[BatchAnalysis] = ANALYSES,
     patient_analyses: Sequence[PatientAnalysis] = PATIENT_ANALYSES,
     progress: Callable[[int], None] | None = None,
@@ -319,13 +312,7 @@ def validity_study(
 
 
 def simulate_icc_coverage(
-    *,
-    n_clusters: int,
-    cluster_size: int,
-    icc: float,
-    n_reps: int,
-    seed: int,
-    level: float = 0.95,
+    *, n_clusters: int, cluster_size: int, icc: float, n_reps: int, seed: int, level: float = 0.95,
     cv: float = 0.0,
 ) -> dict[str, float]:
     """Monte Carlo coverage of :func:`~trialstats.analysis.icc.icc_interval` in a two-arm trial.
