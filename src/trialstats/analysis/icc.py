@@ -29,13 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from trialstats.analysis.reml import (
-    ClusterSums,
-    RemlFit,
-    bracketed_newton,
-    fit_reml,
-    profile_terms,
-)
+from trialstats.analysis.reml import ClusterSums, RemlFit, fit_reml, profile_terms
+from trialstats.analysis.roots import bracketed_newton
 from trialstats.errors import TrialstatsError
 
 __all__ = ["IccInterval", "icc_interval"]
