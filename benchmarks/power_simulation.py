@@ -42,12 +42,8 @@ import pandas as pd
 import statsmodels.formula.api as smf
 
 from trialstats.power.analytic import power_continuous
-from trialstats.power.simulate import (
-    SimulationDesign,
-    analyse_replicates,
-    simulate_patients,
-    simulate_power,
-)
+from trialstats.power.simulate import analyse_replicates, simulate_power
+from trialstats.simulation.draw import SimulationDesign, simulate_patients
 
 DESIGN = SimulationDesign(
     clusters_per_arm=22, cluster_size=127, cv=0.6, attrition=0.27, icc=0.05, rho_s=0.5,

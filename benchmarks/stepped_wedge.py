@@ -6,7 +6,7 @@ ICC 0.05, CAC 0.8, effect 0.2 SD, analysed with
 In one process this script
 
 1. runs ``--reps`` simulated trials with
-   :func:`trialstats.power.simulate_periods.simulate_period_power` (drawing, REML fits and
+   :func:`trialstats.simulation.periods.simulate_period_power` (drawing, REML fits and
    Satterthwaite df; after a short warm-up) and times the REML fits alone as well;
 2. draws ``--peer-reps`` patient-level trials (:func:`simulate_period_patients`), fits them with
    the kernel (:meth:`PeriodSums.from_data`, then fit and Satterthwaite df) and, when
@@ -36,7 +36,7 @@ import pandas as pd
 from trialstats.analysis.period_inference import satterthwaite_periods
 from trialstats.analysis.reml_periods import PeriodSums, fit_period_reml
 from trialstats.power.simulate import replicate_rng
-from trialstats.power.simulate_periods import (
+from trialstats.simulation.periods import (
     period_design,
     simulate_period_patients,
     simulate_period_power,

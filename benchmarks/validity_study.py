@@ -2,7 +2,7 @@
 
 1. Times one cell of the study (44 clusters, ICC 0.05, CV 0.8, the default settings) with the
    vectorised engine: ``--reps`` trials drawn as cluster sums, one REML fit each and the five
-   df methods (:func:`trialstats.validity.mixed_model`).
+   df methods (:func:`trialstats.simulation.analyse.mixed_model`).
 2. Times statsmodels' MixedLM (REML, the same model; Wald z only, it has no small-sample df)
    looping over ``--peer-reps`` of the same cell's trials drawn patient by patient, and the
    engine on exactly those trials, and compares the arm estimates.
@@ -26,8 +26,9 @@ import numpy as np
 import statsmodels.formula.api as smf
 
 from trialstats.cli import main as trialstats
-from trialstats.power.simulate import simulate_patients, simulate_sums
-from trialstats.validity import MIXED_MODEL, StudySettings, mixed_model, study_designs
+from trialstats.simulation.analyse import MIXED_MODEL, mixed_model
+from trialstats.simulation.draw import simulate_patients, simulate_sums
+from trialstats.simulation.validity import StudySettings, study_designs
 
 FULL_FITS = 24 * 2 * 10_000
 

@@ -18,8 +18,8 @@ import yaml
 from scipy import stats
 
 from trialstats.analysis.cluster_level import ADJUSTED, UNADJUSTED, cluster_level_analysis
-from trialstats.analysis.rows import SENSITIVITY_COLUMNS
 from trialstats.config import load_config
+from trialstats.contract import SENSITIVITY_COLUMNS
 from trialstats.data.validate import load_trial
 from trialstats.errors import TrialstatsError
 

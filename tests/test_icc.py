@@ -7,9 +7,10 @@ import pytest
 from scipy import stats
 
 from reml_fixtures import NAMES, REFERENCE, load
-from trialstats.analysis.icc import icc_interval, simulate_icc_coverage
+from trialstats.analysis.icc import icc_interval
 from trialstats.analysis.reml import ClusterSums, fit_reml, profile_terms
 from trialstats.errors import TrialstatsError
+from trialstats.simulation.validity import simulate_icc_coverage
 
 
 def sums_of(name: str) -> ClusterSums:

@@ -17,21 +17,19 @@ from scipy import stats
 from statsmodels.stats.power import TTestIndPower
 
 from trialstats.errors import TrialstatsError
-from trialstats.power.analytic import (
+from trialstats.power.analytic import power_continuous, power_means, solve_continuous
+from trialstats.power.binary import (
     clusters_hayes_bennett,
     power_binary,
-    power_continuous,
-    power_means,
     power_proportions,
     solve_binary,
-    solve_continuous,
-    two_sided_power,
 )
 from trialstats.power.design_effect import (
     baseline_correlation,
     baseline_factor,
     design_effect,
 )
+from trialstats.power.solving import two_sided_power
 
 Z_975 = stats.norm.ppf(0.975)
 Z_80 = stats.norm.ppf(0.80)

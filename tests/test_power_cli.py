@@ -14,7 +14,7 @@ from trialstats.cli import main
 from trialstats.config import load_schema
 from trialstats.power.analytic import power_continuous, solve_continuous
 from trialstats.power.grid import expand_grid, run_scenarios
-from trialstats.power.simulate import SimulationDesign, simulate_patients
+from trialstats.simulation.draw import SimulationDesign, simulate_patients
 
 DESIGN = ["--cluster-size", "127", "--cv", "0.6", "--icc", "0.05", "--attrition", "0.27",
           "--baseline-corr", "0.5", "--cluster-autocorr", "0.8"]

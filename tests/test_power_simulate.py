@@ -16,22 +16,16 @@ import pytest
 
 from trialstats.errors import TrialstatsError
 from trialstats.power.analytic import power_continuous
-from trialstats.power.grid import (
-    chunk_scenarios,
-    expand_grid,
-    gather,
-    inputs_from_analysis,
-    power_curve_figure,
-    run_scenarios,
-    save_figure,
-)
-from trialstats.power.simulate import (
+from trialstats.power.grid import chunk_scenarios, expand_grid, gather, run_scenarios
+from trialstats.power.plan import inputs_from_analysis
+from trialstats.power.simulate import analyse_replicates, simulate_power
+from trialstats.report.files import save_figure
+from trialstats.report.power_curves import power_curve_figure
+from trialstats.simulation.draw import (
     SimulationDesign,
-    analyse_replicates,
     draw_cluster_sizes,
     replicate_rng,
     simulate_patients,
-    simulate_power,
     simulate_sums,
 )
 

@@ -17,9 +17,9 @@ import pytest
 import yaml
 
 from trialstats.analysis.primary import analyse_outcome
-from trialstats.analysis.rows import COLUMNS
 from trialstats.cli import main
 from trialstats.config import load_config
+from trialstats.contract import COLUMNS
 from trialstats.data.validate import load_trial
 
 FIXTURE = Path(__file__).parent / "fixtures" / "primary"

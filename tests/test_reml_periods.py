@@ -21,7 +21,7 @@ from trialstats.analysis.period_inference import (
 )
 from trialstats.analysis.reml_periods import PeriodSums, fit_period_reml, period_terms
 from trialstats.errors import TrialstatsError
-from trialstats.power.simulate_periods import (
+from trialstats.simulation.periods import (
     exposure_time_columns,
     period_design,
     simulate_period_patients,

@@ -17,18 +17,16 @@ import pytest
 import yaml
 from scipy import linalg
 
-from trialstats.analysis.repeated import (
+from trialstats.analysis.nested_reml import (
     NestedSums,
     _evaluate,
     _profile,
     fit_nested_reml,
-    month_contrasts,
     nested_satterthwaite_df,
-    repeated_data,
-    repeated_measures_analysis,
 )
-from trialstats.analysis.rows import SENSITIVITY_COLUMNS
+from trialstats.analysis.repeated import month_contrasts, repeated_data, repeated_measures_analysis
 from trialstats.config import load_config
+from trialstats.contract import SENSITIVITY_COLUMNS
 from trialstats.data.validate import load_trial
 
 FIXTURE = Path(__file__).parent / "fixtures" / "sensitivity"

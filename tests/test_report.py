@@ -25,13 +25,11 @@ from test_report_support import (
 from trialstats.cli import main
 from trialstats.errors import TrialstatsError
 from trialstats.report.consort import consort_counts
+from trialstats.report.format import digits_for, fmt, fmt_p
 from trialstats.report.render import latex_escape
 from trialstats.report.tables import (
     baseline_summary,
     baseline_table,
-    digits_for,
-    fmt,
-    fmt_p,
     outcome_summary,
     outcome_table,
 )

@@ -23,7 +23,7 @@ from test_report_support import (
 )
 from trialstats.cli import main
 from trialstats.errors import TrialstatsError
-from trialstats.power.grid import power_curve_figure, save_figure
+from trialstats.report.files import save_figure
 from trialstats.report.planning import (
     check_power,
     clusters_needed,
@@ -31,6 +31,7 @@ from trialstats.report.planning import (
     planning_methods,
     planning_table,
 )
+from trialstats.report.power_curves import power_curve_figure
 
 SECTION = "Planning the next trial"
 PLANNED = (*TABLES[:-1], "planning_power", TABLES[-1])

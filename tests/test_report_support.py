@@ -13,9 +13,9 @@ from scipy import stats
 
 from trialstats.analysis.effects import baseline_sd, mcid_raw, mcid_verdict
 from trialstats.config import load_config
+from trialstats.contract import COLUMNS as RESULT_COLUMNS
 from trialstats.data.validate import Trial, load_trial, outcome_column
 from trialstats.power.grid import expand_grid, gather
-from trialstats.report.tables import RESULT_COLUMNS
 
 #: Tables of the flow trial's report (with sensitivity results), in report order.
 TABLES = ("table1_baseline", "table2_outcomes", "table3_sensitivity", "provenance")

@@ -30,8 +30,8 @@ from trialstats.analysis.robust import (
     gee_analysis,
     gee_exchangeable,
 )
-from trialstats.analysis.rows import SENSITIVITY_COLUMNS
 from trialstats.config import load_config
+from trialstats.contract import SENSITIVITY_COLUMNS
 from trialstats.data.validate import load_trial
 
 FIXTURE = Path(__file__).parent / "fixtures" / "sensitivity"

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from trialstats.analysis.rows import COLUMNS
 from trialstats.cli import main
+from trialstats.contract import COLUMNS
 
 FIXTURE = Path(__file__).parent / "fixtures" / "primary"
 

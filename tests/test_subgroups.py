@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import yaml
 
-from trialstats.analysis.rows import SENSITIVITY_COLUMNS
 from trialstats.analysis.subgroups import subgroup_analysis
 from trialstats.config import load_config
+from trialstats.contract import SENSITIVITY_COLUMNS
 from trialstats.data.validate import load_trial
 
 FIXTURE = Path(__file__).parent / "fixtures" / "sensitivity"

@@ -13,23 +13,14 @@ import pytest
 from test_report_support import HtmlTables
 from trialstats.analysis.primary import analyse_outcome
 from trialstats.cli import main
+from trialstats.contract import SIMULATION_DF_METHODS as MIXED_MODEL_METHODS
 from trialstats.data.validate import TREATED
 from trialstats.errors import TrialstatsError
-from trialstats.power.grid import save_figure
-from trialstats.power.simulate import SimulationDesign, simulate_patients, simulate_sums
-from trialstats.validity import (
-    COLUMNS,
-    MIXED_MODEL,
-    MIXED_MODEL_METHODS,
-    StudySettings,
-    cluster_level,
-    cr2,
-    gee,
-    mixed_model,
-    study_designs,
-    validity_figure,
-    validity_study,
-)
+from trialstats.report.files import save_figure
+from trialstats.report.validity import validity_figure
+from trialstats.simulation.analyse import MIXED_MODEL, cluster_level, cr2, gee, mixed_model
+from trialstats.simulation.draw import SimulationDesign, simulate_patients, simulate_sums
+from trialstats.simulation.validity import COLUMNS, StudySettings, study_designs, validity_study
 
 DESIGN = SimulationDesign(clusters_per_arm=4, cluster_size=12, icc=0.05, effect=0.0, cv=0.8,
                           attrition=0.2, rho_s=0.5, rho_c=0.7)

@@ -33,21 +33,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trialstats.analysis.design import INTERCEPT, model_data
-from trialstats.analysis.rows import (
-    chosen_outcomes,
-    frame,
-    join_notes,
-    outcome_scale,
-    t_row,
-    too_few_clusters,
-)
+from trialstats.analysis.design import INTERCEPT
+from trialstats.analysis.rows import each_outcome_month, join_notes, primary_population, t_row
+from trialstats.contract import ADJUSTED, CLUSTER_DF, UNADJUSTED
 from trialstats.data.validate import TREATED
-
-ADJUSTED = "cluster-level (Hayes & Moulton)"
-UNADJUSTED = "cluster-level, unadjusted practice means"
-#: ``method`` of tests on the practice (cluster) df J − 2.
-CLUSTER_DF = "J-2"
 
 
 def practice_t_test(values: np.ndarray, treated: np.ndarray) -> tuple[float, float, float]:
@@ -65,16 +54,11 @@ def practice_t_test(values: np.ndarray, treated: np.ndarray) -> tuple[float, flo
 
 
 def _outcome_rows(
-    patients: pd.DataFrame, outcome: dict[str, Any], month: int, *, cluster: str,
-    baseline_month: int, covariates: list[str], alpha: float,
+    patients: pd.DataFrame, outcome: dict[str, Any], month: int, config: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    data = model_data(patients, outcome["name"], month, cluster=cluster,
-                      baseline_month=baseline_month, covariates=covariates)
-    base = {"outcome": outcome["name"], "month": month, "method": CLUSTER_DF,
-            "n_patients": len(data.y), "n_clusters": data.n_clusters,
-            **outcome_scale(patients, outcome, baseline_month)}
-    exclusions = data.exclusion_note()
-    problem = too_few_clusters(data)
+    population = primary_population(patients, outcome, month, config)
+    data, exclusions, problem = population.data, population.exclusions, population.problem
+    base = {**population.base, "method": CLUSTER_DF}
     if problem:
         return [{**base, "analysis": label, "converged": False,
                  "notes": join_notes(problem, exclusions)} for label in (ADJUSTED, UNADJUSTED)]
@@ -99,7 +83,7 @@ def _outcome_rows(
         rows.append(t_row(
             {**base, "analysis": label, "converged": True,
              "notes": join_notes(exclusions, note)},
-            estimate=estimate, se=se, df=df, alpha=alpha,
+            estimate=estimate, se=se, df=df, alpha=config["analysis"]["alpha"],
             higher_is_better=outcome["higher_is_better"],
         ))
     return rows
@@ -110,19 +94,12 @@ def cluster_level_analysis(
 ) -> pd.DataFrame:
     """Two-stage cluster-level analysis of every outcome at every follow-up month.
 
-    Parameters
-    ----------
-    patients : DataFrame
-        Validated patients (:class:`trialstats.data.validate.Trial`).
-    config : dict
-        Validated configuration (``design``, ``outcomes``, ``analysis``).
-    outcomes : list of str, optional
-        Outcome names to analyse; all configured outcomes by default.
+    An :data:`~trialstats.analysis.sensitivity.Analysis`.
 
     Returns
     -------
     DataFrame
-        :data:`SENSITIVITY_COLUMNS`; per outcome and month one row ``analysis =
+        :data:`~trialstats.contract.SENSITIVITY_COLUMNS`; per outcome and month one row ``analysis =
         "cluster-level (Hayes & Moulton)"`` (covariate-adjusted residuals, see the module
         notes) and one ``"cluster-level, unadjusted practice means"``. ``method`` is ``J-2``;
         ``estimate``/``se``/``df``/``ci_*``/``p_value`` are the practice-level *t* test;
@@ -130,15 +107,4 @@ def cluster_level_analysis(
         variance components and ICC are NaN; ``notes`` count the exclusions and describe the
         test.
     """
-    design, analysis = config["design"], config["analysis"]
-    rows = [
-        row
-        for outcome in chosen_outcomes(config, outcomes)
-        for month in design["followup_months"]
-        for row in _outcome_rows(
-            patients, outcome, month, cluster=design["cluster"],
-            baseline_month=design["baseline_month"], covariates=analysis["covariates"],
-            alpha=analysis["alpha"],
-        )
-    ]
-    return frame(rows)
+    return each_outcome_month(patients, config, outcomes, _outcome_rows)

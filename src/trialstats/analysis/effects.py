@@ -23,12 +23,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-VERDICTS = (
-    "important benefit shown",
-    "important harm shown",
-    "important effect ruled out",
-    "inconclusive",
-)
+from trialstats.contract import MCID_VERDICTS as VERDICTS
 
 
 def baseline_sd(baseline: pd.Series) -> float:

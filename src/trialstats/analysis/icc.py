@@ -29,16 +29,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from trialstats.analysis.reml import (
-    ClusterSums,
-    RemlFit,
-    bracketed_newton,
-    fit_reml,
-    profile_terms,
-)
+from trialstats.analysis.reml import ClusterSums, RemlFit, fit_reml, profile_terms
+from trialstats.analysis.roots import bracketed_newton
 from trialstats.errors import TrialstatsError
 
-__all__ = ["IccInterval", "icc_interval", "simulate_icc_coverage"]
+__all__ = ["IccInterval", "icc_interval"]
 
 # The upper end point is bracketed on gamma-hat * 10**k, k = 1..12 (on 10**k, k = -4..7, when
 # gamma-hat = 0); if the profile never leaves the cut-off there the upper limit is ICC 1.
@@ -186,76 +181,3 @@ def icc_interval(
         gamma_high=shaped(gamma_high),
         level=level,
     )
-
-
-def simulate_icc_coverage(
-    *,
-    n_clusters: int,
-    cluster_size: int,
-    icc: float,
-    n_reps: int,
-    seed: int,
-    level: float = 0.95,
-    cv: float = 0.0,
-) -> dict[str, float]:
-    """Monte Carlo coverage of :func:`icc_interval` in a two-arm cluster trial.
-
-    Simulates ``y = arm effect + b_j + e_ij`` with total variance 1 and the given ICC, clusters
-    alternately allocated, fits ``y ~ 1 + arm + (1 | cluster)`` by REML and counts intervals
-    containing the true ICC.
-
-    Parameters
-    ----------
-    n_clusters : int
-        Clusters per trial (>= 4).
-    cluster_size : int
-        Mean patients per cluster (>= 2).
-    icc : float
-        True ICC in [0, 1).
-    n_reps : int
-        Simulated trials.
-    seed : int
-        Seed of the ``numpy.random.Generator``.
-    level : float, default 0.95
-        Confidence level.
-    cv : float, default 0
-        Coefficient of variation of cluster sizes (gamma-distributed sizes, at least 2 each,
-        drawn once per call and shared by all replicates); 0 gives equal sizes.
-
-    Returns
-    -------
-    dict
-        ``coverage``, ``mc_se`` (its binomial Monte Carlo standard error), ``below``
-        and ``above`` (shares of intervals wholly below / above the truth), ``boundary``
-        (share of fits with ICC estimated at 0), ``mean_width`` and ``n_reps``.
-    """
-    if n_clusters < 4 or cluster_size < 2 or not 0.0 <= icc < 1.0 or n_reps < 1:
-        raise TrialstatsError(
-            "Need at least 4 clusters, clusters of 2 or more, 0 <= icc < 1 and n_reps >= 1."
-        )
-    rng = np.random.default_rng(seed)
-    if cv > 0:
-        shape = 1.0 / cv**2
-        sizes = np.maximum(2, np.round(rng.gamma(shape, cluster_size / shape, n_clusters)))
-    else:
-        sizes = np.full(n_clusters, cluster_size)
-    codes = np.repeat(np.arange(n_clusters), sizes.astype(int))
-    arm = (np.arange(n_clusters) % 2)[codes].astype(float)
-    X = np.column_stack([np.ones(codes.size), arm])
-    cluster_effect = rng.normal(0.0, np.sqrt(icc), (n_reps, n_clusters))
-    noise = rng.normal(0.0, np.sqrt(1.0 - icc), (n_reps, codes.size))
-    y = 0.2 * arm + cluster_effect[:, codes] + noise
-    result = icc_interval(ClusterSums.from_data(y, X, codes), level=level)
-    below = np.asarray(result.high) < icc
-    above = np.asarray(result.low) > icc
-    covered = ~below & ~above
-    coverage = float(np.mean(covered))
-    return {
-        "coverage": coverage,
-        "mc_se": float(np.sqrt(coverage * (1.0 - coverage) / n_reps)),
-        "below": float(np.mean(below)),
-        "above": float(np.mean(above)),
-        "boundary": float(np.mean(np.asarray(result.estimate) == 0)),
-        "mean_width": float(np.mean(np.asarray(result.high) - np.asarray(result.low))),
-        "n_reps": n_reps,
-    }

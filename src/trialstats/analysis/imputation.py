@@ -82,6 +82,7 @@ and the fraction of missing information :math:`\mathrm{FMI} = (r + 2/(\nu + 3)) 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,8 +94,9 @@ from threadpoolctl import threadpool_limits
 from trialstats.analysis.design import model_data
 from trialstats.analysis.effects import baseline_sd, mcid_raw, mcid_verdict
 from trialstats.analysis.inference import contrast_test
-from trialstats.analysis.primary import COLUMNS
 from trialstats.analysis.reml import ClusterSums, fit_reml
+from trialstats.analysis.rows import chosen_outcomes
+from trialstats.contract import COLUMNS, imputation_label
 from trialstats.data.validate import TREATED, outcome_column
 from trialstats.errors import TrialstatsError
 
@@ -108,6 +110,8 @@ __all__ = [
 
 #: Columns of the multiple-imputation rows: the primary columns, ``analysis``, ``fmi``, ``riv``.
 IMPUTATION_COLUMNS = (*COLUMNS, "analysis", "fmi", "riv")
+#: Cycles of the chained equations by default.
+ITERATIONS = 10
 # mice's ridge penalty (estimice, ridge = 1e-5), as a share of the diagonal of X'X.
 _RIDGE = 1e-5
 # mice's floor on lambda in barnard.rubin.
@@ -205,6 +209,7 @@ def impute_chained(
     imputations: int,
     iterations: int,
     seed: int | np.random.SeedSequence,
+    progress: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """Impute every incomplete column of ``values`` by chained two-level Bayesian regressions.
 
@@ -221,6 +226,8 @@ def impute_chained(
     seed : int or SeedSequence
         Imputation *m* uses the *m*-th stream of ``SeedSequence(seed).spawn(imputations)``, so
         it does not depend on how many imputations are requested.
+    progress : callable, optional
+        Called with 1 after each cycle through the columns.
 
     Returns
     -------
@@ -262,6 +269,8 @@ def impute_chained(
         for _ in range(iterations):
             for k in targets:
                 _draw_column(state, n_fixed + k, ~missing[:, k], streams)
+            if progress is not None:
+                progress(1)
     return np.where(missing, data[:, :, n_fixed:] + shift[n_fixed:], y)
 
 
@@ -398,11 +407,6 @@ def _draw_column(
     state.update(target, unobserved, fitted + sigma[:, None] * z[:, n_pred + n_clusters:])
 
 
-def _primary_method(config: dict[str, Any]) -> str:
-    methods = config["analysis"].get("df_method", "kenward-roger")
-    return methods if isinstance(methods, str) else methods[0]
-
-
 def multiple_imputation(
     patients: pd.DataFrame,
     config: dict[str, Any],
@@ -410,7 +414,8 @@ def multiple_imputation(
     imputations: int = 20,
     seed: int,
     outcomes: list[str] | None = None,
-    iterations: int = 10,
+    iterations: int = ITERATIONS,
+    progress: Callable[[int], None] | None = None,
 ) -> pd.DataFrame:
     """Primary analysis after multilevel multiple imputation, pooled by Rubin's rules.
 
@@ -430,12 +435,14 @@ def multiple_imputation(
         outcome, so an outcome's result does not depend on which others are reported.
     iterations : int
         Cycles of the chained equations.
+    progress : callable, optional
+        Called with 1 after each cycle (:func:`impute_chained`).
 
     Returns
     -------
     DataFrame
         One row per outcome × follow-up month with the columns of
-        :data:`IMPUTATION_COLUMNS`: those of :data:`trialstats.analysis.primary.COLUMNS`
+        :data:`IMPUTATION_COLUMNS`: those of :data:`trialstats.contract.COLUMNS`
         (``estimate`` = pooled adjusted difference :math:`\\bar Q`, ``se`` = :math:`\\sqrt T`,
         ``df`` Barnard–Rubin, ``ci_*``/``p_value`` from the t distribution on that df,
         ``var_cluster``/``var_residual``/``icc`` averaged over the imputations with
@@ -452,13 +459,10 @@ def multiple_imputation(
     """
     design, analysis = config["design"], config["analysis"]
     cluster, baseline_month = design["cluster"], design["baseline_month"]
-    covariates, alpha = list(analysis["covariates"]), float(analysis.get("alpha", 0.05))
-    method = _primary_method(config)
+    covariates, alpha = list(analysis["covariates"]), float(analysis["alpha"])
+    method = analysis["df_method"][0]
     known = [o["name"] for o in config["outcomes"]]
-    unknown = sorted(set(outcomes or []) - set(known))
-    if unknown:
-        raise TrialstatsError(f"unknown outcome(s) {', '.join(unknown)}; the configuration "
-                              f"has {', '.join(known)}.")
+    reported = chosen_outcomes(config, outcomes)
     months = [baseline_month, *design["followup_months"]]
     score_columns = [outcome_column(o, m) for o in known for m in months]
 
@@ -477,16 +481,14 @@ def multiple_imputation(
     imputed = impute_chained(
         rows[score_columns].to_numpy(dtype=float),
         np.delete(frame.X, [0, base_position], axis=1), frame.cluster_codes,
-        imputations=imputations, iterations=iterations, seed=seed,
+        imputations=imputations, iterations=iterations, seed=seed, progress=progress,
     )
-    label = f"multiple imputation (m={imputations})"
+    label = imputation_label(imputations)
     contrast = np.zeros(len(frame.columns))
     contrast[frame.columns.index(TREATED)] = 1.0
     out = []
-    for outcome in config["outcomes"]:
+    for outcome in reported:
         name = outcome["name"]
-        if outcomes is not None and name not in outcomes:
-            continue
         base_index = score_columns.index(outcome_column(name, baseline_month))
         sd0 = baseline_sd(patients[outcome_column(name, baseline_month)])
         mcid = mcid_raw(outcome.get("mcid"), sd0)

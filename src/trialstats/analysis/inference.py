@@ -45,10 +45,10 @@ import numpy as np
 from scipy import stats
 
 from trialstats.analysis.reml import ClusterSums, RemlFit, profile_terms
+from trialstats.contract import DF_METHODS
 from trialstats.errors import TrialstatsError
 
 __all__ = [
-    "DF_METHODS",
     "ContrastTest",
     "KenwardRoger",
     "between_within_df",
@@ -59,7 +59,6 @@ __all__ = [
     "satterthwaite_from_hessian",
 ]
 
-DF_METHODS = ("residual", "between-within", "satterthwaite", "kenward-roger")
 # lmerTest drops Hessian eigenvalues below this from the inverse (as_lmerModLT, tol = 1e-8).
 _LMERTEST_EIGEN_TOL = 1e-8
 # pbkrtest inverts the information with ginv when its smallest |eigenvalue| is below this.
@@ -248,12 +247,8 @@ def kenward_roger(data: Any, fit: RemlFit, contrast: Any) -> KenwardRoger:
 
     Parameters
     ----------
-    data : ClusterSums or object with ``y``, ``X``, ``cluster_codes``
-        The data the model was fitted to (any batch shape).
-    fit : RemlFit
-        :func:`~trialstats.analysis.reml.fit_reml` of ``data``.
-    contrast : array_like, shape (p,) or (..., p)
-        :math:`L`.
+    data, fit, contrast
+        As in :func:`satterthwaite_df`.
 
     Returns
     -------

@@ -161,7 +161,7 @@ def missing_data_summary(
     # completeness() reads only the patients and the configuration of a Trial
     table = completeness(Trial(practices=pd.DataFrame(), patients=patients, config=config))
     predictors, contrasts = _predictors(patients, config)
-    alpha = float(config["analysis"].get("alpha", 0.05))
+    alpha = float(config["analysis"]["alpha"])
     rows = []
     for month in design["followup_months"]:
         columns = [outcome_column(o["name"], month) for o in config["outcomes"]]

@@ -32,29 +32,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trialstats.analysis.design import ModelData, model_data
 from trialstats.analysis.icc import icc_interval
 from trialstats.analysis.inference import contrast_test
-from trialstats.analysis.reml import ClusterSums, fit_reml
 from trialstats.analysis.rows import (
-    COLUMNS,
-    chosen_outcomes,
+    each_outcome_month,
+    fit_or_problem,
     join_notes,
-    outcome_scale,
+    primary_population,
     t_row,
-    too_few_clusters,
 )
+from trialstats.contract import COLUMNS
 from trialstats.data.validate import TREATED
-from trialstats.errors import TrialstatsError
-
-
-def _unfittable(data: ModelData) -> str:
-    """Why the model cannot be fitted to ``data`` ("" when it can)."""
-    if problem := too_few_clusters(data):
-        return problem
-    if np.ptp(data.y) == 0:
-        return "not estimable: the follow-up score is constant"
-    return ""
 
 
 def analyse_outcome(
@@ -92,30 +80,35 @@ def analyse_outcome(
     Returns
     -------
     DataFrame
-        The columns of :data:`COLUMNS`: ``estimate`` is the adjusted mean difference
-        (intervention − control) and ``se``/``df``/``ci_*``/``p_value`` its inference;
+        The columns of :data:`~trialstats.contract.COLUMNS`: ``estimate`` is the adjusted
+        mean difference (intervention − control) and ``se``/``df``/``ci_*``/``p_value`` its
+        inference;
         ``var_cluster``/``var_residual`` the REML variance components; ``icc`` with its
         profile-likelihood interval; ``sd_baseline`` the pooled baseline SD; ``effect_size``
         and ``es_ci_*`` the standardised difference; ``mcid`` on the outcome's raw scale;
         ``mcid_verdict``; ``converged``; ``notes`` (exclusions, boundary fits, problems).
     """
-    name = outcome["name"]
-    data = model_data(patients, name, month, cluster=cluster, baseline_month=baseline_month,
-                      covariates=covariates)
-    common = {"outcome": name, "month": month, "n_patients": len(data.y),
-              "n_clusters": data.n_clusters, **outcome_scale(patients, outcome, baseline_month)}
-    notes = [data.exclusion_note()]
-    problem = _unfittable(data)
+    config = {"design": {"cluster": cluster, "baseline_month": baseline_month},
+              "analysis": {"covariates": covariates, "df_method": df_methods, "alpha": alpha}}
+    return pd.DataFrame(_outcome_rows(patients, outcome, month, config), columns=list(COLUMNS))
+
+
+def _outcome_rows(
+    patients: pd.DataFrame, outcome: dict[str, Any], month: int, config: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The rows of :func:`analyse_outcome` (``config`` gives its keyword arguments)."""
+    df_methods, alpha = config["analysis"]["df_method"], config["analysis"]["alpha"]
+    population = primary_population(patients, outcome, month, config)
+    data, common = population.data, population.base
+    notes = [population.exclusions]
+    problem = population.problem
+    if not problem and np.ptp(data.y) == 0:
+        problem = "not estimable: the follow-up score is constant"
     if not problem:
-        sums = ClusterSums.from_data(data.y, data.X, data.cluster_codes, data.n_clusters)
-        try:
-            fit = fit_reml(sums)
-        except TrialstatsError as error:
-            problem = f"not estimable: {error}"
+        sums, fit, problem = fit_or_problem(data.y, data.X, data.cluster_codes, data.n_clusters)
     if problem:
-        rows = [{**common, "method": m, "converged": False,
+        return [{**common, "method": m, "converged": False,
                  "notes": join_notes(problem, *notes)} for m in df_methods]
-        return pd.DataFrame(rows, columns=list(COLUMNS))
     icc = icc_interval(sums, fit, level=1 - alpha)
     if bool(fit.boundary):
         notes.append("practice variance estimated at 0 (boundary fit): ICC 0")
@@ -142,7 +135,7 @@ def analyse_outcome(
         rows.append(t_row(base, estimate=float(test.estimate), se=float(test.se),
                           df=float(test.df), alpha=alpha,
                           higher_is_better=outcome["higher_is_better"]))
-    return pd.DataFrame(rows, columns=list(COLUMNS))
+    return rows
 
 
 def analyse_trial(
@@ -151,14 +144,4 @@ def analyse_trial(
     """The primary analysis of every configured outcome (or those named) at every follow-up
     month with every configured df method; rows in config order (see :func:`analyse_outcome`).
     """
-    design, analysis = config["design"], config["analysis"]
-    frames = [
-        analyse_outcome(
-            patients, outcome, month, cluster=design["cluster"],
-            baseline_month=design["baseline_month"], covariates=analysis["covariates"],
-            df_methods=analysis["df_method"], alpha=analysis["alpha"],
-        )
-        for outcome in chosen_outcomes(config, outcomes)
-        for month in design["followup_months"]
-    ]
-    return pd.concat(frames, ignore_index=True)
+    return each_outcome_month(patients, config, outcomes, _outcome_rows, COLUMNS)

@@ -71,7 +71,7 @@ Iteration stops after a step below :math:`\sqrt{xtol}` relative to :math:`\lambd
 positive definite Hessian (quadratic convergence leaves an error of order ``xtol``).
 Satterthwaite and Kenward-Roger df and ICC / CAC intervals:
 :mod:`trialstats.analysis.period_inference`; simulated trials:
-:mod:`trialstats.power.simulate_periods`.
+:mod:`trialstats.simulation.periods`.
 """
 
 from __future__ import annotations

@@ -63,21 +63,20 @@ makes :math:`I - H_{jj}` singular; as in clubSandwich, eigenvalues of :math:`I -
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from trialstats.analysis.cluster_level import CLUSTER_DF
-from trialstats.analysis.design import model_data
-from trialstats.analysis.rows import (
-    chosen_outcomes,
-    frame,
-    join_notes,
-    outcome_scale,
-    t_row,
-    too_few_clusters,
+from trialstats.analysis.rows import each_outcome_month, join_notes, primary_population, t_row
+from trialstats.contract import (
+    BELL_MCCAFFREY,
+    CLUSTER_DF,
+    CR2,
+    KAUERMANN_CARROLL,
+    MANCL_DEROUEN,
 )
 from trialstats.data.validate import TREATED
 from trialstats.errors import TrialstatsError
@@ -91,9 +90,6 @@ __all__ = [
     "gee_exchangeable",
 ]
 
-MANCL_DEROUEN = "GEE (Mancl-DeRouen)"
-KAUERMANN_CARROLL = "GEE (Kauermann-Carroll)"
-CR2 = "CR2 (Bell-McCaffrey)"
 # clubSandwich (Sym_power) drops eigenvalues of I - H_jj below this from the inverse root.
 _SINGULAR_TOL = 1e-12
 # Below this eigenvalue of K_j, g_q(x) is evaluated by its Taylor series.
@@ -358,18 +354,14 @@ _SINGULAR_NOTE = ("a practice has leverage 1 (it alone determines a coefficient)
 
 
 def _outcome_rows(
-    patients: pd.DataFrame, outcome: dict[str, Any], month: int, *, design: dict[str, Any],
-    analysis: dict[str, Any], which: str,
+    patients: pd.DataFrame, outcome: dict[str, Any], month: int, config: dict[str, Any], *,
+    which: str,
 ) -> list[dict[str, Any]]:
-    data = model_data(patients, outcome["name"], month, cluster=design["cluster"],
-                      baseline_month=design["baseline_month"], covariates=analysis["covariates"])
+    population = primary_population(patients, outcome, month, config)
+    data, base, exclusions = population.data, population.base, population.exclusions
+    problem, analysis = population.problem, config["analysis"]
     labels = (MANCL_DEROUEN, KAUERMANN_CARROLL) if which == "gee" else (CR2,)
-    base = {"outcome": outcome["name"], "month": month, "n_patients": len(data.y),
-            "n_clusters": data.n_clusters,
-            **outcome_scale(patients, outcome, design["baseline_month"])}
-    method = CLUSTER_DF if which == "gee" else "bell-mccaffrey"
-    exclusions = data.exclusion_note()
-    problem = too_few_clusters(data)
+    method = CLUSTER_DF if which == "gee" else BELL_MCCAFFREY
     arm = data.columns.index(TREATED)
     if not problem:
         try:
@@ -416,45 +408,22 @@ def _outcome_rows(
     return rows
 
 
-def _analyse(
-    patients: pd.DataFrame, config: dict[str, Any], outcomes: list[str] | None, which: str
-) -> pd.DataFrame:
-    design, analysis = config["design"], config["analysis"]
-    rows = [
-        row
-        for outcome in chosen_outcomes(config, outcomes)
-        for month in design["followup_months"]
-        for row in _outcome_rows(patients, outcome, month, design=design, analysis=analysis,
-                                 which=which)
-    ]
-    return frame(rows)
-
-
 def gee_analysis(
     patients: pd.DataFrame, config: dict[str, Any], outcomes: list[str] | None = None
 ) -> pd.DataFrame:
     """GEE (exchangeable) of every outcome at every follow-up month, small-sample corrected.
 
-    Parameters
-    ----------
-    patients : DataFrame
-        Validated patients (:class:`trialstats.data.validate.Trial`).
-    config : dict
-        Validated configuration.
-    outcomes : list of str, optional
-        Outcome names; all configured outcomes by default.
-
     Returns
     -------
     DataFrame
-        :data:`~trialstats.analysis.cluster_level.SENSITIVITY_COLUMNS`; per outcome and month
+        :data:`~trialstats.contract.SENSITIVITY_COLUMNS`; per outcome and month
         the rows ``analysis = "GEE (Mancl-DeRouen)"`` and ``"GEE (Kauermann-Carroll)"``:
         the GEE estimate of the arm effect, its corrected SE and *t* on J − 2 df
         (``method = "J-2"``); effect size and verdict as the primary analysis; variance
         components and ICC NaN; ``notes`` give exclusions, :math:`\\hat\\alpha`,
         :math:`\\hat\\phi` and the uncorrected robust SE.
     """
-    return _analyse(patients, config, outcomes, "gee")
+    return each_outcome_month(patients, config, outcomes, partial(_outcome_rows, which="gee"))
 
 
 def cr2_analysis(
@@ -462,20 +431,11 @@ def cr2_analysis(
 ) -> pd.DataFrame:
     """Baseline-adjusted OLS with CR2 SE and Bell–McCaffrey df, every outcome and month.
 
-    Parameters
-    ----------
-    patients : DataFrame
-        Validated patients (:class:`trialstats.data.validate.Trial`).
-    config : dict
-        Validated configuration.
-    outcomes : list of str, optional
-        Outcome names; all configured outcomes by default.
-
     Returns
     -------
     DataFrame
-        :data:`~trialstats.analysis.cluster_level.SENSITIVITY_COLUMNS`; one row per outcome
+        :data:`~trialstats.contract.SENSITIVITY_COLUMNS`; one row per outcome
         and month, ``analysis = "CR2 (Bell-McCaffrey)"``, ``method = "bell-mccaffrey"``;
         variance components and ICC NaN.
     """
-    return _analyse(patients, config, outcomes, "cr2")
+    return each_outcome_month(patients, config, outcomes, partial(_outcome_rows, which="cr2"))

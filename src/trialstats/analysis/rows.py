@@ -1,7 +1,9 @@
 """Building result rows: the output contract's columns and the helpers every analysis shares.
 
-Every analysis writes rows with :data:`COLUMNS` (``primary.csv``) or
-:data:`SENSITIVITY_COLUMNS` (``sensitivity.csv``). For an estimated difference
+Every analysis writes rows with :data:`~trialstats.contract.COLUMNS` (``primary.csv``) or
+:data:`~trialstats.contract.SENSITIVITY_COLUMNS` (``sensitivity.csv``), built by one driver
+(:func:`each_outcome_month`) from the rows of one outcome at one follow-up month, analysed in
+the primary analysis population (:func:`primary_population`). For an estimated difference
 :math:`\\hat\\delta` with standard error *s* on :math:`\\nu` df the interval is
 :math:`\\hat\\delta \\pm t_{1-\\alpha/2,\\nu}\\, s`, the p-value two-sided from
 :math:`t_\\nu`, and the effect size and MCID verdict follow :mod:`trialstats.analysis.effects`.
@@ -9,27 +11,21 @@ Every analysis writes rows with :data:`COLUMNS` (``primary.csv``) or
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from scipy import stats
 
-from trialstats.analysis.design import ModelData
+from trialstats.analysis.design import ModelData, model_data
 from trialstats.analysis.effects import baseline_sd, mcid_raw, mcid_verdict
+from trialstats.analysis.reml import ClusterSums, RemlFit, fit_reml
+from trialstats.contract import SENSITIVITY_COLUMNS
 from trialstats.data.validate import TREATED, outcome_column
 from trialstats.errors import TrialstatsError
-
-#: Columns of ``primary.csv``, in order (the output contract).
-COLUMNS = (
-    "outcome", "month", "method", "n_patients", "n_clusters", "estimate", "se", "df",
-    "ci_low", "ci_high", "p_value", "var_cluster", "var_residual", "icc", "icc_ci_low",
-    "icc_ci_high", "sd_baseline", "effect_size", "es_ci_low", "es_ci_high", "mcid",
-    "mcid_verdict", "converged", "notes",
-)
-
-#: Columns of the sensitivity tables: the primary columns plus the analysis label.
-SENSITIVITY_COLUMNS = (*COLUMNS, "analysis")
 
 
 def chosen_outcomes(config: dict[str, Any], outcomes: list[str] | None) -> list[dict[str, Any]]:
@@ -95,21 +91,108 @@ def t_row(
     }
 
 
-def clusters_per_arm(data: ModelData) -> tuple[int, int]:
+#: Practices with analysed patients each arm needs before the arms are compared. The one
+#: definition of an analysable trial: the simulated trials of :mod:`trialstats.simulation`
+#: obey it too (:func:`arms_comparable`).
+MIN_CLUSTERS_PER_ARM = 2
+
+
+def arms_comparable(intervention: ArrayLike, control: ArrayLike) -> np.ndarray:
+    """Whether arms with these numbers of practices with analysed patients can be compared
+    (elementwise, so it serves a batch of simulated trials as well as one real one)."""
+    return np.minimum(intervention, control) >= MIN_CLUSTERS_PER_ARM
+
+
+def clusters_per_arm(treated: np.ndarray, cluster_codes: np.ndarray) -> tuple[int, int]:
     """Practices with analysed patients in the intervention and the control arm."""
-    treated = data.X[:, data.columns.index(TREATED)]
-    return tuple(len(np.unique(data.cluster_codes[treated == arm])) for arm in (1.0, 0.0))
+    return tuple(len(np.unique(cluster_codes[treated == arm])) for arm in (1.0, 0.0))
 
 
-def too_few_clusters(data: ModelData) -> str:
-    """Why a comparison of arms is impossible ("" when there are two practices per arm)."""
-    per_arm = clusters_per_arm(data)
-    if min(per_arm) < 2:
+def arms_problem(per_arm: tuple[int, int]) -> str:
+    """Why arms with ``(intervention, control)`` practices cannot be compared ("" if they can)."""
+    if not arms_comparable(*per_arm):
         return (f"not estimable: fewer than two clusters with analysable patients in an arm "
                 f"(intervention {per_arm[0]}, control {per_arm[1]})")
     return ""
 
 
+def too_few_clusters(data: ModelData) -> str:
+    """:func:`arms_problem` of the analysed patients of ``data``."""
+    return arms_problem(clusters_per_arm(data.X[:, data.columns.index(TREATED)],
+                                         data.cluster_codes))
+
+
+def fit_or_problem(
+    y: np.ndarray, X: np.ndarray, cluster_codes: np.ndarray, n_clusters: int
+) -> tuple[ClusterSums, RemlFit | None, str]:
+    """The cluster sums and REML fit of the random-intercept model of ``y`` on ``X``, or
+    ``None`` and why it cannot be fitted ("not estimable: ...")."""
+    sums = ClusterSums.from_data(y, X, cluster_codes, n_clusters)
+    try:
+        return sums, fit_reml(sums), ""
+    except TrialstatsError as error:
+        return sums, None, f"not estimable: {error}"
+
+
 def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Rows as a DataFrame with exactly :data:`SENSITIVITY_COLUMNS` (absent fields NaN)."""
+    """Rows as a DataFrame with exactly :data:`~trialstats.contract.SENSITIVITY_COLUMNS`
+    (absent fields NaN)."""
     return pd.DataFrame(rows, columns=list(SENSITIVITY_COLUMNS))
+
+
+#: The rows of one outcome (its configuration entry) at one follow-up month:
+#: ``outcome_rows(patients, outcome, month, config)``.
+OutcomeRows = Callable[[pd.DataFrame, dict[str, Any], int, dict[str, Any]], list[dict[str, Any]]]
+
+
+def each_outcome_month(
+    patients: pd.DataFrame, config: dict[str, Any], outcomes: list[str] | None,
+    outcome_rows: OutcomeRows, columns: tuple[str, ...] = SENSITIVITY_COLUMNS,
+) -> pd.DataFrame:
+    """The rows of every chosen outcome (:func:`chosen_outcomes`, config order) at every
+    follow-up month, stacked into a table with exactly ``columns`` (absent fields NaN)."""
+    rows = [
+        row
+        for outcome in chosen_outcomes(config, outcomes)
+        for month in config["design"]["followup_months"]
+        for row in outcome_rows(patients, outcome, month, config)
+    ]
+    return pd.DataFrame(rows, columns=list(columns))
+
+
+@dataclass(frozen=True)
+class Population:
+    """One outcome at one month in the primary analysis population.
+
+    Attributes
+    ----------
+    data : ModelData
+        The patients with the follow-up score, the baseline score and every covariate.
+    base : dict
+        Row fields every analysis of it shares: ``outcome``, ``month``, ``n_patients``,
+        ``n_clusters``, ``sd_baseline`` and ``mcid``.
+    exclusions : str
+        The patients left out, by reason (:meth:`ModelData.exclusion_note`).
+    problem : str
+        Why the arms cannot be compared (:func:`too_few_clusters`; "" when they can).
+    """
+
+    data: ModelData
+    base: dict[str, Any]
+    exclusions: str
+    problem: str
+
+
+def primary_population(
+    patients: pd.DataFrame, outcome: dict[str, Any], month: int, config: dict[str, Any]
+) -> Population:
+    """:class:`Population` of ``outcome`` at ``month`` with the configured covariates."""
+    design = config["design"]
+    data = model_data(patients, outcome["name"], month, cluster=design["cluster"],
+                      baseline_month=design["baseline_month"],
+                      covariates=config["analysis"]["covariates"])
+    base = {"outcome": outcome["name"], "month": month, "n_patients": len(data.y),
+            "n_clusters": data.n_clusters,
+            **outcome_scale(patients, outcome, design["baseline_month"])}
+    return Population(data=data, base=base, exclusions=data.exclusion_note(),
+                      problem=too_few_clusters(data))

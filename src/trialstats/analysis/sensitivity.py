@@ -1,11 +1,11 @@
 """The prespecified sensitivity and secondary analyses, by name.
 
 Each analysis takes the validated patients and the configuration and returns rows with the
-primary columns (:data:`trialstats.analysis.primary.COLUMNS`) plus ``analysis``:
+primary columns (:data:`trialstats.contract.COLUMNS`) plus ``analysis``:
 
-- ``multiple-imputation`` — chained equations with practice fixed effects, the primary model
-  in each imputed dataset, Rubin's rules with Barnard–Rubin df
-  (:mod:`trialstats.analysis.imputation`);
+- ``multiple-imputation`` — chained equations of two-level Bayesian linear regressions with
+  a random practice intercept, the primary model in each imputed dataset, Rubin's rules with
+  Barnard–Rubin df (:mod:`trialstats.analysis.imputation`);
 - ``repeated-measures`` — all follow-up months together, arm × month, practice and patient
   random intercepts (:mod:`trialstats.analysis.repeated`);
 - ``cluster-level`` — two-stage covariate-adjusted practice-level t-test on J − 2 df, and the
@@ -22,6 +22,7 @@ primary columns (:data:`trialstats.analysis.primary.COLUMNS`) plus ``analysis``:
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -31,17 +32,21 @@ from trialstats.analysis.imputation import multiple_imputation
 from trialstats.analysis.permutation import permutation_analysis
 from trialstats.analysis.repeated import repeated_measures_analysis
 from trialstats.analysis.robust import cr2_analysis, gee_analysis
-from trialstats.analysis.rows import SENSITIVITY_COLUMNS
 from trialstats.analysis.subgroups import subgroup_analysis
+from trialstats.contract import SENSITIVITY_COLUMNS
 from trialstats.errors import TrialstatsError
 
+#: A sensitivity analysis: ``analysis(patients, config, outcomes)`` with the validated patients
+#: (:class:`trialstats.data.validate.Trial`), the validated configuration and the names of the
+#: outcomes to analyse (None: every configured outcome, in configuration order).
 Analysis = Callable[[pd.DataFrame, dict[str, Any], list[str] | None], pd.DataFrame]
 
 
-def _imputation(patients: pd.DataFrame, config: dict[str, Any], outcomes: list[str] | None):
+def _imputation(patients: pd.DataFrame, config: dict[str, Any], outcomes: list[str] | None,
+                progress: Callable[[int], None] | None = None):
     settings = config["sensitivity"]
     return multiple_imputation(patients, config, imputations=settings["imputations"],
-                               seed=settings["seed"], outcomes=outcomes)
+                               seed=settings["seed"], outcomes=outcomes, progress=progress)
 
 
 def _subgroups(patients: pd.DataFrame, config: dict[str, Any], outcomes: list[str] | None):
@@ -63,11 +68,14 @@ ANALYSES: dict[str, Analysis] = {
 
 def run_analysis(
     name: str, patients: pd.DataFrame, config: dict[str, Any],
-    outcomes: list[str] | None = None,
+    outcomes: list[str] | None = None, *, progress: Callable[[int], None] | None = None,
 ) -> pd.DataFrame:
     """Run the sensitivity analysis ``name`` (a key of :data:`ANALYSES`).
 
-    Returns exactly :data:`~trialstats.analysis.rows.SENSITIVITY_COLUMNS`, so that every
+    ``progress`` is advanced by the one long analysis, multiple imputation: by 1 after each of
+    its :data:`~trialstats.analysis.imputation.ITERATIONS` chained-equations cycles.
+
+    Returns exactly :data:`~trialstats.contract.SENSITIVITY_COLUMNS`, so that every
     analysis stacks into one ``sensitivity.csv``; analysis-specific figures (e.g. the fraction
     of missing information of multiple imputation) are in ``notes``.
     """
@@ -75,4 +83,7 @@ def run_analysis(
         raise TrialstatsError(
             f"unknown sensitivity analysis '{name}'; choose from {', '.join(ANALYSES)}."
         )
-    return ANALYSES[name](patients, config, outcomes).reindex(columns=list(SENSITIVITY_COLUMNS))
+    analysis = ANALYSES[name]
+    if name == "multiple-imputation":
+        analysis = partial(_imputation, progress=progress)
+    return analysis(patients, config, outcomes).reindex(columns=list(SENSITIVITY_COLUMNS))

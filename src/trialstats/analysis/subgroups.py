@@ -27,6 +27,7 @@ one arm cannot have an interaction term and is left out, with a note.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -35,17 +36,17 @@ from scipy import stats
 
 from trialstats.analysis.design import model_data
 from trialstats.analysis.inference import contrast_test, satterthwaite_df
-from trialstats.analysis.reml import ClusterSums, RemlFit, fit_reml
+from trialstats.analysis.reml import ClusterSums, RemlFit
 from trialstats.analysis.rows import (
-    chosen_outcomes,
-    frame,
+    each_outcome_month,
+    fit_or_problem,
     join_notes,
     outcome_scale,
     t_row,
     too_few_clusters,
 )
+from trialstats.contract import subgroup_interaction_label, subgroup_label
 from trialstats.data.validate import TREATED, outcome_column
-from trialstats.errors import TrialstatsError
 
 __all__ = ["interaction_f_test", "subgroup_analysis"]
 
@@ -101,11 +102,12 @@ def interaction_f_test(
 
 
 def _outcome_rows(
-    patients: pd.DataFrame, outcome: dict[str, Any], month: int, *, variable: str,
-    design: dict[str, Any], analysis: dict[str, Any],
+    patients: pd.DataFrame, outcome: dict[str, Any], month: int, config: dict[str, Any], *,
+    variable: str,
 ) -> list[dict[str, Any]]:
+    design, analysis = config["design"], config["analysis"]
     name = outcome["name"]
-    interaction_label = f"subgroup interaction: arm x {variable} (exploratory)"
+    interaction_label = subgroup_interaction_label(variable)
     method = analysis["df_method"][0]
     base = {"outcome": name, "month": month, "method": method,
             **outcome_scale(patients, outcome, design["baseline_month"])}
@@ -143,11 +145,7 @@ def _outcome_rows(
     if not problem and len(levels) < 2:
         problem = f"not estimable: fewer than two levels of {variable} in both arms"
     if not problem:
-        sums = ClusterSums.from_data(data.y, X, data.cluster_codes, data.n_clusters)
-        try:
-            fit = fit_reml(sums)
-        except TrialstatsError as error:
-            problem = f"not estimable: {error}"
+        sums, fit, problem = fit_or_problem(data.y, X, data.cluster_codes, data.n_clusters)
     if problem:
         return [{**base, "analysis": interaction_label, "converged": False,
                  "notes": join_notes(problem, exclusions)}]
@@ -182,7 +180,7 @@ def _outcome_rows(
         test = contrast_test(sums, fit, contrast, method)
         in_level = level_of == level
         rows.append(t_row(
-            {**base, **components, "analysis": f"subgroup: {level} (exploratory)",
+            {**base, **components, "analysis": subgroup_label(level),
              "n_patients": int(in_level.sum()),
              "n_clusters": len(np.unique(data.cluster_codes[in_level])),
              "notes": join_notes(
@@ -201,14 +199,12 @@ def subgroup_analysis(
 ) -> pd.DataFrame:
     """Arm × subgroup interaction and subgroup effects, every outcome and follow-up month.
 
+    The subgroup effects use the primary df method, ``analysis.df_method[0]``.
+
     Parameters
     ----------
-    patients : DataFrame
-        Validated patients (:class:`trialstats.data.validate.Trial`).
-    config : dict
-        Validated configuration; the subgroup effects use ``analysis.df_method[0]``.
-    outcomes : list of str, optional
-        Outcome names; all configured outcomes by default.
+    patients, config, outcomes
+        As for every sensitivity analysis (:data:`~trialstats.analysis.sensitivity.Analysis`).
     variable : str, default "condition"
         Patient column defining the subgroups; its distinct values are the levels (numbers
         are treated as labels). Added to the covariates when not among them.
@@ -216,7 +212,7 @@ def subgroup_analysis(
     Returns
     -------
     DataFrame
-        :data:`~trialstats.analysis.cluster_level.SENSITIVITY_COLUMNS`; per outcome and month
+        :data:`~trialstats.contract.SENSITIVITY_COLUMNS`; per outcome and month
         first a row ``analysis = "subgroup interaction: arm x <variable> (exploratory)"`` with
         the interaction F test (``df`` its denominator df, ``p_value``; ``estimate``/``se``
         NaN; F and numerator df in ``notes``), then one row per level ``"subgroup: <level>
@@ -226,12 +222,5 @@ def subgroup_analysis(
         ``variable`` is not a column of ``patients``, one row per outcome and month says the
         analysis was skipped.
     """
-    design, analysis = config["design"], config["analysis"]
-    rows = [
-        row
-        for outcome in chosen_outcomes(config, outcomes)
-        for month in design["followup_months"]
-        for row in _outcome_rows(patients, outcome, month, variable=variable, design=design,
-                                 analysis=analysis)
-    ]
-    return frame(rows)
+    return each_outcome_month(patients, config, outcomes,
+                              partial(_outcome_rows, variable=variable))

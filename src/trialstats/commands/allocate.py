@@ -165,8 +165,8 @@ def run(args: argparse.Namespace) -> None:
     outputs = allocate(practices, args)
     summary = outputs["summary"]
     if "result" in outputs:
-        from trialstats.power.grid import save_figure
         from trialstats.report.allocation import score_figure
+        from trialstats.report.files import save_figure
 
         result = outputs["result"]
         figure = score_figure(result.scores, result.cutoff_score, result.score,

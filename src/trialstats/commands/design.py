@@ -194,7 +194,7 @@ def run(args: argparse.Namespace) -> None:
     design, _ = load_design(args)
     print(grid_text(design))
     if args.out is not None:
-        from trialstats.power.grid import save_figure
+        from trialstats.report.files import save_figure
         from trialstats.report.schematic import schematic_figure
 
         save_figure(schematic_figure(design), args.out)

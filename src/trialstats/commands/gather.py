@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from trialstats.data.io import write_csv
+from trialstats.contract import read_tidy, write_tidy
 from trialstats.errors import TrialstatsError
 
 
@@ -25,11 +25,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Stack the tables (which must share their columns) and write the result."""
-    frames = [pd.read_csv(path, float_precision="round_trip") for path in args.tables]
+    frames = [read_tidy(path, missing="is a job's output missing?") for path in args.tables]
     for path, frame in zip(args.tables, frames, strict=True):
         if list(frame.columns) != list(frames[0].columns):
             raise TrialstatsError(
                 f"{path}: its columns differ from those of {args.tables[0]}; "
                 "only tables with the same columns can be stacked."
             )
-    write_csv(pd.concat(frames, ignore_index=True), args.out)
+    write_tidy(pd.concat(frames, ignore_index=True), args.out)

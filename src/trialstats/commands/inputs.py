@@ -1,12 +1,14 @@
-"""Arguments and reading shared by the commands that analyse a validated trial."""
+"""Arguments, reading and progress bars shared by the commands."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from tqdm import tqdm
 
 from trialstats.config import load_config
 from trialstats.data.validate import load_trial
@@ -28,3 +30,12 @@ def read_trial(args: argparse.Namespace) -> tuple[dict[str, Any], pd.DataFrame]:
     if args.data is None:
         return config, load_trial(config).patients
     return config, pd.read_parquet(args.data / "patients.parquet")
+
+
+def progress_bar(desc: str, total: int | None = None, *, unit: str = "it",
+                 quiet: bool = False) -> tqdm:
+    """A tqdm progress bar on stderr for a long step; silent when stderr is not a terminal
+    (e.g. under Snakemake, whose logs it would fill) or with ``quiet``. Library functions
+    advance it through their ``progress`` callback (``progress=bar.update``)."""
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False,
+                disable=True if quiet else None)

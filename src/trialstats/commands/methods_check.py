@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from trialstats.commands.inputs import progress_bar
 from trialstats.errors import TrialstatsError
 
 #: Defaults of the simulation options (kept out of argparse so --from-table can refuse them).
@@ -28,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "figure DIR/figures/validity.{svg,png,pdf} and the report (methods, type I error and "
         "coverage tables, figure) as DIR/validity.html (self-contained), validity.docx, "
         "validity.tex and validity.md. With --from-table, render the figure and report from "
-        "an existing validity.csv instead of simulating. See trialstats.validity.",
+        "an existing validity.csv instead of simulating. See trialstats.simulation.validity.",
     )
     parser.add_argument("--out", required=True, type=Path, help="output directory")
     parser.add_argument(
@@ -51,24 +52,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def _read_table(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise TrialstatsError(f"{path}: file not found; run `trialstats methods-check` first.")
-    try:
-        return pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise TrialstatsError(f"{path}: cannot be read as CSV ({exc}).") from None
-
-
 def _simulate(args: argparse.Namespace) -> pd.DataFrame:
     """Run the study and print the cells outside the band."""
-    from trialstats.validity import MIXED_MODEL, SIZE_BAND, validity_study
+    from trialstats.simulation.analyse import MIXED_MODEL
+    from trialstats.simulation.validity import CLUSTERS, CVS, ICCS, SIZE_BAND, validity_study
 
     start = time.perf_counter()
     reps = REPS if args.reps is None else args.reps
     patient_reps = PATIENT_REPS if args.patient_reps is None else args.patient_reps
-    table = validity_study(reps=reps, patient_reps=min(patient_reps, reps),
-                           seed=SEED if args.seed is None else args.seed)
+    cells = len(CLUSTERS) * len(ICCS) * len(CVS)
+    with progress_bar("validity study", cells, unit="cell") as bar:
+        table = validity_study(reps=reps, patient_reps=min(patient_reps, reps),
+                               seed=SEED if args.seed is None else args.seed,
+                               progress=bar.update)
     outside = table[~table["within_band"]]
     print(
         f"{len(table)} method x cell rows in {time.perf_counter() - start:.1f} s; "
@@ -86,8 +82,8 @@ def _simulate(args: argparse.Namespace) -> pd.DataFrame:
 
 def run(args: argparse.Namespace) -> None:
     """Run the study (or read its table), then write the table, figure and report."""
-    from trialstats.data.io import write_atomically, write_csv
-    from trialstats.report.render import docx_bytes, render_html, render_latex, render_markdown
+    from trialstats.contract import read_tidy, write_tidy
+    from trialstats.report.files import write_report
     from trialstats.report.validity import check_validity_table, validity_report
 
     out = args.out
@@ -99,22 +95,11 @@ def run(args: argparse.Namespace) -> None:
                 f"{', '.join(given)} only apply when simulating; --from-table renders the "
                 "study already in the table."
             )
-        table = _read_table(args.from_table)
+        table = read_tidy(args.from_table, missing="run `trialstats methods-check` first")
         check_validity_table(table, str(args.from_table))
     else:
         table = _simulate(args)
-        write_csv(table, out / "validity.csv")
-    report = validity_report(table)
-    for figure in report.figures():
-        for fmt in ("svg", "png", "pdf"):
-            content = getattr(figure, fmt)
-            write_atomically(out / "figures" / f"{figure.name}.{fmt}",
-                             lambda tmp, content=content: tmp.write_bytes(content))
-    texts = {"validity.html": render_html(report), "validity.md": render_markdown(report),
-             "validity.tex": render_latex(report)}
-    for name, text in texts.items():
-        write_atomically(out / name, lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
-    docx = docx_bytes(report)
-    write_atomically(out / "validity.docx", lambda tmp: tmp.write_bytes(docx))
+        write_tidy(table, out / "validity.csv")
+    write_report(validity_report(table), out, "validity")
     print(f"Wrote validity.html, validity.docx, validity.tex, validity.md and "
           f"figures/validity.{{svg,png,pdf}} to {out}.")

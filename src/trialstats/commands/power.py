@@ -6,11 +6,12 @@ Subcommands::
     trialstats power simulate  ... --reps N --seed S --df-method between-within
     trialstats power grid      --config config.yaml [--chunk I --n-chunks N] --out chunk.csv
     trialstats power gather    chunk-*.csv --out power.csv [--figure power.svg]
+    trialstats power plan      --results primary.csv [--patients patients.parquet] --out plan.csv
 
 Leave out one of ``--clusters-per-arm``, ``--cluster-size`` or ``--effect`` and give
 ``--target-power`` to solve for it (``simulate`` solves for clusters per arm only, by
 bisection over integers). ``--from DIR`` takes the planning inputs from a finished analysis;
-see :func:`trialstats.power.grid.inputs_from_analysis` for exactly what is taken. Flags given
+see :func:`trialstats.power.plan.inputs_from_analysis` for exactly what is taken. Flags given
 explicitly always win over values taken with ``--from``.
 """
 
@@ -19,14 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from trialstats.commands import design as design_words
+from trialstats.commands.inputs import progress_bar
+from trialstats.contract import SIMULATION_DF_METHODS, read_tidy
 
-DF_CHOICES = ("between-within", "satterthwaite", "kenward-roger", "residual", "z")
 JSON_KEYS = ("power", "mc_se", "clusters_per_arm", "cluster_size", "effect", "design_effect")
 
 
@@ -63,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "simulate",
         help="power by simulating and analysing trials",
         description="Simulate trials from the random-intercept model with baseline (see "
-        "trialstats.power.simulate) and analyse each by REML as the primary analysis would; "
+        "trialstats.simulation.draw) and analyse each by REML as the primary analysis would; "
         "report power with its Monte Carlo SE and the type I error at effect 0. With "
         "--target-power and no --clusters-per-arm, find the smallest clusters per arm whose "
         "simulated power reaches the target (bisection, the same seed at every size).",
@@ -101,6 +101,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="power-curve figure (.svg, .png or .pdf); may be repeated",
     )
     gather.set_defaults(run=run)
+
+    plan = verbs.add_parser(
+        "plan",
+        help="plan the next trial from this one: clusters per arm to detect each MCID",
+        description="Take the ICC, baseline SD and MCID of each outcome from a finished "
+        "analysis (primary.csv) and, with the analysis-ready patients, the subject and cluster "
+        "autocorrelations of baseline and follow-up; write the clusters per arm the next trial "
+        "needs to detect each outcome's MCID (analytic formulas) as a tidy CSV.",
+    )
+    plan.add_argument("--results", required=True, type=Path, metavar="FILE",
+                      help="primary.csv of the finished analysis")
+    plan.add_argument("--patients", type=Path, metavar="FILE",
+                      help="its analysis-ready patients (patients.parquet); without them the "
+                      "plan assumes no baseline adjustment")
+    plan.add_argument("--outcome", action="append", metavar="NAME",
+                      help="plan for this outcome (repeatable; default: every outcome with an "
+                      "MCID)")
+    plan.add_argument("--month", type=int,
+                      help="follow-up month of the rows used (default: the latest present)")
+    plan.add_argument("--baseline-month", type=int, default=0,
+                      help="month of the baseline columns (default 0)")
+    plan.add_argument("--cluster-column", default="practice_id",
+                      help="cluster column of the patients (default practice_id)")
+    plan.add_argument("--cluster-size", type=float, metavar="M",
+                      help="mean recruited patients per cluster of the next trial (default: "
+                      "the analysed patients per cluster of the analysis)")
+    plan.add_argument("--cv", type=float, default=0.0, metavar="C",
+                      help="coefficient of variation of cluster size (default 0)")
+    plan.add_argument("--attrition", type=float, default=0.0, metavar="F",
+                      help="fraction of recruited patients without follow-up (default 0)")
+    plan.add_argument("--allocation-ratio", type=float, default=1.0, metavar="Q",
+                      help="intervention clusters / control clusters (default 1)")
+    plan.add_argument("--alpha", type=float, default=0.05, metavar="A",
+                      help="two-sided significance level (default 0.05)")
+    plan.add_argument("--target-power", type=float, default=0.8, metavar="P",
+                      help="power to reach (default 0.8)")
+    plan.add_argument("--out", required=True, type=Path, help="planning table (CSV)")
+    plan.set_defaults(run=run)
 
 
 def _design_arguments(parser: argparse.ArgumentParser) -> None:
@@ -153,7 +191,7 @@ def _simulation_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--reps", type=int, default=1000, metavar="N",
                        help="simulated trials (default 1000)")
     group.add_argument("--seed", type=int, default=1, metavar="S", help="base seed (default 1)")
-    group.add_argument("--df-method", choices=DF_CHOICES, default="between-within",
+    group.add_argument("--df-method", choices=SIMULATION_DF_METHODS, default="between-within",
                        help="denominator df of the t test (default between-within)")
     group.add_argument("--min-cluster-size", type=int, default=2, metavar="N",
                        help="floor on simulated recruited cluster sizes (default 2)")
@@ -177,10 +215,8 @@ def _output_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     """Dispatch to the chosen verb."""
     {
-        "analytic": _run_analytic,
-        "simulate": _run_simulate,
-        "grid": _run_grid,
-        "gather": _run_gather,
+        "analytic": _run_analytic, "simulate": _run_simulate, "grid": _run_grid,
+        "gather": _run_gather, "plan": _run_plan,
     }[args.power_command](args)
 
 
@@ -188,89 +224,32 @@ def run(args: argparse.Namespace) -> None:
 
 
 def _resolve_inputs(args: argparse.Namespace) -> dict[str, Any]:
-    """Merge explicit flags with values taken ``--from`` an analysis; explicit flags win."""
+    """The design from the flags, with the values taken ``--from`` an analysis filled in."""
     from trialstats.errors import TrialstatsError
+    from trialstats.power.plan import resolve_inputs
 
     taken: dict[str, Any] = {}
-    notes: list[str] = []
     if args.from_dir is not None:
-        taken, notes = _from_analysis(args)
+        taken = _from_analysis(args)
     elif args.outcome is not None or args.month is not None:
         raise TrialstatsError("--outcome and --month only apply with --from DIR.")
-
-    def pick(flag: str, key: str) -> Any:
-        value = getattr(args, flag)
-        return taken.get(key) if value is None else value
-
-    icc = pick("icc", "icc")
-    rho_s = pick("baseline_corr", "rho_s")
-    rho_c = pick("cluster_autocorr", "rho_c")
-    sd = pick("sd", "sd")
-    baseline = args.baseline
-    if baseline is None:
-        baseline = "none" if rho_s is None and rho_c is None else "ancova"
-    if baseline != "none" and (rho_s is None or rho_c is None):
-        raise TrialstatsError(
-            f"--baseline {baseline} needs both --baseline-corr (subject autocorrelation) and "
-            "--cluster-autocorr (cluster autocorrelation)."
-        )
-    if icc is None:
-        raise TrialstatsError("Give the intracluster correlation with --icc (or take it --from).")
-    if args.effect is not None and args.difference is not None:
-        raise TrialstatsError("Give the effect as --effect (SD units) or --difference, not both.")
-    effect = args.effect
-    if args.difference is not None:
-        if sd is None:
-            raise TrialstatsError("--difference needs the outcome SD: --sd (or --from).")
-        if sd <= 0:
-            raise TrialstatsError("The outcome SD must be positive.")
-        effect = args.difference / sd
-        notes.append(f"effect = difference {args.difference:g} / SD {sd:g} = {effect:.6g}")
-    elif effect is None and args.target_power is None and "mcid_effect" in taken:
-        effect = taken["mcid_effect"]
-        notes.append(f"effect = MCID / sd_baseline = {effect:.6g} (from {args.from_dir})")
-    return {
-        "clusters_per_arm": args.clusters_per_arm,
-        "allocation_ratio": args.allocation_ratio,
-        "cluster_size": args.cluster_size,
-        "cv": args.cv,
-        "icc": icc,
-        "effect": effect,
-        "alpha": args.alpha,
-        "attrition": args.attrition,
-        "rho_s": 0.0 if rho_s is None else rho_s,
-        "rho_c": 0.0 if rho_c is None else rho_c,
-        "baseline": baseline,
-        "sd": sd,
-        "notes": notes,
-    }
+    return resolve_inputs(vars(args), taken, None if args.from_dir is None else str(args.from_dir))
 
 
-def _from_analysis(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
-    import pandas as pd
-
+def _from_analysis(args: argparse.Namespace) -> dict[str, Any]:
     from trialstats.data.io import read_table
     from trialstats.errors import TrialstatsError
-    from trialstats.power.grid import inputs_from_analysis
+    from trialstats.power.plan import inputs_from_analysis
 
     if args.outcome is None:
         raise TrialstatsError("--from needs --outcome NAME to choose the row of primary.csv.")
-    primary_path = args.from_dir / "primary.csv"
-    if not primary_path.is_file():
-        raise TrialstatsError(f"{primary_path}: file not found (expected a finished analysis).")
-    primary = pd.read_csv(primary_path)
+    primary = read_tidy(args.from_dir / "primary.csv", missing="expected a finished analysis")
     patients_path = args.from_dir / "data" / "patients.parquet"
     patients = read_table(patients_path) if patients_path.is_file() else None
-    taken = inputs_from_analysis(
-        primary,
-        patients,
-        outcome=args.outcome,
-        month=args.month,
-        baseline_month=args.baseline_month,
-        cluster=args.cluster_column,
-        source=str(args.from_dir),
+    return inputs_from_analysis(
+        primary, patients, outcome=args.outcome, month=args.month,
+        baseline_month=args.baseline_month, cluster=args.cluster_column, source=str(args.from_dir),
     )
-    return taken, list(taken["notes"])
 
 
 # --------------------------------------------------------------------------- analytic
@@ -295,21 +274,12 @@ def _run_analytic(args: argparse.Namespace) -> None:
         sd = None
     try:
         frame = solve_continuous(
-            unknown=unknown,
-            target_power=0.8 if args.target_power is None else args.target_power,
-            cluster_size=given["cluster_size"],
-            icc=inputs["icc"],
-            clusters_per_arm=given["clusters_per_arm"],
-            effect=given["effect"],
-            sd=sd,
-            allocation_ratio=inputs["allocation_ratio"],
-            cv=inputs["cv"],
-            alpha=inputs["alpha"],
-            attrition=inputs["attrition"],
-            baseline=inputs["baseline"],
-            rho_c=inputs["rho_c"],
-            rho_s=inputs["rho_s"],
-            distribution=distribution,
+            unknown=unknown, target_power=0.8 if args.target_power is None else args.target_power,
+            cluster_size=given["cluster_size"], icc=inputs["icc"],
+            clusters_per_arm=given["clusters_per_arm"], effect=given["effect"], sd=sd,
+            allocation_ratio=inputs["allocation_ratio"], cv=inputs["cv"], alpha=inputs["alpha"],
+            attrition=inputs["attrition"], baseline=inputs["baseline"], rho_c=inputs["rho_c"],
+            rho_s=inputs["rho_s"], distribution=distribution,
         )
     except ValueError as error:
         raise TrialstatsError(str(error)) from None
@@ -348,7 +318,8 @@ def _unknown(inputs: dict[str, Any], target_power: float | None) -> str:
 
 def _run_simulate(args: argparse.Namespace) -> None:
     from trialstats.errors import TrialstatsError
-    from trialstats.power.simulate import SimulationDesign, simulate_power, solve_clusters
+    from trialstats.power.simulate import simulate_power, solve_clusters
+    from trialstats.simulation.draw import SimulationDesign
 
     inputs = _resolve_inputs(args)
     unknown = _unknown(inputs, args.target_power)
@@ -363,37 +334,26 @@ def _run_simulate(args: argparse.Namespace) -> None:
     def design(k: int) -> SimulationDesign:
         k_i = max(math.ceil(inputs["allocation_ratio"] * k - 1e-9), 1)
         return SimulationDesign(
-            clusters_per_arm=k,
-            k_intervention=k_i,
-            cluster_size=inputs["cluster_size"],
-            icc=inputs["icc"],
-            effect=inputs["effect"],
-            cv=inputs["cv"],
-            attrition=inputs["attrition"],
-            rho_s=inputs["rho_s"],
-            rho_c=inputs["rho_c"],
-            min_cluster_size=args.min_cluster_size,
-            baseline=inputs["baseline"],
+            clusters_per_arm=k, k_intervention=k_i, cluster_size=inputs["cluster_size"],
+            icc=inputs["icc"], effect=inputs["effect"], cv=inputs["cv"],
+            attrition=inputs["attrition"], rho_s=inputs["rho_s"], rho_c=inputs["rho_c"],
+            min_cluster_size=args.min_cluster_size, baseline=inputs["baseline"],
         )
 
     options = {
-        "reps": args.reps,
-        "seed": args.seed,
-        "df_method": args.df_method,
-        "alpha": inputs["alpha"],
-        "batch_size": args.batch_size,
-        "generator": args.generator,
+        "reps": args.reps, "seed": args.seed, "df_method": args.df_method, "alpha": inputs["alpha"],
+        "batch_size": args.batch_size, "generator": args.generator,
     }
     if unknown == "power":
-        with _Progress(args.reps, "simulating", enabled=_show_progress(args)) as bar:
-            row = simulate_power(design(args.clusters_per_arm), progress=bar, **options)
+        with progress_bar("simulating", args.reps, unit="trial", quiet=args.quiet) as bar:
+            row = simulate_power(design(args.clusters_per_arm), progress=bar.update, **options)
         frame = _frame([row])
     else:
         if not 0 < args.target_power < 1:
             raise TrialstatsError("--target-power must lie in (0, 1).")
-        with _Progress(None, "solving", enabled=_show_progress(args)) as bar:
+        with progress_bar("solving", unit="trial", quiet=args.quiet) as bar:
             frame = solve_clusters(
-                design, target_power=args.target_power, progress=bar,
+                design, target_power=args.target_power, progress=bar.update,
                 start=_analytic_clusters(inputs, args.target_power), **options
             )
     frame["source"] = "" if args.from_dir is None else str(args.from_dir)
@@ -440,8 +400,9 @@ def _run_grid(args: argparse.Namespace) -> None:
     if args.n_chunks < 1 or not 0 <= args.chunk < args.n_chunks:
         raise TrialstatsError("--chunk must lie in 0 .. --n-chunks - 1.")
     scenarios = chunk_scenarios(expand_grid(spec), args.chunk, args.n_chunks)
-    with _Progress(grid_workload(scenarios, spec), "grid", enabled=_show_progress(args)) as bar:
-        table = run_scenarios(scenarios, spec, progress=bar)
+    with progress_bar("grid", grid_workload(scenarios, spec), unit="trial",
+                      quiet=args.quiet) as bar:
+        table = run_scenarios(scenarios, spec, progress=bar.update)
     write_atomically(args.out, lambda tmp: table.to_csv(tmp, index=False))
     print(
         f"Wrote {len(table)} rows ({len(scenarios)} scenarios, chunk {args.chunk + 1} of "
@@ -450,23 +411,45 @@ def _run_grid(args: argparse.Namespace) -> None:
 
 
 def _run_gather(args: argparse.Namespace) -> None:
-    import pandas as pd
 
     from trialstats.data.io import write_atomically
-    from trialstats.errors import TrialstatsError
-    from trialstats.power.grid import gather, power_curve_figure, save_figure
+    from trialstats.power.grid import gather
+    from trialstats.report.files import save_figure
+    from trialstats.report.power_curves import power_curve_figure
 
-    frames = []
-    for path in args.chunks:
-        if not path.is_file():
-            raise TrialstatsError(f"{path}: file not found.")
-        frames.append(pd.read_csv(path, keep_default_na=False, na_values=[""]))
-    table = gather(frames)
+    table = gather([read_tidy(path, missing="run its `power grid` chunk first")
+                    for path in args.chunks])
     write_atomically(args.out, lambda tmp: table.to_csv(tmp, index=False))
     for figure_path in args.figure:
         save_figure(power_curve_figure(table), figure_path)
     print(f"Wrote {len(table)} rows to {args.out}"
           + "".join(f" and {p}" for p in args.figure) + ".")
+
+
+def _run_plan(args: argparse.Namespace) -> None:
+    from trialstats.contract import write_tidy
+    from trialstats.data.io import read_table
+    from trialstats.errors import TrialstatsError
+    from trialstats.power.plan import plan_from_analysis
+
+    primary = read_tidy(args.results, columns=("outcome", "month", "n_patients", "n_clusters",
+                                               "icc", "sd_baseline", "mcid"))
+    if args.patients is not None and not args.patients.is_file():
+        raise TrialstatsError(f"{args.patients}: file not found.")
+    patients = None if args.patients is None else read_table(args.patients)
+    table = plan_from_analysis(
+        primary, patients, outcomes=args.outcome, month=args.month,
+        baseline_month=args.baseline_month, cluster=args.cluster_column,
+        cluster_size=args.cluster_size, cv=args.cv, attrition=args.attrition,
+        allocation_ratio=args.allocation_ratio, alpha=args.alpha,
+        target_power=args.target_power, source=str(args.results),
+    )
+    write_tidy(table, args.out)
+    for row in table.itertuples():
+        print(f"{row.outcome} (month {row.month}): {row.clusters_per_arm} clusters per arm of "
+              f"{row.cluster_size:.4g} patients for {row.target_power:g} power at the MCID "
+              f"({row.effect:.3g} SD, ICC {row.icc:.3g})")
+    print(f"Wrote {len(table)} rows to {args.out}.")
 
 
 # --------------------------------------------------------------------------- output
@@ -526,48 +509,3 @@ def _describe(row: Any) -> str:
                      f"(Monte Carlo SE {row['type_i_error_mc_se']:.4f}); "
                      f"df method {row['df_method']}.")
     return "\n".join(lines)
-
-
-def _show_progress(args: argparse.Namespace) -> bool:
-    return not args.quiet and sys.stderr.isatty()
-
-
-class _Progress:
-    """A one-line progress bar on stderr, redrawn at most ten times a second.
-
-    Called with the number of replicates just finished; ``total=None`` counts without a bar.
-    Disabled, it does nothing (used when stderr is not a terminal or with ``--quiet``).
-    """
-
-    def __init__(self, total: int | None, label: str, *, enabled: bool):
-        self.total, self.label, self.enabled = total, label, enabled
-        self.done = 0
-        self.start = time.monotonic()
-        self.last = -math.inf
-
-    def __enter__(self) -> _Progress:
-        return self
-
-    def __call__(self, advance: int) -> None:
-        self.done += advance
-        now = time.monotonic()
-        if self.enabled and now - self.last >= 0.1:
-            self.last = now
-            self._draw(now)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            self._draw(time.monotonic())
-            sys.stderr.write("\n")
-            sys.stderr.flush()
-
-    def _draw(self, now: float) -> None:
-        elapsed = now - self.start
-        if self.total:
-            frac = min(self.done / self.total, 1.0)
-            bar = "#" * int(30 * frac)
-            text = f"{self.label} [{bar:<30}] {100 * frac:5.1f}% {self.done}/{self.total}"
-        else:
-            text = f"{self.label}: {self.done} trials"
-        sys.stderr.write(f"\r{text} {elapsed:6.1f}s")
-        sys.stderr.flush()

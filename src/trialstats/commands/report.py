@@ -12,6 +12,7 @@ import pandas as pd
 import trialstats
 from trialstats.atomic import staged_outputs
 from trialstats.config import load_config
+from trialstats.contract import read_tidy
 from trialstats.errors import TrialstatsError
 
 
@@ -65,21 +66,6 @@ def _git_commit() -> str:
     return head + ("-dirty" if status else "")
 
 
-def _read_results(path: Path, required: bool) -> pd.DataFrame | None:
-    if not path.is_file():
-        if required:
-            raise TrialstatsError(f"{path}: file not found; run the analysis first.")
-        return None
-    return _read_csv(path)
-
-
-def _read_csv(path: Path, **options) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path, **options)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise TrialstatsError(f"{path}: cannot be read as CSV ({exc}).") from None
-
-
 def _read_parquet(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise TrialstatsError(
@@ -91,24 +77,17 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 def run(args: argparse.Namespace) -> None:
     """Read the run's data and results, build the report, and write every output."""
     from trialstats.report.build import Provenance, build_report
+    from trialstats.report.files import write_report
     from trialstats.report.methods import software_versions
-    from trialstats.report.render import (
-        csv_text,
-        docx_bytes,
-        render_html,
-        render_latex,
-        render_markdown,
-        table_csv,
-        table_data_csv,
-    )
+    from trialstats.report.render import csv_text
 
     config = load_config(args.config)
     data = args.results / "data"
     practices = _read_parquet(data / "practices.parquet")
     patients = _read_parquet(data / "patients.parquet")
     primary_path, sensitivity_path = args.results / "primary.csv", args.results / "sensitivity.csv"
-    results = _read_results(primary_path, required=True)
-    sensitivity = _read_results(sensitivity_path, required=False)
+    results = read_tidy(primary_path)
+    sensitivity = read_tidy(sensitivity_path) if sensitivity_path.is_file() else None
     inputs = [
         ("Configuration", args.config),
         ("Input: practices", Path(config["data"]["practices"])),
@@ -121,12 +100,8 @@ def run(args: argparse.Namespace) -> None:
         inputs.append(("Sensitivity results", sensitivity_path))
     power = None
     if args.power is not None:
-        if not args.power.is_file():
-            raise TrialstatsError(
-                f"{args.power}: file not found; run the power stage (trialstats power gather) "
-                "first."
-            )
-        power = _read_csv(args.power, keep_default_na=False, na_values=[""])
+        power = read_tidy(args.power,
+                          missing="run the power stage (trialstats power gather) first")
         inputs.append(("Power results", args.power))
     provenance = Provenance(
         files=[(role, str(path), _sha256(path)) for role, path in inputs],
@@ -134,22 +109,9 @@ def run(args: argparse.Namespace) -> None:
     )
     report, counts = build_report(practices, patients, config, results, sensitivity, provenance,
                                   power)
-    texts = {"report.html": render_html(report), "report.md": render_markdown(report),
-             "report.tex": render_latex(report)}
     with staged_outputs(args.out) as stage:
-        (stage / "figures").mkdir()
-        (stage / "tables").mkdir()
-        for figure in report.figures():
-            for fmt in ("svg", "png", "pdf"):
-                (stage / "figures" / f"{figure.name}.{fmt}").write_bytes(getattr(figure, fmt))
-        for table in report.tables():
-            (stage / "tables" / f"{table.name}.csv").write_text(table_csv(table), "utf-8")
-            (stage / "tables" / f"{table.name}_data.csv").write_text(table_data_csv(table),
-                                                                      "utf-8")
+        write_report(report, stage, "report", tables=True)
         (stage / "tables" / "consort_counts.csv").write_text(csv_text(counts), "utf-8")
-        for name, text in texts.items():
-            (stage / name).write_text(text, encoding="utf-8")
-        (stage / "report.docx").write_bytes(docx_bytes(report))
     print(
         f"Wrote report.html, report.docx, report.tex, report.md, {len(report.tables())} tables "
         f"and {len(report.figures())} figures to {args.out}."

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from trialstats.commands.inputs import add_trial_arguments, read_trial
+from trialstats.commands.inputs import add_trial_arguments, progress_bar, read_trial
 from trialstats.data.io import write_csv
 
 
@@ -31,11 +31,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Run the analyses and write one table; print one line per analysis."""
+    from trialstats.analysis.imputation import ITERATIONS
     from trialstats.analysis.sensitivity import run_analysis
 
     config, patients = read_trial(args)
     names = args.analysis or config["sensitivity"]["analyses"]
-    frames = [run_analysis(name, patients, config) for name in names]
+    frames = []
+    for name in names:
+        steps = ITERATIONS if name == "multiple-imputation" else None
+        with progress_bar(name, steps, unit="cycle", quiet=steps is None) as bar:
+            frames.append(run_analysis(name, patients, config, progress=bar.update))
     table = pd.concat(frames, ignore_index=True)
     write_csv(table, args.out)
     for name, frame in zip(names, frames, strict=True):

@@ -1,4 +1,6 @@
-"""Analytic power and sample size for two-arm parallel cluster-randomised trials.
+"""Analytic power and sample size for two-arm parallel cluster-randomised trials: continuous
+outcomes, and the power and solving machinery the binary formulas of
+:mod:`trialstats.power.binary` share.
 
 Model
 -----
@@ -18,10 +20,6 @@ clustering with cluster-size coefficient of variation ``cv`` (Eldridge, Ashby
 scores, ``r`` the correlation of baseline and follow-up cluster means
 (Teerenstra et al. 2012); see :mod:`trialstats.power.design_effect`.
 
-For a binary outcome with proportions ``p_c`` and ``p_i`` (Donner & Klar 2000)
-
-    Var = DE * (p_c * (1 - p_c) / k_c + p_i * (1 - p_i) / k_i) / m_a.
-
 The test statistic is ``Z = estimate / sqrt(Var)`` with noncentrality
 ``lambda = |delta| / sqrt(Var)``. The two-sided power is
 ``P(T > c) + P(T < -c)`` where, for ``distribution="t"``, ``T`` follows a
@@ -38,13 +36,10 @@ usual iterate-the-normal-formula approximations.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
-from scipy import optimize, stats
 
 from trialstats.errors import TrialstatsError
 from trialstats.power.design_effect import (
@@ -53,84 +48,31 @@ from trialstats.power.design_effect import (
     baseline_factor,
     design_effect,
 )
+from trialstats.power.solving import (
+    DISTRIBUTIONS,
+    MIN_CLUSTERS_PER_ARM,
+    add_solve_columns,
+    analysed_size,
+    arm_sizes,
+    check_choice,
+    check_target,
+    check_unknown_given,
+    integer_clusters,
+    solve_each,
+    solve_increasing,
+    t_df,
+    terms_at,
+    two_sided_power,
+)
 
-DISTRIBUTIONS = ("t", "normal")
 CONTINUOUS_UNKNOWNS = ("power", "clusters_per_arm", "cluster_size", "effect")
-BINARY_UNKNOWNS = ("power", "clusters_per_arm", "cluster_size", "p_intervention")
-MIN_CLUSTERS_PER_ARM = 2.0
-_XTOL = 1e-10
-_MAX_DOUBLINGS = 60
-
-
-def two_sided_power(noncentrality: ArrayLike, alpha: ArrayLike, df: ArrayLike) -> np.ndarray:
-    """Two-sided power of a z or t test from its noncentrality.
-
-    Parameters
-    ----------
-    noncentrality : array_like
-        Expected value of the test statistic under the alternative,
-        ``|effect| / SE``.
-    alpha : array_like
-        Two-sided significance level in (0, 1).
-    df : array_like
-        Degrees of freedom of the t test (> 0); ``numpy.inf`` gives the normal
-        (z test) approximation.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``P(T > c) + P(T < -c)``, with ``T`` noncentral t (or normal) and
-        ``c`` its central ``1 - alpha/2`` quantile, broadcast over the inputs.
-
-    Notes
-    -----
-    Both tails are counted, so the power at zero effect equals ``alpha``.
-    R's ``power.t.test(strict = FALSE)`` and ``clusterPower`` count the upper
-    tail only; the difference is negligible for powers of interest.
-    """
-    ncp, a, dfs = np.broadcast_arrays(
-        np.abs(np.asarray(noncentrality, dtype=float)),
-        np.asarray(alpha, dtype=float),
-        np.asarray(df, dtype=float),
-    )
-    if np.any((a <= 0) | (a >= 1)):
-        raise TrialstatsError("The significance level alpha must lie in (0, 1).")
-    if np.any(dfs <= 0):
-        raise TrialstatsError(
-            "The t test has no degrees of freedom: the trial needs more than two clusters."
-        )
-    out = np.empty(ncp.shape)
-    normal = np.isinf(dfs)
-    if np.any(normal):
-        z = stats.norm.isf(a[normal] / 2)
-        out[normal] = stats.norm.sf(z - ncp[normal]) + stats.norm.cdf(-z - ncp[normal])
-    t_dist = ~normal
-    if np.any(t_dist):
-        d = dfs[t_dist]
-        crit = stats.t.isf(a[t_dist] / 2, d)
-        lam = ncp[t_dist]
-        lower = stats.nct.cdf(-crit, d, lam)
-        # scipy's noncentral t returns NaN when the far tail underflows; that tail is
-        # P(T < -c) <= P(Z + lambda < 0) = Phi(-lambda), so it is zero to working precision.
-        lower = np.where(np.isnan(lower) & (stats.norm.sf(lam) < 1e-12), 0.0, lower)
-        out[t_dist] = stats.nct.sf(crit, d, lam) + lower
-    return out
 
 
 def power_means(
-    effect: ArrayLike,
-    clusters_per_arm: ArrayLike,
-    cluster_size: ArrayLike,
-    icc: ArrayLike,
-    *,
-    allocation_ratio: ArrayLike = 1.0,
-    cv: ArrayLike = 0.0,
-    alpha: ArrayLike = 0.05,
-    attrition: ArrayLike = 0.0,
-    baseline: str = "none",
-    rho_c: ArrayLike = 0.0,
-    rho_s: ArrayLike = 0.0,
-    distribution: str = "t",
+    effect: ArrayLike, clusters_per_arm: ArrayLike, cluster_size: ArrayLike, icc: ArrayLike, *,
+    allocation_ratio: ArrayLike = 1.0, cv: ArrayLike = 0.0, alpha: ArrayLike = 0.05,
+    attrition: ArrayLike = 0.0, baseline: str = "none", rho_c: ArrayLike = 0.0,
+    rho_s: ArrayLike = 0.0, distribution: str = "t",
 ) -> np.ndarray:
     """Power for a difference in means, as a bare array (vectorised kernel).
 
@@ -170,40 +112,20 @@ def power_means(
     power_continuous : the same calculation returned as a tidy table.
     """
     terms = _continuous_terms(
-        effect=effect,
-        k_control=clusters_per_arm,
-        allocation_ratio=allocation_ratio,
-        k_intervention=None,
-        cluster_size=cluster_size,
-        icc=icc,
-        cv=cv,
-        alpha=alpha,
-        attrition=attrition,
-        baseline=baseline,
-        rho_c=rho_c,
-        rho_s=rho_s,
-        distribution=distribution,
+        effect=effect, k_control=clusters_per_arm, allocation_ratio=allocation_ratio,
+        k_intervention=None, cluster_size=cluster_size, icc=icc, cv=cv, alpha=alpha,
+        attrition=attrition, baseline=baseline, rho_c=rho_c, rho_s=rho_s, distribution=distribution,
     )
     return terms["power"]
 
 
 def power_continuous(
-    *,
-    cluster_size: ArrayLike,
-    icc: ArrayLike,
-    clusters_per_arm: ArrayLike,
-    effect: ArrayLike | None = None,
-    difference: ArrayLike | None = None,
-    sd: ArrayLike | None = None,
-    allocation_ratio: ArrayLike = 1.0,
-    k_intervention: ArrayLike | None = None,
-    cv: ArrayLike = 0.0,
-    alpha: ArrayLike = 0.05,
-    attrition: ArrayLike = 0.0,
-    baseline: str = "none",
-    rho_c: ArrayLike = 0.0,
-    rho_s: ArrayLike = 0.0,
-    distribution: str = "t",
+    *, cluster_size: ArrayLike, icc: ArrayLike, clusters_per_arm: ArrayLike,
+    effect: ArrayLike | None = None, difference: ArrayLike | None = None,
+    sd: ArrayLike | None = None, allocation_ratio: ArrayLike = 1.0,
+    k_intervention: ArrayLike | None = None, cv: ArrayLike = 0.0, alpha: ArrayLike = 0.05,
+    attrition: ArrayLike = 0.0, baseline: str = "none", rho_c: ArrayLike = 0.0,
+    rho_s: ArrayLike = 0.0, distribution: str = "t",
 ) -> pd.DataFrame:
     """Power of a two-arm cluster-randomised trial with a continuous outcome.
 
@@ -276,60 +198,22 @@ def power_continuous(
     """
     d, diff, sigma = _standardised_effect(effect, difference, sd)
     terms = _continuous_terms(
-        effect=d,
-        k_control=clusters_per_arm,
-        allocation_ratio=allocation_ratio,
-        k_intervention=k_intervention,
-        cluster_size=cluster_size,
-        icc=icc,
-        cv=cv,
-        alpha=alpha,
-        attrition=attrition,
-        baseline=baseline,
-        rho_c=rho_c,
-        rho_s=rho_s,
-        distribution=distribution,
+        effect=d, k_control=clusters_per_arm, allocation_ratio=allocation_ratio,
+        k_intervention=k_intervention, cluster_size=cluster_size, icc=icc, cv=cv, alpha=alpha,
+        attrition=attrition, baseline=baseline, rho_c=rho_c, rho_s=rho_s, distribution=distribution,
     )
     terms["difference"] = diff
     terms["sd"] = sigma
     return _continuous_frame(terms)
 
 
-def _solve_each(
-    quantities: dict[str, Any], solve_one: Callable[[dict[str, float]], dict[str, float]]
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Broadcast the design quantities (``None`` = unknown, NaN) and solve scenario by scenario.
-
-    Returns the flattened quantities and the solved values, each an array per key.
-    """
-    arrays = np.broadcast_arrays(
-        *(np.asarray(np.nan if v is None else v, dtype=float) for v in quantities.values())
-    )
-    flat = {name: arr.ravel() for name, arr in zip(quantities, arrays, strict=True)}
-    n_scenarios = arrays[0].size
-    rows = [solve_one({name: float(v[i]) for name, v in flat.items()}) for i in range(n_scenarios)]
-    solved = {key: np.array([row[key] for row in rows]) for key in rows[0]}
-    return flat, solved
-
-
 def solve_continuous(
-    *,
-    unknown: str,
-    target_power: ArrayLike = 0.8,
-    cluster_size: ArrayLike | None = None,
-    icc: ArrayLike,
-    clusters_per_arm: ArrayLike | None = None,
-    effect: ArrayLike | None = None,
-    difference: ArrayLike | None = None,
-    sd: ArrayLike | None = None,
-    allocation_ratio: ArrayLike = 1.0,
-    cv: ArrayLike = 0.0,
-    alpha: ArrayLike = 0.05,
-    attrition: ArrayLike = 0.0,
-    baseline: str = "none",
-    rho_c: ArrayLike = 0.0,
-    rho_s: ArrayLike = 0.0,
-    distribution: str = "t",
+    *, unknown: str, target_power: ArrayLike = 0.8, cluster_size: ArrayLike | None = None,
+    icc: ArrayLike, clusters_per_arm: ArrayLike | None = None, effect: ArrayLike | None = None,
+    difference: ArrayLike | None = None, sd: ArrayLike | None = None,
+    allocation_ratio: ArrayLike = 1.0, cv: ArrayLike = 0.0, alpha: ArrayLike = 0.05,
+    attrition: ArrayLike = 0.0, baseline: str = "none", rho_c: ArrayLike = 0.0,
+    rho_s: ArrayLike = 0.0, distribution: str = "t",
 ) -> pd.DataFrame:
     """Solve the continuous-outcome design for one unknown.
 
@@ -387,32 +271,22 @@ attrition, baseline, rho_c, rho_s, distribution
         raise TrialstatsError(
             f"Unknown quantity {unknown!r}; choose one of {', '.join(CONTINUOUS_UNKNOWNS)}."
         )
-    _check_choice(distribution, DISTRIBUTIONS, "distribution")
-    _check_choice(baseline, BASELINE_METHODS, "baseline")
+    check_choice(distribution, DISTRIBUTIONS, "distribution")
+    check_choice(baseline, BASELINE_METHODS, "baseline")
     given = {
         "clusters_per_arm": clusters_per_arm,
         "cluster_size": cluster_size,
         "effect": effect if difference is None else difference,
     }
-    _check_unknown_given(unknown, given)
+    check_unknown_given(unknown, given)
     if unknown == "power":
         frame = power_continuous(
-            cluster_size=cluster_size,
-            icc=icc,
-            clusters_per_arm=clusters_per_arm,
-            effect=effect,
-            difference=difference,
-            sd=sd,
-            allocation_ratio=allocation_ratio,
-            cv=cv,
-            alpha=alpha,
-            attrition=attrition,
-            baseline=baseline,
-            rho_c=rho_c,
-            rho_s=rho_s,
+            cluster_size=cluster_size, icc=icc, clusters_per_arm=clusters_per_arm, effect=effect,
+            difference=difference, sd=sd, allocation_ratio=allocation_ratio, cv=cv, alpha=alpha,
+            attrition=attrition, baseline=baseline, rho_c=rho_c, rho_s=rho_s,
             distribution=distribution,
         )
-        return _add_solve_columns(frame, unknown, np.nan)
+        return add_solve_columns(frame, unknown, np.nan)
 
     if unknown == "effect":
         d_in = np.nan
@@ -421,345 +295,32 @@ attrition, baseline, rho_c, rho_s, distribution
         sigma = np.nan if sd is None else sd
     else:
         d_in, _, sigma = _standardised_effect(effect, difference, sd)
-    flat, solved = _solve_each(
+    flat, solved = solve_each(
         {
             "target_power": target_power,
-            "cluster_size": np.nan if cluster_size is None else cluster_size,
-            "icc": icc,
-            "k_control": np.nan if clusters_per_arm is None else clusters_per_arm,
-            "effect": d_in,
-            "allocation_ratio": allocation_ratio,
-            "cv": cv,
-            "alpha": alpha,
-            "attrition": attrition,
-            "rho_c": rho_c,
-            "rho_s": rho_s,
+            "cluster_size": np.nan if cluster_size is None else cluster_size, "icc": icc,
+            "k_control": np.nan if clusters_per_arm is None else clusters_per_arm, "effect": d_in,
+            "allocation_ratio": allocation_ratio, "cv": cv, "alpha": alpha, "attrition": attrition,
+            "rho_c": rho_c, "rho_s": rho_s,
         },
         lambda scen: _solve_continuous_scenario(unknown, scen, baseline, distribution),
     )
     frame = power_continuous(
-        cluster_size=solved["cluster_size"],
-        icc=flat["icc"],
-        clusters_per_arm=solved["k_control"],
-        effect=solved["effect"],
-        k_intervention=solved["k_intervention"],
-        cv=flat["cv"],
-        alpha=flat["alpha"],
-        attrition=flat["attrition"],
-        baseline=baseline,
-        rho_c=flat["rho_c"],
-        rho_s=flat["rho_s"],
-        distribution=distribution,
+        cluster_size=solved["cluster_size"], icc=flat["icc"], clusters_per_arm=solved["k_control"],
+        effect=solved["effect"], k_intervention=solved["k_intervention"], cv=flat["cv"],
+        alpha=flat["alpha"], attrition=flat["attrition"], baseline=baseline, rho_c=flat["rho_c"],
+        rho_s=flat["rho_s"], distribution=distribution,
     )
     sigma_b = np.broadcast_to(np.asarray(sigma, dtype=float), flat["icc"].shape).ravel()
     frame["sd"] = sigma_b
     frame["difference"] = frame["effect"] * sigma_b
-    frame = _add_solve_columns(frame, unknown, flat["target_power"])
+    frame = add_solve_columns(frame, unknown, flat["target_power"])
     frame["clusters_per_arm_exact"] = solved["k_control_exact"]
     frame["cluster_size_exact"] = solved["cluster_size_exact"]
     return frame
-
-
-def power_proportions(
-    p_control: ArrayLike,
-    p_intervention: ArrayLike,
-    clusters_per_arm: ArrayLike,
-    cluster_size: ArrayLike,
-    icc: ArrayLike,
-    *,
-    allocation_ratio: ArrayLike = 1.0,
-    cv: ArrayLike = 0.0,
-    alpha: ArrayLike = 0.05,
-    attrition: ArrayLike = 0.0,
-    distribution: str = "t",
-) -> np.ndarray:
-    """Power for a difference in proportions, as a bare array (vectorised kernel).
-
-    Parameters
-    ----------
-    p_control, p_intervention : array_like
-        Outcome proportions in the control and intervention arms, in (0, 1).
-    clusters_per_arm, cluster_size, icc, allocation_ratio, cv, alpha, attrition, distribution
-        As in :func:`power_means`.
-
-    Returns
-    -------
-    numpy.ndarray
-        Power, broadcast over all array inputs.
-
-    See Also
-    --------
-    power_binary : the same calculation returned as a tidy table.
-    """
-    return _binary_terms(
-        p_control=p_control,
-        p_intervention=p_intervention,
-        k_control=clusters_per_arm,
-        allocation_ratio=allocation_ratio,
-        k_intervention=None,
-        cluster_size=cluster_size,
-        icc=icc,
-        cv=cv,
-        alpha=alpha,
-        attrition=attrition,
-        distribution=distribution,
-    )["power"]
-
-
-def power_binary(
-    *,
-    p_control: ArrayLike,
-    p_intervention: ArrayLike,
-    cluster_size: ArrayLike,
-    icc: ArrayLike,
-    clusters_per_arm: ArrayLike,
-    allocation_ratio: ArrayLike = 1.0,
-    k_intervention: ArrayLike | None = None,
-    cv: ArrayLike = 0.0,
-    alpha: ArrayLike = 0.05,
-    attrition: ArrayLike = 0.0,
-    distribution: str = "t",
-) -> pd.DataFrame:
-    """Power of a two-arm cluster-randomised trial with a binary outcome.
-
-    Parameters
-    ----------
-    p_control, p_intervention : array_like
-        Outcome proportions in the control and intervention arms, in (0, 1).
-    cluster_size, icc, clusters_per_arm, allocation_ratio, k_intervention, cv, alpha, \
-attrition, distribution
-        As in :func:`power_continuous`.
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per scenario with columns ``power``, ``clusters_per_arm``,
-        ``k_control``, ``k_intervention``, ``cluster_size``,
-        ``cluster_size_analysed``, ``n_total``, ``p_control``,
-        ``p_intervention``, ``difference`` (``p_intervention - p_control``),
-        ``icc``, ``cv``, ``alpha``, ``attrition``, ``design_effect``,
-        ``noncentrality``, ``df`` and ``distribution``.
-
-    Notes
-    -----
-    Unpooled variance with the design effect,
-    ``DE * (p_c (1 - p_c) / k_c + p_i (1 - p_i) / k_i) / m_a`` (Donner A,
-    Klar N (2000) Design and Analysis of Cluster Randomization Trials in
-    Health Research, section 5.3), with the Eldridge et al. (2006) design
-    effect for unequal cluster sizes. ``distribution="normal"`` gives the
-    textbook formula; ``"t"`` uses ``k_c + k_i - 2`` df as in the R package
-    ``clusterPower`` (``cpa.binary``).
-    """
-    terms = _binary_terms(
-        p_control=p_control,
-        p_intervention=p_intervention,
-        k_control=clusters_per_arm,
-        allocation_ratio=allocation_ratio,
-        k_intervention=k_intervention,
-        cluster_size=cluster_size,
-        icc=icc,
-        cv=cv,
-        alpha=alpha,
-        attrition=attrition,
-        distribution=distribution,
-    )
-    return _binary_frame(terms)
-
-
-def solve_binary(
-    *,
-    unknown: str,
-    target_power: ArrayLike = 0.8,
-    p_control: ArrayLike,
-    p_intervention: ArrayLike | None = None,
-    cluster_size: ArrayLike | None = None,
-    icc: ArrayLike,
-    clusters_per_arm: ArrayLike | None = None,
-    allocation_ratio: ArrayLike = 1.0,
-    cv: ArrayLike = 0.0,
-    alpha: ArrayLike = 0.05,
-    attrition: ArrayLike = 0.0,
-    direction: str = "increase",
-    distribution: str = "t",
-) -> pd.DataFrame:
-    """Solve the binary-outcome design for one unknown.
-
-    Parameters
-    ----------
-    unknown : {"power", "clusters_per_arm", "cluster_size", "p_intervention"}
-        The quantity to find; the argument of that name is left as ``None``.
-    target_power : array_like, default 0.8
-        Power to achieve (ignored when ``unknown="power"``).
-    direction : {"increase", "decrease"}, default "increase"
-        For ``unknown="p_intervention"``: look for the smallest detectable
-        proportion above (``"increase"``) or the largest below
-        (``"decrease"``) ``p_control``.
-    p_control, p_intervention, cluster_size, icc, clusters_per_arm, allocation_ratio, cv, \
-alpha, attrition, distribution
-        As in :func:`power_binary`.
-
-    Returns
-    -------
-    pandas.DataFrame
-        The columns of :func:`power_binary` at the solved design plus
-        ``unknown``, ``target_power``, ``clusters_per_arm_exact`` and
-        ``cluster_size_exact``, with the same rounding rules as
-        :func:`solve_continuous` (``p_intervention`` is not rounded).
-
-    Raises
-    ------
-    TrialstatsError
-        If an argument is missing or invalid or the target cannot be reached
-        (the power is bounded as the cluster size grows, and no proportion in
-        (0, 1) may be detectable with the given clusters).
-    """
-    if unknown not in BINARY_UNKNOWNS:
-        raise TrialstatsError(
-            f"Unknown quantity {unknown!r}; choose one of {', '.join(BINARY_UNKNOWNS)}."
-        )
-    _check_choice(distribution, DISTRIBUTIONS, "distribution")
-    _check_choice(direction, ("increase", "decrease"), "direction")
-    given = {
-        "clusters_per_arm": clusters_per_arm,
-        "cluster_size": cluster_size,
-        "p_intervention": p_intervention,
-    }
-    _check_unknown_given(unknown, given)
-    if unknown == "power":
-        frame = power_binary(
-            p_control=p_control,
-            p_intervention=p_intervention,
-            cluster_size=cluster_size,
-            icc=icc,
-            clusters_per_arm=clusters_per_arm,
-            allocation_ratio=allocation_ratio,
-            cv=cv,
-            alpha=alpha,
-            attrition=attrition,
-            distribution=distribution,
-        )
-        return _add_solve_columns(frame, unknown, np.nan)
-
-    flat, solved = _solve_each(
-        {
-            "target_power": target_power,
-            "p_control": p_control,
-            "p_intervention": p_intervention,
-            "cluster_size": cluster_size,
-            "icc": icc,
-            "k_control": clusters_per_arm,
-            "allocation_ratio": allocation_ratio,
-            "cv": cv,
-            "alpha": alpha,
-            "attrition": attrition,
-        },
-        lambda scen: _solve_binary_scenario(unknown, scen, direction, distribution),
-    )
-    frame = power_binary(
-        p_control=flat["p_control"],
-        p_intervention=solved["p_intervention"],
-        cluster_size=solved["cluster_size"],
-        icc=flat["icc"],
-        clusters_per_arm=solved["k_control"],
-        k_intervention=solved["k_intervention"],
-        cv=flat["cv"],
-        alpha=flat["alpha"],
-        attrition=flat["attrition"],
-        distribution=distribution,
-    )
-    frame = _add_solve_columns(frame, unknown, flat["target_power"])
-    frame["clusters_per_arm_exact"] = solved["k_control_exact"]
-    frame["cluster_size_exact"] = solved["cluster_size_exact"]
-    return frame
-
-
-def clusters_hayes_bennett(
-    p_control: ArrayLike,
-    p_intervention: ArrayLike,
-    cluster_size: ArrayLike,
-    cv_between: ArrayLike,
-    *,
-    alpha: ArrayLike = 0.05,
-    power: ArrayLike = 0.8,
-) -> np.ndarray:
-    """Clusters per arm for two proportions, Hayes & Bennett coefficient-of-variation method.
-
-    Parameters
-    ----------
-    p_control, p_intervention : array_like
-        Outcome proportions ``pi_0`` and ``pi_1`` in (0, 1).
-    cluster_size : array_like
-        Number of participants per cluster, ``m``.
-    cv_between : array_like
-        Coefficient of variation ``k`` of the true cluster proportions within
-        each arm (SD of cluster proportions / their mean), >= 0.
-    alpha : array_like, default 0.05
-        Two-sided significance level.
-    power : array_like, default 0.8
-        Target power.
-
-    Returns
-    -------
-    numpy.ndarray
-        Unrounded number of clusters per arm
-
-        ``c = 1 + (z_{1-alpha/2} + z_{power})**2 * (pi_0 (1 - pi_0) / m +
-        pi_1 (1 - pi_1) / m + k**2 (pi_0**2 + pi_1**2)) / (pi_0 - pi_1)**2``;
-        round up for the design.
-
-    Notes
-    -----
-    Hayes RJ, Bennett S (1999) Simple sample size calculation for
-    cluster-randomized trials. Int J Epidemiol 28:319-326, equation (3);
-    Hayes RJ, Moulton LH (2017) Cluster Randomised Trials, 2nd ed., section
-    7.3. The leading 1 is their small-sample allowance for the use of the t
-    distribution.
-    """
-    p0 = np.asarray(p_control, dtype=float)
-    p1 = np.asarray(p_intervention, dtype=float)
-    m = np.asarray(cluster_size, dtype=float)
-    k = np.asarray(cv_between, dtype=float)
-    _check_proportions(p0, p1)
-    if np.any(p0 == p1):
-        raise TrialstatsError("The two proportions must differ to size a trial.")
-    if np.any(m <= 0):
-        raise TrialstatsError("Cluster size must be positive.")
-    if np.any(k < 0):
-        raise TrialstatsError("The between-cluster coefficient of variation must be >= 0.")
-    z = _z_sum(alpha, power)
-    var = p0 * (1 - p0) / m + p1 * (1 - p1) / m + k**2 * (p0**2 + p1**2)
-    return 1.0 + z**2 * var / (p0 - p1) ** 2
 
 
 # --------------------------------------------------------------------------- internals
-
-
-def _z_sum(alpha: ArrayLike, power: ArrayLike) -> np.ndarray:
-    a = np.asarray(alpha, dtype=float)
-    pw = np.asarray(power, dtype=float)
-    if np.any((a <= 0) | (a >= 1)):
-        raise TrialstatsError("The significance level alpha must lie in (0, 1).")
-    if np.any((pw <= 0) | (pw >= 1)):
-        raise TrialstatsError("Power must lie in (0, 1).")
-    return stats.norm.isf(a / 2) + stats.norm.ppf(pw)
-
-
-def _check_choice(value: str, choices: tuple[str, ...], what: str) -> None:
-    if value not in choices:
-        raise TrialstatsError(f"Unknown {what} {value!r}; choose one of {', '.join(choices)}.")
-
-
-def _check_unknown_given(unknown: str, given: dict[str, object]) -> None:
-    for name, value in given.items():
-        if name == unknown and value is not None:
-            raise TrialstatsError(f"'{name}' is the unknown being solved for; leave it out.")
-        if name != unknown and value is None:
-            raise TrialstatsError(f"'{name}' is needed to solve for '{unknown}'.")
-
-
-def _check_proportions(p0: np.ndarray, p1: np.ndarray) -> None:
-    if np.any((p0 <= 0) | (p0 >= 1)) or np.any((p1 <= 0) | (p1 >= 1)):
-        raise TrialstatsError("Proportions must lie strictly between 0 and 1.")
 
 
 def _standardised_effect(
@@ -788,58 +349,15 @@ def _standardised_effect(
     return d, d * sigma, sigma
 
 
-def _arms(
-    k_control: ArrayLike, allocation_ratio: ArrayLike, k_intervention: ArrayLike | None
-) -> tuple[np.ndarray, np.ndarray]:
-    k_c = np.asarray(k_control, dtype=float)
-    if k_intervention is None:
-        ratio = np.asarray(allocation_ratio, dtype=float)
-        if np.any(ratio <= 0):
-            raise TrialstatsError("The allocation ratio must be positive.")
-        k_i = ratio * k_c
-    else:
-        k_i = np.asarray(k_intervention, dtype=float)
-    if np.any(k_c <= 0) or np.any(k_i <= 0):
-        raise TrialstatsError("Each arm needs a positive number of clusters.")
-    return k_c, k_i
-
-
-def _analysed_size(cluster_size: ArrayLike, attrition: ArrayLike) -> np.ndarray:
-    m = np.asarray(cluster_size, dtype=float)
-    a = np.asarray(attrition, dtype=float)
-    if np.any((a < 0) | (a >= 1)):
-        raise TrialstatsError("Attrition must lie in [0, 1).")
-    if np.any(m <= 0):
-        raise TrialstatsError("Cluster size must be positive.")
-    return m * (1.0 - a)
-
-
-def _df(k_c: np.ndarray, k_i: np.ndarray, distribution: str) -> np.ndarray:
-    _check_choice(distribution, DISTRIBUTIONS, "distribution")
-    if distribution == "normal":
-        return np.full(np.broadcast_shapes(k_c.shape, k_i.shape), np.inf)
-    return k_c + k_i - 2.0
-
-
 def _continuous_terms(
-    *,
-    effect: ArrayLike,
-    k_control: ArrayLike,
-    allocation_ratio: ArrayLike,
-    k_intervention: ArrayLike | None,
-    cluster_size: ArrayLike,
-    icc: ArrayLike,
-    cv: ArrayLike,
-    alpha: ArrayLike,
-    attrition: ArrayLike,
-    baseline: str,
-    rho_c: ArrayLike,
-    rho_s: ArrayLike,
+    *, effect: ArrayLike, k_control: ArrayLike, allocation_ratio: ArrayLike,
+    k_intervention: ArrayLike | None, cluster_size: ArrayLike, icc: ArrayLike, cv: ArrayLike,
+    alpha: ArrayLike, attrition: ArrayLike, baseline: str, rho_c: ArrayLike, rho_s: ArrayLike,
     distribution: str,
 ) -> dict[str, np.ndarray]:
-    _check_choice(baseline, BASELINE_METHODS, "baseline")
-    k_c, k_i = _arms(k_control, allocation_ratio, k_intervention)
-    m_a = _analysed_size(cluster_size, attrition)
+    check_choice(baseline, BASELINE_METHODS, "baseline")
+    k_c, k_i = arm_sizes(k_control, allocation_ratio, k_intervention)
+    m_a = analysed_size(cluster_size, attrition)
     deff = design_effect(m_a, icc, cv)
     if baseline == "none":
         r = np.full(deff.shape, np.nan)
@@ -850,29 +368,13 @@ def _continuous_terms(
     vif = deff * bfac
     d = np.asarray(effect, dtype=float)
     ncp = np.abs(d) / np.sqrt(vif * (1.0 / k_c + 1.0 / k_i) / m_a)
-    df = _df(k_c, k_i, distribution)
+    df = t_df(k_c, k_i, distribution)
     power = two_sided_power(ncp, alpha, df)
-    shape = power.shape
-    return {
-        "power": power,
-        "k_control": np.broadcast_to(k_c, shape),
-        "k_intervention": np.broadcast_to(k_i, shape),
-        "cluster_size": np.broadcast_to(np.asarray(cluster_size, dtype=float), shape),
-        "cluster_size_analysed": np.broadcast_to(m_a, shape),
-        "effect": np.broadcast_to(d, shape),
-        "icc": np.broadcast_to(np.asarray(icc, dtype=float), shape),
-        "cv": np.broadcast_to(np.asarray(cv, dtype=float), shape),
-        "alpha": np.broadcast_to(np.asarray(alpha, dtype=float), shape),
-        "attrition": np.broadcast_to(np.asarray(attrition, dtype=float), shape),
-        "design_effect": np.broadcast_to(deff, shape),
-        "baseline_correlation": np.broadcast_to(r, shape),
-        "baseline_factor": np.broadcast_to(bfac, shape),
-        "variance_inflation": np.broadcast_to(vif, shape),
-        "noncentrality": np.broadcast_to(ncp, shape),
-        "df": np.broadcast_to(df, shape),
-        "baseline": baseline,
-        "distribution": distribution,
-    }
+    return terms_at(power, k_control=k_c, k_intervention=k_i, cluster_size=cluster_size,
+                    cluster_size_analysed=m_a, effect=d, icc=icc, cv=cv, alpha=alpha,
+                    attrition=attrition, design_effect=deff, baseline_correlation=r,
+                    baseline_factor=bfac, variance_inflation=vif, noncentrality=ncp, df=df,
+                    baseline=baseline, distribution=distribution)
 
 
 def _continuous_frame(terms: dict) -> pd.DataFrame:
@@ -880,180 +382,36 @@ def _continuous_frame(terms: dict) -> pd.DataFrame:
     col = {key: np.broadcast_to(np.asarray(value), shape).ravel() for key, value in terms.items()}
     return pd.DataFrame(
         {
-            "power": col["power"],
-            "clusters_per_arm": col["k_control"],
-            "k_control": col["k_control"],
-            "k_intervention": col["k_intervention"],
+            "power": col["power"], "clusters_per_arm": col["k_control"],
+            "k_control": col["k_control"], "k_intervention": col["k_intervention"],
             "cluster_size": col["cluster_size"],
             "cluster_size_analysed": col["cluster_size_analysed"],
             "n_total": (col["k_control"] + col["k_intervention"]) * col["cluster_size_analysed"],
-            "effect": col["effect"],
-            "difference": col["difference"],
-            "sd": col["sd"],
-            "icc": col["icc"],
-            "cv": col["cv"],
-            "alpha": col["alpha"],
-            "attrition": col["attrition"],
-            "design_effect": col["design_effect"],
-            "baseline": col["baseline"],
-            "baseline_correlation": col["baseline_correlation"],
+            "effect": col["effect"], "difference": col["difference"], "sd": col["sd"],
+            "icc": col["icc"], "cv": col["cv"], "alpha": col["alpha"],
+            "attrition": col["attrition"], "design_effect": col["design_effect"],
+            "baseline": col["baseline"], "baseline_correlation": col["baseline_correlation"],
             "baseline_factor": col["baseline_factor"],
-            "variance_inflation": col["variance_inflation"],
-            "noncentrality": col["noncentrality"],
-            "df": col["df"],
-            "distribution": col["distribution"],
+            "variance_inflation": col["variance_inflation"], "noncentrality": col["noncentrality"],
+            "df": col["df"], "distribution": col["distribution"],
         }
     )
-
-
-def _binary_terms(
-    *,
-    p_control: ArrayLike,
-    p_intervention: ArrayLike,
-    k_control: ArrayLike,
-    allocation_ratio: ArrayLike,
-    k_intervention: ArrayLike | None,
-    cluster_size: ArrayLike,
-    icc: ArrayLike,
-    cv: ArrayLike,
-    alpha: ArrayLike,
-    attrition: ArrayLike,
-    distribution: str,
-) -> dict[str, np.ndarray]:
-    p0 = np.asarray(p_control, dtype=float)
-    p1 = np.asarray(p_intervention, dtype=float)
-    _check_proportions(p0, p1)
-    k_c, k_i = _arms(k_control, allocation_ratio, k_intervention)
-    m_a = _analysed_size(cluster_size, attrition)
-    deff = design_effect(m_a, icc, cv)
-    var = deff * (p0 * (1 - p0) / k_c + p1 * (1 - p1) / k_i) / m_a
-    ncp = np.abs(p1 - p0) / np.sqrt(var)
-    df = _df(k_c, k_i, distribution)
-    power = two_sided_power(ncp, alpha, df)
-    shape = power.shape
-    return {
-        "power": power,
-        "k_control": np.broadcast_to(k_c, shape),
-        "k_intervention": np.broadcast_to(k_i, shape),
-        "cluster_size": np.broadcast_to(np.asarray(cluster_size, dtype=float), shape),
-        "cluster_size_analysed": np.broadcast_to(m_a, shape),
-        "p_control": np.broadcast_to(p0, shape),
-        "p_intervention": np.broadcast_to(p1, shape),
-        "icc": np.broadcast_to(np.asarray(icc, dtype=float), shape),
-        "cv": np.broadcast_to(np.asarray(cv, dtype=float), shape),
-        "alpha": np.broadcast_to(np.asarray(alpha, dtype=float), shape),
-        "attrition": np.broadcast_to(np.asarray(attrition, dtype=float), shape),
-        "design_effect": np.broadcast_to(deff, shape),
-        "noncentrality": np.broadcast_to(ncp, shape),
-        "df": np.broadcast_to(df, shape),
-        "distribution": distribution,
-    }
-
-
-def _binary_frame(terms: dict) -> pd.DataFrame:
-    shape = terms["power"].shape
-    col = {key: np.broadcast_to(np.asarray(value), shape).ravel() for key, value in terms.items()}
-    return pd.DataFrame(
-        {
-            "power": col["power"],
-            "clusters_per_arm": col["k_control"],
-            "k_control": col["k_control"],
-            "k_intervention": col["k_intervention"],
-            "cluster_size": col["cluster_size"],
-            "cluster_size_analysed": col["cluster_size_analysed"],
-            "n_total": (col["k_control"] + col["k_intervention"]) * col["cluster_size_analysed"],
-            "p_control": col["p_control"],
-            "p_intervention": col["p_intervention"],
-            "difference": col["p_intervention"] - col["p_control"],
-            "icc": col["icc"],
-            "cv": col["cv"],
-            "alpha": col["alpha"],
-            "attrition": col["attrition"],
-            "design_effect": col["design_effect"],
-            "noncentrality": col["noncentrality"],
-            "df": col["df"],
-            "distribution": col["distribution"],
-        }
-    )
-
-
-def _add_solve_columns(frame: pd.DataFrame, unknown: str, target: ArrayLike) -> pd.DataFrame:
-    frame.insert(0, "unknown", unknown)
-    frame.insert(1, "target_power", np.broadcast_to(np.asarray(target, dtype=float), len(frame)))
-    if "clusters_per_arm_exact" not in frame:
-        frame["clusters_per_arm_exact"] = frame["clusters_per_arm"]
-        frame["cluster_size_exact"] = frame["cluster_size"]
-    return frame
-
-
-def _check_target(target: float, alpha: float) -> None:
-    if not 0 < target < 1:
-        raise TrialstatsError("The target power must lie in (0, 1).")
-    if target <= alpha:
-        raise TrialstatsError(
-            f"The target power {target:g} must exceed the significance level {alpha:g}."
-        )
-
-
-def _expand_upper(fn: Callable[[float], float], lo: float, start: float, what: str) -> float:
-    """Double ``start`` until ``fn`` (power minus target) is non-negative."""
-    hi = max(start, lo * 2.0)
-    for _ in range(_MAX_DOUBLINGS):
-        if fn(hi) >= 0:
-            return hi
-        hi *= 2.0
-    raise TrialstatsError(f"No {what} up to {hi:.3g} reaches the target power.")
-
-
-def _solve_increasing(fn: Callable[[float], float], lo: float, start: float, what: str) -> float:
-    """Smallest root of an increasing ``fn`` on ``[lo, inf)``; ``lo`` if ``fn(lo) >= 0``."""
-    if fn(lo) >= 0:
-        return lo
-    hi = _expand_upper(fn, lo, start, what)
-    return optimize.brentq(fn, lo, hi, xtol=_XTOL, rtol=4 * np.finfo(float).eps)
-
-
-def _integer_clusters(
-    k_exact: float, ratio: float, power_at: Callable[[float, float], float], target: float
-) -> tuple[float, float]:
-    """Smallest integer control-arm clusters (and rounded-up intervention arm) reaching target."""
-    lo = MIN_CLUSTERS_PER_ARM / min(1.0, ratio)
-    k_c = max(math.ceil(k_exact - 1e-9), math.ceil(lo - 1e-9))
-    while power_at(k_c, _ceil_arm(ratio * k_c)) < target:
-        k_c += 1
-    while k_c - 1 >= lo and power_at(k_c - 1, _ceil_arm(ratio * (k_c - 1))) >= target:
-        k_c -= 1
-    return float(k_c), _ceil_arm(ratio * k_c)
-
-
-def _ceil_arm(k: float) -> float:
-    return float(max(math.ceil(k - 1e-9), 1))
 
 
 def _solve_continuous_scenario(
     unknown: str, s: dict[str, float], baseline: str, distribution: str
 ) -> dict[str, float]:
     target, alpha, ratio = s["target_power"], s["alpha"], s["allocation_ratio"]
-    _check_target(target, alpha)
+    check_target(target, alpha)
     if ratio <= 0:
         raise TrialstatsError("The allocation ratio must be positive.")
 
     def power_at(k_c: float, k_i: float, m: float, d: float) -> float:
         return float(
             _continuous_terms(
-                effect=d,
-                k_control=k_c,
-                allocation_ratio=1.0,
-                k_intervention=k_i,
-                cluster_size=m,
-                icc=s["icc"],
-                cv=s["cv"],
-                alpha=alpha,
-                attrition=s["attrition"],
-                baseline=baseline,
-                rho_c=s["rho_c"],
-                rho_s=s["rho_s"],
-                distribution=distribution,
+                effect=d, k_control=k_c, allocation_ratio=1.0, k_intervention=k_i, cluster_size=m,
+                icc=s["icc"], cv=s["cv"], alpha=alpha, attrition=s["attrition"], baseline=baseline,
+                rho_c=s["rho_c"], rho_s=s["rho_s"], distribution=distribution,
             )["power"]
         )
 
@@ -1063,10 +421,10 @@ def _solve_continuous_scenario(
         if d == 0:
             raise TrialstatsError("A zero effect cannot be detected with any number of clusters.")
         lo = MIN_CLUSTERS_PER_ARM / min(1.0, ratio)
-        k_exact = _solve_increasing(
+        k_exact = solve_increasing(
             lambda k: power_at(k, ratio * k, m, d) - target, lo, lo, "number of clusters"
         )
-        k_c, k_i = _integer_clusters(k_exact, ratio, lambda kc, ki: power_at(kc, ki, m, d), target)
+        k_c, k_i = integer_clusters(k_exact, ratio, lambda kc, ki: power_at(kc, ki, m, d), target)
         out.update(k_control_exact=k_exact, k_control=k_c, k_intervention=k_i, cluster_size=m)
         return out
     k_i = ratio * k_c
@@ -1081,7 +439,7 @@ def _solve_continuous_scenario(
                 f"{bound:.4f} (ICC {s['icc']:g}). Add clusters or accept a larger effect."
             )
         lo = 1.0 / (1.0 - s["attrition"])
-        m_exact = _solve_increasing(
+        m_exact = solve_increasing(
             lambda mm: power_at(k_c, k_i, mm, d) - target, lo, 2.0 * lo, "cluster size"
         )
         m_int = float(math.ceil(m_exact - 1e-9))
@@ -1089,7 +447,7 @@ def _solve_continuous_scenario(
             cluster_size_exact=m_exact, cluster_size=m_int, k_control=k_c, k_intervention=k_i
         )
         return out
-    d_exact = _solve_increasing(
+    d_exact = solve_increasing(
         lambda dd: power_at(k_c, k_i, m, dd) - target, 0.0, 1.0, "effect size"
     )
     out.update(effect=d_exact, k_control=k_c, k_intervention=k_i, cluster_size=m)
@@ -1113,97 +471,6 @@ def _continuous_power_bound(
     if var_inf <= 0:
         return 1.0
     ncp = abs(d) / math.sqrt(var_inf)
-    df = _df(np.asarray(k_c), np.asarray(k_i), distribution)
+    df = t_df(np.asarray(k_c), np.asarray(k_i), distribution)
     return float(two_sided_power(ncp, s["alpha"], df))
 
-
-def _solve_binary_scenario(
-    unknown: str, s: dict[str, float], direction: str, distribution: str
-) -> dict[str, float]:
-    target, alpha, ratio = s["target_power"], s["alpha"], s["allocation_ratio"]
-    _check_target(target, alpha)
-    if ratio <= 0:
-        raise TrialstatsError("The allocation ratio must be positive.")
-    p0 = s["p_control"]
-
-    def power_at(k_c: float, k_i: float, m: float, p1: float) -> float:
-        return float(
-            _binary_terms(
-                p_control=p0,
-                p_intervention=p1,
-                k_control=k_c,
-                allocation_ratio=1.0,
-                k_intervention=k_i,
-                cluster_size=m,
-                icc=s["icc"],
-                cv=s["cv"],
-                alpha=alpha,
-                attrition=s["attrition"],
-                distribution=distribution,
-            )["power"]
-        )
-
-    k_c, m, p1 = s["k_control"], s["cluster_size"], s["p_intervention"]
-    out = {"k_control_exact": k_c, "cluster_size_exact": m, "p_intervention": p1}
-    if unknown == "clusters_per_arm":
-        if p1 == p0:
-            raise TrialstatsError("Equal proportions cannot be told apart with any trial size.")
-        lo = MIN_CLUSTERS_PER_ARM / min(1.0, ratio)
-        k_exact = _solve_increasing(
-            lambda k: power_at(k, ratio * k, m, p1) - target, lo, lo, "number of clusters"
-        )
-        k_c, k_i = _integer_clusters(k_exact, ratio, lambda kc, ki: power_at(kc, ki, m, p1), target)
-        out.update(k_control_exact=k_exact, k_control=k_c, k_intervention=k_i, cluster_size=m)
-        return out
-    k_i = ratio * k_c
-    if unknown == "cluster_size":
-        if p1 == p0:
-            raise TrialstatsError("Equal proportions cannot be told apart with any trial size.")
-        bound = _binary_power_bound(s, k_c, k_i, p1, distribution)
-        if bound <= target:
-            raise TrialstatsError(
-                f"No cluster size reaches power {target:g} with {k_c:g} control and {k_i:g} "
-                f"intervention clusters: as clusters grow the power only approaches "
-                f"{bound:.4f} (ICC {s['icc']:g}). Add clusters or accept a larger difference."
-            )
-        lo = 1.0 / (1.0 - s["attrition"])
-        m_exact = _solve_increasing(
-            lambda mm: power_at(k_c, k_i, mm, p1) - target, lo, 2.0 * lo, "cluster size"
-        )
-        out.update(
-            cluster_size_exact=m_exact,
-            cluster_size=float(math.ceil(m_exact - 1e-9)),
-            k_control=k_c,
-            k_intervention=k_i,
-        )
-        return out
-    sign = 1.0 if direction == "increase" else -1.0
-    room = (1.0 - p0) if direction == "increase" else p0
-    edge = room * (1.0 - 1e-12)
-    if power_at(k_c, k_i, m, p0 + sign * edge) < target:
-        raise TrialstatsError(
-            f"No intervention proportion {'above' if sign > 0 else 'below'} {p0:g} is detected "
-            f"with power {target:g} by this design; add clusters or participants."
-        )
-    delta = optimize.brentq(
-        lambda x: power_at(k_c, k_i, m, p0 + sign * x) - target,
-        0.0,
-        edge,
-        xtol=_XTOL,
-    )
-    out.update(p_intervention=p0 + sign * delta, k_control=k_c, k_intervention=k_i, cluster_size=m)
-    return out
-
-
-def _binary_power_bound(
-    s: dict[str, float], k_c: float, k_i: float, p1: float, distribution: str
-) -> float:
-    """Limit of the power as the cluster size tends to infinity."""
-    icc = s["icc"]
-    if icc == 0:
-        return 1.0
-    p0 = s["p_control"]
-    var_inf = (s["cv"] ** 2 + 1.0) * icc * (p0 * (1 - p0) / k_c + p1 * (1 - p1) / k_i)
-    ncp = abs(p1 - p0) / math.sqrt(var_inf)
-    df = _df(np.asarray(k_c), np.asarray(k_i), distribution)
-    return float(two_sided_power(ncp, s["alpha"], df))

@@ -109,10 +109,7 @@ def baseline_correlation(
 
 
 def baseline_factor(
-    cluster_size: ArrayLike,
-    icc: ArrayLike,
-    rho_c: ArrayLike,
-    rho_s: ArrayLike,
+    cluster_size: ArrayLike, icc: ArrayLike, rho_c: ArrayLike, rho_s: ArrayLike,
     method: str = "ancova",
 ) -> np.ndarray:
     """Variance multiplier for using the baseline value of the outcome.

@@ -10,6 +10,7 @@ import pandas as pd
 from trialstats.report.consort import consort_counts, flow_figure
 from trialstats.report.document import Report, Section
 from trialstats.report.figures import forest_data, forest_figure, sensitivity_figure
+from trialstats.report.format import month_label
 from trialstats.report.methods import (
     REFERENCES,
     methods_paragraphs,
@@ -22,7 +23,6 @@ from trialstats.report.tables import (
     baseline_summary,
     baseline_table,
     check_results,
-    month_label,
     outcome_summary,
     outcome_table,
     sensitivity_summary,

@@ -29,7 +29,7 @@ from matplotlib.patches import FancyBboxPatch
 
 from trialstats.data.validate import outcome_column
 from trialstats.errors import TrialstatsError
-from trialstats.report.tables import arm_order, month_label, primary_rows
+from trialstats.report.format import arm_order, month_label, primary_rows
 
 STAGES = ("assessed", "excluded", "randomised", "allocated", "withdrawn", "lost",
           "not_analysed", "analysed")

@@ -6,7 +6,51 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from trialstats.report.tables import Table
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table ready to render: display strings plus the tidy numbers behind them.
+
+    Attributes
+    ----------
+    name : str
+        File stem used for the table's CSV files and anchors (``table1_baseline``).
+    title : str
+        Caption, e.g. ``"Table 1. Baseline characteristics ..."``.
+    columns : tuple of str
+        Column headers; the first column holds row labels.
+    rows : tuple of tuple of str
+        Body cells, each row as long as ``columns``.
+    depth : tuple of int
+        Indentation level of each row's label. A row whose other cells are all empty is a
+        section heading (depth 0, shown bold) or names a group of rows (deeper, italic).
+    notes : str
+        Footnote (abbreviations, what the summaries are).
+    data : DataFrame
+        The tidy, unrounded numbers the cells were formatted from.
+    """
+
+    name: str
+    title: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    depth: tuple[int, ...]
+    notes: str
+    data: pd.DataFrame
+
+    def frame(self) -> pd.DataFrame:
+        """The display cells as a DataFrame of strings (what the table's CSV holds)."""
+        return pd.DataFrame(list(self.rows), columns=list(self.columns), dtype="string")
+
+    def is_heading(self, i: int) -> bool:
+        """Whether row ``i`` is a section heading (depth 0, no values)."""
+        return self.depth[i] == 0 and not any(self.rows[i][1:])
+
+    def is_group(self, i: int) -> bool:
+        """Whether row ``i`` names a group of the rows below it (indented, no values)."""
+        return self.depth[i] > 0 and not any(self.rows[i][1:])
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
-from trialstats.report.tables import fmt_ci, month_label, ordered_outcomes, primary_rows, truthy
+from trialstats.report.format import fmt_ci, month_label, ordered_outcomes, primary_rows, truthy
 
 _BAND = "#d9ead3"
 _FIG_WIDTH = 8.0

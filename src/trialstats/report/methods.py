@@ -17,7 +17,8 @@ from typing import Any
 import pandas as pd
 
 from trialstats.report.consort import primary_outcome
-from trialstats.report.tables import Table, arm_order, month_label, truthy
+from trialstats.report.document import Table
+from trialstats.report.format import arm_order, month_label, truthy
 
 #: Packages whose versions are reported (those installed).
 PACKAGES = ("trialstats", "numpy", "scipy", "pandas", "statsmodels", "matplotlib",

@@ -17,20 +17,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from trialstats.contract import check_columns
 from trialstats.errors import TrialstatsError
-from trialstats.power.grid import (
-    GRID_KEYS,
-    METHODS,
+from trialstats.power.grid import GRID_KEYS, METHODS, varying_keys
+from trialstats.report.document import FigureFile, Section, Table
+from trialstats.report.format import fmt_count, method_name
+from trialstats.report.power_curves import (
     curve_axis,
     design_phrases,
     grid_label,
     power_curve_figure,
     split_curves,
-    varying_keys,
 )
-from trialstats.report.document import FigureFile, Section
 from trialstats.report.render import render_figure
-from trialstats.report.tables import Table, fmt_count, method_name
 
 #: Target powers of the planning table.
 TARGETS = (0.8, 0.9)
@@ -55,12 +54,8 @@ _BASELINE_MODELS = {
 
 def check_power(power: pd.DataFrame, source: str) -> None:
     """Raise a user-facing error when the power table is empty or lacks a column."""
-    absent = [c for c in POWER_COLUMNS if c not in power.columns]
-    if absent:
-        raise TrialstatsError(
-            f"{source}: required column{'s' if len(absent) > 1 else ''} {', '.join(absent)} "
-            "not found; is it the table written by `trialstats power gather`?"
-        )
+    check_columns(power, source, POWER_COLUMNS,
+                  "is it the table written by `trialstats power gather`?")
     if power.empty:
         raise TrialstatsError(f"{source}: the power table has no rows.")
 

@@ -28,8 +28,7 @@ from docx.oxml.ns import qn
 from docx.shared import Inches, Mm, Pt
 from matplotlib.figure import Figure
 
-from trialstats.report.document import FigureFile, Report
-from trialstats.report.tables import Table
+from trialstats.report.document import FigureFile, Report, Table
 
 _NUMERIC = re.compile(r"^[−\-<>≤]?[\d.,]")
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)

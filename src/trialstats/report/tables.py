@@ -2,9 +2,11 @@
 
 Each table is built in two steps. A *summary* function takes the validated trial tables (and
 the analysis results) and returns a tidy DataFrame of unrounded numbers, one row per cell
-group. A *table* function turns that summary into a :class:`Table` of display strings, the
-single structure every renderer (HTML, DOCX, LaTeX, Markdown, CSV) writes out, so that the
-same number reads the same in every format. Rounding happens only in the table functions.
+group. A *table* function turns that summary into a
+:class:`~trialstats.report.document.Table` of display strings, the single structure every
+renderer (HTML, DOCX, LaTeX, Markdown, CSV) writes out, so that the same number reads the same
+in every format. Rounding happens only in the table functions, with the helpers of
+:mod:`trialstats.report.format`.
 
 Continuous characteristics are summarised as mean (SD) when their pooled distribution is
 roughly symmetric (absolute sample skewness at most :data:`SKEW_LIMIT`), otherwise as median
@@ -14,159 +16,39 @@ counted separately. Following CONSORT, baseline tables carry no p-values.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from trialstats.contract import COLUMNS, check_columns
 from trialstats.data.validate import outcome_column
-from trialstats.errors import TrialstatsError
 from trialstats.report.disclosure import (
     small_cell,
     suppress_small_counts,
     table1_columns,
     withheld_rows,
 )
+from trialstats.report.document import Table
+from trialstats.report.format import (
+    arm_order,
+    arm_title,
+    digits_for,
+    fmt,
+    fmt_ci,
+    fmt_count,
+    fmt_p,
+    method_name,
+    month_label,
+    ordered_outcomes,
+    primary_rows,
+    truthy,
+    variable_label,
+)
 
 #: Above this absolute skewness a continuous characteristic is shown as median (IQR).
 SKEW_LIMIT = 1.0
-
-#: Columns ``primary.csv`` (and, with ``analysis``, ``sensitivity.csv``) must have.
-RESULT_COLUMNS = (
-    "outcome", "month", "method", "n_patients", "n_clusters", "estimate", "se", "df",
-    "ci_low", "ci_high", "p_value", "var_cluster", "var_residual", "icc", "icc_ci_low",
-    "icc_ci_high", "sd_baseline", "effect_size", "es_ci_low", "es_ci_high", "mcid",
-    "mcid_verdict", "converged", "notes",
-)
-
-_METHOD_NAMES = {
-    "kenward-roger": "Kenward-Roger",
-    "satterthwaite": "Satterthwaite",
-    "between-within": "between-within",
-    "residual": "residual",
-}
-
-
-@dataclass(frozen=True)
-class Table:
-    """A table ready to render: display strings plus the tidy numbers behind them.
-
-    Attributes
-    ----------
-    name : str
-        File stem used for the table's CSV files and anchors (``table1_baseline``).
-    title : str
-        Caption, e.g. ``"Table 1. Baseline characteristics ..."``.
-    columns : tuple of str
-        Column headers; the first column holds row labels.
-    rows : tuple of tuple of str
-        Body cells, each row as long as ``columns``.
-    depth : tuple of int
-        Indentation level of each row's label. A row whose other cells are all empty is a
-        section heading (depth 0, shown bold) or names a group of rows (deeper, italic).
-    notes : str
-        Footnote (abbreviations, what the summaries are).
-    data : DataFrame
-        The tidy, unrounded numbers the cells were formatted from.
-    """
-
-    name: str
-    title: str
-    columns: tuple[str, ...]
-    rows: tuple[tuple[str, ...], ...]
-    depth: tuple[int, ...]
-    notes: str
-    data: pd.DataFrame
-
-    def frame(self) -> pd.DataFrame:
-        """The display cells as a DataFrame of strings (what the table's CSV holds)."""
-        return pd.DataFrame(list(self.rows), columns=list(self.columns), dtype="string")
-
-    def is_heading(self, i: int) -> bool:
-        """Whether row ``i`` is a section heading (depth 0, no values)."""
-        return self.depth[i] == 0 and not any(self.rows[i][1:])
-
-    def is_group(self, i: int) -> bool:
-        """Whether row ``i`` names a group of the rows below it (indented, no values)."""
-        return self.depth[i] > 0 and not any(self.rows[i][1:])
-
-
-# ---------------------------------------------------------------------------------------------
-# number formatting (the only place where numbers are rounded)
-
-
-def fmt(value: float, digits: int) -> str:
-    """``value`` rounded to ``digits`` decimals with a true minus sign; ``""`` when missing."""
-    if value is None or not np.isfinite(value):
-        return ""
-    text = f"{value:,.{digits}f}"
-    if float(text.replace(",", "")) == 0:
-        text = text.lstrip("-")
-    return text.replace("-", "−")
-
-
-def fmt_count(value: float) -> str:
-    """An integer count with thousands separators; ``""`` when missing."""
-    if value is None or not np.isfinite(value):
-        return ""
-    return f"{int(value):,}"
-
-
-def fmt_ci(estimate: float, low: float, high: float, digits: int) -> str:
-    """``estimate (low to high)``; ``""`` when the estimate is missing."""
-    if not np.isfinite(estimate):
-        return ""
-    return f"{fmt(estimate, digits)} ({fmt(low, digits)} to {fmt(high, digits)})"
-
-
-def fmt_p(p: float) -> str:
-    """A p-value: three decimals, ``<0.001`` below that; ``""`` when missing."""
-    if p is None or not np.isfinite(p):
-        return ""
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
-
-
-def digits_for(scale: float) -> int:
-    """Decimals for values of a given spread (an SD or IQR): two to three significant
-    figures of the spread (20 -> 1 decimal, 1.9 and 0.6 -> 2, 0.26 -> 3), at most 4."""
-    if not np.isfinite(scale) or scale <= 0:
-        return 1
-    return int(np.clip(1 - math.floor(math.log10(scale / 3)), 0, 4))
-
-
-def method_name(method: str) -> str:
-    """Display name of a denominator-df method."""
-    return _METHOD_NAMES.get(method, method)
-
-
-def arm_order(config: dict[str, Any], labels: pd.Series) -> list[str]:
-    """Arm labels, the intervention arm first."""
-    intervention = config["design"]["intervention"]
-    return sorted(pd.unique(labels.dropna()).tolist(), key=lambda a: (a != intervention, a))
-
-
-def arm_title(label: str) -> str:
-    """An arm label as a column heading (first letter capitalised)."""
-    return label[:1].upper() + label[1:]
-
-
-def month_label(month: int, baseline_month: int) -> str:
-    """``Baseline`` or ``<m> months``."""
-    if month == baseline_month:
-        return "Baseline"
-    return f"{month} month{'s' if month != 1 else ''}"
-
-
-def variable_label(config: dict[str, Any], column: str) -> str:
-    """Label of a data column: ``report.labels`` in the config, else the humanised name."""
-    labels = config.get("report", {}).get("labels", {})
-    if column in labels:
-        return labels[column]
-    text = column.replace("_", " ")
-    return text[:1].upper() + text[1:]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -364,18 +246,7 @@ def baseline_table(summary: pd.DataFrame, config: dict[str, Any]) -> Table:
 
 def check_results(results: pd.DataFrame, source: str, extra: tuple[str, ...] = ()) -> None:
     """Raise a user-facing error when a results table lacks a required column."""
-    absent = [c for c in (*RESULT_COLUMNS, *extra) if c not in results.columns]
-    if absent:
-        raise TrialstatsError(
-            f"{source}: required column{'s' if len(absent) > 1 else ''} "
-            f"{', '.join(absent)} not found; the file has: {', '.join(results.columns)}."
-        )
-
-
-def primary_rows(results: pd.DataFrame, config: dict[str, Any]) -> pd.DataFrame:
-    """Rows of a results table for the primary df method (the first of ``analysis.df_method``)."""
-    method = config["analysis"]["df_method"][0]
-    return results[results["method"] == method].reset_index(drop=True)
+    check_columns(results, source, (*COLUMNS, *extra))
 
 
 def outcome_summary(patients: pd.DataFrame, config: dict[str, Any]) -> pd.DataFrame:
@@ -405,11 +276,6 @@ def outcome_summary(patients: pd.DataFrame, config: dict[str, Any]) -> pd.DataFr
     return pd.DataFrame(rows)
 
 
-def ordered_outcomes(config: dict[str, Any]) -> list[dict[str, Any]]:
-    """Outcomes in configuration order, primary ones first."""
-    return sorted(config["outcomes"], key=lambda o: not o["primary"])
-
-
 def _outcome_digits(results: pd.DataFrame, descriptive: pd.DataFrame, name: str) -> int:
     sd = results.loc[results["outcome"] == name, "sd_baseline"]
     if sd.notna().any():
@@ -437,13 +303,6 @@ def _effect_cells(row: pd.Series | None, digits: int) -> list[str]:
         _mcid_cell(row, digits),
         "" if pd.isna(row["mcid_verdict"]) else str(row["mcid_verdict"]),
     ]
-
-
-def truthy(value: Any) -> bool:
-    """A ``converged`` cell as bool (True, "True", "true", 1 are true; missing is false)."""
-    if isinstance(value, str):
-        return value.strip().lower() in {"true", "1", "yes"}
-    return bool(value) if not pd.isna(value) else False
 
 
 def outcome_table(
@@ -512,7 +371,7 @@ def outcome_table(
                 for a in order:
                     record |= {f"{stat}_{a}": by_arm.loc[a, stat] for stat in ("n", "mean", "sd")}
                 if row is not None:
-                    record |= {c: row[c] for c in RESULT_COLUMNS if c not in record}
+                    record |= {c: row[c] for c in COLUMNS if c not in record}
                 data.append(record)
     notes = (
         "n and mean (SD): observed values of all recruited patients. Adjusted difference: "
@@ -579,7 +438,7 @@ def sensitivity_summary(
             f"Primary analysis ({method_name(method)})"
         )
         parts.append(part)
-    columns = [*RESULT_COLUMNS, "analysis", "label", "analysis_label"]
+    columns = [*COLUMNS, "analysis", "label", "analysis_label"]
     if not parts:
         return pd.DataFrame(columns=columns)
     return pd.concat(parts, ignore_index=True)[columns]

@@ -1,27 +1,39 @@
 """The validity study (``trialstats methods-check``) as a short report: methods, two tables, figure.
 
-Everything is read from the study table itself (:func:`trialstats.validity.validity_study`, or
-its ``validity.csv`` read back), so the report can be re-rendered without re-simulating and
-its methods text cannot drift from the settings that were run. The type I error and coverage
-tables have one row per design cell (clusters, then ICC, then cluster-size CV) and one column
-per analysis method; a cell whose rate lies outside the acceptance band
-(:data:`trialstats.validity.SIZE_BAND` for the type I error, its mirror around the nominal
-level for coverage) is marked with :data:`FLAG`. The band is checked on the unrounded rates;
-numbers are rounded only when the display cells are written.
+Everything is read from the study table itself
+(:func:`trialstats.simulation.validity.validity_study`, or its ``validity.csv`` read back), so
+the report can be re-rendered without re-simulating and its methods text cannot drift from the
+settings that were run. The type I error and coverage tables have one row per design cell
+(clusters, then ICC, then cluster-size CV) and one column per analysis method; a cell whose
+rate lies outside the acceptance band (:data:`trialstats.simulation.validity.SIZE_BAND` for
+the type I error, its mirror around the nominal level for coverage) is marked with
+:data:`FLAG`. The band is checked on the unrounded rates; numbers are rounded only when the
+display cells are written. The figure (:func:`validity_figure`) plots both rates against the
+number of clusters.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
-from trialstats.analysis.cluster_level import ADJUSTED, CLUSTER_DF
-from trialstats.analysis.robust import CR2, KAUERMANN_CARROLL, MANCL_DEROUEN
+from trialstats.contract import (
+    ADJUSTED,
+    BELL_MCCAFFREY,
+    CLUSTER_DF,
+    CR2,
+    KAUERMANN_CARROLL,
+    MANCL_DEROUEN,
+    check_columns,
+)
 from trialstats.errors import TrialstatsError
-from trialstats.report.document import Report, Section
+from trialstats.report.document import Report, Section, Table
+from trialstats.report.format import fmt, fmt_count
 from trialstats.report.methods import REFERENCES
 from trialstats.report.render import render_figure
-from trialstats.report.tables import Table, fmt, fmt_count
-from trialstats.validity import COLUMNS, MIXED_MODEL, SIZE_BAND, validity_figure
+from trialstats.simulation.analyse import MIXED_MODEL
+from trialstats.simulation.validity import COLUMNS, SIZE_BAND
 
 #: Marker appended to a rate outside its acceptance band.
 FLAG = "†"
@@ -45,7 +57,7 @@ METHODS = {
                                   "Mancl-DeRouen SE, t on J − 2 df", ()),
     (KAUERMANN_CARROLL, CLUSTER_DF): ("GEE-KC", "GEE with exchangeable working correlation, "
                                       "Kauermann-Carroll SE, t on J − 2 df", ()),
-    (CR2, "bell-mccaffrey"): ("CR2", "OLS with the CR2 cluster-robust SE, Bell-McCaffrey df",
+    (CR2, BELL_MCCAFFREY): ("CR2", "OLS with the CR2 cluster-robust SE, Bell-McCaffrey df",
                               ()),
 }
 
@@ -69,16 +81,12 @@ def check_validity_table(study: pd.DataFrame, source: str) -> None:
     Raises
     ------
     TrialstatsError
-        When a column of :data:`trialstats.validity.COLUMNS` is absent, the table is empty,
-        or a fixed design value (mean cluster size, attrition, correlations, effect, alpha,
-        seed) differs between rows.
+        When a column of :data:`trialstats.simulation.validity.COLUMNS` is absent, the table
+        is empty, or a fixed design value (mean cluster size, attrition, correlations,
+        effect, alpha, seed) differs between rows.
     """
-    absent = [c for c in COLUMNS if c not in study.columns]
-    if absent:
-        raise TrialstatsError(
-            f"{source}: required column{'s' if len(absent) > 1 else ''} {', '.join(absent)} "
-            "not found; is it the validity.csv written by `trialstats methods-check`?"
-        )
+    check_columns(study, source, COLUMNS,
+                  "is it the validity.csv written by `trialstats methods-check`?")
     if study.empty:
         raise TrialstatsError(f"{source}: the validity table has no rows.")
     mixed = [c for c in _DESIGN if (study[c] != study[c].iloc[0]).any()]
@@ -292,13 +300,85 @@ def validity_methods(study: pd.DataFrame, cite: dict[str, int]) -> list[str]:
     return [analyses, design]
 
 
+_INK = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#56B4E9", "#E69F00", "#000000",
+        "#882255", "#999933")
+
+
+def validity_figure(table: pd.DataFrame) -> Figure:
+    """Type I error (top row) and coverage (bottom row) against the number of clusters.
+
+    One column per ICC; one colour per analysis method; solid lines for equal cluster sizes,
+    dashed for the largest CV. Bars are 95% Monte Carlo intervals (``± 1.96 mc_se``); the
+    grey bands are :data:`SIZE_BAND` and its mirror around the nominal coverage.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Output of :func:`trialstats.simulation.validity.validity_study`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    iccs = sorted(table["icc"].unique())
+    cvs = sorted(table["cv"].unique())
+    keyed = table.assign(label=[
+        m if a == MIXED_MODEL else a
+        for a, m in zip(table["analysis"], table["method"], strict=True)
+    ])
+    labels = list(dict.fromkeys(keyed["label"]))
+    alpha = float(table["alpha"].iloc[0])
+    figure = Figure(figsize=(10.0, 6.0))
+    axes = figure.subplots(2, len(iccs), sharex=True, sharey="row", squeeze=False)
+    styles = {cv: ("-" if i == 0 else "--", "o" if i == 0 else "s") for i, cv in enumerate(cvs)}
+    rows = (("type_i_error", "type I error", SIZE_BAND),
+            ("coverage", "coverage", (1.0 - SIZE_BAND[1], 1.0 - SIZE_BAND[0])))
+    offsets = np.linspace(-0.04, 0.04, len(labels)) if len(labels) > 1 else np.zeros(1)
+    for r, (column, name, band) in enumerate(rows):
+        for c, icc in enumerate(iccs):
+            ax = axes[r, c]
+            ax.axhspan(*band, color="#dddddd", zorder=0)
+            ax.axhline(alpha if r == 0 else 1.0 - alpha, color="#777777", lw=0.8, zorder=1)
+            for k, label in enumerate(labels):
+                for cv in cvs:
+                    part = keyed[(keyed["icc"] == icc) & (keyed["cv"] == cv)
+                                 & (keyed["label"] == label)].sort_values("n_clusters")
+                    line, marker = styles[cv]
+                    ax.errorbar(
+                        part["n_clusters"] * np.exp(offsets[k]), part[column],
+                        yerr=1.96 * part[f"{column}_mc_se"], color=_INK[k % len(_INK)],
+                        ls=line, marker=marker, ms=3, lw=1.0, capsize=1.5,
+                        label=f"{label}, CV {cv:g}" if r == 0 and c == 0 else None,
+                    )
+            ax.set_xscale("log")
+            ticks = sorted(table["n_clusters"].unique())
+            ax.set_xticks(ticks, [str(t) for t in ticks])
+            ax.minorticks_off()
+            if r == 0:
+                ax.set_title(f"ICC {icc:g}", fontsize=9)
+            else:
+                ax.set_xlabel("clusters (both arms)")
+            if c == 0:
+                ax.set_ylabel(name)
+    first = table.iloc[0]
+    figure.suptitle(
+        f"Validity of the primary analysis: {int(first['reps']):,} trials per cell and "
+        f"hypothesis; mean cluster size {first['cluster_size']:g}, attrition "
+        f"{first['attrition']:g}, effect {first['effect']:g} SD for coverage",
+        fontsize=9,
+    )
+    figure.legend(loc="lower center", ncol=min(len(labels), 5), fontsize=7, frameon=False)
+    figure.subplots_adjust(left=0.08, right=0.98, top=0.9, bottom=0.2, wspace=0.08, hspace=0.12)
+    return figure
+
+
 def validity_report(study: pd.DataFrame) -> Report:
     """The validity report: methods, type I error table, coverage table, figure, references.
 
     Parameters
     ----------
     study : pandas.DataFrame
-        The validity-study table (:data:`trialstats.validity.COLUMNS`).
+        The validity-study table (:data:`trialstats.simulation.validity.COLUMNS`).
 
     Returns
     -------

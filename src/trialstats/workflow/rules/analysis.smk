@@ -1,8 +1,8 @@
 rule analyse_outcome:
+    """Primary analysis of one outcome at every follow-up month (exact REML, small-sample df)."""
     input:
         config=CONFIG_FILE,
         patients="results/data/patients.parquet",
-        code=library("analysis", "commands/analyse.py"),
     output:
         "results/primary/{outcome}/primary.csv",
     log:
@@ -12,6 +12,7 @@ rule analyse_outcome:
     conda:
         "../envs/trialstats.yaml"
     params:
+        code=code_version("analyse"),
         data_dir=subpath(input.patients, parent=True),
         out_dir=subpath(output[0], parent=True),
     shell:
@@ -20,14 +21,18 @@ rule analyse_outcome:
 
 
 rule gather_primary:
+    """Stack the per-outcome primary results into one table."""
     input:
-        tables=expand("results/primary/{outcome}/primary.csv", outcome=OUTCOMES),
-        code=library("commands/gather.py"),
+        expand("results/primary/{outcome}/primary.csv", outcome=OUTCOMES),
     output:
         "results/primary.csv",
     log:
         "logs/gather_primary.log",
+    benchmark:
+        "results/benchmarks/gather_primary.tsv"
     conda:
         "../envs/trialstats.yaml"
+    params:
+        code=code_version("gather"),
     shell:
-        "trialstats gather {input.tables:q} --out {output:q} > {log:q} 2>&1"
+        "trialstats gather {input:q} --out {output:q} > {log:q} 2>&1"

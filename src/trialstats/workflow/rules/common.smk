@@ -1,10 +1,12 @@
 # Helpers shared by the rules. Only path bookkeeping lives here; no statistics.
+import hashlib
 from pathlib import Path
 
-import trialstats
-from trialstats.config import load_config, read_yaml, workflow_config_file
 from snakemake.exceptions import WorkflowError
 
+import trialstats
+from trialstats.commands.deps import command_module, module_files
+from trialstats.config import load_config, read_yaml, workflow_config_file
 from trialstats.errors import TrialstatsError
 
 # The one configuration file of this run: every job re-reads it, so a configuration merged
@@ -20,6 +22,9 @@ try:
     TRIAL = load_config(CONFIG_FILE)
 except TrialstatsError as error:
     raise WorkflowError(str(error)) from None
+
+# The packaged configuration schema, read by every command.
+SCHEMA = Path(trialstats.__file__).parent / "schemas" / "config.schema.yaml"
 
 # Outcome names: one analysis job per outcome.
 OUTCOMES = [outcome["name"] for outcome in TRIAL["outcomes"]]
@@ -41,21 +46,19 @@ SENSITIVITY_ANALYSES = TRIAL["sensitivity"]["analyses"]
 POWER_CHUNKS = 5
 
 
-def library(*parts):
-    """The trialstats source files a rule depends on, so that editing them re-runs it.
+def code_version(command):
+    """A fingerprint of the source that ``trialstats COMMAND`` runs: its module, every
+    trialstats module it imports (``trialstats deps COMMAND``) and the config schema.
 
-    Every command depends on the base layer (configuration, CLI, errors, data reading and
-    validation, shared command arguments); ``parts`` add the stage's packages or modules,
-    including those the stage imports from other stages. Found from the imported package,
-    so a source checkout and an installed package work alike.
+    Given to each rule as a parameter, so that editing a module re-runs exactly the steps
+    whose command imports it (Snakemake's ``params`` rerun trigger), for a source checkout
+    and an installed package alike, without listing hundreds of files as inputs.
     """
-    root = Path(trialstats.__file__).parent
-    files = [root / "config.py", root / "cli.py", root / "errors.py", root / "atomic.py"]
-    files += [root / "commands" / "inputs.py", *sorted((root / "data").glob("*.py"))]
-    for part in parts:
-        target = root / part
-        files += sorted(target.rglob("*.py")) if target.is_dir() else [target]
-    return [str(f) for f in files]
+    files = [*module_files(command_module(command)), SCHEMA]
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 # When the whole run succeeds, print one line per stage (the details are in logs/).

@@ -1,4 +1,5 @@
 rule report:
+    """The trial report (HTML, Word, LaTeX, Markdown), its tables and figures."""
     input:
         config=CONFIG_FILE,
         practices="results/data/practices.parquet",
@@ -6,7 +7,6 @@ rule report:
         primary="results/primary.csv",
         sensitivity="results/sensitivity.csv",
         power=PLANNING_OUTPUTS,
-        code=library("report", "power", "analysis", "validity.py", "commands/report.py"),
     output:
         html="reports/report.html",
         docx="reports/report.docx",
@@ -14,9 +14,12 @@ rule report:
         markdown="reports/report.md",
     log:
         "logs/report.log",
+    benchmark:
+        "results/benchmarks/report.tsv"
     conda:
         "../envs/trialstats.yaml"
     params:
+        code=code_version("report"),
         results=subpath(input.primary, parent=True),
         power=[f"--power={table}" for table in PLANNING_OUTPUTS],
         out_dir=subpath(output.html, parent=True),

@@ -1,9 +1,9 @@
 rule sensitivity_analysis:
+    """One prespecified sensitivity analysis of every outcome."""
     input:
         config=CONFIG_FILE,
         patients="results/data/patients.parquet",
         allocation_set=ALLOCATION_SET,
-        code=library("analysis", "allocation", "commands/sensitivity.py"),
     output:
         "results/sensitivity/{analysis}.csv",
     log:
@@ -13,6 +13,7 @@ rule sensitivity_analysis:
     conda:
         "../envs/trialstats.yaml"
     params:
+        code=code_version("sensitivity"),
         data_dir=subpath(input.patients, parent=True),
     shell:
         "trialstats sensitivity --config {input.config:q} --data {params.data_dir:q}"
@@ -20,34 +21,39 @@ rule sensitivity_analysis:
 
 
 rule gather_sensitivity:
+    """Stack the sensitivity analyses into one table."""
     input:
-        tables=expand(
-            "results/sensitivity/{analysis}.csv", analysis=SENSITIVITY_ANALYSES
-        ),
-        code=library("commands/gather.py"),
+        expand("results/sensitivity/{analysis}.csv", analysis=SENSITIVITY_ANALYSES),
     output:
         "results/sensitivity.csv",
     log:
         "logs/gather_sensitivity.log",
+    benchmark:
+        "results/benchmarks/gather_sensitivity.tsv"
     conda:
         "../envs/trialstats.yaml"
+    params:
+        code=code_version("gather"),
     shell:
-        "trialstats gather {input.tables:q} --out {output:q} > {log:q} 2>&1"
+        "trialstats gather {input:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule missing_data:
+    """Completeness by arm and month, and the predictors of returning each questionnaire."""
     input:
         config=CONFIG_FILE,
         patients="results/data/patients.parquet",
-        code=library("analysis", "commands/missing_data.py"),
     output:
         completeness="results/missing_data/completeness.csv",
         dropout="results/missing_data/dropout.csv",
     log:
         "logs/missing_data.log",
+    benchmark:
+        "results/benchmarks/missing_data.tsv"
     conda:
         "../envs/trialstats.yaml"
     params:
+        code=code_version("missing-data"),
         data_dir=subpath(input.patients, parent=True),
         out_dir=subpath(output.completeness, parent=True),
     shell:

@@ -3,10 +3,7 @@
 # To re-render the report from an existing table without simulating, run
 # `trialstats methods-check --from-table reports/methods_check/validity.csv --out DIR`.
 rule methods_check:
-    input:
-        code=library(
-            "validity.py", "power", "analysis", "report", "commands/methods_check.py"
-        ),
+    """Type I error and coverage of every analysis method by simulation, as a report."""
     output:
         table="reports/methods_check/validity.csv",
         html="reports/methods_check/validity.html",
@@ -23,6 +20,7 @@ rule methods_check:
     conda:
         "../envs/trialstats.yaml"
     params:
+        code=code_version("methods-check"),
         out_dir=subpath(output.table, parent=True),
     shell:
         "trialstats methods-check --out {params.out_dir:q} > {log:q} 2>&1"

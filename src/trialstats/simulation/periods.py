@@ -34,7 +34,7 @@ Type I error comes from the same fits: the treatment indicator is a column of th
 Random numbers
 --------------
 Replicate ``r`` of scenario ``s`` draws from
-:func:`trialstats.power.simulate.replicate_rng` ``(seed, s, r)``: results do not depend on the
+:func:`trialstats.simulation.draw.replicate_rng` ``(seed, s, r)``: results do not depend on the
 batch size, and chunks of a grid use independent streams.
 """
 
@@ -49,7 +49,7 @@ from scipy import stats
 from trialstats.analysis.period_inference import kenward_roger_periods, satterthwaite_periods
 from trialstats.analysis.reml_periods import PeriodSums, fit_period_reml
 from trialstats.errors import TrialstatsError
-from trialstats.power.simulate import replicate_rng
+from trialstats.simulation.draw import replicate_rng
 
 __all__ = [
     "PERIOD_DF_METHODS",
