@@ -109,7 +109,7 @@ def run_without_design(args: argparse.Namespace) -> bool:
 
 def _parallel_binary(args: argparse.Namespace) -> None:
     from trialstats.errors import TrialstatsError
-    from trialstats.power.analytic import solve_binary
+    from trialstats.power.binary import solve_binary
 
     if args.p0 is None or args.p1 is None:
         raise TrialstatsError("A binary outcome needs both --p0 and --p1.")

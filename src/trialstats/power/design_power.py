@@ -74,8 +74,8 @@ from numpy.typing import ArrayLike
 from scipy import optimize, stats
 
 from trialstats.errors import TrialstatsError
-from trialstats.power.analytic import two_sided_power
 from trialstats.power.designs import Design, standard_design
+from trialstats.power.solving import two_sided_power
 
 DF_METHODS = ("z", "t", "between-within")
 UNKNOWNS = ("power", "clusters_per_sequence", "cluster_size", "effect")
