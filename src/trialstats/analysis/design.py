@@ -8,7 +8,8 @@ with :math:`T_j` the intervention indicator of cluster *j*, :math:`y_{ij,0}` the
 score, :math:`x_{ij}` the configured covariates (text covariates as treatment-coded dummies,
 reference = first level in sorted order), :math:`b_j \\sim N(0, \\sigma_b^2)` and
 :math:`e_{ij} \\sim N(0, \\sigma_e^2)`. Patients with the follow-up score, the baseline score and
-every covariate observed are analysed; the others are counted by reason.
+every covariate observed are analysed; the others are counted by reason. An outcome without a
+baseline measurement (``baseline: false``) drops the :math:`\\beta_2 y_{ij,0}` term.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ def model_data(
     month: int,
     *,
     cluster: str,
-    baseline_month: int,
+    baseline_month: int | None,
     covariates: list[str],
 ) -> ModelData:
     """Assemble the baseline-adjusted model for ``outcome`` at ``month``.
@@ -101,17 +102,18 @@ def model_data(
         Outcome stem and follow-up month.
     cluster : str
         Cluster id column.
-    baseline_month : int
-        Month of the baseline score adjusted for.
+    baseline_month : int or None
+        Month of the baseline score adjusted for; None: no baseline term.
     covariates : list of str
         Further adjustment columns.
     """
-    response, baseline = outcome_column(outcome, month), outcome_column(outcome, baseline_month)
+    response = outcome_column(outcome, month)
+    baseline = None if baseline_month is None else outcome_column(outcome, baseline_month)
     keep = pd.Series(True, index=patients.index)
     excluded = {}
     for reason, missing in [
         (f"without {response}", patients[response].isna()),
-        (f"without {baseline}", patients[baseline].isna()),
+        *([(f"without {baseline}", patients[baseline].isna())] if baseline else []),
         *[(f"without {c}", patients[c].isna()) for c in covariates],
     ]:
         excluded[reason] = int((keep & missing).sum())
@@ -119,7 +121,7 @@ def model_data(
     rows = patients.loc[keep]
     blocks = [
         pd.DataFrame({INTERCEPT: 1.0, TREATED: rows[TREATED].astype(float),
-                      baseline: rows[baseline]}, index=rows.index),
+                      **({baseline: rows[baseline]} if baseline else {})}, index=rows.index),
         *[_covariate_matrix(rows[c], c) for c in covariates],
     ]
     design = pd.concat(blocks, axis=1)

@@ -66,6 +66,8 @@ def _predictors(
                 columns[term] = (values == level).astype(float).where(values.notna())
                 contrasts[term] = f"{level} vs {levels[0]}"
     for outcome in config["outcomes"]:
+        if not outcome.get("baseline", True):
+            continue  # measured only at follow-up: no baseline score to predict return
         column = outcome_column(outcome["name"], design["baseline_month"])
         columns[column] = patients[column].astype(float)
         contrasts[column] = "per SD"

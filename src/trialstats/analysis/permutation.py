@@ -56,7 +56,7 @@ from trialstats.analysis.rows import (
     too_few_clusters,
 )
 from trialstats.data.io import read_table
-from trialstats.data.validate import TREATED
+from trialstats.data.validate import TREATED, baseline_month_of
 from trialstats.errors import TrialstatsError
 
 LABEL = "clustered permutation test (Gail et al. 1996)"
@@ -276,12 +276,11 @@ def permutation_analysis(
         binary = outcome.get("type", "continuous") == "binary"
         for month in design["followup_months"]:
             data = model_data(patients, outcome["name"], month, cluster=cluster,
-                              baseline_month=design["baseline_month"],
+                              baseline_month=baseline_month_of(outcome, design),
                               covariates=analysis["covariates"])
             base = {"outcome": outcome["name"], "month": month, "method": METHOD,
                     "n_patients": len(data.y), "n_clusters": data.n_clusters,
-                    "analysis": LABEL, **outcome_scale(patients, outcome,
-                                                       design["baseline_month"])}
+                    "analysis": LABEL, **outcome_scale(patients, outcome, design, month)}
             problem = too_few_clusters(data)
             if problem:
                 rows.append({**base, "converged": False,

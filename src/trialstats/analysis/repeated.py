@@ -37,10 +37,11 @@ from trialstats.analysis.rows import (
     frame,
     join_notes,
     outcome_scale,
+    scale_note,
     t_row,
 )
 from trialstats.contract import REPEATED_MEASURES
-from trialstats.data.validate import TREATED, outcome_column
+from trialstats.data.validate import TREATED, baseline_month_of, outcome_column
 from trialstats.errors import TrialstatsError
 
 __all__ = ["RepeatedData", "month_contrasts", "repeated_data", "repeated_measures_analysis"]
@@ -94,20 +95,21 @@ class RepeatedData:
 
 def repeated_data(
     patients: pd.DataFrame, outcome: str, months: list[int], *, cluster: str,
-    baseline_month: int, covariates: list[str],
+    baseline_month: int | None, covariates: list[str],
 ) -> RepeatedData:
     """Assemble the long-format repeated-measures model for ``outcome``.
 
-    Patients need the baseline score, every covariate and at least one of the follow-up
-    scores at ``months``; each contributes one observation per follow-up score observed.
+    Patients need the baseline score (unless ``baseline_month`` is None: no baseline term),
+    every covariate and at least one of the follow-up scores at ``months``; each contributes
+    one observation per follow-up score observed.
     """
-    baseline = outcome_column(outcome, baseline_month)
+    baseline = None if baseline_month is None else outcome_column(outcome, baseline_month)
     followups = [outcome_column(outcome, month) for month in months]
     keep = pd.Series(True, index=patients.index)
     excluded = {}
     for reason, missing in [
         (f"without any of {', '.join(followups)}", patients[followups].isna().all(axis=1)),
-        (f"without {baseline}", patients[baseline].isna()),
+        *([(f"without {baseline}", patients[baseline].isna())] if baseline else []),
         *[(f"without {c}", patients[c].isna()) for c in covariates],
     ]:
         excluded[reason] = int((keep & missing).sum())
@@ -155,13 +157,16 @@ def _outcome_rows(
     analysis: dict[str, Any],
 ) -> list[dict[str, Any]]:
     months = list(design["followup_months"])
-    base = {"outcome": outcome["name"], "analysis": REPEATED_MEASURES, "method": "satterthwaite",
-            **outcome_scale(patients, outcome, design["baseline_month"])}
+    base = {"outcome": outcome["name"], "analysis": REPEATED_MEASURES, "method": "satterthwaite"}
+
+    def scaled(month: int) -> dict[str, Any]:
+        return {**base, "month": month, **outcome_scale(patients, outcome, design, month)}
+
     if len(months) < 2:
-        return [{**base, "month": months[0], "converged": False,
+        return [{**scaled(months[0]), "converged": False,
                  "notes": "not estimable: repeated measures need at least two follow-up months"}]
     data = repeated_data(patients, outcome["name"], months, cluster=design["cluster"],
-                         baseline_month=design["baseline_month"],
+                         baseline_month=baseline_month_of(outcome, design),
                          covariates=analysis["covariates"])
     base |= {"n_patients": data.n_patients, "n_clusters": data.n_clusters}
     exclusions = data.exclusion_note()
@@ -174,7 +179,7 @@ def _outcome_rows(
         except TrialstatsError as error:
             problem = f"not estimable: {error}"
     if problem:
-        return [{**base, "month": month, "converged": False,
+        return [{**scaled(month), "converged": False,
                  "notes": join_notes(problem, exclusions)} for month in months]
     L = month_contrasts(data.columns, months)
     dfs = nested_satterthwaite_df(sums, fit, L)
@@ -193,9 +198,10 @@ def _outcome_rows(
     rows = []
     for month, contrast, df in zip(months, L, dfs, strict=True):
         rows.append(t_row(
-            {**base, "month": month, "var_cluster": fit.var_practice, "var_residual": within,
+            {**scaled(month), "var_cluster": fit.var_practice, "var_residual": within,
              "icc": fit.var_practice / (fit.var_practice + within), "converged": fit.converged,
-             "notes": join_notes(exclusions, described, *flags)},
+             "notes": join_notes(exclusions, described, *flags,
+                                 scale_note(outcome, design, month))},
             estimate=float(contrast @ fit.beta), se=float(np.sqrt(contrast @ fit.vcov @ contrast)),
             df=float(df), alpha=analysis["alpha"], higher_is_better=outcome["higher_is_better"],
         ))

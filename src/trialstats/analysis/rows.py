@@ -24,7 +24,7 @@ from trialstats.analysis.design import ModelData, model_data
 from trialstats.analysis.effects import baseline_sd, mcid_raw, mcid_verdict
 from trialstats.analysis.reml import ClusterSums, RemlFit, fit_reml
 from trialstats.contract import SENSITIVITY_COLUMNS
-from trialstats.data.validate import TREATED, outcome_column
+from trialstats.data.validate import TREATED, baseline_month_of, outcome_column
 from trialstats.errors import TrialstatsError
 
 
@@ -45,11 +45,25 @@ def chosen_outcomes(config: dict[str, Any], outcomes: list[str] | None) -> list[
 
 
 def outcome_scale(
-    patients: pd.DataFrame, outcome: dict[str, Any], baseline_month: int
+    patients: pd.DataFrame, outcome: dict[str, Any], design: dict[str, Any], month: int
 ) -> dict[str, float]:
-    """``sd_baseline`` and ``mcid`` (raw scale) of an outcome, exactly as the primary analysis."""
-    sd0 = baseline_sd(patients[outcome_column(outcome["name"], baseline_month)])
+    """``sd_baseline`` and ``mcid`` (raw scale) of an outcome at ``month``, exactly as the
+    primary analysis: the SD at baseline of all randomised patients (both arms pooled), or for
+    an outcome without baseline (``baseline: false``) the SD at ``month``
+    (:func:`scale_note` says so)."""
+    scale_month = baseline_month_of(outcome, design)
+    column = outcome_column(outcome["name"], month if scale_month is None else scale_month)
+    sd0 = baseline_sd(patients[column])
     return {"sd_baseline": sd0, "mcid": mcid_raw(outcome.get("mcid"), sd0)}
+
+
+def scale_note(outcome: dict[str, Any], design: dict[str, Any], month: int) -> str:
+    """For an outcome without baseline: that the model has no baseline term and the
+    standardised effect divides by the SD at ``month`` ("" otherwise)."""
+    if baseline_month_of(outcome, design) is not None:
+        return ""
+    return (f"no baseline measurement: not adjusted for baseline; sd_baseline and the "
+            f"standardised effect use the SD at month {month} (both arms pooled)")
 
 
 def join_notes(*notes: str) -> str:
@@ -134,6 +148,16 @@ def fit_or_problem(
         return sums, None, f"not estimable: {error}"
 
 
+def honest_status(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows that could not be estimated (``notes`` start "not estimable" or "skipped") get
+    an empty ``converged``: no fit was attempted, so "did not converge" would be untrue.
+    The table is returned unchanged when there are none."""
+    untried = table["notes"].fillna("").astype(str).str.startswith(("not estimable", "skipped"))
+    if not untried.any():
+        return table
+    return table.assign(converged=table["converged"].astype(object).where(~untried, None))
+
+
 def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Rows as a DataFrame with exactly :data:`~trialstats.contract.SENSITIVITY_COLUMNS`
     (absent fields NaN)."""
@@ -157,7 +181,7 @@ def each_outcome_month(
         for month in config["design"]["followup_months"]
         for row in outcome_rows(patients, outcome, month, config)
     ]
-    return pd.DataFrame(rows, columns=list(columns))
+    return honest_status(pd.DataFrame(rows, columns=list(columns)))
 
 
 @dataclass(frozen=True)
@@ -172,7 +196,8 @@ class Population:
         Row fields every analysis of it shares: ``outcome``, ``month``, ``n_patients``,
         ``n_clusters``, ``sd_baseline`` and ``mcid``.
     exclusions : str
-        The patients left out, by reason (:meth:`ModelData.exclusion_note`).
+        The patients left out, by reason (:meth:`ModelData.exclusion_note`), and for an
+        outcome without baseline how it is scaled (:func:`scale_note`).
     problem : str
         Why the arms cannot be compared (:func:`too_few_clusters`; "" when they can).
     """
@@ -189,10 +214,11 @@ def primary_population(
     """:class:`Population` of ``outcome`` at ``month`` with the configured covariates."""
     design = config["design"]
     data = model_data(patients, outcome["name"], month, cluster=design["cluster"],
-                      baseline_month=design["baseline_month"],
+                      baseline_month=baseline_month_of(outcome, design),
                       covariates=config["analysis"]["covariates"])
     base = {"outcome": outcome["name"], "month": month, "n_patients": len(data.y),
-            "n_clusters": data.n_clusters,
-            **outcome_scale(patients, outcome, design["baseline_month"])}
-    return Population(data=data, base=base, exclusions=data.exclusion_note(),
+            "n_clusters": data.n_clusters, **outcome_scale(patients, outcome, design, month)}
+    return Population(data=data, base=base,
+                      exclusions=join_notes(data.exclusion_note(),
+                                            scale_note(outcome, design, month)),
                       problem=too_few_clusters(data))

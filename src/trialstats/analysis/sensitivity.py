@@ -32,6 +32,7 @@ from trialstats.analysis.imputation import multiple_imputation
 from trialstats.analysis.permutation import permutation_analysis
 from trialstats.analysis.repeated import repeated_measures_analysis
 from trialstats.analysis.robust import cr2_analysis, gee_analysis
+from trialstats.analysis.rows import honest_status
 from trialstats.analysis.subgroups import subgroup_analysis
 from trialstats.contract import SENSITIVITY_COLUMNS
 from trialstats.errors import TrialstatsError
@@ -86,4 +87,6 @@ def run_analysis(
     analysis = ANALYSES[name]
     if name == "multiple-imputation":
         analysis = partial(_imputation, progress=progress)
-    return analysis(patients, config, outcomes).reindex(columns=list(SENSITIVITY_COLUMNS))
+    return honest_status(
+        analysis(patients, config, outcomes).reindex(columns=list(SENSITIVITY_COLUMNS))
+    )

@@ -42,11 +42,12 @@ from trialstats.analysis.rows import (
     fit_or_problem,
     join_notes,
     outcome_scale,
+    scale_note,
     t_row,
     too_few_clusters,
 )
 from trialstats.contract import subgroup_interaction_label, subgroup_label
-from trialstats.data.validate import TREATED, outcome_column
+from trialstats.data.validate import TREATED, baseline_month_of, outcome_column
 
 __all__ = ["interaction_f_test", "subgroup_analysis"]
 
@@ -110,7 +111,8 @@ def _outcome_rows(
     interaction_label = subgroup_interaction_label(variable)
     method = analysis["df_method"][0]
     base = {"outcome": name, "month": month, "method": method,
-            **outcome_scale(patients, outcome, design["baseline_month"])}
+            **outcome_scale(patients, outcome, design, month)}
+    baseline_month = baseline_month_of(outcome, design)
     if variable not in patients.columns:
         return [{**base, "analysis": interaction_label, "converged": False,
                  "notes": f"skipped: the subgroup variable '{variable}' is not a column of "
@@ -119,7 +121,8 @@ def _outcome_rows(
                                              analysis["covariates"] else [])]
     frame_ = patients.assign(**{variable: patients[variable].map(_level_text)
                                 .astype("string")})
-    needed = [outcome_column(name, month), outcome_column(name, design["baseline_month"]),
+    needed = [outcome_column(name, month),
+              *([] if baseline_month is None else [outcome_column(name, baseline_month)]),
               *covariates]
     analysable = frame_[needed].notna().all(axis=1)
     arms_per_level = frame_.loc[analysable].groupby(variable)[TREATED].nunique()
@@ -132,7 +135,7 @@ def _outcome_rows(
                    "one arm")
         frame_ = frame_.loc[~in_one_arm]
     data = model_data(frame_, name, month, cluster=design["cluster"],
-                      baseline_month=design["baseline_month"], covariates=covariates)
+                      baseline_month=baseline_month, covariates=covariates)
     levels = sorted(frame_.loc[analysable.loc[frame_.index], variable].unique())
     dummies = [f"{variable}[{level}]" for level in levels[1:]]
     treated = data.X[:, data.columns.index(TREATED)]
@@ -140,7 +143,7 @@ def _outcome_rows(
                                    for d in dummies]])
     columns = [*data.columns, *[f"{TREATED}:{d}" for d in dummies]]
     base |= {"n_patients": len(data.y), "n_clusters": data.n_clusters}
-    exclusions = join_notes(data.exclusion_note(), dropped)
+    exclusions = join_notes(data.exclusion_note(), dropped, scale_note(outcome, design, month))
     problem = too_few_clusters(data)
     if not problem and len(levels) < 2:
         problem = f"not estimable: fewer than two levels of {variable} in both arms"

@@ -61,6 +61,11 @@ def outcome_column(name: str, month: int) -> str:
     return f"{name}_m{month}"
 
 
+def baseline_month_of(outcome: dict[str, Any], design: dict[str, Any]) -> int | None:
+    """The month of ``outcome``'s baseline measurement, or None with ``baseline: false``."""
+    return design["baseline_month"] if outcome.get("baseline", True) else None
+
+
 def outcome_months(outcome: dict[str, Any], design: dict[str, Any]) -> list[int]:
     """Months at which ``outcome`` is measured: the baseline (unless ``baseline: false``),
     then the follow-up months."""

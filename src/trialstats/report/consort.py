@@ -51,9 +51,11 @@ def analysed_mask(patients: pd.DataFrame, config: dict[str, Any]) -> pd.Series:
     """Patients in the primary analysis of the first primary outcome at the primary month:
     outcome, its baseline and every adjustment covariate observed."""
     design = config["design"]
-    name = primary_outcome(config)["name"]
-    needed = [outcome_column(name, design["primary_month"]),
-              outcome_column(name, design["baseline_month"]),
+    outcome = primary_outcome(config)
+    name = outcome["name"]
+    baseline = [outcome_column(name, design["baseline_month"])] if outcome.get(
+        "baseline", True) else []
+    needed = [outcome_column(name, design["primary_month"]), *baseline,
               *config["analysis"]["covariates"]]
     return patients[needed].notna().all(axis=1)
 

@@ -23,7 +23,7 @@ import pandas as pd
 from scipy import stats
 
 from trialstats.contract import COLUMNS, check_columns
-from trialstats.data.validate import outcome_column
+from trialstats.data.validate import outcome_column, outcome_months
 from trialstats.report.disclosure import (
     small_cell,
     suppress_small_counts,
@@ -156,6 +156,8 @@ def baseline_summary(
         rows += _describe(patients[column], patients[arm], order, "patient", column,
                           variable_label(config, column))
     for outcome in config["outcomes"]:
+        if not outcome.get("baseline", True):
+            continue  # measured only at follow-up
         column = outcome_column(outcome["name"], design["baseline_month"])
         rows += _describe(patients[column], patients[arm], order, "patient", column,
                           outcome["label"])
@@ -261,10 +263,9 @@ def outcome_summary(patients: pd.DataFrame, config: dict[str, Any]) -> pd.DataFr
     design = config["design"]
     arm = design["arm"]
     order = arm_order(config, patients[arm])
-    months = [design["baseline_month"], *design["followup_months"]]
     rows = []
     for outcome in ordered_outcomes(config):
-        for month in months:
+        for month in outcome_months(outcome, design):
             values = patients[outcome_column(outcome["name"], month)]
             for label in order:
                 observed = values[patients[arm] == label].dropna()
