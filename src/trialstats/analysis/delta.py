@@ -69,7 +69,7 @@ from trialstats.data.validate import outcome_column
 from trialstats.errors import TrialstatsError
 
 __all__ = ["DELTA_COLUMNS", "TIPPING_COLUMNS", "delta_adjustment", "delta_rows",
-           "tipping_analysis", "tipping_points"]
+           "shifted_cells", "tipping_analysis", "tipping_points"]
 
 #: Columns of the delta-adjustment rows: the sensitivity columns plus ``delta``.
 DELTA_COLUMNS = (*SENSITIVITY_COLUMNS, "delta")
@@ -96,8 +96,16 @@ def _imputed(patients: pd.DataFrame, config: dict[str, Any]) -> ImputedTrial:
                         seed=settings["seed"])
 
 
-def _shifted_cells(trial: ImputedTrial, name: str, month: int, arm: str) -> np.ndarray:
-    """1.0 where the month's score of ``name`` was imputed in a shifted arm, else 0.0."""
+def shifted_cells(trial: ImputedTrial, name: str, month: int, arm: str) -> np.ndarray:
+    """Which completed scores the delta adjustment shifts.
+
+    Returns
+    -------
+    ndarray, shape (n,)
+        1.0 for the analysed patients of ``arm`` (``intervention``, ``control`` or ``both``)
+        whose month-``month`` score of outcome ``name`` was imputed, else 0.0; the adjusted
+        response of imputation *m* is ``trial.imputed[m, :, k] + delta * cells``.
+    """
     missing = trial.missing[:, trial.score_columns.index(outcome_column(name, month))]
     treated = trial.treated == 1.0
     in_arm = {"intervention": treated, "control": ~treated, "both": np.ones_like(treated)}[arm]
@@ -148,7 +156,7 @@ def delta_rows(
     for outcome in chosen_outcomes(config, outcomes):
         sd = trial.scales[outcome["name"]][0]
         for month in config["design"]["followup_months"]:
-            cells = _shifted_cells(trial, outcome["name"], month, arm)
+            cells = shifted_cells(trial, outcome["name"], month, arm)
             for delta in deltas:
                 raw = float(delta) * (sd if scale == "standardised" else 1.0)
                 row = pooled_row(trial, config, outcome, month, offset=raw * cells)
@@ -258,7 +266,7 @@ def tipping_points(
         if not outcome.get("primary", False):
             continue
         sd, mcid = trial.scales[outcome["name"]]
-        cells = _shifted_cells(trial, outcome["name"], month, arm)
+        cells = shifted_cells(trial, outcome["name"], month, arm)
         cache: dict[float, dict[str, Any]] = {}
 
         def evaluate(raw: float, outcome=outcome, cells=cells, cache=cache) -> dict[str, Any]:
