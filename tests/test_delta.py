@@ -32,6 +32,7 @@ from trialstats.cli import main
 from trialstats.config import load_config
 from trialstats.data.validate import load_trial
 from trialstats.errors import TrialstatsError
+from trialstats.report.tipping import tipping_figure, tipping_sentences
 
 ROOT = Path(__file__).resolve().parents[1]
 DELTA = ROOT / "tests" / "fixtures" / "delta"
@@ -280,3 +281,36 @@ def test_matching_delta_recovers_the_true_effect():
     assert abs(matching["bias"]) < 3.5 * matching["bias_mcse"]
     assert mar["bias"] > 3.5 * mar["bias_mcse"]
     assert by.loc["MAR (delta = 0)", "max_abs_diff_vs_mi"] == 0.0
+
+
+# --- report: figure and sentence --------------------------------------------------------------
+
+
+def test_tipping_figure_marks_the_tipping_deltas(crt, crt_trial, tipping):
+    config = crt[0]
+    rows = delta_rows(crt_trial, config, [0.0, -2.0, -4.0, -6.0, 2.0])
+    figure = tipping_figure(rows, tipping, "score", config)
+    ax = figure.axes[0]
+    vertical = sorted(line.get_xdata()[0] for line in ax.lines
+                      if line.get_linestyle() == "--")
+    np.testing.assert_allclose(vertical, sorted(tipping["delta"]))
+    curve = max(ax.lines, key=lambda line: len(line.get_xdata()))
+    np.testing.assert_allclose(curve.get_xdata(), sorted([*rows["delta"], *tipping["delta"]]))
+    assert "intervention arm" in ax.get_xlabel()
+    with pytest.raises(TrialstatsError, match="no delta-adjustment rows"):
+        tipping_figure(rows.iloc[:0], tipping.iloc[:0], "score", config)
+
+
+def test_one_sentence_per_primary_outcome(crt, tipping):
+    config = crt[0]
+    sentences = tipping_sentences(tipping, config)
+    assert list(sentences) == ["score"]
+    text = sentences["score"]
+    significance, verdict = tipping.iloc[0], tipping.iloc[1]
+    assert text.startswith(f"For score at 12 months (missing at random: "
+                           f"{significance['conclusion_mar']}; {verdict['conclusion_mar']})")
+    for row in (significance, verdict):
+        direction = "lower" if row["delta"] < 0 else "higher"
+        assert f"(to {row['conclusion_tipped']})" in text
+        assert f"outcome units {direction} than MAR predicts" in text
+    assert text.count(". ") == 0 and text.endswith(").")
