@@ -193,8 +193,10 @@ def _tipping(
     evaluate: Callable[[float], dict[str, Any]],
     conclusion: Callable[[dict[str, Any]], str],
     thresholds: list[float],
+    *,
     step: float,
     steps: int,
+    xtol: float,
 ) -> float:
     """Smallest-|delta| change of ``conclusion`` (raw units; NaN if none within the scan)."""
     start = conclusion(evaluate(0.0))
@@ -211,11 +213,11 @@ def _tipping(
                     if g_near * g_far <= 0 and g_near != g_far:
                         roots.append(optimize.brentq(
                             lambda d, b=bound, v=level: evaluate(d)[b] - v, near, far,
-                            xtol=_XTOL * step, rtol=4 * np.finfo(float).eps))
+                            xtol=xtol, rtol=4 * np.finfo(float).eps))
             # the first crossing after which the conclusion differs; a bound crossing a
             # threshold twice within one step is not resolved (the step end is returned)
             return next((root for root in sorted(roots, key=abs)
-                         if conclusion(evaluate(root + sign * _XTOL * step)) != start), far)
+                         if conclusion(evaluate(root + 4 * sign * xtol)) != start), far)
     return float("nan")
 
 
@@ -251,7 +253,8 @@ def tipping_points(
         in the unit of ``delta_scale`` (NaN when the conclusion holds over the whole scan, or
         for the verdict when no MCID is configured); ``estimate, ci_low, ci_high, p_value`` the
         pooled delta-adjusted analysis at that shift; ``conclusion_mar`` the conclusion at
-        delta = 0 and ``conclusion_tipped`` just beyond the tipping shift; ``notes`` the arm,
+        delta = 0 and ``conclusion_tipped`` just beyond the tipping shift (4 ``xtol`` further
+        from 0); ``notes`` the arm,
         the scale and the search.
 
     Notes
@@ -289,14 +292,15 @@ def tipping_points(
                 out.append({**base, "delta": np.nan, "conclusion_tipped": "",
                             "notes": "no MCID configured"})
                 continue
-            raw = _tipping(evaluate, conclusion, thresholds, step * sd, int(limit / step))
+            raw = _tipping(evaluate, conclusion, thresholds, step=step * sd,
+                           steps=round(limit / step), xtol=_XTOL * sd)
             if np.isnan(raw):
                 out.append({**base, "delta": np.nan, "conclusion_tipped": "", "notes":
                             f"{how}; the conclusion holds for |delta| up to {limit:g} "
                             f"baseline SD"})
                 continue
             at = evaluate(raw)
-            tipped = conclusion(evaluate(raw + np.sign(raw) * _XTOL * step * sd))
+            tipped = conclusion(evaluate(raw + 4 * np.sign(raw) * _XTOL * sd))
             out.append({**base, "delta": raw / unit, "estimate": at["estimate"],
                         "ci_low": at["ci_low"], "ci_high": at["ci_high"],
                         "p_value": at["p_value"], "conclusion_tipped": tipped,
