@@ -91,20 +91,23 @@ import pandas as pd
 from scipy import sparse, stats
 from threadpoolctl import threadpool_limits
 
-from trialstats.analysis.design import model_data
-from trialstats.analysis.effects import baseline_sd, mcid_raw, mcid_verdict
+from trialstats.analysis.design import ModelData, model_data
+from trialstats.analysis.effects import mcid_verdict
 from trialstats.analysis.inference import contrast_test
 from trialstats.analysis.reml import ClusterSums, fit_reml
-from trialstats.analysis.rows import chosen_outcomes
+from trialstats.analysis.rows import chosen_outcomes, outcome_scale, scale_note
 from trialstats.contract import COLUMNS, imputation_label
-from trialstats.data.validate import TREATED, outcome_column
+from trialstats.data.validate import TREATED, outcome_column, outcome_months
 from trialstats.errors import TrialstatsError
 
 __all__ = [
     "IMPUTATION_COLUMNS",
+    "ImputedTrial",
     "PooledEstimate",
     "impute_chained",
+    "impute_trial",
     "multiple_imputation",
+    "pooled_row",
     "rubin_pool",
 ]
 
@@ -407,6 +410,167 @@ def _draw_column(
     state.update(target, unobserved, fitted + sigma[:, None] * z[:, n_pred + n_clusters:])
 
 
+@dataclass(frozen=True)
+class ImputedTrial:
+    """The completed datasets of one multiple imputation, ready to be analysed.
+
+    Attributes
+    ----------
+    imputed : ndarray, shape (M, n, K)
+        Completed scores of the analysed patients (complete covariates), columns
+        ``score_columns``.
+    missing : ndarray of bool, shape (n, K)
+        True where the score was missing, i.e. imputed.
+    score_columns : list of str
+        Every outcome at every month, in configuration order.
+    frame : ModelData
+        The primary design of those patients without a baseline column (each outcome's
+        imputed baseline is put in as the third column when it is analysed).
+    scales : dict
+        (outcome name, month) → ``{"sd_baseline", "mcid"}`` on the raw scale, as the primary
+        analysis (:func:`trialstats.analysis.rows.outcome_scale`).
+    note : str
+        How the data were imputed, for the rows' ``notes``.
+    """
+
+    imputed: np.ndarray
+    missing: np.ndarray
+    score_columns: list[str]
+    frame: ModelData
+    scales: dict[tuple[str, int], dict[str, float]]
+    note: str
+
+    @property
+    def treated(self) -> np.ndarray:
+        """The intervention indicator of each analysed patient, shape (n,)."""
+        return self.frame.X[:, self.frame.columns.index(TREATED)]
+
+
+def impute_trial(
+    patients: pd.DataFrame,
+    config: dict[str, Any],
+    *,
+    imputations: int = 20,
+    seed: int,
+    iterations: int = ITERATIONS,
+    progress: Callable[[int], None] | None = None,
+) -> ImputedTrial:
+    """Impute every configured outcome at every month (the model of the module docstring).
+
+    Parameters are those of :func:`multiple_imputation`; the imputation does not depend on
+    which outcomes are later analysed.
+    """
+    design, analysis = config["design"], config["analysis"]
+    covariates = list(analysis["covariates"])
+    known = [o["name"] for o in config["outcomes"]]
+    months = sorted({m for o in config["outcomes"] for m in outcome_months(o, design)})
+    score_columns = [outcome_column(o["name"], m) for o in config["outcomes"]
+                     for m in outcome_months(o, design)]
+
+    # The primary design with every score present, so only missing covariates exclude.
+    placeholder = patients.copy()
+    placeholder[score_columns] = 0.0
+    frame = model_data(placeholder, known[0], design["followup_months"][0],
+                       cluster=design["cluster"], baseline_month=None, covariates=covariates)
+    kept = pd.Series(True, index=patients.index)
+    for name in covariates:
+        kept &= patients[name].notna()
+    values = patients.loc[kept, score_columns].to_numpy(dtype=float)
+    imputed = impute_chained(
+        values, np.delete(frame.X, [0], axis=1), frame.cluster_codes,
+        imputations=imputations, iterations=iterations, seed=seed, progress=progress,
+    )
+    scales = {(o["name"], month): outcome_scale(patients, o, design, month)
+              for o in config["outcomes"] for month in design["followup_months"]}
+    note = (f"chained-equations imputation (two-level Bayesian linear regression, "
+            f"random practice intercept) of all {len(known)} outcomes at months "
+            f"{', '.join(str(m) for m in months)}, {iterations} iterations")
+    return ImputedTrial(imputed=imputed, missing=np.isnan(values), score_columns=score_columns,
+                        frame=frame, scales=scales, note=note)
+
+
+def pooled_row(
+    trial: ImputedTrial,
+    config: dict[str, Any],
+    outcome: dict[str, Any],
+    month: int,
+    offset: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """The primary model fitted to every completed dataset and pooled: one result row.
+
+    Parameters
+    ----------
+    trial : ImputedTrial
+        From :func:`impute_trial`.
+    config : dict
+        The validated configuration (``design``, ``analysis``).
+    outcome : dict
+        The configured outcome entry.
+    month : int
+        Follow-up month.
+    offset : ndarray, shape (n,), optional
+        Added to the completed follow-up score of every imputation before the fit (e.g. a
+        delta adjustment of imputed values); None fits the completed data as they are.
+
+    Returns
+    -------
+    dict
+        The row described in :func:`multiple_imputation`.
+    """
+    design, analysis = config["design"], config["analysis"]
+    alpha, method = float(analysis["alpha"]), analysis["df_method"][0]
+    frame, name = trial.frame, outcome["name"]
+    imputations = trial.imputed.shape[0]
+    X = np.array(np.broadcast_to(frame.X, (imputations, *frame.X.shape)), order="C")
+    if outcome.get("baseline", True):  # the imputed baseline after intercept and arm
+        base_index = trial.score_columns.index(outcome_column(name, design["baseline_month"]))
+        X = np.insert(X, 2, trial.imputed[:, :, base_index], axis=2)
+    contrast = np.zeros(X.shape[2])
+    contrast[frame.columns.index(TREATED)] = 1.0
+    response = trial.imputed[:, :, trial.score_columns.index(outcome_column(name, month))]
+    if offset is not None:
+        response = response + offset
+    scale = trial.scales[(name, month)]
+    sd0, mcid = scale["sd_baseline"], scale["mcid"]
+    notes = [trial.note]
+    sums = ClusterSums.from_data(response, X, frame.cluster_codes, frame.n_clusters)
+    fit = fit_reml(sums)
+    test = contrast_test(sums, fit, contrast, method)
+    pooled = rubin_pool(test.estimate, np.asarray(test.se) ** 2, np.mean(test.df))
+    estimate, se, df = float(pooled.estimate), float(pooled.se), float(pooled.df)
+    half = stats.t.ppf(1 - alpha / 2, df) * se
+    low, high = estimate - half, estimate + half
+    var_cluster = np.asarray(fit.var_cluster)
+    var_residual = np.asarray(fit.var_residual)
+    notes.append(f"FMI {float(pooled.fmi):.3f}, relative increase in variance "
+                 f"{float(pooled.riv):.3f}")
+    notes.append("variance components and ICC averaged over imputations; "
+                 "ICC CI not computed")
+    boundary = int(np.sum(fit.boundary))
+    if boundary:
+        notes.append(f"practice variance at 0 in {boundary} of {imputations} "
+                     "imputed datasets")
+    if not np.all(fit.converged):
+        notes.append(f"REML did not converge in {int(np.sum(~fit.converged))} of "
+                     f"{imputations} imputed datasets; estimates are unreliable")
+    notes += [n for n in (frame.exclusion_note(), scale_note(outcome, design, month)) if n]
+    return {
+        "outcome": name, "month": month, "method": method, "n_patients": len(frame.y),
+        "n_clusters": frame.n_clusters, "estimate": estimate, "se": se, "df": df,
+        "ci_low": low, "ci_high": high,
+        "p_value": float(2 * stats.t.sf(abs(estimate) / se, df)),
+        "var_cluster": float(var_cluster.mean()),
+        "var_residual": float(var_residual.mean()),
+        "icc": float(np.mean(var_cluster / (var_cluster + var_residual))),
+        "icc_ci_low": np.nan, "icc_ci_high": np.nan, "sd_baseline": sd0,
+        "effect_size": estimate / sd0, "es_ci_low": low / sd0, "es_ci_high": high / sd0,
+        "mcid": mcid,
+        "mcid_verdict": mcid_verdict(low, high, mcid, outcome["higher_is_better"]),
+        "converged": bool(np.all(fit.converged)), "notes": "; ".join(notes),
+        "analysis": imputation_label(imputations), "fmi": float(pooled.fmi),
+        "riv": float(pooled.riv),
+    }
+
 def multiple_imputation(
     patients: pd.DataFrame,
     config: dict[str, Any],
@@ -457,84 +621,9 @@ def multiple_imputation(
     The imputation model, the draws and the pooling are stated in the module docstring
     (van Buuren 2018; Rubin 1987; Barnard & Rubin 1999; Andridge 2011).
     """
-    design, analysis = config["design"], config["analysis"]
-    cluster, baseline_month = design["cluster"], design["baseline_month"]
-    covariates, alpha = list(analysis["covariates"]), float(analysis["alpha"])
-    method = analysis["df_method"][0]
-    known = [o["name"] for o in config["outcomes"]]
-    reported = chosen_outcomes(config, outcomes)
-    months = [baseline_month, *design["followup_months"]]
-    score_columns = [outcome_column(o, m) for o in known for m in months]
-
-    # The primary design with every score present, so only missing covariates exclude.
-    placeholder = patients.copy()
-    placeholder[score_columns] = 0.0
-    frame = model_data(placeholder, known[0], months[1], cluster=cluster,
-                       baseline_month=baseline_month, covariates=covariates)
-    kept = pd.Series(True, index=patients.index)
-    for name in covariates:
-        kept &= patients[name].notna()
-    rows = patients.loc[kept]
-    n_kept = len(rows)
-    base_position = frame.columns.index(outcome_column(known[0], baseline_month))
-    excluded = frame.exclusion_note()
-    imputed = impute_chained(
-        rows[score_columns].to_numpy(dtype=float),
-        np.delete(frame.X, [0, base_position], axis=1), frame.cluster_codes,
-        imputations=imputations, iterations=iterations, seed=seed, progress=progress,
-    )
-    label = imputation_label(imputations)
-    contrast = np.zeros(len(frame.columns))
-    contrast[frame.columns.index(TREATED)] = 1.0
-    out = []
-    for outcome in reported:
-        name = outcome["name"]
-        base_index = score_columns.index(outcome_column(name, baseline_month))
-        sd0 = baseline_sd(patients[outcome_column(name, baseline_month)])
-        mcid = mcid_raw(outcome.get("mcid"), sd0)
-        X = np.array(np.broadcast_to(frame.X, (imputations, *frame.X.shape)), order="C")
-        X[:, :, base_position] = imputed[:, :, base_index]
-        for month in design["followup_months"]:
-            index = score_columns.index(outcome_column(name, month))
-            notes = [f"chained-equations imputation (two-level Bayesian linear regression, "
-                     f"random practice intercept) of all {len(known)} outcomes at months "
-                     f"{', '.join(str(m) for m in months)}, {iterations} iterations"]
-            sums = ClusterSums.from_data(imputed[:, :, index], X, frame.cluster_codes,
-                                         frame.n_clusters)
-            fit = fit_reml(sums)
-            test = contrast_test(sums, fit, contrast, method)
-            pooled = rubin_pool(test.estimate, np.asarray(test.se) ** 2, np.mean(test.df))
-            estimate, se, df = float(pooled.estimate), float(pooled.se), float(pooled.df)
-            half = stats.t.ppf(1 - alpha / 2, df) * se
-            low, high = estimate - half, estimate + half
-            var_cluster = np.asarray(fit.var_cluster)
-            var_residual = np.asarray(fit.var_residual)
-            notes.append(f"FMI {float(pooled.fmi):.3f}, relative increase in variance "
-                         f"{float(pooled.riv):.3f}")
-            notes.append("variance components and ICC averaged over imputations; "
-                         "ICC CI not computed")
-            boundary = int(np.sum(fit.boundary))
-            if boundary:
-                notes.append(f"practice variance at 0 in {boundary} of {imputations} "
-                             "imputed datasets")
-            if not np.all(fit.converged):
-                notes.append(f"REML did not converge in {int(np.sum(~fit.converged))} of "
-                             f"{imputations} imputed datasets; estimates are unreliable")
-            if excluded:
-                notes.append(excluded)
-            out.append({
-                "outcome": name, "month": month, "method": method, "n_patients": n_kept,
-                "n_clusters": frame.n_clusters, "estimate": estimate, "se": se, "df": df,
-                "ci_low": low, "ci_high": high,
-                "p_value": float(2 * stats.t.sf(abs(estimate) / se, df)),
-                "var_cluster": float(var_cluster.mean()),
-                "var_residual": float(var_residual.mean()),
-                "icc": float(np.mean(var_cluster / (var_cluster + var_residual))),
-                "icc_ci_low": np.nan, "icc_ci_high": np.nan, "sd_baseline": sd0,
-                "effect_size": estimate / sd0, "es_ci_low": low / sd0, "es_ci_high": high / sd0,
-                "mcid": mcid,
-                "mcid_verdict": mcid_verdict(low, high, mcid, outcome["higher_is_better"]),
-                "converged": bool(np.all(fit.converged)), "notes": "; ".join(notes),
-                "analysis": label, "fmi": float(pooled.fmi), "riv": float(pooled.riv),
-            })
+    chosen = chosen_outcomes(config, outcomes)
+    trial = impute_trial(patients, config, imputations=imputations, seed=seed,
+                         iterations=iterations, progress=progress)
+    out = [pooled_row(trial, config, outcome, month) for outcome in chosen
+           for month in config["design"]["followup_months"]]
     return pd.DataFrame(out, columns=list(IMPUTATION_COLUMNS))

@@ -13,6 +13,9 @@ primary columns (:data:`trialstats.contract.COLUMNS`) plus ``analysis``:
 - ``gee`` — exchangeable GEE with Mancl–DeRouen and Kauermann–Carroll corrected sandwich
   variances, t on J − 2 df, and ``cr2`` — baseline-adjusted OLS with CR2 cluster-robust SEs
   and Bell–McCaffrey df (:mod:`trialstats.analysis.robust`);
+- ``delta-adjustment`` — the imputations of ``multiple-imputation`` with the imputed follow-up
+  scores of one arm shifted by each delta of ``sensitivity.delta`` (missing not at random),
+  one row per delta with an extra ``delta`` column (:mod:`trialstats.analysis.delta`);
 - ``subgroups`` — arm × subgroup interaction and effects within subgroups, exploratory
   (:mod:`trialstats.analysis.subgroups`);
 - ``permutation-test`` — clustered permutation test on covariate-adjusted practice residuals
@@ -28,6 +31,7 @@ from typing import Any
 import pandas as pd
 
 from trialstats.analysis.cluster_level import cluster_level_analysis
+from trialstats.analysis.delta import DELTA_COLUMNS, delta_adjustment
 from trialstats.analysis.imputation import multiple_imputation
 from trialstats.analysis.permutation import permutation_analysis
 from trialstats.analysis.repeated import repeated_measures_analysis
@@ -58,6 +62,7 @@ def _subgroups(patients: pd.DataFrame, config: dict[str, Any], outcomes: list[st
 #: Every sensitivity analysis by its configuration name.
 ANALYSES: dict[str, Analysis] = {
     "multiple-imputation": _imputation,
+    "delta-adjustment": delta_adjustment,
     "repeated-measures": repeated_measures_analysis,
     "cluster-level": cluster_level_analysis,
     "gee": gee_analysis,
@@ -78,7 +83,9 @@ def run_analysis(
 
     Returns exactly :data:`~trialstats.contract.SENSITIVITY_COLUMNS`, so that every
     analysis stacks into one ``sensitivity.csv``; analysis-specific figures (e.g. the fraction
-    of missing information of multiple imputation) are in ``notes``.
+    of missing information of multiple imputation) are in ``notes``. The exception is
+    ``delta-adjustment``, whose rows add the ``delta`` column
+    (:data:`~trialstats.analysis.delta.DELTA_COLUMNS`).
     """
     if name not in ANALYSES:
         raise TrialstatsError(
@@ -87,6 +94,5 @@ def run_analysis(
     analysis = ANALYSES[name]
     if name == "multiple-imputation":
         analysis = partial(_imputation, progress=progress)
-    return honest_status(
-        analysis(patients, config, outcomes).reindex(columns=list(SENSITIVITY_COLUMNS))
-    )
+    columns = DELTA_COLUMNS if name == "delta-adjustment" else SENSITIVITY_COLUMNS
+    return honest_status(analysis(patients, config, outcomes).reindex(columns=list(columns)))

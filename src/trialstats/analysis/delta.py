@@ -1,0 +1,317 @@
+r"""Delta-adjusted multiple imputation and the tipping point: departures from missing at random.
+
+Model
+-----
+Multiple imputation (:mod:`trialstats.analysis.imputation`) assumes the follow-up scores are
+missing at random (MAR): a patient without the month-*t* score is imputed from the scores and
+covariates observed for them, as if they resembled the patients who stayed. The delta adjustment
+is the pattern-mixture departure from it (Carpenter & Kenward 2013, *Multiple Imputation and its
+Application*, ch. 10; Ratitch, O'Kelly & Tosiello 2013, *Pharm Stat* 12:337): for patient *i* in
+arm :math:`a` with :math:`R_{it} = 0` (score missing),
+
+.. math::
+
+    y_{it} \mid (\text{observed data}, R_{it} = 0) \;=\;
+        y_{it}^{\mathrm{MAR}} + \delta\, I(a \in \mathcal A),
+
+so the missing scores of the arms in :math:`\mathcal A` (``delta_arm``: the intervention arm,
+the control arm or both) are on average :math:`\delta` higher than MAR predicts
+(:math:`\delta < 0`: lower). :math:`\delta` is given on the outcome's own scale (``raw``) or in
+multiples of its baseline SD (``standardised``; the SD of :mod:`trialstats.analysis.effects`).
+Each of the *M* completed datasets of the MAR imputation (the same draws and seed as
+``multiple-imputation``) has :math:`\delta` added to its imputed month-*t* scores in those arms
+and only there; the primary model is fitted to each and the results pooled by Rubin's rules with
+Barnard–Rubin df, exactly as :func:`~trialstats.analysis.imputation.multiple_imputation`. At
+:math:`\delta = 0` the rows equal the MAR rows number for number.
+
+The shift is applied once, after the chained equations have converged ("delta adjustment after
+MAR imputation"), not inside them as mice's ``mnar.norm`` and SAS ``MNAR ADJUST`` do, where
+the later visits of the cycle condition on already shifted values. We chose it because (i) the
+primary model has one imputed score, the month-*t* follow-up, as its response, and its baseline
+covariate is imputed from every score; shifting inside the chain would change the imputed
+baselines and the other months as well, so :math:`\delta` would no longer be the one stated
+departure for the analysed score; (ii) every :math:`\delta` then reuses the same *M* completed
+datasets, so the rows for different :math:`\delta` differ only by :math:`\delta`, :math:`\delta
+= 0` is exactly MAR, and the tipping point is a deterministic root search rather than a fresh
+imputation per trial value. When only the follow-up score is missing (complete baseline, one
+follow-up month) the two coincide in distribution; ``tests/fixtures/delta`` checks agreement with
+``mnar.norm`` there.
+
+Tipping point
+-------------
+For a primary outcome at the primary month, let :math:`L(\delta), U(\delta)` be the pooled
+:math:`100(1 - \alpha)\%` interval. The conclusion is (a) significance, :math:`p < \alpha \iff 0
+\notin [L, U]`, and (b) the MCID verdict of :func:`trialstats.analysis.effects.mcid_verdict`;
+both change only where :math:`L` or :math:`U` crosses one of :math:`\{0\}` or :math:`\{-m, +m\}`
+(*m* the MCID). The tipping point of a criterion is the :math:`\delta` of smallest
+:math:`|\delta|` at which it differs from its value at :math:`\delta = 0`: the two directions
+are scanned outward together in steps of ``step`` baseline SDs up to ``limit`` SDs, and the first
+step whose conclusion differs is narrowed by Brent's method on the crossing bound (``xtol`` =
+:math:`10^{-6}` baseline SD), refitting the primary model to the shifted datasets at every
+evaluation. The pooled estimate is very nearly linear in :math:`\delta` (exactly so for fixed
+variance components), so each crossing is a simple root. A conclusion that does not change
+within ``limit`` SDs is reported with ``delta`` NaN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import optimize
+
+from trialstats.analysis.effects import mcid_verdict
+from trialstats.analysis.imputation import ImputedTrial, impute_trial, pooled_row
+from trialstats.analysis.rows import SENSITIVITY_COLUMNS, chosen_outcomes
+from trialstats.data.validate import outcome_column
+from trialstats.errors import TrialstatsError
+
+__all__ = ["DELTA_COLUMNS", "TIPPING_COLUMNS", "delta_adjustment", "delta_rows",
+           "shifted_cells", "tipping_analysis", "tipping_points"]
+
+#: Columns of the delta-adjustment rows: the sensitivity columns plus ``delta``.
+DELTA_COLUMNS = (*SENSITIVITY_COLUMNS, "delta")
+#: Columns of the tipping-point table.
+TIPPING_COLUMNS = ("outcome", "month", "criterion", "delta", "estimate", "ci_low", "ci_high",
+                   "p_value", "conclusion_mar", "conclusion_tipped", "notes")
+ARMS = ("intervention", "control", "both")
+SCALES = ("raw", "standardised")
+ANALYSIS = "delta-adjustment"
+_XTOL = 1e-6
+
+
+def _check(arm: str, scale: str) -> None:
+    if arm not in ARMS or scale not in SCALES:
+        raise TrialstatsError(
+            f"the delta adjustment shifts arm {', '.join(ARMS)} on scale {', '.join(SCALES)}; "
+            f"got arm {arm!r} and scale {scale!r}.")
+
+
+def _imputed(patients: pd.DataFrame, config: dict[str, Any]) -> ImputedTrial:
+    """The MAR imputation of ``multiple-imputation`` (same imputations and seed)."""
+    settings = config["sensitivity"]
+    return impute_trial(patients, config, imputations=settings["imputations"],
+                        seed=settings["seed"])
+
+
+def shifted_cells(trial: ImputedTrial, name: str, month: int, arm: str) -> np.ndarray:
+    """Which completed scores the delta adjustment shifts.
+
+    Returns
+    -------
+    ndarray, shape (n,)
+        1.0 for the analysed patients of ``arm`` (``intervention``, ``control`` or ``both``)
+        whose month-``month`` score of outcome ``name`` was imputed, else 0.0; the adjusted
+        response of imputation *m* is ``trial.imputed[m, :, k] + delta * cells``.
+    """
+    missing = trial.missing[:, trial.score_columns.index(outcome_column(name, month))]
+    treated = trial.treated == 1.0
+    in_arm = {"intervention": treated, "control": ~treated, "both": np.ones_like(treated)}[arm]
+    return (missing & in_arm).astype(float)
+
+
+def _unit(scale: str, sd: float, delta: float) -> str:
+    if scale == "raw":
+        return f"{delta:g} (outcome scale)"
+    return f"{delta:g} baseline SD (= {delta * sd:.4g} on the outcome scale)"
+
+
+def delta_rows(
+    trial: ImputedTrial,
+    config: dict[str, Any],
+    deltas: list[float],
+    *,
+    arm: str = "intervention",
+    scale: str = "raw",
+    outcomes: list[str] | None = None,
+) -> pd.DataFrame:
+    """Delta-adjusted analyses of completed datasets: one row per outcome × month × delta.
+
+    Parameters
+    ----------
+    trial : ImputedTrial
+        The MAR imputation (:func:`trialstats.analysis.imputation.impute_trial`).
+    config : dict
+        The validated configuration.
+    deltas : list of float
+        The shifts, in the unit of ``scale``.
+    arm : {"intervention", "control", "both"}
+        Whose imputed scores are shifted.
+    scale : {"raw", "standardised"}
+        ``raw``: outcome units; ``standardised``: multiples of the outcome's baseline SD.
+    outcomes : list of str, optional
+        Outcomes to report (default all).
+
+    Returns
+    -------
+    DataFrame
+        :data:`DELTA_COLUMNS`: the columns and meanings of the multiple-imputation rows, with
+        ``analysis`` = ``"delta-adjustment"``, ``delta`` the shift in the unit of ``scale``, and
+        the shift, the arm and the number of shifted scores first in ``notes``.
+    """
+    _check(arm, scale)
+    out = []
+    for outcome in chosen_outcomes(config, outcomes):
+        for month in config["design"]["followup_months"]:
+            sd = trial.scales[(outcome["name"], month)]["sd_baseline"]
+            cells = shifted_cells(trial, outcome["name"], month, arm)
+            for delta in deltas:
+                raw = float(delta) * (sd if scale == "standardised" else 1.0)
+                row = pooled_row(trial, config, outcome, month, offset=raw * cells)
+                note = (f"delta adjustment: {_unit(scale, sd, float(delta))} added to the "
+                        f"{int(cells.sum())} imputed month-{month} scores of the {arm} "
+                        f"{'arms' if arm == 'both' else 'arm'}")
+                out.append({**row, "analysis": ANALYSIS, "delta": float(delta),
+                            "notes": f"{note}; {row['notes']}"})
+    return pd.DataFrame(out, columns=list(DELTA_COLUMNS))
+
+
+def delta_adjustment(
+    patients: pd.DataFrame, config: dict[str, Any], outcomes: list[str] | None = None
+) -> pd.DataFrame:
+    """The ``delta-adjustment`` sensitivity analysis as configured (see :func:`delta_rows`).
+
+    Uses ``sensitivity.delta``, ``delta_arm``, ``delta_scale``, ``imputations`` and ``seed``:
+    the imputations are those of ``multiple-imputation``.
+    """
+    settings = config["sensitivity"]
+    return delta_rows(_imputed(patients, config), config, settings["delta"],
+                      arm=settings["delta_arm"], scale=settings["delta_scale"],
+                      outcomes=outcomes)
+
+
+def _conclusion(criterion: str, row: dict[str, Any], alpha: float,
+                higher_is_better: bool) -> str:
+    if criterion == "significance":
+        return "significant" if row["p_value"] < alpha else "not significant"
+    return mcid_verdict(row["ci_low"], row["ci_high"], row["mcid"], higher_is_better)
+
+
+def _tipping(
+    evaluate: Callable[[float], dict[str, Any]],
+    conclusion: Callable[[dict[str, Any]], str],
+    thresholds: list[float],
+    *,
+    step: float,
+    steps: int,
+    xtol: float,
+) -> float:
+    """Smallest-|delta| change of ``conclusion`` (raw units; NaN if none within the scan)."""
+    start = conclusion(evaluate(0.0))
+    for k in range(1, steps + 1):
+        for sign in (-1.0, 1.0):
+            near, far = sign * (k - 1) * step, sign * k * step
+            if conclusion(evaluate(far)) == start:
+                continue
+            roots = []
+            for bound in ("ci_low", "ci_high"):
+                for level in thresholds:
+                    g_near = evaluate(near)[bound] - level
+                    g_far = evaluate(far)[bound] - level
+                    if g_near * g_far <= 0 and g_near != g_far:
+                        roots.append(optimize.brentq(
+                            lambda d, b=bound, v=level: evaluate(d)[b] - v, near, far,
+                            xtol=xtol, rtol=4 * np.finfo(float).eps))
+            # the first crossing after which the conclusion differs; a bound crossing a
+            # threshold twice within one step is not resolved (the step end is returned)
+            return next((root for root in sorted(roots, key=abs)
+                         if conclusion(evaluate(root + 4 * sign * xtol)) != start), far)
+    return float("nan")
+
+
+def tipping_points(
+    trial: ImputedTrial,
+    config: dict[str, Any],
+    *,
+    arm: str = "intervention",
+    scale: str = "raw",
+    limit: float = 5.0,
+    step: float = 0.25,
+) -> pd.DataFrame:
+    """The tipping point of each primary outcome at the primary month.
+
+    Parameters
+    ----------
+    trial : ImputedTrial
+        The MAR imputation (:func:`trialstats.analysis.imputation.impute_trial`).
+    config : dict
+        The validated configuration (``design.primary_month``, the primary outcomes,
+        ``analysis.alpha``).
+    arm, scale : str
+        Whose imputed scores are shifted, and the unit of the reported delta, as in
+        :func:`delta_rows`.
+    limit, step : float
+        The scan reaches ±``limit`` baseline SDs in steps of ``step`` SDs (module notes).
+
+    Returns
+    -------
+    DataFrame
+        :data:`TIPPING_COLUMNS`, two rows per primary outcome: ``criterion`` is
+        ``significance`` (p crosses alpha) or ``mcid verdict``; ``delta`` the tipping shift
+        in the unit of ``delta_scale`` (NaN when the conclusion holds over the whole scan, or
+        for the verdict when no MCID is configured); ``estimate, ci_low, ci_high, p_value`` the
+        pooled delta-adjusted analysis at that shift; ``conclusion_mar`` the conclusion at
+        delta = 0 and ``conclusion_tipped`` just beyond the tipping shift (4 ``xtol`` further
+        from 0); ``notes`` the arm,
+        the scale and the search.
+
+    Notes
+    -----
+    See the module docstring; the roots are reproducible to :math:`10^{-6}` baseline SD.
+    """
+    _check(arm, scale)
+    month = config["design"]["primary_month"]
+    alpha = float(config["analysis"]["alpha"])
+    out = []
+    for outcome in config["outcomes"]:
+        if not outcome.get("primary", False):
+            continue
+        scale_ = trial.scales[(outcome["name"], month)]
+        sd, mcid = scale_["sd_baseline"], scale_["mcid"]
+        cells = shifted_cells(trial, outcome["name"], month, arm)
+        cache: dict[float, dict[str, Any]] = {}
+
+        def evaluate(raw: float, outcome=outcome, cells=cells, cache=cache) -> dict[str, Any]:
+            if raw not in cache:
+                cache[raw] = pooled_row(trial, config, outcome, month, offset=raw * cells)
+            return cache[raw]
+
+        unit = 1.0 if scale == "raw" else sd
+        for criterion, thresholds in (("significance", [0.0]),
+                                      ("mcid verdict", [-mcid, mcid])):
+            def conclusion(row, criterion=criterion, outcome=outcome):
+                return _conclusion(criterion, row, alpha, outcome["higher_is_better"])
+
+            base = {"outcome": outcome["name"], "month": month, "criterion": criterion,
+                    "conclusion_mar": conclusion(evaluate(0.0))}
+            how = (f"imputed month-{month} scores of the {arm} "
+                   f"{'arms' if arm == 'both' else 'arm'} shifted; delta in "
+                   f"{'outcome units' if scale == 'raw' else 'baseline SDs'}")
+            if not np.isfinite(mcid) and criterion == "mcid verdict":
+                out.append({**base, "delta": np.nan, "conclusion_tipped": "",
+                            "notes": "no MCID configured"})
+                continue
+            raw = _tipping(evaluate, conclusion, thresholds, step=step * sd,
+                           steps=round(limit / step), xtol=_XTOL * sd)
+            if np.isnan(raw):
+                out.append({**base, "delta": np.nan, "conclusion_tipped": "", "notes":
+                            f"{how}; the conclusion holds for |delta| up to {limit:g} "
+                            f"baseline SD"})
+                continue
+            at = evaluate(raw)
+            tipped = conclusion(evaluate(raw + 4 * np.sign(raw) * _XTOL * sd))
+            out.append({**base, "delta": raw / unit, "estimate": at["estimate"],
+                        "ci_low": at["ci_low"], "ci_high": at["ci_high"],
+                        "p_value": at["p_value"], "conclusion_tipped": tipped,
+                        "notes": f"{how}; root to {_XTOL:g} baseline SD"})
+    return pd.DataFrame(out, columns=list(TIPPING_COLUMNS))
+
+
+def tipping_analysis(patients: pd.DataFrame, config: dict[str, Any]) -> pd.DataFrame:
+    """:func:`tipping_points` as configured: the imputations of ``multiple-imputation`` and
+    ``sensitivity.delta_arm`` / ``delta_scale``."""
+    settings = config["sensitivity"]
+    return tipping_points(_imputed(patients, config), config, arm=settings["delta_arm"],
+                          scale=settings["delta_scale"])
