@@ -38,8 +38,11 @@ PLANNING_OUTPUTS = [POWER_TABLE] if PLANNING else []
 # The accepted allocations of a constrained design, read by the permutation test.
 ALLOCATION_SET = [path for path in [TRIAL["design"]["allocation_set"]] if path]
 
-# One job per sensitivity analysis.
+# One job per sensitivity analysis; delta-adjustment has its own rule (it also writes the
+# tipping points), so the generic rule matches every other name.
 SENSITIVITY_ANALYSES = TRIAL["sensitivity"]["analyses"]
+ANALYSIS_NAMES = "(?!delta-adjustment$)[a-z0-9-]+"
+TIPPING = ["results/tipping.csv"] if "delta-adjustment" in SENSITIVITY_ANALYSES else []
 
 # The power scenario grid is scattered into this many independent jobs (each scenario has
 # its own seed streams, so the number of chunks never changes the results).

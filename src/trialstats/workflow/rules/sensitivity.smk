@@ -1,3 +1,7 @@
+wildcard_constraints:
+    analysis=ANALYSIS_NAMES,
+
+
 rule sensitivity_analysis:
     """One prespecified sensitivity analysis of every outcome."""
     input:
@@ -18,6 +22,30 @@ rule sensitivity_analysis:
     shell:
         "trialstats sensitivity --config {input.config:q} --data {params.data_dir:q}"
         " --analysis {wildcards.analysis:q} --out {output:q} > {log:q} 2>&1"
+
+
+rule delta_adjustment:
+    """Delta-adjusted imputation (missing not at random) and the tipping point of each primary
+    outcome."""
+    input:
+        config=CONFIG_FILE,
+        patients="results/data/patients.parquet",
+    output:
+        rows="results/sensitivity/delta-adjustment.csv",
+        tipping="results/tipping.csv",
+    log:
+        "logs/sensitivity/delta-adjustment.log",
+    benchmark:
+        "results/benchmarks/sensitivity_delta-adjustment.tsv"
+    conda:
+        "../envs/trialstats.yaml"
+    params:
+        code=code_version("sensitivity"),
+        data_dir=subpath(input.patients, parent=True),
+    shell:
+        "trialstats sensitivity --config {input.config:q} --data {params.data_dir:q}"
+        " --analysis delta-adjustment --out {output.rows:q}"
+        " --tipping-out {output.tipping:q} > {log:q} 2>&1"
 
 
 rule gather_sensitivity:
