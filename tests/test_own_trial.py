@@ -38,7 +38,9 @@ def own_config(data_dir: str = "data", long: bool = False) -> dict:
                    "intervention": "Sngl", "baseline_month": 0, "followup_months": [9],
                    "primary_month": 9},
         "outcomes": [{"name": "reading", "label": "Reading age", "primary": True,
-                      "mcid": {"scale": "raw", "value": 5}}],
+                      "mcid": {"scale": "raw", "value": 5}},
+                     {"name": "attain", "label": "Attainment", "baseline": False,
+                      "mcid": {"scale": "standardised", "value": 0.2}}],
         "analysis": {"covariates": ["sex"], "df_method": ["satterthwaite"]},
         "power": {"methods": ["analytic"],
                   "grid": {"clusters_per_arm": [8, 12], "icc": [0.05]}},
@@ -169,6 +171,42 @@ def test_deployed_module_runs_the_same_trial(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-4000:]
     assert_matches_lmer(primary_row(user / "results" / "primary.csv"), REFERENCE["reading"])
+
+
+def test_outcome_without_baseline_matches_lmer(tmp_path):
+    """`baseline: false`: lmer(attain_m9 ~ treated + sex + (1 | school)), and the standardised
+    effect divides by the SD at month 9, said in the notes."""
+    write_trial(tmp_path / "t", own_config())
+    assert main(["analyse", "--config", str(tmp_path / "t" / "config.yaml"),
+                 "--outcome", "attain", "--out", str(tmp_path / "out")]) == 0
+    row = primary_row(tmp_path / "out" / "primary.csv", "attain")
+    assert_matches_lmer(row, REFERENCE["attain"])
+    assert row["var_cluster"] == pytest.approx(REFERENCE["attain"]["var_cluster"], rel=1e-5)
+    assert row["sd_baseline"] == pytest.approx(REFERENCE["attain"]["sd_followup"], rel=1e-12)
+    assert row["effect_size"] == pytest.approx(row["estimate"] / row["sd_baseline"])
+    assert "no baseline measurement" in row["notes"] and "SD at month 9" in row["notes"]
+
+
+def test_sensitivity_analyses_follow_an_outcome_without_baseline(tmp_path):
+    """Every sensitivity analysis runs on `baseline: false`; one follow-up month makes the
+    repeated-measures model not estimable, reported as such (not as non-convergence)."""
+    config = own_config()
+    config["sensitivity"]["analyses"] = ["multiple-imputation", "repeated-measures",
+                                         "cluster-level", "gee", "cr2", "subgroups"]
+    config["sensitivity"]["imputations"] = 3
+    path = write_trial(tmp_path / "t", config)
+    assert main(["sensitivity", "--config", str(path), "--out",
+                 str(tmp_path / "s.csv")]) == 0
+    table = pd.read_csv(tmp_path / "s.csv")
+    attain = table[table["outcome"] == "attain"]
+    assert set(attain["analysis"].str.split(" ").str[0]) >= {
+        "multiple", "repeated", "cluster-level", "GEE", "CR2", "subgroup:"}
+    estimable = attain[~attain["notes"].str.startswith("not estimable")
+                       & ~attain["analysis"].str.contains("interaction")]  # an F test, no estimate
+    assert estimable["estimate"].notna().all()
+    repeated = table[table["analysis"] == "repeated measures"]
+    assert repeated["notes"].str.startswith("not estimable").all()
+    assert repeated["converged"].isna().all()
 
 
 def test_run_refuses_a_bad_config_before_planning(tmp_path, capsys):

@@ -117,7 +117,11 @@ def inputs_from_analysis(
         mcid = float(row.get("mcid", np.nan))
         if np.isfinite(mcid):
             taken["mcid_effect"] = abs(mcid) / sd
-    if patients is not None:
+    baseline_column = f"{outcome}_m{baseline_month}"
+    if patients is not None and baseline_column not in patients.columns:
+        notes.append(f"no {baseline_column} in the analysis (an outcome without baseline): "
+                     "planned without baseline adjustment")
+    elif patients is not None:
         rho_s, rho_c, n_pairs, n_clusters = _autocorrelations(
             patients, f"{outcome}_m{baseline_month}", f"{outcome}_m{month}", cluster, source
         )
