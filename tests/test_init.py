@@ -147,3 +147,47 @@ def test_synthetic_data_in_a_new_trial_reproduce_the_default_results(tmp_path, m
     assert tables
     for table in tables:
         assert (init / table).read_bytes() == (default / table).read_bytes(), table
+
+
+def test_init_from_a_finished_trial_takes_its_planning_grid(tmp_path):
+    """`init --from CONFIG`: the power grid comes from the finished trial's own results (the
+    schools trial of tests/fixtures/own_trial, its ICC from lmer), never from the SMS grid."""
+    import json
+
+    fixture = REPO / "tests" / "fixtures" / "own_trial"
+    reference = json.loads((fixture / "reference.json").read_text())["reading"]
+    done = tmp_path / "done"
+    (done / "data").mkdir(parents=True)
+    for name in ("schools.csv", "pupils_wide.csv"):
+        shutil.copy(fixture / name, done / "data" / name)
+    config = {
+        "data": {"practices": "data/schools.csv", "patients": "data/pupils_wide.csv"},
+        "design": {"cluster": "school", "patient": "pupil", "arm": "type", "intervention": "Sngl",
+                   "baseline_month": 0, "followup_months": [9], "primary_month": 9},
+        "outcomes": [{"name": "reading", "primary": True, "mcid": {"scale": "raw", "value": 5}}],
+        "analysis": {"covariates": ["sex"]},
+    }
+    (done / "config.yaml").write_text(yaml.safe_dump(config))
+    results = done / "results"
+    assert main(["validate", "--config", str(done / "config.yaml"),
+                 "--out", str(results / "data")]) == 0
+    assert main(["analyse", "--config", str(done / "config.yaml"), "--data",
+                 str(results / "data"), "--out", str(results)]) == 0
+    assert main(["init", str(tmp_path / "next"), "--from", str(done / "config.yaml")]) == 0
+    grid = load_config(tmp_path / "next" / "config.yaml")["power"]["grid"]
+    pupils = pd.read_csv(fixture / "pupils_wide.csv")
+    sizes = pupils.groupby("school").size()
+    icc = reference["var_cluster"] / (reference["var_cluster"] + reference["var_residual"])
+    assert grid["icc"] == [round(icc, 3)]
+    assert grid["effect"] == [round(5 / reference["sd_baseline"], 2)]
+    assert grid["cluster_size"] == [round(sizes.mean(), 1)]
+    assert grid["cv"] == [round(sizes.std() / sizes.mean(), 2)]
+    assert grid["attrition"] == [round(pupils["reading_m9"].isna().mean(), 2)]
+    assert 8 in grid["clusters_per_arm"]  # 16 schools: 8 per arm
+    assert -1 <= grid["rho_s"][0] <= 1 and -1 <= grid["rho_c"][0] <= 1
+
+
+def test_init_from_a_trial_that_has_not_run(tmp_path, capsys):
+    assert main(["init", str(tmp_path / "a")]) == 0
+    assert main(["init", str(tmp_path / "b"), "--from", str(tmp_path / "a" / "config.yaml")]) == 2
+    assert "run the finished trial first" in capsys.readouterr().err

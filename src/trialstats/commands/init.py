@@ -26,13 +26,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "default) or sms (the synthetic SMS trial of the default run, whose data_synthetic/ "
         "tables then reproduce the default results)",
     )
+    parser.add_argument(
+        "--from", dest="origin", type=Path, metavar="CONFIG",
+        help="plan the new trial from a finished one: its configuration; the power grid is "
+        "taken from its results (cluster sizes, attrition, ICC, MCID, autocorrelations)",
+    )
+    parser.add_argument(
+        "--results", type=Path,
+        help="with --from: the finished trial's results folder (default: results/ beside CONFIG)",
+    )
     parser.set_defaults(run=run)
+
+
+def _grid_from(origin: Path, results: Path | None) -> dict[str, list[float]]:
+    """The planning grid of the finished trial configured in ``origin``."""
+    import pandas as pd
+
+    from trialstats.config import load_config
+    from trialstats.contract import read_tidy
+    from trialstats.power.plan import grid_from_analysis
+
+    config = load_config(origin)
+    results = results if results is not None else origin.parent / "results"
+    patients_path = results / "data" / "patients.parquet"
+    if not patients_path.is_file():
+        raise TrialstatsError(
+            f"{patients_path}: not found; run the finished trial first "
+            f"(`trialstats run --config {origin}`) or give its results folder with --results."
+        )
+    primary = read_tidy(results / "primary.csv", missing="run the finished trial first")
+    return grid_from_analysis(primary, pd.read_parquet(patients_path), config)
 
 
 def run(args: argparse.Namespace) -> None:
     """Write the trial's files, or none of them if any already exists."""
-    files = {args.directory / name: text
-             for name, text in scaffold_files(args.directory, args.example).items()}
+    grid = None if args.origin is None else _grid_from(args.origin, args.results)
+    files = {args.directory / name: text for name, text in scaffold_files(
+        args.directory, args.example, grid, str(args.origin)).items()}
     if args.directory.exists() and not args.directory.is_dir():
         raise TrialstatsError(f"{args.directory}: exists and is not a directory.")
     existing = [str(path) for path in files if path.exists()]

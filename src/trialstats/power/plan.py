@@ -28,7 +28,13 @@ import pandas as pd
 from trialstats.errors import TrialstatsError
 from trialstats.power.analytic import solve_continuous
 
-__all__ = ["PLAN_COLUMNS", "inputs_from_analysis", "plan_from_analysis", "resolve_inputs"]
+__all__ = [
+    "PLAN_COLUMNS",
+    "grid_from_analysis",
+    "inputs_from_analysis",
+    "plan_from_analysis",
+    "resolve_inputs",
+]
 
 #: Columns of the planning table, in order.
 PLAN_COLUMNS = (
@@ -335,3 +341,66 @@ def plan_from_analysis(
     if not rows:
         raise TrialstatsError(f"{source}: no outcome of primary.csv has an MCID to plan for.")
     return pd.DataFrame(rows, columns=list(PLAN_COLUMNS))
+
+
+def grid_from_analysis(
+    primary: pd.DataFrame, patients: pd.DataFrame, config: Mapping[str, Any]
+) -> dict[str, list[float]]:
+    """A planning grid (the ``power.grid`` configuration keys) taken from a finished trial.
+
+    The design of the finished trial, read from its results: ``cluster_size`` the mean
+    recruited patients per cluster and ``cv`` their coefficient of variation (clusters with
+    patients); ``attrition`` the share of recruited patients without the first primary
+    outcome at the primary month; ``icc`` the ICC of each primary outcome's primary
+    analysis at the primary month (primary df method's row); ``effect`` each primary outcome's
+    MCID in SD units; ``rho_s``/``rho_c`` the subject and cluster autocorrelations of the
+    first primary outcome with a baseline (:func:`inputs_from_analysis`); and
+    ``clusters_per_arm`` half to twice the trial's clusters per arm (at least 2).
+
+    Parameters
+    ----------
+    primary : pandas.DataFrame
+        The finished trial's ``primary.csv``.
+    patients : pandas.DataFrame
+        Its analysis-ready patients (``data/patients.parquet``).
+    config : mapping
+        Its validated configuration.
+
+    Returns
+    -------
+    dict
+        Grid key -> list of values, rounded for a configuration file (ICCs and
+        correlations to 3 decimals, effects to 2).
+    """
+    design = config["design"]
+    cluster, month = design["cluster"], design["primary_month"]
+    primaries = [o for o in config["outcomes"] if o.get("primary")] or config["outcomes"][:1]
+    sizes = patients.groupby(cluster).size()
+    first = primaries[0]["name"]
+    attrition = float(patients[f"{first}_m{month}"].isna().mean())
+    iccs, effects = [], []
+    rho_s = rho_c = None
+    for outcome in primaries:
+        taken = inputs_from_analysis(primary, patients, outcome=outcome["name"], month=month,
+                                     baseline_month=design["baseline_month"], cluster=cluster) \
+            if outcome.get("baseline", True) else inputs_from_analysis(
+                primary, None, outcome=outcome["name"], month=month)
+        iccs.append(round(max(taken["icc"], 0.001), 3))
+        if "mcid_effect" in taken:
+            effects.append(round(taken["mcid_effect"], 2))
+        if rho_s is None and "rho_s" in taken:
+            rho_s, rho_c = taken["rho_s"], taken.get("rho_c")
+    per_arm = len(sizes) / 2
+    clusters = sorted({max(2, round(per_arm * f)) for f in (0.5, 0.75, 1, 1.5, 2)})
+    grid = {
+        "clusters_per_arm": clusters,
+        "cluster_size": [round(float(sizes.mean()), 1)],
+        "cv": [round(float(sizes.std(ddof=1) / sizes.mean()), 2) if len(sizes) > 1 else 0.0],
+        "icc": sorted(set(iccs)),
+        "effect": sorted(set(effects)) or [0.2],
+        "attrition": [round(min(attrition, 0.95), 2)],
+    }
+    if rho_s is not None:
+        grid["rho_s"] = [round(rho_s, 3)]
+        grid["rho_c"] = [round(0.0 if rho_c is None else rho_c, 3)]
+    return grid

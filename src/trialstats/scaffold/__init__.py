@@ -147,9 +147,20 @@ def _consort_block(example: str) -> str:
     )
 
 
-def _power_block(example: str) -> str:
-    """The SMS grid for ``sms``; for ``starter`` the same keys commented out, because a
-    planning grid must come from the user's own assumptions or data."""
+def _power_block(example: str, grid: dict[str, list[float]] | None, origin: str) -> str:
+    """The planning section: a grid taken from a finished trial when ``grid`` is given; the
+    SMS grid for ``sms``; for ``starter`` the same keys commented out, because a planning grid
+    must come from the user's own assumptions or data."""
+    if grid is not None:
+        lines = ["power:",
+                 f"  # Planning the next trial. The grid was taken from the finished trial "
+                 f"{origin}",
+                 "  # (cluster size and CV, attrition, ICC and MCID of the primary outcomes,",
+                 "  # autocorrelations of baseline and follow-up); widen it to explore.",
+                 "  methods: [analytic, simulation]", "  reps: 1000", "  seed: 20130",
+                 "  df_method: between-within", "  grid:"]
+        lines += [f"    {key}: {_flow(values)}" for key, values in grid.items()]
+        return "\n".join(lines) + "\n"
     if example == "sms":
         return _POWER
     lines = ["# Planning the next trial (power and sample size) is off until you add a `power:`",
@@ -163,7 +174,10 @@ def _template(name: str) -> Template:
     return Template(resources.files(__name__).joinpath(f"{name}.tmpl").read_text())
 
 
-def scaffold_files(directory: str | PurePath, example: str = "starter") -> dict[str, str]:
+def scaffold_files(
+    directory: str | PurePath, example: str = "starter",
+    grid: dict[str, list[float]] | None = None, origin: str = "",
+) -> dict[str, str]:
     """The texts of a new trial's files.
 
     Parameters
@@ -174,6 +188,11 @@ def scaffold_files(directory: str | PurePath, example: str = "starter") -> dict[
     example : {"starter", "sms"}
         Outcome set of the configuration and the templates (see ``OUTCOME_EXAMPLES``); ``sms``
         also fills in the SMS trial's CONSORT screening numbers.
+    grid : dict, optional
+        A planning grid taken from a finished trial
+        (:func:`trialstats.power.plan.grid_from_analysis`), written as ``power.grid``.
+    origin : str
+        Which trial the grid came from, for the config's comment.
 
     Returns
     -------
@@ -195,7 +214,7 @@ def scaffold_files(directory: str | PurePath, example: str = "starter") -> dict[
             outcomes_note=_OUTCOMES_NOTE[example],
             outcomes=outcomes_block(outcomes),
             consort=_consort_block(example),
-            power=_power_block(example),
+            power=_power_block(example, grid, origin),
             **settings,
         ),
         "README.md": _template("README.md").substitute(
