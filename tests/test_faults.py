@@ -186,9 +186,11 @@ def test_degenerate_outcomes_are_reported_while_others_run(trial_files, tmp_path
     assert main(["analyse", "--config", str(config), "--out", str(tmp_path)]) == 0
     rows = pd.read_csv(tmp_path / "primary.csv").set_index("outcome")
     assert bool(rows.loc["score", "converged"]) and np.isfinite(rows.loc["score", "estimate"])
-    assert not rows.loc["flat", "converged"]
+    # Not estimable, so no fit was tried: converged is empty, never "did not converge".
+    assert pd.isna(rows.loc["flat", "converged"])
+    assert rows.loc["flat", "notes"].startswith("not estimable")
     assert "follow-up score is constant" in rows.loc["flat", "notes"]
-    assert not rows.loc["gone", "converged"]
+    assert pd.isna(rows.loc["gone", "converged"])
     assert "fewer than two clusters" in rows.loc["gone", "notes"]
     assert np.isnan(rows.loc[["flat", "gone"], "estimate"]).all()
     out = capsys.readouterr().out

@@ -358,7 +358,7 @@ def test_a_failed_report_leaves_the_previous_outputs_whole(tmp_path, monkeypatch
     def fail(report):
         raise RuntimeError("Word step failed")
 
-    monkeypatch.setattr("trialstats.report.render.docx_bytes", fail)
+    monkeypatch.setattr("trialstats.report.files.docx_bytes", fail)
     with pytest.raises(RuntimeError):
         main(argv)
     assert _snapshot(out) == before
