@@ -179,3 +179,30 @@ def test_cli_exit_status_2_on_bad_period_data(tmp_path, capsys):
     config_path.write_text(yaml.safe_dump(config))
     assert main(["validate", "--config", str(config_path)]) == 2
     assert "column 'sequence'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("analysis", "key", "label"), [
+    ("cluster-level", "sw_cluster_level", "cluster-level (cluster-period means)"),
+    ("cr2", "sw_cr2", "CR2 (Bell-McCaffrey)"),
+])
+def test_sensitivity_matches_lmer_on_means_and_clubsandwich(tmp_path, analysis, key, label):
+    config = write_config(tmp_path, "sw")
+    out = tmp_path / "sensitivity.csv"
+    assert main(["sensitivity", "--config", str(config), "--analysis", analysis,
+                 "--out", str(out)]) == 0
+    row = pd.read_csv(out).iloc[0]
+    ref = REFERENCE[key]
+    assert row.analysis == label
+    assert row.estimate == pytest.approx(ref["estimate"], abs=1e-6)
+    assert row.se == pytest.approx(ref["se"], abs=1e-6)
+    assert row.df == pytest.approx(ref["df"], abs=1e-3)
+
+
+def test_parallel_only_sensitivity_says_so(tmp_path):
+    config = write_config(tmp_path, "sw")
+    out = tmp_path / "sensitivity.csv"
+    assert main(["sensitivity", "--config", str(config), "--analysis", "gee",
+                 "--out", str(out)]) == 0
+    row = pd.read_csv(out).iloc[0]
+    assert row.notes == "not estimable: gee is for parallel designs"
+    assert np.isnan(row.estimate) and not row.converged
