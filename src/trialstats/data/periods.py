@@ -331,3 +331,21 @@ def summarise_periods(trial: Trial) -> str:
     lines.append(f"{'total':<12}{len(trial.practices):>9}{len(patients):>{width},}"
                  " participants")
     return "\n".join(lines)
+
+
+def period_completeness(patients: pd.DataFrame, config: dict[str, Any]) -> pd.DataFrame:
+    """Observed values of every outcome by condition, in the columns of
+    :func:`trialstats.data.validate.completeness`: ``arm`` is the condition of the
+    measurement (``intervention`` or ``control`` period, then ``all``) and ``month``
+    ``design.primary_month``, as in the results."""
+    rows = []
+    condition = np.where(patients[TREATED] == 1, "intervention", "control")
+    for outcome in config["outcomes"]:
+        column = patients[outcome["name"]]
+        for label in ["intervention", "control", "all"]:
+            mask = condition == label if label != "all" else np.ones(len(column), dtype=bool)
+            n, observed = int(mask.sum()), int(column[mask].notna().sum())
+            rows.append({"outcome": outcome["name"], "month": config["design"]["primary_month"],
+                         "arm": label, "n_patients": n, "n_observed": observed,
+                         "percent_observed": 100 * observed / n if n else np.nan})
+    return pd.DataFrame(rows)
