@@ -17,6 +17,7 @@ from trialstats.report.methods import (
     provenance_table,
     reference_keys,
 )
+from trialstats.report.periods import build_period_report
 from trialstats.report.planning import check_power, planning_references, planning_section
 from trialstats.report.render import render_figure
 from trialstats.report.tables import (
@@ -84,10 +85,18 @@ def build_report(
     ------
     TrialstatsError
         When a results table lacks a column or does not match the data.
+
+    Notes
+    -----
+    Period designs (stepped wedge, crossover, parallel-baseline) get their own report
+    (:func:`trialstats.report.periods.build_period_report`; ``power`` is not shown).
     """
     check_results(results, "primary.csv")
     if sensitivity is not None:
         check_results(sensitivity, "sensitivity.csv", ("analysis",))
+    if config["design"]["type"] != "parallel":
+        return build_period_report(practices, patients, config, results, sensitivity,
+                                   provenance)
     if power is not None:
         check_power(power, "power.csv")
     design = config["design"]
