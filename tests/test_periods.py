@@ -206,3 +206,40 @@ def test_parallel_only_sensitivity_says_so(tmp_path):
     row = pd.read_csv(out).iloc[0]
     assert row.notes == "not estimable: gee is for parallel designs"
     assert np.isnan(row.estimate) and not row.converged
+
+
+def test_consort_counts_and_schematic_of_an_incomplete_design(tmp_path):
+    from trialstats.report.periods import consort_sw_counts, trial_design
+
+    config = load_config(write_config(tmp_path, "sw"))
+    trial = load_trial(config)
+    counts = consort_sw_counts(trial.practices, trial.patients, config)
+    raw = pd.read_csv(FIXTURES / "sw_patients.csv")
+    measured = counts[counts["stage"] == "measured"]
+    assert measured["participants"].sum() == len(raw)
+    sizes = raw.groupby(["practice_id", "period"]).size()
+    assert measured["per_cluster_min"].min() == sizes.min()
+    assert measured["per_cluster_max"].max() == sizes.max()
+    analysed = counts[counts["stage"] == "analysed"]
+    assert analysed["participants"].sum() == REFERENCE["sw"]["n"]
+    assert (counts.loc[counts["stage"] == "randomised", "clusters"] == 2).all()
+    design = trial_design(trial.practices, trial.patients, config)
+    expected = (np.arange(6)[None, :] >= np.arange(1, 6)[:, None]).astype(float)
+    expected[4, 5] = np.nan
+    np.testing.assert_array_equal(design.treatment, expected)
+    assert list(design.clusters) == [2] * 5
+
+
+def test_crossover_report_builds(tmp_path):
+    from trialstats.report.build import Provenance, build_report
+
+    config_path = write_config(tmp_path, "crossover")
+    rows = analyse(tmp_path, "crossover").reset_index()
+    config = load_config(config_path)
+    trial = load_trial(config)
+    report, counts = build_report(trial.practices, trial.patients, config, rows, None,
+                                  Provenance(files=[], versions={}, commit="none"))
+    assert [f.name for f in report.figures()] == ["consort", "schematic"]
+    assert set(counts["sequence"]) == {"AB", "BA"}
+    table = report.tables()[0]
+    assert table.rows[1][1].startswith("3.") and "primary, Satterthwaite" == table.rows[1][0]
