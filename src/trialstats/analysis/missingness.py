@@ -34,7 +34,7 @@ import statsmodels.api as sm
 from scipy import stats
 from statsmodels.tools.sm_exceptions import ConvergenceWarning, PerfectSeparationWarning
 
-from trialstats.data.periods import period_completeness
+from trialstats.data.periods import is_period_design, period_completeness
 from trialstats.data.validate import TREATED, Trial, completeness, outcome_column
 
 __all__ = ["DROPOUT_COLUMNS", "missing_data_summary"]
@@ -161,7 +161,7 @@ def missing_data_summary(
     there is none.
     """
     design = config["design"]
-    if design["type"] != "parallel":
+    if is_period_design(config):
         note = ("not estimable: in a cross-sectional period design each participant is "
                 "measured once, so there is no follow-up to drop out of")
         return period_completeness(patients, config), pd.DataFrame(

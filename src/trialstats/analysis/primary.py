@@ -43,6 +43,7 @@ from trialstats.analysis.rows import (
     t_row,
 )
 from trialstats.contract import COLUMNS
+from trialstats.data.periods import is_period_design
 from trialstats.data.validate import TREATED
 
 
@@ -147,6 +148,6 @@ def analyse_trial(
     Period designs (stepped-wedge, crossover, parallel-baseline) are analysed by
     :func:`trialstats.analysis.period_analysis.analyse_period_trial`.
     """
-    if config["design"]["type"] != "parallel":
+    if is_period_design(config):
         return analyse_period_trial(patients, config, outcomes)
     return each_outcome_month(patients, config, outcomes, _outcome_rows, COLUMNS)

@@ -39,6 +39,7 @@ from trialstats.analysis.repeated import repeated_measures_analysis
 from trialstats.analysis.robust import cr2_analysis, gee_analysis
 from trialstats.analysis.subgroups import subgroup_analysis
 from trialstats.contract import SENSITIVITY_COLUMNS
+from trialstats.data.periods import is_period_design
 from trialstats.errors import TrialstatsError
 
 #: A sensitivity analysis: ``analysis(patients, config, outcomes)`` with the validated patients
@@ -88,7 +89,7 @@ def run_analysis(
         raise TrialstatsError(
             f"unknown sensitivity analysis '{name}'; choose from {', '.join(ANALYSES)}."
         )
-    if config["design"]["type"] != "parallel":
+    if is_period_design(config):
         return period_sensitivity(name, patients, config, outcomes)
     analysis = ANALYSES[name]
     if name == "multiple-imputation":

@@ -57,8 +57,8 @@ PERIOD_INDEX = "period_index"
 
 
 def is_period_design(config: dict[str, Any]) -> bool:
-    """Whether the configured design has periods (anything but ``parallel``)."""
-    return config["design"]["type"] != "parallel"
+    """Whether the configured design has periods (anything but ``parallel``, the default)."""
+    return config["design"].get("type", "parallel") != "parallel"
 
 
 def _parse_switch(value: Any, crossover: bool) -> tuple[float, ...] | None:

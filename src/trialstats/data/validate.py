@@ -504,7 +504,7 @@ def load_trial(config: dict[str, Any]) -> Trial:
     """Read the tables named in ``config['data']`` and validate them (a long patients
     table is checked and reshaped to wide first; period designs:
     :func:`trialstats.data.periods.load_period_trial`)."""
-    if config["design"]["type"] != "parallel":
+    if config["design"].get("type", "parallel") != "parallel":
         from trialstats.data.periods import load_period_trial
 
         return load_period_trial(config)
@@ -553,7 +553,7 @@ def completeness(trial: Trial) -> pd.DataFrame:
 def summarise(trial: Trial) -> str:
     """A plain-text summary of a valid trial: clusters and patients per arm, completeness
     (period designs: :func:`trialstats.data.periods.summarise_periods`)."""
-    if trial.config["design"]["type"] != "parallel":
+    if trial.config["design"].get("type", "parallel") != "parallel":
         from trialstats.data.periods import summarise_periods
 
         return summarise_periods(trial)

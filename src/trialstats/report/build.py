@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from trialstats.data.periods import is_period_design
 from trialstats.report.consort import consort_counts, flow_figure
 from trialstats.report.document import Report, Section
 from trialstats.report.figures import forest_data, forest_figure, sensitivity_figure
@@ -94,7 +95,7 @@ def build_report(
     check_results(results, "primary.csv")
     if sensitivity is not None:
         check_results(sensitivity, "sensitivity.csv", ("analysis",))
-    if config["design"]["type"] != "parallel":
+    if is_period_design(config):
         return build_period_report(practices, patients, config, results, sensitivity,
                                    provenance)
     if power is not None:
