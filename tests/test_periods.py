@@ -243,3 +243,30 @@ def test_crossover_report_builds(tmp_path):
     assert set(counts["sequence"]) == {"AB", "BA"}
     table = report.tables()[0]
     assert table.rows[1][1].startswith("3.") and "primary, Satterthwaite" == table.rows[1][0]
+
+
+def test_between_within_and_residual_df(tmp_path):
+    rows = analyse(tmp_path, "sw", df_method=["between-within", "residual"])
+    # 10 clusters minus intercept, treatment and 5 period effects; N minus 9 columns
+    # (intercept, treatment, 5 periods, 2 condition levels)
+    assert rows.loc["between-within", "df"] == 10 - 7
+    assert rows.loc["residual", "df"] == REFERENCE["sw"]["n"] - 9
+    assert rows.loc["residual", "se"] == pytest.approx(REFERENCE["sw"]["satterthwaite"]["se"],
+                                                       abs=1e-6)
+
+
+def test_parallel_baseline_treats_from_the_switch_and_never_without_one(tmp_path):
+    practices, _patients = _tables()
+    practices["switch_period"] = np.where(practices["sequence"] <= 2, 2, np.nan)
+    practices.to_csv(tmp_path / "practices.csv", index=False)
+    config_path = write_config(tmp_path, "sw")
+    config = yaml.safe_load(config_path.read_text())
+    config["design"]["type"] = "parallel-baseline"
+    config["data"]["practices"] = str(tmp_path / "practices.csv")
+    config_path.write_text(yaml.safe_dump(config))
+    trial = load_trial(load_config(config_path))
+    sequence = trial.patients["sequence"].astype(int)
+    expected = ((sequence <= 2) & (trial.patients["period"] >= 2)).astype(int)
+    assert (trial.patients["treated"] == expected).all()
+    assert main(["analyse", "--config", str(config_path), "--out", str(tmp_path)]) == 0
+    assert np.isfinite(pd.read_csv(tmp_path / "primary.csv")["estimate"]).all()

@@ -192,7 +192,7 @@ def check_period_patients(
                         f"{_values(numbers[outside].astype(int))} at {_rows(outside)} are outside "
                         f"the design (design.periods: {periods}).")
     treated_periods = practices[switch].map(
-        lambda text: [int(t) for t in text.split(";")] if text else [])
+        lambda text: tuple(int(t) for t in text.split(";")) if text else ())
     off = treated_periods.map(lambda ts: any(t not in periods for t in ts))
     if off.any():
         problems.append(f"{practices_path}, column '{switch}': switch periods "
@@ -207,7 +207,7 @@ def check_period_patients(
         on = pd.Series([t in ts for t, ts in zip(patients[period], first, strict=True)])
         exposure = on.astype(int)
     else:
-        start = first.map(lambda ts: ts[0] if ts else np.inf)
+        start = first.map(lambda ts: ts[0] if len(ts) else np.inf)
         on = patients[period] >= start
         position = {p: i for i, p in enumerate(periods)}
         exposure = np.where(on, patients[period].map(position) - start.map(
