@@ -20,7 +20,7 @@ from trialstats.analysis.period_analysis import period_data, period_model_note
 from trialstats.data.periods import PERIOD_INDEX
 from trialstats.data.validate import TREATED
 from trialstats.power.designs import Design
-from trialstats.report.consort import _GAP, _arrow, _box, primary_outcome
+from trialstats.report.consort import _GAP, _LINE, _PAD, _arrow, _box, primary_outcome
 from trialstats.report.document import Report, Section, Table
 from trialstats.report.format import fmt, fmt_ci, fmt_p, method_name
 from trialstats.report.methods import provenance_table
@@ -141,8 +141,9 @@ def flow_sw_figure(counts: pd.DataFrame, practices: pd.DataFrame,
             [f"Analysed ({outcome}): {int(own.loc['analysed', 'clusters'])} clusters",
              f"{int(own.loc['analysed', 'participants']):,} participants"],
         )
-    tallest = [max(len(b[k]) for b in boxes.values()) for k in range(3)]
-    height = 1.2 + sum(0.24 + 0.2 * n for n in tallest) + 4 * _GAP
+    # the tallest box of each row (allocation, participants, analysis), as _box draws it
+    tallest = [max(2 * _PAD + _LINE * len(b[k]) for b in boxes.values()) for k in range(3)]
+    height = 1.2 + sum(tallest) + 4 * _GAP
     figure = Figure(figsize=(width, height))
     ax = figure.add_axes((0, 0, 1, 1))
     ax.set_xlim(0, width)
@@ -163,9 +164,9 @@ def flow_sw_figure(counts: pd.DataFrame, practices: pd.DataFrame,
         for x, label in zip(centres, labels, strict=True):
             _, below = _box(ax, x, lowest, column - 0.2, boxes[label][k])
             if k < 2:
-                _arrow(ax, x, below, x, lowest - 0.24 - 0.2 * tallest[k] - _GAP)
+                _arrow(ax, x, below, x, lowest - tallest[k] - _GAP)
         for label in labels:
-            tops[label] = lowest - 0.24 - 0.2 * tallest[k] - _GAP
+            tops[label] = lowest - tallest[k] - _GAP
     return figure
 
 
