@@ -9,7 +9,8 @@ shared row building and the "each outcome x month" driver (``rows``), the primar
 (``primary``), the named sensitivity analyses (``sensitivity``: ``imputation``, ``repeated``,
 ``cluster_level``, ``robust``, ``subgroups``) and the missing-data summaries
 (``missingness``); stepped-wedge, crossover and parallel-baseline trials have their own
-primary and sensitivity rows (``period_analysis``, ``period_sensitivity``). Submodules are imported by name; nothing is re-exported here.
+primary and sensitivity rows (``period_analysis``, ``period_sensitivity``). Submodules are
+imported by name; nothing is re-exported here.
 """
 
 __all__ = [
