@@ -98,7 +98,7 @@ def period_data(patients: pd.DataFrame, outcome: str, config: dict[str, Any]) ->
     rows = patients.loc[keep]
     period_codes, periods = pd.factorize(rows[PERIOD_INDEX], sort=True)
     if analysis["time_on_treatment"]:
-        top = int(rows[EXPOSURE].max())
+        top = max(int(rows[EXPOSURE].to_numpy().max(initial=0)), 1)
         effect = pd.DataFrame({f"exposure[{e}]": (rows[EXPOSURE] == e).astype(float)
                                for e in range(1, top + 1)}, index=rows.index)
     else:
