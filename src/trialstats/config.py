@@ -150,6 +150,14 @@ def load_config(path: str | Path) -> dict[str, Any]:
         low_high = outcome.get("range")
         if low_high is not None and not low_high[0] < low_high[1]:
             problems.append(f"outcomes[{i}].range must be [low, high] with low < high")
+    if design["type"] != "parallel" and config["data"]["format"] != "long":
+        problems.append(
+            f"design.type {design['type']} needs the patients table in long format with a "
+            f"period per measurement: set `data: {{format: long}}`"
+        )
+    if analysis["time_on_treatment"] and design["type"] in ("parallel", "crossover"):
+        problems.append("analysis.time_on_treatment needs a stepped-wedge or "
+                        "parallel-baseline design")
     if isinstance(analysis["df_method"], str):
         analysis["df_method"] = [analysis["df_method"]]
     if problems:

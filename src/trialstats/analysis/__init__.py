@@ -8,7 +8,9 @@ profile-likelihood interval (``icc``), effect sizes and MCID verdicts (``effects
 shared row building and the "each outcome x month" driver (``rows``), the primary analysis
 (``primary``), the named sensitivity analyses (``sensitivity``: ``imputation``, ``repeated``,
 ``cluster_level``, ``robust``, ``subgroups``) and the missing-data summaries
-(``missingness``). Submodules are imported by name; nothing is re-exported here.
+(``missingness``); stepped-wedge, crossover and parallel-baseline trials have their own
+primary and sensitivity rows (``period_analysis``, ``period_sensitivity``). Submodules are
+imported by name; nothing is re-exported here.
 """
 
 __all__ = [
@@ -20,6 +22,8 @@ __all__ = [
     "inference",
     "missingness",
     "nested_reml",
+    "period_analysis",
+    "period_sensitivity",
     "primary",
     "reml",
     "repeated",

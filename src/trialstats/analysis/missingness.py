@@ -34,6 +34,7 @@ import statsmodels.api as sm
 from scipy import stats
 from statsmodels.tools.sm_exceptions import ConvergenceWarning, PerfectSeparationWarning
 
+from trialstats.data.periods import is_period_design, period_completeness
 from trialstats.data.validate import TREATED, Trial, completeness, outcome_column
 
 __all__ = ["DROPOUT_COLUMNS", "missing_data_summary"]
@@ -157,9 +158,17 @@ def missing_data_summary(
 
     Notes
     -----
-    The dropout model is stated in the module docstring.
+    The dropout model is stated in the module docstring. Period designs (cross-sectional):
+    :func:`trialstats.data.periods.period_completeness` and one dropout row saying why
+    there is none.
     """
     design = config["design"]
+    if is_period_design(config):
+        note = ("not estimable: in a cross-sectional period design each participant is "
+                "measured once, so there is no follow-up to drop out of")
+        return period_completeness(patients, config), pd.DataFrame(
+            [{"month": design["primary_month"], "converged": False, "notes": note}],
+            columns=list(DROPOUT_COLUMNS))
     # completeness() reads only the patients and the configuration of a Trial
     table = completeness(Trial(practices=pd.DataFrame(), patients=patients, config=config))
     predictors, contrasts = _predictors(patients, config)

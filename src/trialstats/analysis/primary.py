@@ -34,6 +34,7 @@ import pandas as pd
 
 from trialstats.analysis.icc import icc_interval
 from trialstats.analysis.inference import contrast_test
+from trialstats.analysis.period_analysis import analyse_period_trial
 from trialstats.analysis.rows import (
     each_outcome_month,
     fit_or_problem,
@@ -42,6 +43,7 @@ from trialstats.analysis.rows import (
     t_row,
 )
 from trialstats.contract import COLUMNS
+from trialstats.data.periods import is_period_design
 from trialstats.data.validate import TREATED
 
 
@@ -143,5 +145,9 @@ def analyse_trial(
 ) -> pd.DataFrame:
     """The primary analysis of every configured outcome (or those named) at every follow-up
     month with every configured df method; rows in config order (see :func:`analyse_outcome`).
+    Period designs (stepped-wedge, crossover, parallel-baseline) are analysed by
+    :func:`trialstats.analysis.period_analysis.analyse_period_trial`.
     """
+    if is_period_design(config):
+        return analyse_period_trial(patients, config, outcomes)
     return each_outcome_month(patients, config, outcomes, _outcome_rows, COLUMNS)

@@ -20,6 +20,10 @@ primary columns (:data:`trialstats.contract.COLUMNS`) plus ``analysis``:
   (:mod:`trialstats.analysis.subgroups`);
 - ``permutation-test`` — clustered permutation test on covariate-adjusted practice residuals
   over the allocation set, CI by test inversion (:mod:`trialstats.analysis.permutation`).
+
+Period designs (stepped wedge, crossover, parallel-baseline) have their own cluster-level and
+CR2 analyses (:mod:`trialstats.analysis.period_sensitivity`); the others say they are for
+parallel designs.
 """
 
 from __future__ import annotations
@@ -33,12 +37,14 @@ import pandas as pd
 from trialstats.analysis.cluster_level import cluster_level_analysis
 from trialstats.analysis.delta import DELTA_COLUMNS, delta_adjustment
 from trialstats.analysis.imputation import multiple_imputation
+from trialstats.analysis.period_sensitivity import period_sensitivity
 from trialstats.analysis.permutation import permutation_analysis
 from trialstats.analysis.repeated import repeated_measures_analysis
 from trialstats.analysis.robust import cr2_analysis, gee_analysis
 from trialstats.analysis.rows import honest_status
 from trialstats.analysis.subgroups import subgroup_analysis
 from trialstats.contract import SENSITIVITY_COLUMNS
+from trialstats.data.periods import is_period_design
 from trialstats.errors import TrialstatsError
 
 #: A sensitivity analysis: ``analysis(patients, config, outcomes)`` with the validated patients
@@ -91,6 +97,8 @@ def run_analysis(
         raise TrialstatsError(
             f"unknown sensitivity analysis '{name}'; choose from {', '.join(ANALYSES)}."
         )
+    if is_period_design(config):
+        return period_sensitivity(name, patients, config, outcomes)
     analysis = ANALYSES[name]
     if name == "multiple-imputation":
         analysis = partial(_imputation, progress=progress)

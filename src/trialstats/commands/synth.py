@@ -17,6 +17,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", required=True, type=Path, help="generating spec (YAML)")
     parser.add_argument("--seed", required=True, type=int, help="random seed")
     parser.add_argument("--out", required=True, type=Path, help="output directory")
+    parser.add_argument(
+        "--stepped-wedge", type=int, metavar="S",
+        help="write the stepped-wedge variant instead: the spec's practices in S sequences, "
+        "S + 1 periods, one column per outcome (see trialstats.data.synthetic_periods)",
+    )
+    parser.add_argument(
+        "--cluster-period-size", type=int, default=20, metavar="M",
+        help="with --stepped-wedge: participants per cluster-period (default 20)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -24,7 +33,16 @@ def run(args: argparse.Namespace) -> None:
     """Generate the trial and write it to ``args.out``."""
     from trialstats.data.synthetic import generate_trial, load_synthetic_spec, write_trial_csv
 
-    practices, patients = generate_trial(load_synthetic_spec(args.config), args.seed)
+    spec = load_synthetic_spec(args.config)
+    if args.stepped_wedge is None:
+        practices, patients = generate_trial(spec, args.seed)
+    else:
+        from trialstats.data.synthetic_periods import stepped_wedge_trial
+
+        practices, patients = stepped_wedge_trial(
+            spec, args.seed, n_sequences=args.stepped_wedge,
+            cluster_period_size=args.cluster_period_size,
+        )
     write_trial_csv(practices, patients, args.out)
     print(
         f"Wrote {len(practices)} practices and {len(patients)} patients to {args.out} "

@@ -507,7 +507,12 @@ def validate_trial(
 
 def load_trial(config: dict[str, Any]) -> Trial:
     """Read the tables named in ``config['data']`` and validate them (a long patients
-    table is checked and reshaped to wide first)."""
+    table is checked and reshaped to wide first; period designs:
+    :func:`trialstats.data.periods.load_period_trial`)."""
+    if config["design"].get("type", "parallel") != "parallel":
+        from trialstats.data.periods import load_period_trial
+
+        return load_period_trial(config)
     practices_path = Path(config["data"]["practices"])
     patients_path = Path(config["data"]["patients"])
     patients, notes = read_input(config, "patients"), ()
@@ -551,7 +556,12 @@ def completeness(trial: Trial) -> pd.DataFrame:
 
 
 def summarise(trial: Trial) -> str:
-    """A plain-text summary of a valid trial: clusters and patients per arm, completeness."""
+    """A plain-text summary of a valid trial: clusters and patients per arm, completeness
+    (period designs: :func:`trialstats.data.periods.summarise_periods`)."""
+    if trial.config["design"].get("type", "parallel") != "parallel":
+        from trialstats.data.periods import summarise_periods
+
+        return summarise_periods(trial)
     design = trial.config["design"]
     cluster, arm = design["cluster"], design["arm"]
     practices, patients = trial.practices, trial.patients

@@ -4,9 +4,9 @@ A report is one structure (``document``: sections of paragraphs, tables and figu
 from the data and the tidy results (``build``: the CONSORT flow ``consort``, the tables
 ``tables`` with the display formatting of ``format``, the forest and sensitivity figures
 ``figures``, the methods text ``methods``, power planning ``planning`` with its power curves
-``power_curves``, the validity study ``validity``), rendered to HTML, Word, LaTeX, Markdown
-and CSV (``render``) and written to disk deterministically (``files``). Submodules are
-imported by name; nothing is re-exported here.
+``power_curves``, the validity study ``validity``; period designs: ``periods``), rendered to
+HTML, Word, LaTeX, Markdown and CSV (``render``) and written to disk deterministically
+(``files``). Submodules are imported by name; nothing is re-exported here.
 """
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "files",
     "format",
     "methods",
+    "periods",
     "planning",
     "power_curves",
     "render",

@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from trialstats.data.periods import is_period_design
 from trialstats.report.consort import consort_counts, flow_figure
 from trialstats.report.document import Report, Section
 from trialstats.report.figures import forest_data, forest_figure, sensitivity_figure
@@ -17,6 +18,7 @@ from trialstats.report.methods import (
     provenance_table,
     reference_keys,
 )
+from trialstats.report.periods import build_period_report
 from trialstats.report.planning import check_power, planning_references, planning_section
 from trialstats.report.render import render_figure
 from trialstats.report.tables import (
@@ -84,10 +86,18 @@ def build_report(
     ------
     TrialstatsError
         When a results table lacks a column or does not match the data.
+
+    Notes
+    -----
+    Period designs (stepped wedge, crossover, parallel-baseline) get their own report
+    (:func:`trialstats.report.periods.build_period_report`; ``power`` is not shown).
     """
     check_results(results, "primary.csv")
     if sensitivity is not None:
         check_results(sensitivity, "sensitivity.csv", ("analysis",))
+    if is_period_design(config):
+        return build_period_report(practices, patients, config, results, sensitivity,
+                                   provenance)
     if power is not None:
         check_power(power, "power.csv")
     design = config["design"]

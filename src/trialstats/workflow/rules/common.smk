@@ -35,6 +35,12 @@ POWER_TABLE = "results/power/power.csv"
 PLANNING = "power" in read_yaml(CONFIG_FILE)
 PLANNING_OUTPUTS = [POWER_TABLE] if PLANNING else []
 
+# Planning the next parallel trial from this one's variance components (`power plan`) needs
+# a parallel trial's baseline and follow-up; period designs skip it.
+PLAN_OUTPUTS = (
+    ["results/power/plan.csv"] if TRIAL["design"]["type"] == "parallel" else []
+)
+
 # The accepted allocations of a constrained design, read by the permutation test.
 ALLOCATION_SET = [path for path in [TRIAL["design"]["allocation_set"]] if path]
 
