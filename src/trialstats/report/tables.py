@@ -16,6 +16,7 @@ counted separately. Following CONSORT, baseline tables carry no p-values.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -306,9 +307,11 @@ def _effect_cells(row: pd.Series | None, digits: int) -> list[str]:
 
 
 def outcome_table(
-    descriptive: pd.DataFrame, results: pd.DataFrame, config: dict[str, Any]
+    descriptive: pd.DataFrame, results: pd.DataFrame, config: dict[str, Any],
+    keep: Callable[[bool, int], bool] = lambda primary, month: True,
+    name: str = "table2_outcomes", title: str = "Table 2. Outcomes by arm and estimated effects",
 ) -> Table:
-    """The outcome table: descriptive statistics and the primary-method analysis.
+    """An outcome table: descriptive statistics and the primary-method analysis.
 
     Parameters
     ----------
@@ -318,11 +321,17 @@ def outcome_table(
         ``primary.csv``; only the rows of the primary df method are shown.
     config : dict
         The validated run configuration.
+    keep : callable
+        ``keep(primary, month)`` says whether an outcome's row at ``month`` is shown (the
+        main report shows the primary outcomes at baseline and the primary month; the rest
+        goes in a second table).
+    name, title : str
+        File stem and caption.
 
     Returns
     -------
     Table
-        Primary outcomes, then secondary; per outcome one row per month with n and mean (SD)
+        Primary outcomes, then secondary; per outcome one row per kept month with n and mean (SD)
         per arm, and at follow-up months the analysed n (practices), adjusted difference
         (95% CI), p, ICC (95% CI), standardised effect (95% CI), MCID and verdict. Its
         ``data`` joins the descriptive statistics (wide by arm) with the analysis rows.
@@ -344,16 +353,17 @@ def outcome_table(
     rows: list[tuple[str, ...]] = []
     depth: list[int] = []
     data = []
-    for is_primary, title in ((True, "Primary outcomes"), (False, "Secondary outcomes")):
-        part = descriptive[descriptive["primary"] == is_primary]
+    for is_primary, heading in ((True, "Primary outcomes"), (False, "Secondary outcomes")):
+        part = descriptive[(descriptive["primary"] == is_primary)
+                           & descriptive["month"].map(lambda m: keep(is_primary, m))]
         if part.empty:
             continue
-        rows.append((title, *blank))
+        rows.append((heading, *blank))
         depth.append(0)
-        for (name, label), outcome in part.groupby(["outcome", "label"], sort=False):
+        for (outcome_name, label), outcome in part.groupby(["outcome", "label"], sort=False):
             rows.append((label, *blank))
             depth.append(1)
-            digits = _outcome_digits(shown, descriptive, name)
+            digits = _outcome_digits(shown, descriptive, outcome_name)
             for month, at in outcome.groupby("month", sort=False):
                 by_arm = at.set_index("arm")
                 cells = []
@@ -361,12 +371,12 @@ def outcome_table(
                     cells += [fmt_count(by_arm.loc[a, "n"]),
                               f"{fmt(by_arm.loc[a, 'mean'], digits)} "
                               f"({fmt(by_arm.loc[a, 'sd'], digits)})"]
-                match = shown[(shown["outcome"] == name) & (shown["month"] == month)]
+                match = shown[(shown["outcome"] == outcome_name) & (shown["month"] == month)]
                 row = match.iloc[0] if len(match) else None
                 rows.append((month_label(month, design["baseline_month"]), *cells,
                              *_effect_cells(row, digits)))
                 depth.append(2)
-                record = {"outcome": name, "label": label, "primary": is_primary,
+                record = {"outcome": outcome_name, "label": label, "primary": is_primary,
                           "month": month}
                 for a in order:
                     record |= {f"{stat}_{a}": by_arm.loc[a, stat] for stat in ("n", "mean", "sd")}
@@ -387,8 +397,7 @@ def outcome_table(
            if (~shown["converged"].map(truthy)).any() else "")
     )
     return Table(
-        name="table2_outcomes", title="Table 2. Outcomes by arm and estimated effects",
-        columns=columns, rows=tuple(rows), depth=tuple(depth), notes=notes,
+        name=name, title=title, columns=columns, rows=tuple(rows), depth=tuple(depth), notes=notes,
         data=pd.DataFrame(data),
     )
 
@@ -403,49 +412,64 @@ def _analysis_label(row: pd.Series, many_methods: set[str], primary_month: int) 
 
 
 def sensitivity_summary(
-    results: pd.DataFrame, sensitivity: pd.DataFrame, config: dict[str, Any]
+    results: pd.DataFrame, sensitivity: pd.DataFrame, config: dict[str, Any],
+    months: list[int] | None = None,
 ) -> pd.DataFrame:
     """The primary analysis beside every sensitivity analysis of the same outcome.
+
+    Parameters
+    ----------
+    results, sensitivity : DataFrame
+        ``primary.csv`` and the ``sensitivity.csv`` rows to show.
+    config : dict
+        The validated run configuration.
+    months : list of int, optional
+        The months shown (default: the primary month only).
 
     Returns
     -------
     DataFrame
         The columns of ``sensitivity.csv`` plus ``label`` (outcome label) and
-        ``analysis_label``; per outcome (primary first) the primary-method row of the
-        primary analysis at the primary month (``analysis`` = ``primary analysis``) followed
-        by that outcome's sensitivity rows in file order.
+        ``analysis_label``; per outcome (primary first) and month, the primary-method row of
+        the primary analysis (``analysis`` = ``primary analysis``) followed by that
+        outcome's sensitivity rows in file order.
     """
     primary_month = config["design"]["primary_month"]
+    months = [primary_month] if months is None else months
     method = config["analysis"]["df_method"][0]
-    reference = primary_rows(results, config)
-    reference = reference[reference["month"] == primary_month].assign(
-        analysis="primary analysis"
-    )
+    reference = primary_rows(results, config).assign(analysis="primary analysis")
     methods = sensitivity.groupby("analysis")["method"].nunique()
     many = set(methods[methods > 1].index)
     parts = []
     for outcome in ordered_outcomes(config):
         name = outcome["name"]
-        extra = sensitivity[sensitivity["outcome"] == name]
-        if extra.empty:
-            continue
-        part = pd.concat([reference[reference["outcome"] == name], extra], ignore_index=True)
-        part["label"] = outcome["label"]
-        part["analysis_label"] = [
-            _analysis_label(r, many, primary_month) for _, r in part.iterrows()
-        ]
-        part.loc[part["analysis"] == "primary analysis", "analysis_label"] = (
-            f"Primary analysis ({method_name(method)})"
-        )
-        parts.append(part)
+        for month in months:
+            extra = sensitivity[(sensitivity["outcome"] == name) & (sensitivity["month"] == month)]
+            if extra.empty:
+                continue
+            mine = reference[(reference["outcome"] == name) & (reference["month"] == month)]
+            part = pd.concat([mine, extra], ignore_index=True)
+            part["label"] = outcome["label"]
+            part["analysis_label"] = [
+                _analysis_label(r, many, primary_month) for _, r in part.iterrows()
+            ]
+            main = part["analysis"] == "primary analysis"
+            part.loc[main, "analysis_label"] = (
+                f"Primary analysis ({method_name(method)})"
+                + ("" if month == primary_month else f", {month_label(month, -1)}")
+            )
+            parts.append(part)
     columns = [*COLUMNS, "analysis", "label", "analysis_label"]
     if not parts:
         return pd.DataFrame(columns=columns)
     return pd.concat(parts, ignore_index=True)[columns]
 
 
-def sensitivity_table(summary: pd.DataFrame, config: dict[str, Any]) -> Table:
-    """The sensitivity table from :func:`sensitivity_summary`: one section per outcome."""
+def sensitivity_table(
+    summary: pd.DataFrame, config: dict[str, Any], name: str = "table3_sensitivity",
+    title: str = "Table 3. Sensitivity analyses",
+) -> Table:
+    """A sensitivity table from :func:`sensitivity_summary`: one section per outcome."""
     alpha = config["analysis"]["alpha"]
     level = f"{100 * (1 - alpha):g}%"
     columns = ("Outcome and analysis", "Analysed n (practices)",
@@ -473,6 +497,6 @@ def sensitivity_table(summary: pd.DataFrame, config: dict[str, Any]) -> Table:
            if len(summary) and (~summary["converged"].map(truthy)).any() else "")
     )
     return Table(
-        name="table3_sensitivity", title="Table 3. Sensitivity analyses",
-        columns=columns, rows=tuple(rows), depth=tuple(depth), notes=notes, data=summary,
+        name=name, title=title, columns=columns, rows=tuple(rows), depth=tuple(depth),
+        notes=notes, data=summary,
     )
