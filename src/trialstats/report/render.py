@@ -535,6 +535,20 @@ def _docx_table(document, table: Table) -> None:
     run.italic = True
 
 
+#: Type face of the Word report (metric-compatible with Liberation Sans, which LibreOffice uses).
+DOCX_FONT = "Arial"
+
+
+def _font(style, name: str) -> None:
+    """Use the face ``name`` for every script of ``style`` (no theme font)."""
+    style.font.name = name
+    fonts = style.element.get_or_add_rPr().get_or_add_rFonts()
+    for attribute in ("w:ascii", "w:hAnsi", "w:cs", "w:eastAsia"):
+        fonts.set(qn(attribute), name)
+    for attribute in ("w:asciiTheme", "w:hAnsiTheme", "w:cstheme", "w:eastAsiaTheme"):
+        fonts.attrib.pop(qn(attribute), None)
+
+
 def _orient(document, landscape: bool) -> None:
     """Start a new section (page) in the given orientation."""
     section = document.add_section()
@@ -564,18 +578,26 @@ def docx_bytes(report: Report) -> bytes:
     page = document.sections[0]
     page.page_width, page.page_height = Mm(210), Mm(297)
     page.left_margin = page.right_margin = page.top_margin = page.bottom_margin = Mm(20)
+    for style in ("Normal", "Caption", "Title", "Heading 1"):
+        _font(document.styles[style], DOCX_FONT)
     document.add_heading(report.title, level=0)
     document.add_paragraph(report.subtitle)
+    landscape = False
+
+    def orient(wanted: bool) -> None:
+        nonlocal landscape
+        if wanted != landscape:
+            _orient(document, wanted)
+            landscape = wanted
+
     for section in report.sections:
+        wide = [isinstance(i, Table) and table_layout(i).landscape for i in section.items]
+        orient(bool(wide) and wide[0])
         document.add_heading(section.heading, level=1)
-        for k, item in enumerate(section.items, start=1):
+        for k, (item, item_wide) in enumerate(zip(section.items, wide, strict=True), start=1):
+            orient(item_wide)
             if isinstance(item, Table):
-                landscape = table_layout(item).landscape
-                if landscape:
-                    _orient(document, landscape=True)
                 _docx_table(document, item)
-                if landscape:
-                    _orient(document, landscape=False)
             elif isinstance(item, FigureFile):
                 _caption(document, item.caption)
                 document.add_picture(io.BytesIO(item.png), width=Inches(_figure_width(item)))

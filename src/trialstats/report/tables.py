@@ -354,8 +354,8 @@ def outcome_table(
     depth: list[int] = []
     data = []
     for is_primary, heading in ((True, "Primary outcomes"), (False, "Secondary outcomes")):
-        part = descriptive[(descriptive["primary"] == is_primary)
-                           & descriptive["month"].map(lambda m: keep(is_primary, m))]
+        part = descriptive[(descriptive["primary"] == is_primary).to_numpy()
+                           & [keep(is_primary, int(m)) for m in descriptive["month"]]]
         if part.empty:
             continue
         rows.append((heading, *blank))
