@@ -173,7 +173,8 @@ def test_every_output_is_written_and_reruns_are_byte_identical(report_dir):
     names = {p.relative_to(out).as_posix() for p in first}
     for name in ("report.html", "report.docx", "report.tex", "report.md",
                  "tables/consort_counts.csv",
-                 *(f"figures/{f}.{x}" for f in ("consort", "forest", "sensitivity")
+                 "supplement.html", "supplement.docx", "supplement.tex", "supplement.md",
+                 *(f"figures/{f}.{x}" for f in ("consort", "forest", "supplement_sensitivity_1")
                    for x in ("svg", "png", "pdf")),
                  *(f"tables/{t}{s}.csv" for t in TABLES for s in ("", "_data"))):
         assert name in names
@@ -197,7 +198,7 @@ def test_html_tables_match_the_csvs_and_figures_are_embedded(report_dir):
     assert len(parser.tables) == len(TABLES)
     for cells, name in zip(parser.tables, TABLES, strict=True):
         assert cells == table_cells(out, name), name
-    assert len(parser.images) == 3
+    assert len(parser.images) == 2
     assert all(src.startswith("data:image/svg+xml;base64,") for src in parser.images)
 
 
@@ -207,7 +208,7 @@ def test_latex_and_markdown_carry_the_same_rows(report_dir):
     assert tex.count(r"\toprule") == 2 * len(TABLES)
     assert r"\includegraphics" in tex and "figures/consort.pdf" in tex
     markdown = (out / "report.md").read_text(encoding="utf-8")
-    table2 = table_cells(out, "table2_outcomes")
+    table2 = table_cells(out, "table2_primary")
     for row in table2[1:]:
         if row[6]:
             assert row[6].replace("|", "\\|") in markdown
@@ -229,8 +230,8 @@ def test_report_without_sensitivity_results(tmp_path, trial):
     config = Path(trial.config["data"]["practices"]).parent / "config.yaml"
     assert main(["report", "--config", str(config), "--results", str(tmp_path / "results"),
                  "--out", str(tmp_path / "out")]) == 0
-    assert not (tmp_path / "out" / "tables" / "table3_sensitivity.csv").exists()
-    assert not (tmp_path / "out" / "figures" / "sensitivity.svg").exists()
+    assert not (tmp_path / "out" / "tables" / "table4_sensitivity.csv").exists()
+    assert not (tmp_path / "out" / "figures" / "supplement_sensitivity_1.svg").exists()
     assert "Sensitivity analyses" not in (tmp_path / "out" / "report.html").read_text()
 
 
@@ -281,7 +282,7 @@ def test_html_renders_in_chromium_without_errors(report_dir, tmp_path):
     checked = tmp_path / "checked.html"
     checked.write_text(page.replace("</body>", _CHECK), encoding="utf-8")
     dom = _chromium(tmp_path / "profile-dom", "--dump-dom", checked.as_uri())
-    assert 'data-images="3"' in dom.stdout and 'data-broken="0"' in dom.stdout
+    assert 'data-images="2"' in dom.stdout and 'data-broken="0"' in dom.stdout
     assert ":CONSOLE" not in dom.stderr, dom.stderr
     shot = tmp_path / "report.png"
     run = _chromium(tmp_path / "profile-shot", f"--screenshot={shot}",

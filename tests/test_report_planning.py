@@ -169,7 +169,7 @@ def test_section_appears_in_every_format_with_the_power_table(planned):
     html = (out / "report.html").read_text(encoding="utf-8")
     assert f'<h2>{SECTION}</h2>' in html and 'id="figure-power_curves"' in html
     markdown = (out / "report.md").read_text(encoding="utf-8")
-    assert f"## {SECTION}" in markdown and "**Table 4. Clusters per arm needed" in markdown
+    assert f"## {SECTION}" in markdown and "**Table 5. Clusters per arm needed" in markdown
     assert rf"\section*{{{SECTION}}}" in (out / "report.tex").read_text(encoding="utf-8")
     headings = [p.text for p in docx.Document(str(out / "report.docx")).paragraphs
                 if p.style.name == "Heading 1"]

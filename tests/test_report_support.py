@@ -18,7 +18,7 @@ from trialstats.data.validate import Trial, load_trial, outcome_column
 from trialstats.power.grid import expand_grid, gather
 
 #: Tables of the flow trial's report (with sensitivity results), in report order.
-TABLES = ("table1_baseline", "table2_outcomes", "table3_sensitivity", "provenance")
+TABLES = ("table1_baseline", "table2_primary", "table3_other", "table4_sensitivity", "provenance")
 
 #: Practices that withdraw after randomisation (P4 control, P5 intervention) in :func:`flow_trial`.
 WITHDRAWN = ("P4", "P5")
