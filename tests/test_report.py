@@ -230,9 +230,35 @@ def test_report_without_sensitivity_results(tmp_path, trial):
     config = Path(trial.config["data"]["practices"]).parent / "config.yaml"
     assert main(["report", "--config", str(config), "--results", str(tmp_path / "results"),
                  "--out", str(tmp_path / "out")]) == 0
-    assert not (tmp_path / "out" / "tables" / "table4_sensitivity.csv").exists()
-    assert not (tmp_path / "out" / "figures" / "supplement_sensitivity_1.svg").exists()
-    assert "Sensitivity analyses" not in (tmp_path / "out" / "report.html").read_text()
+    # only the primary model with its second df method is set beside the primary analysis
+    rows = table_cells(tmp_path / "out", "table4_sensitivity")[1:]
+    assert [r[0] for r in rows] == ["Shared decision-making", "Primary analysis (Kenward-Roger)",
+                                    "Primary model with Satterthwaite df"]
+    assert "Sensitivity analyses:" not in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_every_df_method_named_in_the_methods_is_shown(report_dir, trial):
+    """The methods say the models were also summarised with Satterthwaite df: the table
+    beside the primary (Kenward-Roger) analysis shows exactly that row of primary.csv."""
+    out, _ = report_dir
+    methods = (out / "report.md").read_text(encoding="utf-8")
+    assert "also summarised with the Satterthwaite approximation" in methods
+    rows = table_cells(out, "table4_sensitivity")
+    row = next(r for r in rows if r[0] == "Primary model with Satterthwaite df")
+    results = pd.read_csv(out.parent / "results" / "primary.csv")
+    chosen = results[(results["outcome"] == "sdm") & (results["month"] == 12)
+                     & (results["method"] == "satterthwaite")].iloc[0]
+    assert row[3] == fmt_p(chosen["p_value"])
+    assert row[2].startswith(fmt(chosen["estimate"], 1).replace("−", "-") + " (")
+
+
+def test_every_named_method_is_referenced(report_dir):
+    out, _ = report_dir
+    text = (out / "report.md").read_text(encoding="utf-8")
+    methods, references = text.split("## References")
+    for name, author in (("Satterthwaite", "Satterthwaite FE"), ("Kenward", "Kenward MG"),
+                         ("Rubin's rules", "Rubin DB"), ("Barnard–Rubin", "Barnard J")):
+        assert (name in methods) == (author in references), name
 
 
 def test_missing_results_is_a_user_error(tmp_path, trial, capsys):

@@ -222,5 +222,5 @@ def test_numbering_follows_the_tables_before_it(tmp_path):
     assert main(["report", "--config", str(config), "--results", str(tmp_path / "results"),
                  "--power", str(tmp_path / "power.csv"), "--out", str(tmp_path / "out")]) == 0
     markdown = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
-    assert "**Table 4. Clusters per arm needed for 80% and 90% power**" in markdown
+    assert "**Table 5. Clusters per arm needed for 80% and 90% power**" in markdown
     assert "*Figure 3. Power of the next trial by clusters per arm" in markdown

@@ -152,30 +152,31 @@ def build_report(
         "shaded band runs from −MCID to +MCID for each outcome",
     ))
     figures = 2
-    supplement: list[Section] = []
-    if sensitivity is not None and len(sensitivity):
-        subgroup = sensitivity["analysis"].astype(str).str.startswith(SUBGROUP)
-        others = sensitivity[~subgroup]
-        primary_names = [o["name"] for o in config["outcomes"] if o["primary"]]
-        compact = sensitivity_summary(
-            results, others[others["outcome"].isin(primary_names)], config)
-        if len(compact):
-            tables += 1
-            results_items.append(sensitivity_table(
-                compact, config, f"table{tables}_sensitivity",
-                f"Table {tables}. Sensitivity analyses of the primary outcomes at "
-                f"{primary_month} (all analyses: Supplementary Table S1)"))
-        supplement = _supplement(results, others, sensitivity[subgroup], missing, config)
-    elif missing is not None:
-        supplement = _supplement(results, None, None, missing, config)
-    methods = methods_paragraphs(config, counts, results, sensitivity, provenance.versions)
+    if sensitivity is None:
+        sensitivity = pd.DataFrame(columns=[*results.columns, "analysis"])
+    subgroup = sensitivity["analysis"].astype(str).str.startswith(SUBGROUP)
+    others = sensitivity[~subgroup]
+    primary_names = [o["name"] for o in config["outcomes"] if o["primary"]]
+    compact = sensitivity_summary(results[results["outcome"].isin(primary_names)],
+                                  others[others["outcome"].isin(primary_names)], config)
+    if len(compact):
+        tables += 1
+        results_items.append(sensitivity_table(
+            compact, config, f"table{tables}_sensitivity",
+            f"Table {tables}. Sensitivity analyses of the primary outcomes at "
+            f"{primary_month} (all analyses: Supplementary Table S1)"))
+    supplement = _supplement(results, others, sensitivity[subgroup], missing, config)
+    methods = methods_paragraphs(config, counts, results, sensitivity if len(sensitivity) else None,
+                                 provenance.versions)
     sections = [
         Section("Statistical methods", tuple(methods)),
         Section("Participant flow", (flow,)),
         Section("Baseline characteristics", (table1,)),
         Section("Outcomes", tuple(results_items)),
     ]
-    cited = reference_keys(config, planning_references(power) if power is not None else ())
+    analyses = tuple(dict.fromkeys(sensitivity["analysis"].astype(str)))
+    cited = reference_keys(config, analyses,
+                           planning_references(power) if power is not None else ())
     if power is not None:
         cite = {key: i for i, key in enumerate(cited, start=1)}
         sections.append(planning_section(power, cite, table=tables + 1, figure=figures + 1))
@@ -197,16 +198,16 @@ def build_report(
 
 
 def _supplement(
-    results: pd.DataFrame, sensitivity: pd.DataFrame | None, subgroups: pd.DataFrame | None,
+    results: pd.DataFrame, sensitivity: pd.DataFrame, subgroups: pd.DataFrame,
     missing: MissingData | None, config: dict[str, Any],
 ) -> list[Section]:
     """Sections of the supplement (Tables S1..., Figures S1...)."""
     design = config["design"]
     sections: list[Section] = []
     table = 0
-    if sensitivity is not None and len(sensitivity):
+    full = sensitivity_summary(results, sensitivity, config, design["followup_months"])
+    if len(full):
         table += 1
-        full = sensitivity_summary(results, sensitivity, config, design["followup_months"])
         items: list = [sensitivity_table(
             full, config, f"table_s{table}_sensitivity",
             f"Table S{table}. Sensitivity analyses of every outcome at every follow-up month")]
@@ -219,7 +220,7 @@ def _supplement(
                 f"at {month_label(design['primary_month'], -1)}: {labels}; the shaded band "
                 "runs from −MCID to +MCID"))
         sections.append(Section("Sensitivity analyses", tuple(items)))
-    if subgroups is not None and len(subgroups):
+    if len(subgroups):
         table += 1
         sections.append(Section("Exploratory subgroup analyses", (subgroup_table(
             subgroups, config, f"table_s{table}_subgroups",

@@ -42,6 +42,24 @@ REFERENCES = {
                   "Stat Med 2012;31:2169–2178.",
     "morris": "Morris TP, White IR, Crowther MJ. Using simulation studies to evaluate "
               "statistical methods. Stat Med 2019;38:2074–2102.",
+    "rubin": "Rubin DB. Multiple imputation for nonresponse in surveys. New York: Wiley; 1987.",
+    "barnard-rubin": "Barnard J, Rubin DB. Small-sample degrees of freedom with multiple "
+                     "imputation. Biometrika 1999;86:948–955.",
+    "van-buuren": "van Buuren S, Groothuis-Oudshoorn K. mice: multivariate imputation by "
+                  "chained equations in R. J Stat Softw 2011;45(3):1–67.",
+    "hayes-moulton": "Hayes RJ, Moulton LH. Cluster randomised trials. 2nd ed. Boca Raton: "
+                     "CRC Press; 2017.",
+    "liang-zeger": "Liang KY, Zeger SL. Longitudinal data analysis using generalized linear "
+                   "models. Biometrika 1986;73:13–22.",
+    "mancl-derouen": "Mancl LA, DeRouen TA. A covariance estimator for GEE with improved "
+                     "small-sample properties. Biometrics 2001;57:126–134.",
+    "kauermann-carroll": "Kauermann G, Carroll RJ. A note on the efficiency of sandwich "
+                         "covariance matrix estimation. J Am Stat Assoc 2001;96:1387–1396.",
+    "bell-mccaffrey": "Bell RM, McCaffrey DF. Bias reduction in standard errors for linear "
+                      "regression with multi-stage samples. Surv Methodol 2002;28:169–181.",
+    "pustejovsky-tipton": "Pustejovsky JE, Tipton E. Small-sample methods for cluster-robust "
+                          "variance estimation and hypothesis testing in fixed effects models. "
+                          "J Bus Econ Stat 2018;36:672–683.",
     "li-redden": "Li P, Redden DT. Comparing denominator degrees of freedom approximations "
                  "for the generalized linear mixed model in analyzing binary outcome in small "
                  "sample cluster-randomized trials. BMC Med Res Methodol 2015;15:38.",
@@ -79,19 +97,24 @@ def _join(items: list[str]) -> str:
     return ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def reference_keys(config: dict[str, Any], extra: Sequence[str] = ()) -> list[str]:
+def reference_keys(config: dict[str, Any], analyses: Sequence[str] = (),
+                   extra: Sequence[str] = ()) -> list[str]:
     """Keys of :data:`REFERENCES` cited by the report, in citation order.
 
     Parameters
     ----------
     config : dict
         The validated run configuration (the methods text cites by its df methods).
+    analyses : sequence of str
+        The ``analysis`` labels of ``sensitivity.csv`` (each family cites its methods).
     extra : sequence of str
         Keys cited by later sections (planning), appended in order when not yet cited.
     """
     keys = ["consort"]
     for method in config["analysis"]["df_method"]:
         keys += [k for k in _DF_REFERENCES[method] if k not in keys]
+    for family in _families(analyses):
+        keys += [k for k in SENSITIVITY_REFERENCES.get(family, ()) if k not in keys]
     return keys + [k for k in dict.fromkeys(extra) if k not in keys]
 
 
@@ -124,7 +147,9 @@ def methods_paragraphs(
         Paragraphs citing :func:`reference_keys` by number (``[1]``).
     """
     design, analysis = config["design"], config["analysis"]
-    cites = reference_keys(config)
+    analyses = [] if sensitivity is None else list(
+        dict.fromkeys(sensitivity["analysis"].astype(str)))
+    cites = reference_keys(config, analyses)
     get = counts.set_index(["stage", "arm"])
     arms = arm_order(config, counts.loc[counts["arm"] != "all", "arm"])
     allocated = [f"{int(get.loc[('allocated', a), 'clusters']):,} to {a}" for a in arms]
@@ -158,7 +183,8 @@ def methods_paragraphs(
         checks = [f"{_DF_TEXT[m]} {_cite(_DF_REFERENCES[m], cites)}".rstrip() for m in others]
         model += (
             " As a check on the small-sample inference, the same models were also "
-            f"summarised with {_join(checks)}."
+            f"summarised with {_join(checks)}; these results are shown beside the primary "
+            "analysis in the sensitivity tables."
         )
     name = primary_outcome(config)
     analysed = int(counts.loc[counts["stage"] == "analysed", "patients"].sum())
@@ -181,11 +207,12 @@ def methods_paragraphs(
         "it lies wholly between −MCID and +MCID, and the result is inconclusive otherwise."
     )
     paragraphs = [design_text, model, missing + " " + effects]
-    if sensitivity is not None and len(sensitivity):
-        analyses = list(dict.fromkeys(sensitivity["analysis"].astype(str)))
+    if analyses:
         paragraphs.append(
-            f"Sensitivity analyses: {'; '.join(_sensitivity_descriptions(analyses))}. They are "
-            "compared with the primary analysis in Table 3 and the sensitivity figure."
+            f"Sensitivity analyses: {'; '.join(_sensitivity_descriptions(analyses, cites))}. "
+            "For the primary outcomes at the primary time point they are compared with the "
+            "primary analysis in the sensitivity table; every outcome and month, the "
+            "subgroup analyses and the missing-data summary are in the supplement."
         )
     failed = _not_converged(results, sensitivity)
     if failed:
@@ -223,16 +250,38 @@ SENSITIVITY_METHODS = {
 }
 
 
-def _sensitivity_descriptions(labels: list[str]) -> list[str]:
-    """One description per family of sensitivity analyses, in the order they first appear;
-    a label of an unknown family is shown as it is."""
+#: References of each family of sensitivity analyses (keys of :data:`REFERENCES`).
+SENSITIVITY_REFERENCES = {
+    "multiple imputation": ("van-buuren", "rubin", "barnard-rubin"),
+    "repeated measures": ("satterthwaite",),
+    "cluster-level": ("hayes-moulton",),
+    "gee": ("liang-zeger", "mancl-derouen", "kauermann-carroll"),
+    "cr2": ("bell-mccaffrey", "pustejovsky-tipton"),
+}
+
+
+def _family(label: str) -> str:
+    """The family of a sensitivity analysis label (the label itself when unknown)."""
+    return next((f for f in SENSITIVITY_METHODS if label.lower().startswith(f)), label)
+
+
+def _families(labels: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(_family(label) for label in labels))
+
+
+def _sensitivity_descriptions(labels: list[str], cites: Sequence[str] = ()) -> list[str]:
+    """One description per family of sensitivity analyses, in the order they first appear,
+    with its citations when ``cites`` (the citation order) is given; a label of an unknown
+    family is shown as it is."""
     described: dict[str, str] = {}
     for label in labels:
-        family = next((f for f in SENSITIVITY_METHODS if label.lower().startswith(f)), label)
+        family = _family(label)
         if family not in described:
             detail = label[len(family):].strip() if family in SENSITIVITY_METHODS else ""
             text = SENSITIVITY_METHODS.get(family, label)
-            described[family] = text.replace("{detail}", detail).replace("  ", " ")
+            keys = [k for k in SENSITIVITY_REFERENCES.get(family, ()) if k in cites]
+            cite = f" {_cite(keys, list(cites))}" if keys else ""
+            described[family] = text.replace("{detail}", detail).replace("  ", " ") + cite
     return list(described.values())
 
 

@@ -50,6 +50,8 @@ from trialstats.report.format import (
 
 #: Above this absolute skewness a continuous characteristic is shown as median (IQR).
 SKEW_LIMIT = 1.0
+#: ``analysis`` of the primary model summarised with another df method.
+CHECK = "primary model, other df method"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -431,33 +433,36 @@ def sensitivity_summary(
     DataFrame
         The columns of ``sensitivity.csv`` plus ``label`` (outcome label) and
         ``analysis_label``; per outcome (primary first) and month, the primary-method row of
-        the primary analysis (``analysis`` = ``primary analysis``) followed by that
+        the primary analysis (``analysis`` = ``primary analysis``), the same model with each
+        other df method of ``analysis.df_method`` (``analysis`` = :data:`CHECK`), then that
         outcome's sensitivity rows in file order.
     """
     primary_month = config["design"]["primary_month"]
     months = [primary_month] if months is None else months
     method = config["analysis"]["df_method"][0]
     reference = primary_rows(results, config).assign(analysis="primary analysis")
+    checks = results[results["method"] != method].assign(analysis=CHECK)
     methods = sensitivity.groupby("analysis")["method"].nunique()
     many = set(methods[methods > 1].index)
     parts = []
     for outcome in ordered_outcomes(config):
         name = outcome["name"]
         for month in months:
-            extra = sensitivity[(sensitivity["outcome"] == name) & (sensitivity["month"] == month)]
-            if extra.empty:
+            extra = [frame[(frame["outcome"] == name) & (frame["month"] == month)]
+                     for frame in (reference, checks, sensitivity)]
+            if extra[1].empty and extra[2].empty:
                 continue
-            mine = reference[(reference["outcome"] == name) & (reference["month"] == month)]
-            part = pd.concat([mine, extra], ignore_index=True)
+            part = pd.concat([e for e in extra if len(e)], ignore_index=True)
             part["label"] = outcome["label"]
             part["analysis_label"] = [
                 _analysis_label(r, many, primary_month) for _, r in part.iterrows()
             ]
-            main = part["analysis"] == "primary analysis"
-            part.loc[main, "analysis_label"] = (
-                f"Primary analysis ({method_name(method)})"
-                + ("" if month == primary_month else f", {month_label(month, -1)}")
-            )
+            when = "" if month == primary_month else f", {month_label(month, -1)}"
+            for kind, text in (("primary analysis", "Primary analysis ({})"),
+                               (CHECK, "Primary model with {} df")):
+                rows = part["analysis"] == kind
+                part.loc[rows, "analysis_label"] = [
+                    text.format(method_name(str(m))) + when for m in part.loc[rows, "method"]]
             parts.append(part)
     columns = [*COLUMNS, "analysis", "label", "analysis_label"]
     if not parts:
