@@ -383,6 +383,7 @@ def render_latex(report: Report) -> str:
           for name, options in LATEX_PACKAGES),
         r"\setlength{\LTcapwidth}{\linewidth}", r"\setlength{\tabcolsep}{3pt}",
         r"\setlength{\LTleft}{0pt}", r"\setlength{\LTright}{0pt plus 1fill}",
+        r"\setlength{\emergencystretch}{3em}",
         r"\begin{document}",
         r"\begin{center}",
         rf"{{\LARGE {latex_escape(report.title)}\par}}\medskip",
@@ -393,7 +394,7 @@ def render_latex(report: Report) -> str:
         parts.append(rf"\section*{{{latex_escape(section.heading)}}}")
         refs = section.heading == "References"
         if refs:
-            parts.append(r"\begin{enumerate}")
+            parts.append(r"\begin{enumerate}\raggedright")
         for item in section.items:
             if isinstance(item, Table):
                 parts.append(_latex_table(item))
