@@ -16,6 +16,7 @@ from test_report_support import (
     TABLES,
     WITHDRAWN,
     HtmlTables,
+    ascii_minus,
     fake_results,
     load,
     table_cells,
@@ -187,7 +188,7 @@ def test_docx_tables_match_the_csvs(report_dir):
     document = docx.Document(str(out / "report.docx"))
     assert len(document.tables) == len(TABLES)
     for table, name in zip(document.tables, TABLES, strict=True):
-        cells = [[c.text for c in row.cells] for row in table.rows]
+        cells = [[ascii_minus(c.text) for c in row.cells] for row in table.rows]
         assert cells == table_cells(out, name), name
 
 
@@ -197,7 +198,7 @@ def test_html_tables_match_the_csvs_and_figures_are_embedded(report_dir):
     parser.feed((out / "report.html").read_text(encoding="utf-8"))
     assert len(parser.tables) == len(TABLES)
     for cells, name in zip(parser.tables, TABLES, strict=True):
-        assert cells == table_cells(out, name), name
+        assert [[ascii_minus(c) for c in row] for row in cells] == table_cells(out, name), name
     assert len(parser.images) == 2
     assert all(src.startswith("data:image/svg+xml;base64,") for src in parser.images)
 
@@ -211,7 +212,7 @@ def test_latex_and_markdown_carry_the_same_rows(report_dir):
     table2 = table_cells(out, "table2_primary")
     for row in table2[1:]:
         if row[6]:
-            assert row[6].replace("|", "\\|") in markdown
+            assert row[6].replace("|", "\\|").replace("-", "−") in markdown
     rows = [line for line in markdown.splitlines() if line.startswith("| ")]
     assert len(rows) == sum(len(table_cells(out, n)) for n in TABLES)
 
@@ -317,3 +318,28 @@ def test_html_renders_in_chromium_without_errors(report_dir, tmp_path):
     pixels = np.asarray(Image.open(shot).convert("L"))
     assert pixels.shape == (4000, 1280)
     assert (pixels < 128).mean() > 0.01
+
+
+def test_patients_per_practice_in_table1_and_the_flow(trial):
+    from trialstats.report.consort import flow_boxes
+
+    table = baseline_table(baseline_summary(trial.practices, trial.patients, trial.config),
+                           trial.config)
+    row = next(r for r in table.rows if r[0] == "Patients per practice, median (range)")
+    sizes = trial.patients.groupby("practice_id").size()
+    arms = trial.practices.set_index("practice_id")["arm"]
+    counts = consort_counts(trial.practices, trial.patients, fake_results(trial), trial.config)
+    boxes = flow_boxes(counts, trial.config)
+    for j, arm in enumerate(("intervention", "control"), start=1):
+        x = sizes[(arms[sizes.index] == arm).to_numpy()]
+        assert row[j] == f"{x.median():g} ({x.min()} to {x.max()})"
+        assert f"per practice: median {x.median():g} (range {x.min()} to {x.max()})" in boxes[
+            f"allocated:{arm}"]
+
+
+def test_display_csvs_use_ascii_minus(report_dir):
+    out, _ = report_dir
+    texts = [p.read_text(encoding="utf-8") for p in (out / "tables").glob("*.csv")
+             if not p.stem.endswith("_data")]
+    assert texts and not any("−" in t for t in texts)
+    assert any("(-" in t for t in texts)

@@ -212,6 +212,11 @@ def load(config_path: Path) -> Trial:
     return load_trial(load_config(config_path))
 
 
+def ascii_minus(text: str) -> str:
+    """``text`` with the true minus sign of the documents as the display CSVs write it."""
+    return text.replace("−", "-")
+
+
 def table_cells(out: Path, name: str) -> list[list[str]]:
     """Header and body cells of the report table ``name`` as written to its CSV."""
     frame = pd.read_csv(out / "tables" / f"{name}.csv", dtype=str, keep_default_na=False)

@@ -80,7 +80,8 @@ def consort_counts(
         Columns ``stage`` (one of :data:`STAGES`), ``arm`` (``all`` for stages before
         allocation), ``month`` (follow-up month of ``lost`` rows, else NaN), ``reason``
         (exclusion reason of ``excluded`` rows), ``clusters`` and ``patients`` (nullable
-        integers, missing when the stage does not count them).
+        integers, missing when the stage does not count them), and on ``allocated`` rows the
+        patients per cluster: ``size_median``, ``size_min`` and ``size_max``.
 
     Raises
     ------
@@ -105,7 +106,11 @@ def consort_counts(
     for label in order:
         in_arm = patients[arm] == label
         arm_practices = practices[practices[arm] == label]
-        rows.append(_row("allocated", label, len(arm_practices), int(in_arm.sum())))
+        sizes = patients[in_arm].groupby(cluster).size().reindex(
+            arm_practices[cluster], fill_value=0)
+        rows.append(_row("allocated", label, len(arm_practices), int(in_arm.sum()))
+                    | {"size_median": float(sizes.median()), "size_min": int(sizes.min()),
+                       "size_max": int(sizes.max())})
         rows.append(_row("withdrawn", label, int(arm_practices[withdrawn].sum()),
                          int((in_arm & in_left).sum())))
         staying = patients[in_arm & ~in_left]
@@ -120,7 +125,8 @@ def consort_counts(
         rows.append(_row("analysed", label, patients.loc[in_arm & analysed, cluster].nunique(),
                          int((in_arm & analysed).sum())))
     counts = pd.DataFrame(rows).astype(
-        {"month": "Int64", "clusters": "Int64", "patients": "Int64"}
+        {"month": "Int64", "clusters": "Int64", "patients": "Int64", "size_min": "Int64",
+         "size_max": "Int64"}
     )
     _check_against_results(counts, results, config)
     return counts
@@ -194,6 +200,8 @@ def flow_boxes(counts: pd.DataFrame, config: dict[str, Any]) -> dict[str, list[s
         boxes[f"allocated:{label}"] = [
             f"Allocated to {label}: {_n(allocated['clusters'], 'practice')}",
             f"{_patients(allocated['patients'])} recruited",
+            f"per practice: median {allocated['size_median']:g} "
+            f"(range {allocated['size_min']} to {allocated['size_max']})",
             f"Withdrew after randomisation: {_n(withdrawn['clusters'], 'practice')}",
             f"({_patients(withdrawn['patients'])})",
         ]

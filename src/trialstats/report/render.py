@@ -102,8 +102,9 @@ def csv_text(frame: pd.DataFrame) -> str:
 
 
 def table_csv(table: Table) -> str:
-    """The display cells of ``table`` as CSV text (header row, then body)."""
-    return csv_text(table.frame())
+    """The display cells of ``table`` as CSV text (header row, then body), with ASCII
+    hyphen-minus for the minus sign so that spreadsheets read the numbers."""
+    return csv_text(table.frame().replace("−", "-", regex=True))
 
 
 def table_data_csv(table: Table) -> str:

@@ -119,6 +119,25 @@ def _count_rows(arms: pd.Series, order: list[str], level: str, label: str) -> li
     } for arm in order]
 
 
+def _size_rows(practices: pd.DataFrame, patients: pd.DataFrame, config: dict[str, Any],
+               order: list[str], label: str) -> list[dict]:
+    """Patients recruited per cluster, by arm: median and range (every randomised cluster,
+    one with no patients counting 0)."""
+    design = config["design"]
+    cluster, arm = design["cluster"], design["arm"]
+    sizes = patients.groupby(cluster).size().reindex(practices[cluster], fill_value=0)
+    rows = []
+    for a in order:
+        x = sizes[(practices[arm] == a).to_numpy()].astype(float)
+        rows.append({
+            "level": "cluster", "variable": "", "label": label, "category": "", "arm": a,
+            "summary": "median_range", "n": len(x), "n_missing": 0, "total": len(x),
+            "mean": x.mean(), "sd": x.std(ddof=1), "median": x.median(), "q1": x.min(),
+            "q3": x.max(), "count": np.nan, "percent": np.nan, "skewness": np.nan,
+        })
+    return rows
+
+
 def baseline_summary(
     practices: pd.DataFrame, patients: pd.DataFrame, config: dict[str, Any]
 ) -> pd.DataFrame:
@@ -137,9 +156,11 @@ def baseline_summary(
         One row per characteristic (x category) x arm, intervention arm first, with columns
         ``level`` (``cluster`` or ``patient``), ``variable`` (data column, ``""`` for the
         counts of practices and patients), ``label``, ``category`` (``""`` for continuous
-        ones), ``arm``, ``summary`` (``count``, ``mean_sd``, ``median_iqr`` or
-        ``n_percent``), ``n`` (with a value), ``n_missing``, ``total``, ``mean``, ``sd``,
-        ``median``, ``q1``, ``q3``, ``count``, ``percent`` (of ``n``), ``skewness`` (of
+        ones), ``arm``, ``summary`` (``count``, ``mean_sd``, ``median_iqr``,
+        ``n_percent`` or ``median_range``), ``n`` (with a value), ``n_missing``, ``total``,
+        ``mean``, ``sd``,
+        ``median``, ``q1``, ``q3`` (minimum and maximum for ``median_range``, the patients
+        per cluster), ``count``, ``percent`` (of ``n``), ``skewness`` (of
         the pooled values, which chose the summary) and ``suppressed`` (a count below
         ``report.min_cell``, blanked). The characteristics are the practice and patient
         columns named in ``analysis.covariates`` and ``report.table1`` and the outcomes at
@@ -151,6 +172,7 @@ def baseline_summary(
     order = arm_order(config, practices[arm])
     cluster_columns, patient_columns, withheld = table1_columns(practices, patients, config)
     rows = _count_rows(practices[arm], order, "cluster", "Practices randomised")
+    rows += _size_rows(practices, patients, config, order, "Patients per practice")
     for column in cluster_columns:
         rows += _describe(practices[column], practices[arm], order, "cluster", column,
                           variable_label(config, column))
@@ -173,6 +195,8 @@ def _summary_cell(row: pd.Series, digits: int, min_cell: int) -> str:
         return fmt_count(row["count"])
     if row["summary"] == "n_percent":
         return f"{fmt_count(row['count'])} ({fmt(row['percent'], 1)})"
+    if row["summary"] == "median_range":
+        return f"{fmt(row['median'], digits)} ({fmt(row['q1'], 0)} to {fmt(row['q3'], 0)})"
     if row["summary"] == "mean_sd":
         return f"{fmt(row['mean'], digits)} ({fmt(row['sd'], digits)})"
     return f"{fmt(row['median'], digits)} ({fmt(row['q1'], digits)} to {fmt(row['q3'], digits)})"
@@ -207,6 +231,11 @@ def baseline_table(summary: pd.DataFrame, config: dict[str, Any]) -> Table:
             by_arm = group.set_index("arm")
             if kind == "count":
                 add(f"{label}, n", [_summary_cell(by_arm.loc[a], 0, min_cell) for a in order], 1)
+                continue
+            if kind == "median_range":
+                add(f"{label}, median (range)",
+                    [_summary_cell(by_arm.loc[a], 1 if (group["median"] % 1).any() else 0,
+                                   min_cell) for a in order], 1)
                 continue
             if kind == "n_percent":
                 add(f"{label}, n (%)", [""] * len(order), 1)
