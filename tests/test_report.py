@@ -344,3 +344,21 @@ def test_display_csvs_use_ascii_minus(report_dir):
              if not p.stem.endswith("_data")]
     assert texts and not any("−" in t for t in texts)
     assert any("(-" in t for t in texts)
+
+
+def test_subgroups_without_verdicts_and_interaction_tests_as_tests(trial):
+    from trialstats.report.supplement import subgroup_table
+
+    base = fake_results(trial).iloc[[0]].drop(columns="method").assign(method="satterthwaite")
+    rows = [base.assign(analysis="subgroup interaction: arm x condition (exploratory)",
+                        estimate=np.nan, ci_low=np.nan, ci_high=np.nan, effect_size=np.nan,
+                        mcid_verdict=np.nan, p_value=0.352838),
+            base.assign(analysis="subgroup: copd (exploratory)", p_value=0.13,
+                        mcid_verdict="inconclusive")]
+    table = subgroup_table(pd.concat(rows, ignore_index=True), trial.config, "s", "Table S2.")
+    assert not any("verdict" in c.lower() for c in table.columns)
+    assert not any("inconclusive" in cell for row in table.rows for cell in row)
+    interaction = next(r for r in table.rows if r[0].startswith("Interaction"))
+    assert interaction[1:] == ("", "", "", "", "0.353")
+    copd = next(r for r in table.rows if r[0].startswith("Copd"))
+    assert copd[4] == "0.130" and copd[5] == ""

@@ -68,7 +68,7 @@ def subgroup_table(subgroups: pd.DataFrame, config: dict[str, Any], name: str,
             sd = part["sd_baseline"].dropna()
             digits = digits_for(float(sd.iloc[0]) if len(sd) else np.nan)
             for _, row in part.iterrows():
-                label = str(row["analysis"]).removeprefix(f"{SUBGROUP}:").strip()
+                label = str(row["analysis"]).removeprefix(SUBGROUP).lstrip(":").strip()
                 if not np.isfinite(row["estimate"]):
                     rows.append((label[:1].upper() + label[1:], "", "", "", "",
                                  fmt_p(row["p_value"])))
