@@ -16,7 +16,7 @@ from trialstats.report.figures import (
     sensitivity_figure,
     split_by_outcome,
 )
-from trialstats.report.format import month_label
+from trialstats.report.format import month_label, words
 from trialstats.report.methods import (
     REFERENCES,
     methods_paragraphs,
@@ -118,12 +118,13 @@ def build_report(
     if power is not None:
         check_power(power, "power.csv")
     design = config["design"]
+    w = words(config)
     counts = consort_counts(practices, patients, results, config)
     month = design["primary_month"]
     primary_month = month_label(month, -1)
     flow = render_figure(
         flow_figure(counts, config), "consort",
-        "Figure 1. Flow of practices and patients through the trial (CONSORT 2010, "
+        f"Figure 1. Flow of {w.clusters} and {w.participants} through the trial (CONSORT 2010, "
         "extension to cluster randomised trials)",
     )
     table1 = baseline_table(baseline_summary(practices, patients, config), config)
@@ -188,12 +189,13 @@ def build_report(
     randomised = counts[counts["stage"] == "randomised"].iloc[0]
     outcomes = [o["label"] for o in config["outcomes"] if o["primary"]]
     subtitle = (
-        f"Cluster randomised trial: {int(randomised['clusters'])} practices, "
-        f"{int(randomised['patients']):,} patients; primary outcome"
+        f"Cluster randomised trial: {w.count(randomised['clusters'])}, "
+        f"{w.count(randomised['patients'], True)}; primary outcome"
         f"{'s' if len(outcomes) != 1 else ''} {', '.join(outcomes) or 'none'} at {primary_month}."
     )
-    main = Report("Trial report", subtitle, tuple(sections))
-    extra = Report("Trial report: supplementary material", subtitle, tuple(supplement))
+    title = config.get("report", {}).get("title") or "Trial report"
+    main = Report(title, subtitle, tuple(sections))
+    extra = Report(f"{title}: supplementary material", subtitle, tuple(supplement))
     return main, extra, counts
 
 

@@ -29,7 +29,7 @@ from matplotlib.patches import FancyBboxPatch
 
 from trialstats.data.validate import outcome_column
 from trialstats.errors import TrialstatsError
-from trialstats.report.format import arm_order, month_label, primary_rows
+from trialstats.report.format import arm_order, month_label, primary_rows, sentence, words
 
 STAGES = ("assessed", "excluded", "randomised", "allocated", "withdrawn", "lost",
           "not_analysed", "analysed")
@@ -169,54 +169,46 @@ _BAR = 0.26           # height of a stage bar
 _FONT = 9
 
 
-def _n(value: float, noun: str) -> str:
-    value = int(value)
-    return f"{value:,} {noun}{'' if value == 1 else 's'}"
-
-
-def _patients(value: float) -> str:
-    return f"{int(value):,} patient{'' if int(value) == 1 else 's'}"
-
-
 def flow_boxes(counts: pd.DataFrame, config: dict[str, Any]) -> dict[str, list[str]]:
     """Text of every box of the flow diagram (keys ``screen``, ``excluded``, ``randomised``
     and ``<stage>:<arm>`` for ``allocated``, ``lost`` and ``analysed``)."""
     design = config["design"]
+    w = words(config)
     get = counts.set_index(["stage", "arm"])
     boxes: dict[str, list[str]] = {}
     if (counts["stage"] == "assessed").any():
-        boxes["screen"] = ["Practices assessed for eligibility",
+        boxes["screen"] = [sentence(f"{w.clusters} assessed for eligibility"),
                            f"(n = {int(get.loc[('assessed', 'all'), 'clusters']):,})"]
         excluded = counts[counts["stage"] == "excluded"]
         boxes["excluded"] = [f"Excluded (n = {int(excluded['clusters'].sum()):,})"] + [
             f"  {r.reason} (n = {int(r.clusters):,})" for r in excluded.itertuples()
         ]
     total = get.loc[("randomised", "all")]
-    boxes["randomised"] = [f"Randomised: {_n(total['clusters'], 'practice')}",
-                           f"{_patients(total['patients'])} recruited"]
+    boxes["randomised"] = [f"Randomised: {w.count(total['clusters'])}",
+                           f"{w.count(total['patients'], True)} recruited"]
     name = primary_outcome(config)["label"]
     for label in dict.fromkeys(counts.loc[counts["arm"] != "all", "arm"]):
         allocated, withdrawn = get.loc[("allocated", label)], get.loc[("withdrawn", label)]
         boxes[f"allocated:{label}"] = [
-            f"Allocated to {label}: {_n(allocated['clusters'], 'practice')}",
-            f"{_patients(allocated['patients'])} recruited",
-            f"per practice: median {allocated['size_median']:g} "
+            f"Allocated to {w.arm(label)}: {w.count(allocated['clusters'])}",
+            f"{w.count(allocated['patients'], True)} recruited",
+            f"per {w.cluster}: median {allocated['size_median']:g} "
             f"(range {allocated['size_min']} to {allocated['size_max']})",
-            f"Withdrew after randomisation: {_n(withdrawn['clusters'], 'practice')}",
-            f"({_patients(withdrawn['patients'])})",
+            f"Withdrew after randomisation: {w.count(withdrawn['clusters'])}",
+            f"({w.count(withdrawn['patients'], True)})",
         ]
         lost = counts[(counts["stage"] == "lost") & (counts["arm"] == label)]
         boxes[f"lost:{label}"] = ["Lost to follow-up (no outcome observed)"] + [
-            f"{month_label(int(r.month), -1)}: {_patients(r.patients)}"
-            + (f"; {_n(r.clusters, 'practice')} with none" if r.clusters else "")
+            f"{month_label(int(r.month), -1)}: {w.count(r.patients, True)}"
+            + (f"; {w.count(r.clusters)} with none" if r.clusters else "")
             for r in lost.itertuples()
         ]
         analysed, missing = get.loc[("analysed", label)], get.loc[("not_analysed", label)]
         boxes[f"analysed:{label}"] = [
-            f"Analysed: {_n(analysed['clusters'], 'practice')}",
-            f"{_patients(analysed['patients'])}",
+            f"Analysed: {w.count(analysed['clusters'])}",
+            f"{w.count(analysed['patients'], True)}",
             f"({name}, {month_label(design['primary_month'], -1)})",
-            f"Not analysed: {_patients(missing['patients'])}",
+            f"Not analysed: {w.count(missing['patients'], True)}",
             "(missing outcome, baseline or covariate)",
         ]
     return boxes

@@ -17,7 +17,14 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
-from trialstats.report.format import fmt_ci, month_label, ordered_outcomes, primary_rows, truthy
+from trialstats.report.format import (
+    arm_names,
+    fmt_ci,
+    month_label,
+    ordered_outcomes,
+    primary_rows,
+    truthy,
+)
 
 _BAND = "#d9ead3"
 _FIG_WIDTH = 8.0
@@ -136,21 +143,22 @@ def forest_figure(data: pd.DataFrame, config: dict[str, Any]) -> Figure:
         } for r in part.itertuples()]
     month = month_label(config["design"]["primary_month"], -1)
     return _interval_figure(
-        rows, f"Standardised effect at {month} (baseline SDs; intervention − control)",
+        rows, f"Standardised effect at {month} (baseline SDs; {' − '.join(arm_names(config))})",
         _level(config), favours_labels(config),
     )
 
 
 def favours_labels(config: dict[str, Any]) -> tuple[str, str] | None:
-    """``("← favours control", "favours intervention →")`` when higher is better for every
-    outcome (reversed when lower is better for every one); None when directions differ."""
+    """``("← favours control", "favours intervention →")`` (the arms' display names) when
+    higher is better for every outcome (reversed when lower is better for every one); None
+    when directions differ."""
     better = {bool(o.get("higher_is_better", True)) for o in config["outcomes"]}
     if len(better) != 1:
         return None
-    control, intervention = "← favours control", "favours intervention →"
-    if better == {True}:
-        return control, intervention
-    return "← favours intervention", "favours control →"
+    intervention, control = arm_names(config)
+    if better == {False}:
+        intervention, control = control, intervention
+    return f"← favours {control}", f"favours {intervention} →"
 
 
 def split_by_outcome(summary: pd.DataFrame) -> list[pd.DataFrame]:
@@ -182,6 +190,7 @@ def sensitivity_figure(summary: pd.DataFrame, config: dict[str, Any]) -> Figure:
             "text": fmt_ci(r["effect_size"], r["es_ci_low"], r["es_ci_high"], 2),
         } for _, r in part.iterrows()]
     return _interval_figure(
-        rows, "Standardised effect (baseline SDs; intervention − control)", _level(config),
+        rows, f"Standardised effect (baseline SDs; {' − '.join(arm_names(config))})",
+        _level(config),
         favours_labels(config),
     )

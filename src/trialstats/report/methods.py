@@ -18,7 +18,15 @@ import pandas as pd
 
 from trialstats.report.consort import primary_outcome
 from trialstats.report.document import Table
-from trialstats.report.format import arm_order, month_label, truthy
+from trialstats.report.format import (
+    Words,
+    arm_order,
+    contrast_text,
+    month_label,
+    sentence,
+    truthy,
+    words,
+)
 
 #: Packages whose versions are reported (those installed).
 PACKAGES = ("trialstats", "numpy", "scipy", "pandas", "statsmodels", "matplotlib",
@@ -70,7 +78,7 @@ _DF_TEXT = {
                      "error for small numbers of clusters",
     "satterthwaite": "the Satterthwaite approximation",
     "between-within": "the between-within method (clusters minus cluster-level parameters)",
-    "residual": "the residual degrees of freedom (patients minus parameters)",
+    "residual": "the residual degrees of freedom ({participants} minus parameters)",
 }
 _DF_REFERENCES = {
     "kenward-roger": ["kenward-roger"],
@@ -78,6 +86,17 @@ _DF_REFERENCES = {
     "between-within": ["between-within", "li-redden"],
     "residual": [],
 }
+
+
+def _fill(template: str, w: Words) -> str:
+    """A text template with the trial's words (``{cluster}``, ``{participants}`` ...)."""
+    return template.replace("{detail}", "{{detail}}").format(
+        cluster=w.cluster, clusters=w.clusters, participant=w.participant,
+        participants=w.participants)
+
+
+def _df_text(method: str, w: Words) -> str:
+    return _fill(_DF_TEXT[method], w)
 
 
 def software_versions() -> dict[str, str]:
@@ -152,7 +171,8 @@ def methods_paragraphs(
     cites = reference_keys(config, analyses)
     get = counts.set_index(["stage", "arm"])
     arms = arm_order(config, counts.loc[counts["arm"] != "all", "arm"])
-    allocated = [f"{int(get.loc[('allocated', a), 'clusters']):,} to {a}" for a in arms]
+    w = words(config)
+    allocated = [f"{int(get.loc[('allocated', a), 'clusters']):,} to {w.arm(a)}" for a in arms]
     withdrawn = int(counts.loc[counts["stage"] == "withdrawn", "clusters"].sum())
     months = [month_label(m, -1) for m in design["followup_months"]]
     level = f"{100 * (1 - analysis['alpha']):g}%"
@@ -163,24 +183,26 @@ def methods_paragraphs(
     first, *others = analysis["df_method"]
     recruited = int(get.loc[("randomised", "all"), "patients"])
     design_text = (
-        f"Practices were randomised ({_join(allocated)}) and {recruited:,} patients were "
-        f"recruited in them; {withdrawn} practice{'s' if withdrawn != 1 else ''} withdrew "
-        "after randomisation. The flow of practices and patients is reported following the "
+        f"{sentence(w.clusters)} were randomised ({_join(allocated)}) and "
+        f"{w.count(recruited, True)} were recruited in them; {w.count(withdrawn)} withdrew "
+        f"after randomisation. The flow of {w.clusters} and {w.participants} is reported "
+        "following the "
         f"CONSORT 2010 extension to cluster randomised trials {_cite(['consort'], cites)}."
     )
     model = (
         f"Each outcome at each follow-up ({_join(months)}; primary time point "
         f"{month_label(design['primary_month'], -1)}) was analysed in the arm to which the "
-        f"practice was allocated with a linear mixed model: the follow-up score regressed on "
-        f"arm and {adjusted}, with a random intercept for practice, fitted by restricted "
+        f"{w.cluster} was allocated with a linear mixed model: the follow-up score regressed on "
+        f"arm and {adjusted}, with a random intercept for {w.cluster}, fitted by restricted "
         f"maximum likelihood. The treatment effect is the adjusted mean difference "
-        f"(intervention minus control) with a {level} confidence interval and a two-sided "
+        f"({contrast_text(config)}) with a {level} confidence interval and a two-sided "
         f"p-value from a t distribution whose denominator degrees of freedom come from "
-        f"{_DF_TEXT[first]} {_cite(_DF_REFERENCES[first], cites)}".rstrip()
+        f"{_df_text(first, w)} {_cite(_DF_REFERENCES[first], cites)}".rstrip()
         + "."
     )
     if others:
-        checks = [f"{_DF_TEXT[m]} {_cite(_DF_REFERENCES[m], cites)}".rstrip() for m in others]
+        checks = [f"{_df_text(m, w)} {_cite(_DF_REFERENCES[m], cites)}".rstrip()
+                  for m in others]
         model += (
             " As a check on the small-sample inference, the same models were also "
             f"summarised with {_join(checks)}; these results are shown beside the primary "
@@ -190,17 +212,19 @@ def methods_paragraphs(
     analysed = int(counts.loc[counts["stage"] == "analysed", "patients"].sum())
     clusters = int(counts.loc[counts["stage"] == "analysed", "clusters"].sum())
     missing = (
-        "Patients missing the outcome, its baseline score or a covariate were left out of "
+        f"{sentence(w.participants)} missing the outcome, its baseline score or a covariate "
+        "were left out of "
         "that analysis (complete-case analysis); for the first primary outcome, "
         f"{name['label']}, at {month_label(design['primary_month'], -1)}, {analysed:,} of "
-        f"{recruited:,} recruited patients ({100 * analysed / recruited:.1f}%) in "
-        f"{clusters} practices were analysed."
+        f"{recruited:,} recruited {w.participants} ({100 * analysed / recruited:.1f}%) in "
+        f"{w.count(clusters)} were analysed."
     )
     effects = (
-        "The intracluster correlation coefficient (ICC) is the between-practice variance as "
+        f"The intracluster correlation coefficient (ICC) is the between-{w.cluster} variance as "
         "a share of the total variance. Standardised effects divide the adjusted difference "
         "and its confidence limits by the standard deviation of the outcome at baseline over "
-        "all randomised patients with a baseline value, both arms pooled. Each confidence "
+        f"all randomised {w.participants} with a baseline value, both arms pooled. Each "
+        "confidence "
         "interval was compared with the outcome's minimal clinically important difference "
         f"(MCID; {_mcid_text(config)}): an important benefit (or harm) is shown when the "
         "interval lies wholly beyond +MCID (or −MCID), an important effect is ruled out when "
@@ -209,7 +233,7 @@ def methods_paragraphs(
     paragraphs = [design_text, model, missing + " " + effects]
     if analyses:
         paragraphs.append(
-            f"Sensitivity analyses: {'; '.join(_sensitivity_descriptions(analyses, cites))}. "
+            f"Sensitivity analyses: {'; '.join(_sensitivity_descriptions(analyses, cites, w))}. "
             "For the primary outcomes at the primary time point they are compared with the "
             "primary analysis in the sensitivity table; every outcome and month, the "
             "subgroup analyses and the missing-data summary are in the supplement."
@@ -231,15 +255,16 @@ def methods_paragraphs(
 SENSITIVITY_METHODS = {
     "multiple imputation": "multiple imputation {detail}: missing baseline and follow-up "
     "scores imputed by chained equations with arm, the covariates, the other outcomes' scores "
-    "and a random practice intercept, the primary model fitted to each imputed dataset and "
+    "and a random {cluster} intercept, the primary model fitted to each imputed dataset and "
     "the results pooled with Rubin's rules and Barnard–Rubin degrees of freedom",
     "repeated measures": "a repeated-measures mixed model of all follow-up scores together "
-    "(arm × month, baseline score and covariates, random intercepts for practice and for "
-    "patient within practice, Satterthwaite degrees of freedom)",
+    "(arm × month, baseline score and covariates, random intercepts for {cluster} and for "
+    "{participant} within {cluster}, Satterthwaite degrees of freedom)",
     "cluster-level": "a two-stage cluster-level analysis (Hayes & Moulton): residuals of a "
-    "patient-level regression on the baseline score and covariates averaged by practice and "
+    "{participant}-level regression on the baseline score and covariates averaged by {cluster} "
+    "and "
     "compared between arms by a t-test on J − 2 degrees of freedom, and the same test on "
-    "unadjusted practice means",
+    "unadjusted {cluster} means",
     "gee": "generalised estimating equations with an exchangeable working correlation and "
     "Mancl–DeRouen and Kauermann–Carroll small-sample corrected sandwich variances (t on "
     "J − 2 degrees of freedom)",
@@ -269,7 +294,8 @@ def _families(labels: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(_family(label) for label in labels))
 
 
-def _sensitivity_descriptions(labels: list[str], cites: Sequence[str] = ()) -> list[str]:
+def _sensitivity_descriptions(labels: list[str], cites: Sequence[str] = (),
+                              w: Words | None = None) -> list[str]:
     """One description per family of sensitivity analyses, in the order they first appear,
     with its citations when ``cites`` (the citation order) is given; a label of an unknown
     family is shown as it is."""
@@ -278,7 +304,8 @@ def _sensitivity_descriptions(labels: list[str], cites: Sequence[str] = ()) -> l
         family = _family(label)
         if family not in described:
             detail = label[len(family):].strip() if family in SENSITIVITY_METHODS else ""
-            text = SENSITIVITY_METHODS.get(family, label)
+            text = (_fill(SENSITIVITY_METHODS[family], w or Words())
+                    if family in SENSITIVITY_METHODS else label)
             keys = [k for k in SENSITIVITY_REFERENCES.get(family, ()) if k in cites]
             cite = f" {_cite(keys, list(cites))}" if keys else ""
             described[family] = text.replace("{detail}", detail).replace("  ", " ") + cite

@@ -14,8 +14,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from trialstats.data.validate import TREATED
 from trialstats.report.document import Table
 from trialstats.report.format import (
+    Words,
+    arm_title,
+    contrast_text,
     digits_for,
     fmt,
     fmt_ci,
@@ -23,6 +27,8 @@ from trialstats.report.format import (
     fmt_p,
     month_label,
     ordered_outcomes,
+    sentence,
+    words,
 )
 
 __all__ = ["SUBGROUP", "completeness_table", "dropout_table", "subgroup_table"]
@@ -50,7 +56,8 @@ def subgroup_table(subgroups: pd.DataFrame, config: dict[str, Any], name: str,
         File stem and caption.
     """
     level = _level(config)
-    columns = ("Outcome, month and subgroup", "Analysed n (practices)",
+    w = words(config)
+    columns = ("Outcome, month and subgroup", f"Analysed n ({w.clusters})",
                f"Adjusted difference ({level} CI)", f"Standardised effect ({level} CI)", "p",
                "Interaction p")
     rows: list[tuple[str, ...]] = []
@@ -84,7 +91,7 @@ def subgroup_table(subgroups: pd.DataFrame, config: dict[str, Any], name: str,
     notes = (
         "Exploratory analyses, not powered to detect differences between subgroups: no MCID "
         "verdicts are given. Interaction p: test of the arm x subgroup interaction (does the "
-        "effect differ between subgroups?). Adjusted difference: intervention minus control "
+        f"effect differ between subgroups?). Adjusted difference: {contrast_text(config)} "
         "within the subgroup; standardised effect: divided by the baseline SD."
     )
     return Table(name=name, title=title, columns=columns, rows=tuple(rows),
@@ -99,7 +106,9 @@ def completeness_table(completeness: pd.DataFrame, config: dict[str, Any], name:
     n_observed, percent_observed``; ``arm`` ``all`` for both arms together).
     """
     arms = list(dict.fromkeys(completeness["arm"]))
-    columns = ("Outcome and month", *(a[:1].upper() + a[1:] for a in arms))
+    w = words(config)
+    columns = ("Outcome and month", *("All" if a == "all" else arm_title(a, config)
+                                      for a in arms))
     rows: list[tuple[str, ...]] = []
     depth: list[int] = []
     for outcome in ordered_outcomes(config):
@@ -117,9 +126,20 @@ def completeness_table(completeness: pd.DataFrame, config: dict[str, Any], name:
                   f"({fmt(by_arm.loc[a, 'percent_observed'], 1)})" for a in arms),
             ))
             depth.append(1)
-    notes = "Patients with an observed value / patients recruited (%), by allocated arm."
+    notes = (f"{sentence(w.participants)} with an observed value / {w.participants} recruited "
+             "(%), by allocated arm.")
     return Table(name=name, title=title, columns=columns, rows=tuple(rows),
                  depth=tuple(depth), notes=notes, data=completeness.reset_index(drop=True))
+
+
+def _predictor(term: str, contrast: str, w: Words) -> tuple[str, str]:
+    """A dropout-model term and its contrast in the trial's words: the arm term as ``Arm``
+    with display labels, a category ``column[value]`` with its value labels."""
+    parts = contrast.split(" vs ")
+    if term == TREATED:
+        return "Arm", " vs ".join(w.arm(p) for p in parts)
+    column = term.split("[")[0]
+    return column, " vs ".join(w.value(column, p) for p in parts)
 
 
 def dropout_table(dropout: pd.DataFrame, config: dict[str, Any], name: str,
@@ -128,6 +148,7 @@ def dropout_table(dropout: pd.DataFrame, config: dict[str, Any], name: str,
 
     ``dropout`` is ``dropout.csv`` (see :data:`trialstats.analysis.missingness.DROPOUT_COLUMNS`).
     """
+    w = words(config)
     columns = ("Month and predictor", "Contrast", "Returned/analysed",
                "Odds ratio (95% CI)", "p")
     rows: list[tuple[str, ...]] = []
@@ -137,7 +158,7 @@ def dropout_table(dropout: pd.DataFrame, config: dict[str, Any], name: str,
                      "", "", "", ""))
         depth.append(0)
         for _, row in part.iterrows():
-            rows.append((str(row["term"]), str(row["contrast"]),
+            rows.append((*_predictor(str(row["term"]), str(row["contrast"]), w),
                          f"{fmt_count(row['n_returned'])}/{fmt_count(row['n_patients'])}",
                          fmt_ci(row["odds_ratio"], row["ci_low"], row["ci_high"], 2),
                          fmt_p(row["p_value"])))
@@ -145,7 +166,7 @@ def dropout_table(dropout: pd.DataFrame, config: dict[str, Any], name: str,
     notes = (
         "Logistic regression of returning the questionnaire at each follow-up month on arm, "
         "the covariates and the baseline scores (per SD); cluster-robust standard errors by "
-        "cluster, Wald z intervals. An odds ratio above 1 means more likely to return it."
+        f"{w.cluster}, Wald z intervals. An odds ratio above 1 means more likely to return it."
     )
     return Table(name=name, title=title, columns=columns, rows=tuple(rows),
                  depth=tuple(depth), notes=notes, data=dropout.reset_index(drop=True))

@@ -35,6 +35,7 @@ from trialstats.report.document import Table
 from trialstats.report.format import (
     arm_order,
     arm_title,
+    contrast_text,
     digits_for,
     fmt,
     fmt_ci,
@@ -44,8 +45,10 @@ from trialstats.report.format import (
     month_label,
     ordered_outcomes,
     primary_rows,
+    sentence,
     truthy,
     variable_label,
+    words,
 )
 
 #: Above this absolute skewness a continuous characteristic is shown as median (IQR).
@@ -171,12 +174,14 @@ def baseline_summary(
     arm = design["arm"]
     order = arm_order(config, practices[arm])
     cluster_columns, patient_columns, withheld = table1_columns(practices, patients, config)
-    rows = _count_rows(practices[arm], order, "cluster", "Practices randomised")
-    rows += _size_rows(practices, patients, config, order, "Patients per practice")
+    w = words(config)
+    rows = _count_rows(practices[arm], order, "cluster", sentence(f"{w.clusters} randomised"))
+    rows += _size_rows(practices, patients, config, order,
+                       sentence(f"{w.participants} per {w.cluster}"))
     for column in cluster_columns:
         rows += _describe(practices[column], practices[arm], order, "cluster", column,
                           variable_label(config, column))
-    rows += _count_rows(patients[arm], order, "patient", "Patients recruited")
+    rows += _count_rows(patients[arm], order, "patient", sentence(f"{w.participants} recruited"))
     for column in patient_columns:
         rows += _describe(patients[column], patients[arm], order, "patient", column,
                           variable_label(config, column))
@@ -214,7 +219,8 @@ def baseline_table(summary: pd.DataFrame, config: dict[str, Any]) -> Table:
     withheld = summary[summary["summary"] == "withheld"].drop_duplicates("variable")
     summary_shown = summary[summary["summary"] != "withheld"]
     order = list(dict.fromkeys(summary["arm"]))
-    columns = ("Characteristic", *(arm_title(a) for a in order))
+    columns = ("Characteristic", *(arm_title(a, config) for a in order))
+    w = words(config)
     rows: list[tuple[str, ...]] = []
     depth: list[int] = []
 
@@ -222,7 +228,8 @@ def baseline_table(summary: pd.DataFrame, config: dict[str, Any]) -> Table:
         rows.append((label, *cells))
         depth.append(level)
 
-    sections = {"cluster": "Practice level", "patient": "Patient level"}
+    sections = {"cluster": sentence(f"{w.cluster} level"),
+                "patient": sentence(f"{w.participant} level")}
     for level, title in sections.items():
         part = summary_shown[summary_shown["level"] == level]
         add(title, [""] * len(order), 0)
@@ -241,7 +248,8 @@ def baseline_table(summary: pd.DataFrame, config: dict[str, Any]) -> Table:
                 add(f"{label}, n (%)", [""] * len(order), 1)
                 for category, cat in group.groupby("category", sort=False):
                     cells = cat.set_index("arm")
-                    add(str(category), [_summary_cell(cells.loc[a], 0, min_cell) for a in order], 2)
+                    add(w.value(str(group["variable"].iloc[0]), str(category)),
+                        [_summary_cell(cells.loc[a], 0, min_cell) for a in order], 2)
             else:
                 spread = group["sd"] if kind == "mean_sd" else group["q3"] - group["q1"]
                 digits = digits_for(float(spread.max()))
@@ -253,7 +261,7 @@ def baseline_table(summary: pd.DataFrame, config: dict[str, Any]) -> Table:
                 add("Missing, n", [fmt_count(missing[a]) if pd.notna(missing[a])
                                    else small_cell(min_cell) for a in order], 2)
     notes = (
-        "All randomised practices and all recruited patients, by allocated arm. "
+        f"All randomised {w.clusters} and all recruited {w.participants}, by allocated arm. "
         "SD: standard deviation; IQR: interquartile range (lower to upper quartile), shown "
         f"for characteristics with absolute skewness above {SKEW_LIMIT:g}. Percentages are "
         "of those with a value. As CONSORT recommends, no significance tests of baseline "
@@ -267,7 +275,7 @@ def baseline_table(summary: pd.DataFrame, config: dict[str, Any]) -> Table:
     )
     return Table(
         name="table1_baseline",
-        title="Table 1. Baseline characteristics of practices and patients by arm",
+        title=f"Table 1. Baseline characteristics of {w.clusters} and {w.participants} by arm",
         columns=columns, rows=tuple(rows), depth=tuple(depth), notes=notes, data=summary,
     )
 
@@ -373,10 +381,12 @@ def outcome_table(
     method = config["analysis"]["df_method"][0]
     shown = primary_rows(results, config)
     order = list(dict.fromkeys(descriptive["arm"]))
+    w = words(config)
+    contrast = contrast_text(config)
     columns = (
         "Outcome and time",
-        *(f"{arm_title(a)} {what}" for a in order for what in ("n", "mean (SD)")),
-        "Analysed n (practices)", f"Adjusted difference ({level} CI)", "p",
+        *(f"{arm_title(a, config)} {what}" for a in order for what in ("n", "mean (SD)")),
+        f"Analysed n ({w.clusters})", f"Adjusted difference ({level} CI)", "p",
         f"ICC ({level} CI)", f"Standardised effect ({level} CI)",
         "MCID raw (standardised)", "MCID verdict",
     )
@@ -415,9 +425,9 @@ def outcome_table(
                     record |= {c: row[c] for c in COLUMNS if c not in record}
                 data.append(record)
     notes = (
-        "n and mean (SD): observed values of all recruited patients. Adjusted difference: "
-        "intervention minus control from a linear mixed model with a random intercept for "
-        "practice, adjusted for the baseline score"
+        f"n and mean (SD): observed values of all recruited {w.participants}. Adjusted "
+        f"difference: {contrast} from a linear mixed model with a random intercept for "
+        f"{w.cluster}, adjusted for the baseline score"
         + (f" and {', '.join(config['analysis']['covariates'])}"
            if config["analysis"]["covariates"] else "")
         + f"; {level} CI and p with {method_name(method)} degrees of freedom. ICC: "
@@ -506,7 +516,8 @@ def sensitivity_table(
     """A sensitivity table from :func:`sensitivity_summary`: one section per outcome."""
     alpha = config["analysis"]["alpha"]
     level = f"{100 * (1 - alpha):g}%"
-    columns = ("Outcome and analysis", "Analysed n (practices)",
+    w = words(config)
+    columns = ("Outcome and analysis", f"Analysed n ({w.clusters})",
                f"Adjusted difference ({level} CI)", "p", f"Standardised effect ({level} CI)",
                "MCID verdict")
     rows: list[tuple[str, ...]] = []
