@@ -11,7 +11,14 @@ import docx
 import pytest
 import yaml
 
-from test_report_support import fake_results, flow_config, flow_trial, load, write_results
+from test_report_support import (
+    fake_power,
+    fake_results,
+    flow_config,
+    flow_trial,
+    load,
+    write_results,
+)
 from trialstats.cli import main
 from trialstats.report.consort import consort_counts, flow_boxes
 from trialstats.report.figures import favours_labels
@@ -51,8 +58,10 @@ def school(tmp_path_factory):
     write_results(trial, root / "results")
     assert main(["missing-data", "--config", str(config), "--data", str(root / "results/data"),
                  "--out", str(root / "results/missing_data")]) == 0
+    fake_power().to_csv(root / "power.csv", index=False)
     assert main(["report", "--config", str(config), "--results", str(root / "results"),
                  "--missing-data", str(root / "results/missing_data"),
+                 "--power", str(root / "power.csv"),
                  "--out", str(root / "out")]) == 0
     return trial, root / "out"
 
@@ -90,6 +99,7 @@ def test_the_trials_words_and_labels_appear(school):
     texts = _documents(out)
     for name in ("report.html", "report.md", "report.tex", "report.docx"):
         text = texts[name]
+        assert "Planning the next trial" in text
         assert WORDS["title"] in text
         for word in ("schools", "pupils", "Single-sex schools", "Mixed schools", "Female",
                      "Male"):

@@ -180,7 +180,8 @@ def build_report(
                            planning_references(power) if power is not None else ())
     if power is not None:
         cite = {key: i for i, key in enumerate(cited, start=1)}
-        sections.append(planning_section(power, cite, table=tables + 1, figure=figures + 1))
+        sections.append(planning_section(power, cite, table=tables + 1, figure=figures + 1,
+                                         w=w))
     sections += [
         Section("References", tuple(REFERENCES[k] for k in cited)),
         Section("Provenance", (provenance_table(provenance.files, provenance.versions,
