@@ -366,7 +366,12 @@ def test_a_failed_report_leaves_the_previous_outputs_whole(tmp_path, monkeypatch
     assert main(argv) == 0
     after = _snapshot(out)
     assert after["README.md"] == b"kept"
-    assert not any("sensitivity" in name for name in after)  # no stale file of the old run
+    fresh = tmp_path / "fresh"
+    assert main([*argv[:-1], str(fresh)]) == 0
+    # no stale file of the old run: exactly the files a fresh run writes (and the README)
+    assert set(after) - {"README.md"} == set(_snapshot(fresh))
+    assert "tables/table_s1_sensitivity.csv" in before
+    assert before["tables/table_s1_sensitivity.csv"] != after["tables/table_s1_sensitivity.csv"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
 
 

@@ -16,6 +16,7 @@ from test_report_support import (
     TABLES,
     WITHDRAWN,
     HtmlTables,
+    ascii_minus,
     fake_results,
     load,
     table_cells,
@@ -173,7 +174,8 @@ def test_every_output_is_written_and_reruns_are_byte_identical(report_dir):
     names = {p.relative_to(out).as_posix() for p in first}
     for name in ("report.html", "report.docx", "report.tex", "report.md",
                  "tables/consort_counts.csv",
-                 *(f"figures/{f}.{x}" for f in ("consort", "forest", "sensitivity")
+                 "supplement.html", "supplement.docx", "supplement.tex", "supplement.md",
+                 *(f"figures/{f}.{x}" for f in ("consort", "forest", "supplement_sensitivity_1")
                    for x in ("svg", "png", "pdf")),
                  *(f"tables/{t}{s}.csv" for t in TABLES for s in ("", "_data"))):
         assert name in names
@@ -186,7 +188,7 @@ def test_docx_tables_match_the_csvs(report_dir):
     document = docx.Document(str(out / "report.docx"))
     assert len(document.tables) == len(TABLES)
     for table, name in zip(document.tables, TABLES, strict=True):
-        cells = [[c.text for c in row.cells] for row in table.rows]
+        cells = [[ascii_minus(c.text) for c in row.cells] for row in table.rows]
         assert cells == table_cells(out, name), name
 
 
@@ -196,8 +198,8 @@ def test_html_tables_match_the_csvs_and_figures_are_embedded(report_dir):
     parser.feed((out / "report.html").read_text(encoding="utf-8"))
     assert len(parser.tables) == len(TABLES)
     for cells, name in zip(parser.tables, TABLES, strict=True):
-        assert cells == table_cells(out, name), name
-    assert len(parser.images) == 3
+        assert [[ascii_minus(c) for c in row] for row in cells] == table_cells(out, name), name
+    assert len(parser.images) == 2
     assert all(src.startswith("data:image/svg+xml;base64,") for src in parser.images)
 
 
@@ -207,10 +209,10 @@ def test_latex_and_markdown_carry_the_same_rows(report_dir):
     assert tex.count(r"\toprule") == 2 * len(TABLES)
     assert r"\includegraphics" in tex and "figures/consort.pdf" in tex
     markdown = (out / "report.md").read_text(encoding="utf-8")
-    table2 = table_cells(out, "table2_outcomes")
+    table2 = table_cells(out, "table2_primary")
     for row in table2[1:]:
         if row[6]:
-            assert row[6].replace("|", "\\|") in markdown
+            assert row[6].replace("|", "\\|").replace("-", "−") in markdown
     rows = [line for line in markdown.splitlines() if line.startswith("| ")]
     assert len(rows) == sum(len(table_cells(out, n)) for n in TABLES)
 
@@ -229,9 +231,35 @@ def test_report_without_sensitivity_results(tmp_path, trial):
     config = Path(trial.config["data"]["practices"]).parent / "config.yaml"
     assert main(["report", "--config", str(config), "--results", str(tmp_path / "results"),
                  "--out", str(tmp_path / "out")]) == 0
-    assert not (tmp_path / "out" / "tables" / "table3_sensitivity.csv").exists()
-    assert not (tmp_path / "out" / "figures" / "sensitivity.svg").exists()
-    assert "Sensitivity analyses" not in (tmp_path / "out" / "report.html").read_text()
+    # only the primary model with its second df method is set beside the primary analysis
+    rows = table_cells(tmp_path / "out", "table4_sensitivity")[1:]
+    assert [r[0] for r in rows] == ["Shared decision-making", "Primary analysis (Kenward-Roger)",
+                                    "Primary model with Satterthwaite df"]
+    assert "Sensitivity analyses:" not in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_every_df_method_named_in_the_methods_is_shown(report_dir, trial):
+    """The methods say the models were also summarised with Satterthwaite df: the table
+    beside the primary (Kenward-Roger) analysis shows exactly that row of primary.csv."""
+    out, _ = report_dir
+    methods = (out / "report.md").read_text(encoding="utf-8")
+    assert "also summarised with the Satterthwaite approximation" in methods
+    rows = table_cells(out, "table4_sensitivity")
+    row = next(r for r in rows if r[0] == "Primary model with Satterthwaite df")
+    results = pd.read_csv(out.parent / "results" / "primary.csv")
+    chosen = results[(results["outcome"] == "sdm") & (results["month"] == 12)
+                     & (results["method"] == "satterthwaite")].iloc[0]
+    assert row[3] == fmt_p(chosen["p_value"])
+    assert row[2].startswith(fmt(chosen["estimate"], 1).replace("−", "-") + " (")
+
+
+def test_every_named_method_is_referenced(report_dir):
+    out, _ = report_dir
+    text = (out / "report.md").read_text(encoding="utf-8")
+    methods, references = text.split("## References")
+    for name, author in (("Satterthwaite", "Satterthwaite FE"), ("Kenward", "Kenward MG"),
+                         ("Rubin's rules", "Rubin DB"), ("Barnard–Rubin", "Barnard J")):
+        assert (name in methods) == (author in references), name
 
 
 def test_missing_results_is_a_user_error(tmp_path, trial, capsys):
@@ -281,7 +309,7 @@ def test_html_renders_in_chromium_without_errors(report_dir, tmp_path):
     checked = tmp_path / "checked.html"
     checked.write_text(page.replace("</body>", _CHECK), encoding="utf-8")
     dom = _chromium(tmp_path / "profile-dom", "--dump-dom", checked.as_uri())
-    assert 'data-images="3"' in dom.stdout and 'data-broken="0"' in dom.stdout
+    assert 'data-images="2"' in dom.stdout and 'data-broken="0"' in dom.stdout
     assert ":CONSOLE" not in dom.stderr, dom.stderr
     shot = tmp_path / "report.png"
     run = _chromium(tmp_path / "profile-shot", f"--screenshot={shot}",
@@ -290,3 +318,47 @@ def test_html_renders_in_chromium_without_errors(report_dir, tmp_path):
     pixels = np.asarray(Image.open(shot).convert("L"))
     assert pixels.shape == (4000, 1280)
     assert (pixels < 128).mean() > 0.01
+
+
+def test_patients_per_practice_in_table1_and_the_flow(trial):
+    from trialstats.report.consort import flow_boxes
+
+    table = baseline_table(baseline_summary(trial.practices, trial.patients, trial.config),
+                           trial.config)
+    row = next(r for r in table.rows if r[0] == "Patients per practice, median (range)")
+    sizes = trial.patients.groupby("practice_id").size()
+    arms = trial.practices.set_index("practice_id")["arm"]
+    counts = consort_counts(trial.practices, trial.patients, fake_results(trial), trial.config)
+    boxes = flow_boxes(counts, trial.config)
+    for j, arm in enumerate(("intervention", "control"), start=1):
+        x = sizes[(arms[sizes.index] == arm).to_numpy()]
+        median, spread = row[j].split(" ", 1)
+        assert float(median) == x.median() and spread == f"({x.min()} to {x.max()})"
+        assert f"per practice: median {x.median():g} (range {x.min()} to {x.max()})" in boxes[
+            f"allocated:{arm}"]
+
+
+def test_display_csvs_use_ascii_minus(report_dir):
+    out, _ = report_dir
+    texts = [p.read_text(encoding="utf-8") for p in (out / "tables").glob("*.csv")
+             if not p.stem.endswith("_data")]
+    assert texts and not any("−" in t for t in texts)
+    assert any("(-" in t for t in texts)
+
+
+def test_subgroups_without_verdicts_and_interaction_tests_as_tests(trial):
+    from trialstats.report.supplement import subgroup_table
+
+    base = fake_results(trial).iloc[[0]].drop(columns="method").assign(method="satterthwaite")
+    rows = [base.assign(analysis="subgroup interaction: arm x condition (exploratory)",
+                        estimate=np.nan, ci_low=np.nan, ci_high=np.nan, effect_size=np.nan,
+                        mcid_verdict=np.nan, p_value=0.352838),
+            base.assign(analysis="subgroup: copd (exploratory)", p_value=0.13,
+                        mcid_verdict="inconclusive")]
+    table = subgroup_table(pd.concat(rows, ignore_index=True), trial.config, "s", "Table S2.")
+    assert not any("verdict" in c.lower() for c in table.columns)
+    assert not any("inconclusive" in cell for row in table.rows for cell in row)
+    interaction = next(r for r in table.rows if r[0].startswith("Interaction"))
+    assert interaction[1:] == ("", "", "", "", "0.353")
+    copd = next(r for r in table.rows if r[0].startswith("Copd"))
+    assert copd[4] == "0.130" and copd[5] == ""

@@ -169,7 +169,7 @@ def test_section_appears_in_every_format_with_the_power_table(planned):
     html = (out / "report.html").read_text(encoding="utf-8")
     assert f'<h2>{SECTION}</h2>' in html and 'id="figure-power_curves"' in html
     markdown = (out / "report.md").read_text(encoding="utf-8")
-    assert f"## {SECTION}" in markdown and "**Table 4. Clusters per arm needed" in markdown
+    assert f"## {SECTION}" in markdown and "**Table 5. Clusters per arm needed" in markdown
     assert rf"\section*{{{SECTION}}}" in (out / "report.tex").read_text(encoding="utf-8")
     headings = [p.text for p in docx.Document(str(out / "report.docx")).paragraphs
                 if p.style.name == "Heading 1"]
@@ -222,5 +222,5 @@ def test_numbering_follows_the_tables_before_it(tmp_path):
     assert main(["report", "--config", str(config), "--results", str(tmp_path / "results"),
                  "--power", str(tmp_path / "power.csv"), "--out", str(tmp_path / "out")]) == 0
     markdown = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
-    assert "**Table 3. Clusters per arm needed for 80% and 90% power**" in markdown
+    assert "**Table 5. Clusters per arm needed for 80% and 90% power**" in markdown
     assert "*Figure 3. Power of the next trial by clusters per arm" in markdown

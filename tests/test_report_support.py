@@ -18,7 +18,7 @@ from trialstats.data.validate import Trial, load_trial, outcome_column
 from trialstats.power.grid import expand_grid, gather
 
 #: Tables of the flow trial's report (with sensitivity results), in report order.
-TABLES = ("table1_baseline", "table2_outcomes", "table3_sensitivity", "provenance")
+TABLES = ("table1_baseline", "table2_primary", "table3_other", "table4_sensitivity", "provenance")
 
 #: Practices that withdraw after randomisation (P4 control, P5 intervention) in :func:`flow_trial`.
 WITHDRAWN = ("P4", "P5")
@@ -210,6 +210,11 @@ def fake_power(methods: tuple[str, ...] = ("analytic", "simulation"), **grid) ->
 def load(config_path: Path) -> Trial:
     """Validate the trial a config file describes."""
     return load_trial(load_config(config_path))
+
+
+def ascii_minus(text: str) -> str:
+    """``text`` with the true minus sign of the documents as the display CSVs write it."""
+    return text.replace("−", "-")
 
 
 def table_cells(out: Path, name: str) -> list[list[str]]:

@@ -24,8 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Build the CONSORT flow diagram, baseline and outcome tables, forest plot, "
         "statistical-methods paragraph and provenance from the validated data and the "
         "analysis results, and write them as report.html (self-contained), report.docx, "
-        "report.tex, report.md, tables/*.csv and figures/*.{svg,png,pdf}. With --power, add "
-        "a section planning the next trial from the power-grid table.",
+        "report.tex, report.md, the supplement (all sensitivity analyses, subgroups, missing data) "
+        "as supplement.{html,docx,tex,md}, tables/*.csv and figures/*.{svg,png,pdf}. With "
+        "--power, add a section planning the next trial from the power-grid table.",
     )
     parser.add_argument("--config", required=True, type=Path, help="run configuration (YAML)")
     parser.add_argument(
@@ -38,6 +39,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="power-grid table from `trialstats power gather` (results/power/power.csv): "
         "adds the 'Planning the next trial' section with power curves and the clusters per "
         "arm needed for 80%% and 90%% power",
+    )
+    parser.add_argument(
+        "--missing-data", type=Path, metavar="DIR",
+        help="folder holding completeness.csv and dropout.csv from `trialstats missing-data` "
+        "(results/missing_data): adds the missing-data tables to the supplement",
     )
     parser.add_argument("--out", required=True, type=Path, help="output directory")
     parser.set_defaults(run=run)
@@ -76,7 +82,7 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 
 def run(args: argparse.Namespace) -> None:
     """Read the run's data and results, build the report, and write every output."""
-    from trialstats.report.build import Provenance, build_report
+    from trialstats.report.build import MissingData, Provenance, build_report
     from trialstats.report.files import write_report
     from trialstats.report.methods import software_versions
     from trialstats.report.render import csv_text
@@ -103,16 +109,24 @@ def run(args: argparse.Namespace) -> None:
         power = read_tidy(args.power,
                           missing="run the power stage (trialstats power gather) first")
         inputs.append(("Power results", args.power))
+    missing = None
+    if args.missing_data is not None:
+        paths = [args.missing_data / f"{name}.csv" for name in ("completeness", "dropout")]
+        tables = [read_tidy(path, missing="run the missing-data stage first") for path in paths]
+        missing = MissingData(*tables)
+        inputs += [("Missing data", path) for path in paths]
     provenance = Provenance(
         files=[(role, str(path), _sha256(path)) for role, path in inputs],
         versions=software_versions(), commit=_git_commit(),
     )
-    report, counts = build_report(practices, patients, config, results, sensitivity, provenance,
-                                  power)
+    report, supplement, counts = build_report(practices, patients, config, results,
+                                              sensitivity, provenance, power, missing)
     with staged_outputs(args.out) as stage:
         write_report(report, stage, "report", tables=True)
+        write_report(supplement, stage, "supplement", tables=True)
         (stage / "tables" / "consort_counts.csv").write_text(csv_text(counts), "utf-8")
     print(
-        f"Wrote report.html, report.docx, report.tex, report.md, {len(report.tables())} tables "
-        f"and {len(report.figures())} figures to {args.out}."
+        f"Wrote report and supplement (.html, .docx, .tex, .md), "
+        f"{len(report.tables()) + len(supplement.tables())} tables and "
+        f"{len(report.figures()) + len(supplement.figures())} figures to {args.out}."
     )

@@ -1,4 +1,5 @@
-"""Assemble the whole report from the trial tables and the analysis results (no file I/O)."""
+"""Assemble the report and its supplement from the trial tables and the analysis results
+(no file I/O)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,13 @@ import pandas as pd
 from trialstats.data.periods import is_period_design
 from trialstats.report.consort import consort_counts, flow_figure
 from trialstats.report.document import Report, Section
-from trialstats.report.figures import forest_data, forest_figure, sensitivity_figure
-from trialstats.report.format import month_label
+from trialstats.report.figures import (
+    forest_data,
+    forest_figure,
+    sensitivity_figure,
+    split_by_outcome,
+)
+from trialstats.report.format import month_label, words
 from trialstats.report.methods import (
     REFERENCES,
     methods_paragraphs,
@@ -21,6 +27,12 @@ from trialstats.report.methods import (
 from trialstats.report.periods import build_period_report
 from trialstats.report.planning import check_power, planning_references, planning_section
 from trialstats.report.render import render_figure
+from trialstats.report.supplement import (
+    SUBGROUP,
+    completeness_table,
+    dropout_table,
+    subgroup_table,
+)
 from trialstats.report.tables import (
     baseline_summary,
     baseline_table,
@@ -51,12 +63,20 @@ class Provenance:
     commit: str
 
 
+@dataclass(frozen=True)
+class MissingData:
+    """The missing-data summary tables (``results/missing_data``)."""
+
+    completeness: pd.DataFrame
+    dropout: pd.DataFrame
+
+
 def build_report(
     practices: pd.DataFrame, patients: pd.DataFrame, config: dict[str, Any],
     results: pd.DataFrame, sensitivity: pd.DataFrame | None, provenance: Provenance,
-    power: pd.DataFrame | None = None,
-) -> tuple[Report, pd.DataFrame]:
-    """Build every table and figure of the report.
+    power: pd.DataFrame | None = None, missing: MissingData | None = None,
+) -> tuple[Report, Report, pd.DataFrame]:
+    """Build every table and figure of the report and its supplement.
 
     Parameters
     ----------
@@ -74,11 +94,18 @@ def build_report(
         The gathered power-grid table (``results/power/power.csv``); when given, a
         "Planning the next trial" section shows its power curves and the clusters per arm
         needed for 80% and 90% power.
+    missing : MissingData or None
+        The missing-data tables; when given, the supplement reports them.
 
     Returns
     -------
     Report
-        The report, ready for every renderer.
+        The main report (what a paper holds): methods, flow, Table 1, the primary outcomes at
+        the primary month, the other outcomes and months, the forest plot, a one-row-per-
+        analysis sensitivity summary of the primary outcomes at the primary month, planning.
+    Report
+        The supplement: every sensitivity row at every month, its figures (split by outcome
+        so each fits a page), the exploratory subgroup analyses and the missing-data tables.
     DataFrame
         The CONSORT counts (:func:`trialstats.report.consort.consort_counts`).
 
@@ -101,44 +128,70 @@ def build_report(
     if power is not None:
         check_power(power, "power.csv")
     design = config["design"]
+    w = words(config)
     counts = consort_counts(practices, patients, results, config)
-    primary_month = month_label(design["primary_month"], -1)
+    month = design["primary_month"]
+    primary_month = month_label(month, -1)
     flow = render_figure(
         flow_figure(counts, config), "consort",
-        "Figure 1. Flow of practices and patients through the trial (CONSORT 2010, "
+        f"Figure 1. Flow of {w.clusters} and {w.participants} through the trial (CONSORT 2010, "
         "extension to cluster randomised trials)",
     )
     table1 = baseline_table(baseline_summary(practices, patients, config), config)
-    table2 = outcome_table(outcome_summary(patients, config), results, config)
-    forest = render_figure(
+    descriptive = outcome_summary(patients, config)
+
+    def headline(primary: bool, at: int) -> bool:
+        return primary and at in (design["baseline_month"], month)
+
+    results_items: list = [
+        outcome_table(descriptive, results, config, headline, "table2_primary",
+                      f"Table 2. Primary outcomes at {primary_month}: by arm and estimated "
+                      "effects"),
+    ]
+    tables = 2
+    other = outcome_table(descriptive, results, config,
+                          lambda primary, at: not headline(primary, at) and (
+                              not primary or at != design["baseline_month"]),
+                          "table3_other", "Table 3. Secondary outcomes, and primary outcomes "
+                          "at other months: by arm and estimated effects")
+    if other.rows:
+        tables = 3
+        results_items.append(other)
+    results_items.append(render_figure(
         forest_figure(forest_data(results, config), config), "forest",
         f"Figure 2. Standardised effects at {primary_month} with confidence intervals; the "
         "shaded band runs from −MCID to +MCID for each outcome",
-    )
-    results_items: list = [table2, forest]
-    tables, figures = 2, 2
-    if sensitivity is not None and len(sensitivity):
-        tables, figures = 3, 3
-        summary = sensitivity_summary(results, sensitivity, config)
-        results_items += [
-            sensitivity_table(summary, config),
-            render_figure(
-                sensitivity_figure(summary, config), "sensitivity",
-                "Figure 3. Standardised effects of the primary and sensitivity analyses; the "
-                "shaded band runs from −MCID to +MCID",
-            ),
-        ]
-    methods = methods_paragraphs(config, counts, results, sensitivity, provenance.versions)
+    ))
+    figures = 2
+    if sensitivity is None:
+        sensitivity = pd.DataFrame(columns=[*results.columns, "analysis"])
+    subgroup = sensitivity["analysis"].astype(str).str.startswith(SUBGROUP)
+    others = sensitivity[~subgroup]
+    primary_names = [o["name"] for o in config["outcomes"] if o["primary"]]
+    compact = sensitivity_summary(results[results["outcome"].isin(primary_names)],
+                                  others[others["outcome"].isin(primary_names)], config)
+    if len(compact):
+        tables += 1
+        results_items.append(sensitivity_table(
+            compact, config, f"table{tables}_sensitivity",
+            f"Table {tables}. Sensitivity analyses of the primary outcomes at "
+            f"{primary_month} (all analyses: Supplementary Table S1)"))
+    supplement = _supplement(results, others, sensitivity[subgroup], missing, config)
+    methods = methods_paragraphs(config, counts, results, sensitivity if len(sensitivity) else None,
+                                 provenance.versions)
     sections = [
         Section("Statistical methods", tuple(methods)),
         Section("Participant flow", (flow,)),
         Section("Baseline characteristics", (table1,)),
         Section("Outcomes", tuple(results_items)),
     ]
-    cited = reference_keys(config, planning_references(power) if power is not None else ())
+    analyses = tuple(dict.fromkeys(sensitivity["analysis"].astype(str)))
+    cited = reference_keys(config, analyses,
+                           planning_references(power) if power is not None else ())
     if power is not None:
         cite = {key: i for i, key in enumerate(cited, start=1)}
-        sections.append(planning_section(power, cite, table=tables + 1, figure=figures + 1))
+        sections.append(planning_section(power, cite, table=tables + 1, figure=figures + 1,
+                                         w=w))
     sections += [
         Section("References", tuple(REFERENCES[k] for k in cited)),
         Section("Provenance", (provenance_table(provenance.files, provenance.versions,
@@ -147,8 +200,51 @@ def build_report(
     randomised = counts[counts["stage"] == "randomised"].iloc[0]
     outcomes = [o["label"] for o in config["outcomes"] if o["primary"]]
     subtitle = (
-        f"Cluster randomised trial: {int(randomised['clusters'])} practices, "
-        f"{int(randomised['patients']):,} patients; primary outcome"
+        f"Cluster randomised trial: {w.count(randomised['clusters'])}, "
+        f"{w.count(randomised['patients'], True)}; primary outcome"
         f"{'s' if len(outcomes) != 1 else ''} {', '.join(outcomes) or 'none'} at {primary_month}."
     )
-    return Report("Trial report", subtitle, tuple(sections)), counts
+    title = config.get("report", {}).get("title") or "Trial report"
+    main = Report(title, subtitle, tuple(sections))
+    extra = Report(f"{title}: supplementary material", subtitle, tuple(supplement))
+    return main, extra, counts
+
+
+def _supplement(
+    results: pd.DataFrame, sensitivity: pd.DataFrame, subgroups: pd.DataFrame,
+    missing: MissingData | None, config: dict[str, Any],
+) -> list[Section]:
+    """Sections of the supplement (Tables S1..., Figures S1...)."""
+    design = config["design"]
+    sections: list[Section] = []
+    table = 0
+    full = sensitivity_summary(results, sensitivity, config, design["followup_months"])
+    if len(full):
+        table += 1
+        items: list = [sensitivity_table(
+            full, config, f"table_s{table}_sensitivity",
+            f"Table S{table}. Sensitivity analyses of every outcome at every follow-up month")]
+        at_primary = sensitivity_summary(results, sensitivity, config)
+        for k, part in enumerate(split_by_outcome(at_primary), start=1):
+            labels = ", ".join(dict.fromkeys(part["label"]))
+            items.append(render_figure(
+                sensitivity_figure(part, config), f"supplement_sensitivity_{k}",
+                f"Figure S{k}. Standardised effects of the primary and sensitivity analyses "
+                f"at {month_label(design['primary_month'], -1)}: {labels}; the shaded band "
+                "runs from −MCID to +MCID"))
+        sections.append(Section("Sensitivity analyses", tuple(items)))
+    if len(subgroups):
+        table += 1
+        sections.append(Section("Exploratory subgroup analyses", (subgroup_table(
+            subgroups, config, f"table_s{table}_subgroups",
+            f"Table S{table}. Exploratory subgroup analyses"),)))
+    if missing is not None:
+        table += 2
+        sections.append(Section("Missing data", (
+            completeness_table(missing.completeness, config, f"table_s{table - 1}_completeness",
+                               f"Table S{table - 1}. Completeness of outcome data by arm"),
+            dropout_table(missing.dropout, config, f"table_s{table}_dropout",
+                          f"Table S{table}. Predictors of returning the follow-up "
+                          "questionnaire"),
+        )))
+    return sections

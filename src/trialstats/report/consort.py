@@ -29,7 +29,7 @@ from matplotlib.patches import FancyBboxPatch
 
 from trialstats.data.validate import outcome_column
 from trialstats.errors import TrialstatsError
-from trialstats.report.format import arm_order, month_label, primary_rows
+from trialstats.report.format import arm_order, month_label, primary_rows, sentence, words
 
 STAGES = ("assessed", "excluded", "randomised", "allocated", "withdrawn", "lost",
           "not_analysed", "analysed")
@@ -82,7 +82,8 @@ def consort_counts(
         Columns ``stage`` (one of :data:`STAGES`), ``arm`` (``all`` for stages before
         allocation), ``month`` (follow-up month of ``lost`` rows, else NaN), ``reason``
         (exclusion reason of ``excluded`` rows), ``clusters`` and ``patients`` (nullable
-        integers, missing when the stage does not count them).
+        integers, missing when the stage does not count them), and on ``allocated`` rows the
+        patients per cluster: ``size_median``, ``size_min`` and ``size_max``.
 
     Raises
     ------
@@ -107,7 +108,11 @@ def consort_counts(
     for label in order:
         in_arm = patients[arm] == label
         arm_practices = practices[practices[arm] == label]
-        rows.append(_row("allocated", label, len(arm_practices), int(in_arm.sum())))
+        sizes = patients[in_arm].groupby(cluster).size().reindex(
+            arm_practices[cluster], fill_value=0)
+        rows.append(_row("allocated", label, len(arm_practices), int(in_arm.sum()))
+                    | {"size_median": float(sizes.median()), "size_min": int(sizes.min()),
+                       "size_max": int(sizes.max())})
         rows.append(_row("withdrawn", label, int(arm_practices[withdrawn].sum()),
                          int((in_arm & in_left).sum())))
         staying = patients[in_arm & ~in_left]
@@ -122,7 +127,8 @@ def consort_counts(
         rows.append(_row("analysed", label, patients.loc[in_arm & analysed, cluster].nunique(),
                          int((in_arm & analysed).sum())))
     counts = pd.DataFrame(rows).astype(
-        {"month": "Int64", "clusters": "Int64", "patients": "Int64"}
+        {"month": "Int64", "clusters": "Int64", "patients": "Int64", "size_min": "Int64",
+         "size_max": "Int64"}
     )
     _check_against_results(counts, results, config)
     return counts
@@ -165,52 +171,46 @@ _BAR = 0.26           # height of a stage bar
 _FONT = 9
 
 
-def _n(value: float, noun: str) -> str:
-    value = int(value)
-    return f"{value:,} {noun}{'' if value == 1 else 's'}"
-
-
-def _patients(value: float) -> str:
-    return f"{int(value):,} patient{'' if int(value) == 1 else 's'}"
-
-
 def flow_boxes(counts: pd.DataFrame, config: dict[str, Any]) -> dict[str, list[str]]:
     """Text of every box of the flow diagram (keys ``screen``, ``excluded``, ``randomised``
     and ``<stage>:<arm>`` for ``allocated``, ``lost`` and ``analysed``)."""
     design = config["design"]
+    w = words(config)
     get = counts.set_index(["stage", "arm"])
     boxes: dict[str, list[str]] = {}
     if (counts["stage"] == "assessed").any():
-        boxes["screen"] = ["Practices assessed for eligibility",
+        boxes["screen"] = [sentence(f"{w.clusters} assessed for eligibility"),
                            f"(n = {int(get.loc[('assessed', 'all'), 'clusters']):,})"]
         excluded = counts[counts["stage"] == "excluded"]
         boxes["excluded"] = [f"Excluded (n = {int(excluded['clusters'].sum()):,})"] + [
             f"  {r.reason} (n = {int(r.clusters):,})" for r in excluded.itertuples()
         ]
     total = get.loc[("randomised", "all")]
-    boxes["randomised"] = [f"Randomised: {_n(total['clusters'], 'practice')}",
-                           f"{_patients(total['patients'])} recruited"]
+    boxes["randomised"] = [f"Randomised: {w.count(total['clusters'])}",
+                           f"{w.count(total['patients'], True)} recruited"]
     name = primary_outcome(config)["label"]
     for label in dict.fromkeys(counts.loc[counts["arm"] != "all", "arm"]):
         allocated, withdrawn = get.loc[("allocated", label)], get.loc[("withdrawn", label)]
         boxes[f"allocated:{label}"] = [
-            f"Allocated to {label}: {_n(allocated['clusters'], 'practice')}",
-            f"{_patients(allocated['patients'])} recruited",
-            f"Withdrew after randomisation: {_n(withdrawn['clusters'], 'practice')}",
-            f"({_patients(withdrawn['patients'])})",
+            f"Allocated to {w.arm(label)}: {w.count(allocated['clusters'])}",
+            f"{w.count(allocated['patients'], True)} recruited",
+            f"per {w.cluster}: median {allocated['size_median']:g} "
+            f"(range {allocated['size_min']} to {allocated['size_max']})",
+            f"Withdrew after randomisation: {w.count(withdrawn['clusters'])}",
+            f"({w.count(withdrawn['patients'], True)})",
         ]
         lost = counts[(counts["stage"] == "lost") & (counts["arm"] == label)]
         boxes[f"lost:{label}"] = ["Lost to follow-up (no outcome observed)"] + [
-            f"{month_label(int(r.month), -1)}: {_patients(r.patients)}"
-            + (f"; {_n(r.clusters, 'practice')} with none" if r.clusters else "")
+            f"{month_label(int(r.month), -1)}: {w.count(r.patients, True)}"
+            + (f"; {w.count(r.clusters)} with none" if r.clusters else "")
             for r in lost.itertuples()
         ]
         analysed, missing = get.loc[("analysed", label)], get.loc[("not_analysed", label)]
         boxes[f"analysed:{label}"] = [
-            f"Analysed: {_n(analysed['clusters'], 'practice')}",
-            f"{_patients(analysed['patients'])}",
+            f"Analysed: {w.count(analysed['clusters'])}",
+            f"{w.count(analysed['patients'], True)}",
             f"({name}, {month_label(design['primary_month'], -1)})",
-            f"Not analysed: {_patients(missing['patients'])}",
+            f"Not analysed: {w.count(missing['patients'], True)}",
             "(missing outcome, baseline or covariate)",
         ]
     return boxes

@@ -63,8 +63,8 @@ class FigureFile:
         File stem (``consort``, ``forest``, ``sensitivity``).
     caption : str
         Caption, e.g. ``"Figure 1. CONSORT flow diagram ..."``.
-    width : float
-        Width in inches, so renderers can size it.
+    width, height : float
+        Size in inches, so renderers can fit it to the page.
     svg, png, pdf : bytes
         The figure in each format (deterministic bytes).
     """
@@ -72,6 +72,7 @@ class FigureFile:
     name: str
     caption: str
     width: float
+    height: float
     svg: bytes
     png: bytes
     pdf: bytes

@@ -17,7 +17,14 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
-from trialstats.report.format import fmt_ci, month_label, ordered_outcomes, primary_rows, truthy
+from trialstats.report.format import (
+    arm_names,
+    fmt_ci,
+    month_label,
+    ordered_outcomes,
+    primary_rows,
+    truthy,
+)
 
 _BAND = "#d9ead3"
 _FIG_WIDTH = 8.0
@@ -53,8 +60,14 @@ def forest_data(results: pd.DataFrame, config: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _interval_figure(rows: list[dict[str, Any]], xlabel: str, level: str) -> Figure:
-    """Dot-and-whisker rows (``heading`` rows are bold labels) with per-row ±MCID bands."""
+#: Most rows in one figure, so that it stays at most 1.4 times as tall as wide.
+MAX_ROWS = 33
+
+
+def _interval_figure(rows: list[dict[str, Any]], xlabel: str, level: str,
+                     favours: tuple[str, str] | None = None) -> Figure:
+    """Dot-and-whisker rows (``heading`` rows are bold labels) with per-row ±MCID bands;
+    ``favours`` labels the left and right of the axis (e.g. favours control / intervention)."""
     n = len(rows)
     height = 1.1 + 0.3 * n
     labels = [textwrap.fill(r["label"], _WRAP) for r in rows]
@@ -90,6 +103,10 @@ def _interval_figure(rows: list[dict[str, Any]], xlabel: str, level: str) -> Fig
         ax.spines[side].set_visible(False)
     ax.tick_params(axis="x", labelsize=8.5)
     ax.set_xlabel(xlabel, fontsize=9)
+    if favours is not None:
+        for x, text, align in ((0.0, favours[0], "left"), (1.0, favours[1], "right")):
+            ax.text(x, 1.0, text, transform=ax.transAxes, ha=align, va="bottom",
+                    fontsize=8.5, style="italic")
     ax.text(1.03, -0.9, f"Effect ({level} CI)", transform=ax.get_yaxis_transform(), ha="left",
             va="center", fontsize=8.5, fontweight="bold")
     handles = [Patch(facecolor=_BAND, label="−MCID to +MCID"),
@@ -126,9 +143,36 @@ def forest_figure(data: pd.DataFrame, config: dict[str, Any]) -> Figure:
         } for r in part.itertuples()]
     month = month_label(config["design"]["primary_month"], -1)
     return _interval_figure(
-        rows, f"Standardised effect at {month} (baseline SDs; intervention − control)",
-        _level(config),
+        rows, f"Standardised effect at {month} (baseline SDs; {' − '.join(arm_names(config))})",
+        _level(config), favours_labels(config),
     )
+
+
+def favours_labels(config: dict[str, Any]) -> tuple[str, str] | None:
+    """``("← favours control", "favours intervention →")`` (the arms' display names) when
+    higher is better for every outcome (reversed when lower is better for every one); None
+    when directions differ."""
+    better = {bool(o.get("higher_is_better", True)) for o in config["outcomes"]}
+    if len(better) != 1:
+        return None
+    intervention, control = arm_names(config)
+    if better == {False}:
+        intervention, control = control, intervention
+    return f"← favours {control}", f"favours {intervention} →"
+
+
+def split_by_outcome(summary: pd.DataFrame) -> list[pd.DataFrame]:
+    """``summary`` (rows grouped by outcome ``label``) cut into consecutive parts of whole
+    outcomes, each with at most :data:`MAX_ROWS` figure rows (one heading per outcome)."""
+    parts: list[list[pd.DataFrame]] = [[]]
+    used = 0
+    for _, part in summary.groupby("label", sort=False):
+        if used and used + len(part) + 1 > MAX_ROWS:
+            parts.append([])
+            used = 0
+        parts[-1].append(part)
+        used += len(part) + 1
+    return [pd.concat(p) for p in parts if p]
 
 
 def sensitivity_figure(summary: pd.DataFrame, config: dict[str, Any]) -> Figure:
@@ -146,5 +190,7 @@ def sensitivity_figure(summary: pd.DataFrame, config: dict[str, Any]) -> Figure:
             "text": fmt_ci(r["effect_size"], r["es_ci_low"], r["es_ci_high"], 2),
         } for _, r in part.iterrows()]
     return _interval_figure(
-        rows, "Standardised effect (baseline SDs; intervention − control)", _level(config)
+        rows, f"Standardised effect (baseline SDs; {' − '.join(arm_names(config))})",
+        _level(config),
+        favours_labels(config),
     )

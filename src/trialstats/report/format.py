@@ -4,14 +4,18 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 __all__ = [
+    "Words",
+    "arm_names",
     "arm_order",
     "arm_title",
+    "contrast_text",
     "digits_for",
     "fmt",
     "fmt_ci",
@@ -21,8 +25,10 @@ __all__ = [
     "month_label",
     "ordered_outcomes",
     "primary_rows",
+    "sentence",
     "truthy",
     "variable_label",
+    "words",
 ]
 
 _METHOD_NAMES = {
@@ -83,9 +89,79 @@ def arm_order(config: dict[str, Any], labels: pd.Series) -> list[str]:
     return sorted(pd.unique(labels.dropna()).tolist(), key=lambda a: (a != intervention, a))
 
 
-def arm_title(label: str) -> str:
-    """An arm label as a column heading (first letter capitalised)."""
-    return label[:1].upper() + label[1:]
+@dataclass(frozen=True)
+class Words:
+    """The trial's own words for the report (``report.cluster_name``,
+    ``report.participant_name``, ``report.arm_labels``, ``report.value_labels``).
+
+    Attributes
+    ----------
+    cluster, clusters, participant, participants : str
+        What a cluster and a participant are called, singular and plural (lower case).
+    arms : dict
+        Display label of each arm label of the data.
+    values : dict
+        Display label of each value, by column.
+    """
+
+    cluster: str = "practice"
+    clusters: str = "practices"
+    participant: str = "patient"
+    participants: str = "patients"
+    arms: dict[str, str] = field(default_factory=dict)
+    values: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def arm(self, label: str) -> str:
+        """Display label of an arm (the data label when none is configured)."""
+        return self.arms.get(str(label), str(label))
+
+    def value(self, column: str, value: str) -> str:
+        """Display label of a value of a categorical column."""
+        return self.values.get(column, {}).get(str(value), str(value))
+
+    def count(self, n: float, participants: bool = False) -> str:
+        """``"12 schools"``, ``"1 pupil"``: a count with the right noun."""
+        n = int(n)
+        one, many = ((self.participant, self.participants) if participants
+                     else (self.cluster, self.clusters))
+        return f"{n:,} {one if n == 1 else many}"
+
+
+def words(config: dict[str, Any]) -> Words:
+    """The :class:`Words` of a run configuration (defaults: practice, patient)."""
+    report = config.get("report", {})
+    cluster = report.get("cluster_name", ["practice", "practices"])
+    participant = report.get("participant_name", ["patient", "patients"])
+    return Words(cluster[0], cluster[1], participant[0], participant[1],
+                 {str(k): v for k, v in report.get("arm_labels", {}).items()},
+                 {c: {str(k): v for k, v in m.items()}
+                  for c, m in report.get("value_labels", {}).items()})
+
+
+def sentence(text: str) -> str:
+    """``text`` with its first letter capitalised."""
+    return text[:1].upper() + text[1:]
+
+
+def arm_names(config: dict[str, Any]) -> tuple[str, str]:
+    """Display names of the intervention and the control arm: from ``report.arm_labels``
+    when it names them, else ``("intervention", "control")``."""
+    w = words(config)
+    intervention = config["design"]["intervention"]
+    if not w.arms:
+        return "intervention", "control"
+    others = [label for label in w.arms if label != intervention]
+    return w.arm(intervention), w.arm(others[0]) if others else "control"
+
+
+def contrast_text(config: dict[str, Any]) -> str:
+    """``"<intervention> minus <control>"`` in the arms' display names (:func:`arm_names`)."""
+    return " minus ".join(arm_names(config))
+
+
+def arm_title(label: str, config: dict[str, Any]) -> str:
+    """An arm as a column heading: its display label, first letter capitalised."""
+    return sentence(words(config).arm(label))
 
 
 def month_label(month: int, baseline_month: int) -> str:

@@ -18,7 +18,15 @@ import pandas as pd
 
 from trialstats.report.consort import primary_outcome
 from trialstats.report.document import Table
-from trialstats.report.format import arm_order, month_label, truthy
+from trialstats.report.format import (
+    Words,
+    arm_order,
+    contrast_text,
+    month_label,
+    sentence,
+    truthy,
+    words,
+)
 
 #: Packages whose versions are reported (those installed).
 PACKAGES = ("trialstats", "numpy", "scipy", "pandas", "statsmodels", "matplotlib",
@@ -42,6 +50,24 @@ REFERENCES = {
                   "Stat Med 2012;31:2169–2178.",
     "morris": "Morris TP, White IR, Crowther MJ. Using simulation studies to evaluate "
               "statistical methods. Stat Med 2019;38:2074–2102.",
+    "rubin": "Rubin DB. Multiple imputation for nonresponse in surveys. New York: Wiley; 1987.",
+    "barnard-rubin": "Barnard J, Rubin DB. Small-sample degrees of freedom with multiple "
+                     "imputation. Biometrika 1999;86:948–955.",
+    "van-buuren": "van Buuren S, Groothuis-Oudshoorn K. mice: multivariate imputation by "
+                  "chained equations in R. J Stat Softw 2011;45(3):1–67.",
+    "hayes-moulton": "Hayes RJ, Moulton LH. Cluster randomised trials. 2nd ed. Boca Raton: "
+                     "CRC Press; 2017.",
+    "liang-zeger": "Liang KY, Zeger SL. Longitudinal data analysis using generalized linear "
+                   "models. Biometrika 1986;73:13–22.",
+    "mancl-derouen": "Mancl LA, DeRouen TA. A covariance estimator for GEE with improved "
+                     "small-sample properties. Biometrics 2001;57:126–134.",
+    "kauermann-carroll": "Kauermann G, Carroll RJ. A note on the efficiency of sandwich "
+                         "covariance matrix estimation. J Am Stat Assoc 2001;96:1387–1396.",
+    "bell-mccaffrey": "Bell RM, McCaffrey DF. Bias reduction in standard errors for linear "
+                      "regression with multi-stage samples. Surv Methodol 2002;28:169–181.",
+    "pustejovsky-tipton": "Pustejovsky JE, Tipton E. Small-sample methods for cluster-robust "
+                          "variance estimation and hypothesis testing in fixed effects models. "
+                          "J Bus Econ Stat 2018;36:672–683.",
     "li-redden": "Li P, Redden DT. Comparing denominator degrees of freedom approximations "
                  "for the generalized linear mixed model in analyzing binary outcome in small "
                  "sample cluster-randomized trials. BMC Med Res Methodol 2015;15:38.",
@@ -52,7 +78,7 @@ _DF_TEXT = {
                      "error for small numbers of clusters",
     "satterthwaite": "the Satterthwaite approximation",
     "between-within": "the between-within method (clusters minus cluster-level parameters)",
-    "residual": "the residual degrees of freedom (patients minus parameters)",
+    "residual": "the residual degrees of freedom ({participants} minus parameters)",
 }
 _DF_REFERENCES = {
     "kenward-roger": ["kenward-roger"],
@@ -60,6 +86,17 @@ _DF_REFERENCES = {
     "between-within": ["between-within", "li-redden"],
     "residual": [],
 }
+
+
+def _fill(template: str, w: Words) -> str:
+    """A text template with the trial's words (``{cluster}``, ``{participants}`` ...)."""
+    return template.replace("{detail}", "{{detail}}").format(
+        cluster=w.cluster, clusters=w.clusters, participant=w.participant,
+        participants=w.participants)
+
+
+def _df_text(method: str, w: Words) -> str:
+    return _fill(_DF_TEXT[method], w)
 
 
 def software_versions() -> dict[str, str]:
@@ -79,19 +116,24 @@ def _join(items: list[str]) -> str:
     return ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def reference_keys(config: dict[str, Any], extra: Sequence[str] = ()) -> list[str]:
+def reference_keys(config: dict[str, Any], analyses: Sequence[str] = (),
+                   extra: Sequence[str] = ()) -> list[str]:
     """Keys of :data:`REFERENCES` cited by the report, in citation order.
 
     Parameters
     ----------
     config : dict
         The validated run configuration (the methods text cites by its df methods).
+    analyses : sequence of str
+        The ``analysis`` labels of ``sensitivity.csv`` (each family cites its methods).
     extra : sequence of str
         Keys cited by later sections (planning), appended in order when not yet cited.
     """
     keys = ["consort"]
     for method in config["analysis"]["df_method"]:
         keys += [k for k in _DF_REFERENCES[method] if k not in keys]
+    for family in _families(analyses):
+        keys += [k for k in SENSITIVITY_REFERENCES.get(family, ()) if k not in keys]
     return keys + [k for k in dict.fromkeys(extra) if k not in keys]
 
 
@@ -124,10 +166,13 @@ def methods_paragraphs(
         Paragraphs citing :func:`reference_keys` by number (``[1]``).
     """
     design, analysis = config["design"], config["analysis"]
-    cites = reference_keys(config)
+    analyses = [] if sensitivity is None else list(
+        dict.fromkeys(sensitivity["analysis"].astype(str)))
+    cites = reference_keys(config, analyses)
     get = counts.set_index(["stage", "arm"])
     arms = arm_order(config, counts.loc[counts["arm"] != "all", "arm"])
-    allocated = [f"{int(get.loc[('allocated', a), 'clusters']):,} to {a}" for a in arms]
+    w = words(config)
+    allocated = [f"{int(get.loc[('allocated', a), 'clusters']):,} to {w.arm(a)}" for a in arms]
     withdrawn = int(counts.loc[counts["stage"] == "withdrawn", "clusters"].sum())
     months = [month_label(m, -1) for m in design["followup_months"]]
     level = f"{100 * (1 - analysis['alpha']):g}%"
@@ -138,54 +183,60 @@ def methods_paragraphs(
     first, *others = analysis["df_method"]
     recruited = int(get.loc[("randomised", "all"), "patients"])
     design_text = (
-        f"Practices were randomised ({_join(allocated)}) and {recruited:,} patients were "
-        f"recruited in them; {withdrawn} practice{'s' if withdrawn != 1 else ''} withdrew "
-        "after randomisation. The flow of practices and patients is reported following the "
+        f"{sentence(w.clusters)} were randomised ({_join(allocated)}) and "
+        f"{w.count(recruited, True)} were recruited in them; {w.count(withdrawn)} withdrew "
+        f"after randomisation. The flow of {w.clusters} and {w.participants} is reported "
+        "following the "
         f"CONSORT 2010 extension to cluster randomised trials {_cite(['consort'], cites)}."
     )
     model = (
         f"Each outcome at each follow-up ({_join(months)}; primary time point "
         f"{month_label(design['primary_month'], -1)}) was analysed in the arm to which the "
-        f"practice was allocated with a linear mixed model: the follow-up score regressed on "
-        f"arm and {adjusted}, with a random intercept for practice, fitted by restricted "
+        f"{w.cluster} was allocated with a linear mixed model: the follow-up score regressed on "
+        f"arm and {adjusted}, with a random intercept for {w.cluster}, fitted by restricted "
         f"maximum likelihood. The treatment effect is the adjusted mean difference "
-        f"(intervention minus control) with a {level} confidence interval and a two-sided "
+        f"({contrast_text(config)}) with a {level} confidence interval and a two-sided "
         f"p-value from a t distribution whose denominator degrees of freedom come from "
-        f"{_DF_TEXT[first]} {_cite(_DF_REFERENCES[first], cites)}".rstrip()
+        f"{_df_text(first, w)} {_cite(_DF_REFERENCES[first], cites)}".rstrip()
         + "."
     )
     if others:
-        checks = [f"{_DF_TEXT[m]} {_cite(_DF_REFERENCES[m], cites)}".rstrip() for m in others]
+        checks = [f"{_df_text(m, w)} {_cite(_DF_REFERENCES[m], cites)}".rstrip()
+                  for m in others]
         model += (
             " As a check on the small-sample inference, the same models were also "
-            f"summarised with {_join(checks)}."
+            f"summarised with {_join(checks)}; these results are shown beside the primary "
+            "analysis in the sensitivity tables."
         )
     name = primary_outcome(config)
     analysed = int(counts.loc[counts["stage"] == "analysed", "patients"].sum())
     clusters = int(counts.loc[counts["stage"] == "analysed", "clusters"].sum())
     missing = (
-        "Patients missing the outcome, its baseline score or a covariate were left out of "
+        f"{sentence(w.participants)} missing the outcome, its baseline score or a covariate "
+        "were left out of "
         "that analysis (complete-case analysis); for the first primary outcome, "
         f"{name['label']}, at {month_label(design['primary_month'], -1)}, {analysed:,} of "
-        f"{recruited:,} recruited patients ({100 * analysed / recruited:.1f}%) in "
-        f"{clusters} practices were analysed."
+        f"{recruited:,} recruited {w.participants} ({100 * analysed / recruited:.1f}%) in "
+        f"{w.count(clusters)} were analysed."
     )
     effects = (
-        "The intracluster correlation coefficient (ICC) is the between-practice variance as "
+        f"The intracluster correlation coefficient (ICC) is the between-{w.cluster} variance as "
         "a share of the total variance. Standardised effects divide the adjusted difference "
         "and its confidence limits by the standard deviation of the outcome at baseline over "
-        "all randomised patients with a baseline value, both arms pooled. Each confidence "
+        f"all randomised {w.participants} with a baseline value, both arms pooled. Each "
+        "confidence "
         "interval was compared with the outcome's minimal clinically important difference "
         f"(MCID; {_mcid_text(config)}): an important benefit (or harm) is shown when the "
         "interval lies wholly beyond +MCID (or −MCID), an important effect is ruled out when "
         "it lies wholly between −MCID and +MCID, and the result is inconclusive otherwise."
     )
     paragraphs = [design_text, model, missing + " " + effects]
-    if sensitivity is not None and len(sensitivity):
-        analyses = list(dict.fromkeys(sensitivity["analysis"].astype(str)))
+    if analyses:
         paragraphs.append(
-            f"Sensitivity analyses: {'; '.join(_sensitivity_descriptions(analyses))}. They are "
-            "compared with the primary analysis in Table 3 and the sensitivity figure."
+            f"Sensitivity analyses: {'; '.join(_sensitivity_descriptions(analyses, cites, w))}. "
+            "For the primary outcomes at the primary time point they are compared with the "
+            "primary analysis in the sensitivity table; every outcome and month, the "
+            "subgroup analyses and the missing-data summary are in the supplement."
         )
     failed = _not_converged(results, sensitivity)
     if failed:
@@ -204,15 +255,16 @@ def methods_paragraphs(
 SENSITIVITY_METHODS = {
     "multiple imputation": "multiple imputation {detail}: missing baseline and follow-up "
     "scores imputed by chained equations with arm, the covariates, the other outcomes' scores "
-    "and a random practice intercept, the primary model fitted to each imputed dataset and "
+    "and a random {cluster} intercept, the primary model fitted to each imputed dataset and "
     "the results pooled with Rubin's rules and Barnard–Rubin degrees of freedom",
     "repeated measures": "a repeated-measures mixed model of all follow-up scores together "
-    "(arm × month, baseline score and covariates, random intercepts for practice and for "
-    "patient within practice, Satterthwaite degrees of freedom)",
+    "(arm × month, baseline score and covariates, random intercepts for {cluster} and for "
+    "{participant} within {cluster}, Satterthwaite degrees of freedom)",
     "cluster-level": "a two-stage cluster-level analysis (Hayes & Moulton): residuals of a "
-    "patient-level regression on the baseline score and covariates averaged by practice and "
+    "{participant}-level regression on the baseline score and covariates averaged by {cluster} "
+    "and "
     "compared between arms by a t-test on J − 2 degrees of freedom, and the same test on "
-    "unadjusted practice means",
+    "unadjusted {cluster} means",
     "gee": "generalised estimating equations with an exchangeable working correlation and "
     "Mancl–DeRouen and Kauermann–Carroll small-sample corrected sandwich variances (t on "
     "J − 2 degrees of freedom)",
@@ -223,16 +275,40 @@ SENSITIVITY_METHODS = {
 }
 
 
-def _sensitivity_descriptions(labels: list[str]) -> list[str]:
-    """One description per family of sensitivity analyses, in the order they first appear;
-    a label of an unknown family is shown as it is."""
+#: References of each family of sensitivity analyses (keys of :data:`REFERENCES`).
+SENSITIVITY_REFERENCES = {
+    "multiple imputation": ("van-buuren", "rubin", "barnard-rubin"),
+    "repeated measures": ("satterthwaite",),
+    "cluster-level": ("hayes-moulton",),
+    "gee": ("liang-zeger", "mancl-derouen", "kauermann-carroll"),
+    "cr2": ("bell-mccaffrey", "pustejovsky-tipton"),
+}
+
+
+def _family(label: str) -> str:
+    """The family of a sensitivity analysis label (the label itself when unknown)."""
+    return next((f for f in SENSITIVITY_METHODS if label.lower().startswith(f)), label)
+
+
+def _families(labels: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(_family(label) for label in labels))
+
+
+def _sensitivity_descriptions(labels: list[str], cites: Sequence[str] = (),
+                              w: Words | None = None) -> list[str]:
+    """One description per family of sensitivity analyses, in the order they first appear,
+    with its citations when ``cites`` (the citation order) is given; a label of an unknown
+    family is shown as it is."""
     described: dict[str, str] = {}
     for label in labels:
-        family = next((f for f in SENSITIVITY_METHODS if label.lower().startswith(f)), label)
+        family = _family(label)
         if family not in described:
             detail = label[len(family):].strip() if family in SENSITIVITY_METHODS else ""
-            text = SENSITIVITY_METHODS.get(family, label)
-            described[family] = text.replace("{detail}", detail).replace("  ", " ")
+            text = (_fill(SENSITIVITY_METHODS[family], w or Words())
+                    if family in SENSITIVITY_METHODS else label)
+            keys = [k for k in SENSITIVITY_REFERENCES.get(family, ()) if k in cites]
+            cite = f" {_cite(keys, list(cites))}" if keys else ""
+            described[family] = text.replace("{detail}", detail).replace("  ", " ") + cite
     return list(described.values())
 
 

@@ -21,7 +21,7 @@ from trialstats.contract import check_columns
 from trialstats.errors import TrialstatsError
 from trialstats.power.grid import GRID_KEYS, METHODS, varying_keys
 from trialstats.report.document import FigureFile, Section, Table
-from trialstats.report.format import fmt_count, method_name
+from trialstats.report.format import Words, fmt_count, method_name
 from trialstats.report.power_curves import (
     curve_axis,
     design_phrases,
@@ -42,8 +42,8 @@ POWER_COLUMNS = (
 
 _METHOD_LABELS = {"analytic": "analytic", "simulation": "simulated"}
 _GENERATORS = {
-    "patients": "every patient generated",
-    "sums": "each practice's sufficient statistics drawn from their exact distribution",
+    "patients": "every {participant} generated",
+    "sums": "each {cluster}'s sufficient statistics drawn from their exact distribution",
 }
 _BASELINE_MODELS = {
     "ancova": "adjusted for the baseline score",
@@ -230,15 +230,16 @@ def planning_references(power: pd.DataFrame) -> list[str]:
     return keys
 
 
-def _generator(generator: str) -> str:
-    return _GENERATORS.get(generator, f"{generator} generator")
+def _generator(generator: str, w: Words) -> str:
+    text = _GENERATORS.get(generator, f"{generator} generator")
+    return text.format(cluster=w.cluster, participant=w.participant)
 
 
 def _baseline_model(baseline: str) -> str:
     return _BASELINE_MODELS.get(baseline, f"with baseline handling {baseline!r}")
 
 
-def planning_methods(power: pd.DataFrame, cite: dict[str, int]) -> str:
+def planning_methods(power: pd.DataFrame, cite: dict[str, int], w: Words | None = None) -> str:
     """One sentence of methods: how power was computed (analytic formula, simulation engine,
     replicates, df method and seed), read from the power table itself.
 
@@ -248,7 +249,11 @@ def planning_methods(power: pd.DataFrame, cite: dict[str, int]) -> str:
         The gathered power-grid table.
     cite : dict
         Reference number of each key of :func:`planning_references`.
+    w : Words, optional
+        The trial's words (default: practice, patient).
     """
+    w = w or Words()
+
     def ref(*keys: str) -> str:
         present = [str(cite[k]) for k in keys if k in cite]
         return f" [{', '.join(present)}]" if present else ""
@@ -258,14 +263,14 @@ def planning_methods(power: pd.DataFrame, cite: dict[str, int]) -> str:
     analytic = power[power["method"] == "analytic"]
     if len(analytic):
         distribution = (
-            "noncentral t distribution with practices minus 2 degrees of freedom"
+            f"noncentral t distribution with {w.clusters} minus 2 degrees of freedom"
             if str(analytic["df_method"].iloc[0]) == "analytic-t"
             else "normal approximation"
         )
         adjustment = ("" if str(analytic["baseline"].iloc[0]) == "none"
                       else f" with adjustment for the baseline score{ref('teerenstra')}")
         ways.append(
-            "analytically (design effect for variable practice sizes"
+            f"analytically (design effect for variable {w.cluster} sizes"
             f"{ref('eldridge')}{adjustment}; {distribution})"
         )
     simulated = power[power["method"] == "simulation"]
@@ -276,9 +281,9 @@ def planning_methods(power: pd.DataFrame, cite: dict[str, int]) -> str:
                    else f"{method_name(df)} degrees of freedom")
         ways.append(
             f"by simulation ({int(first['reps']):,} trials per scenario, "
-            f"{_generator(str(first['generator']))}, base seed {int(first['seed'])} with an "
+            f"{_generator(str(first['generator']), w)}, base seed {int(first['seed'])} with an "
             "independent random-number stream for every scenario and trial; each trial "
-            "analysed by restricted maximum likelihood with a random intercept for practice, "
+            f"analysed by restricted maximum likelihood with a random intercept for {w.cluster}, "
             f"{_baseline_model(str(first['baseline']))}, and {df_text}; Monte Carlo standard "
             f"errors{ref('morris')})"
         )
@@ -303,7 +308,8 @@ def planning_figure(power: pd.DataFrame, number: int) -> FigureFile:
 
 
 def planning_section(
-    power: pd.DataFrame, cite: dict[str, int], *, table: int, figure: int
+    power: pd.DataFrame, cite: dict[str, int], *, table: int, figure: int,
+    w: Words | None = None,
 ) -> Section:
     """The "Planning the next trial" section: methods sentence, power curves, planning table.
 
@@ -315,9 +321,11 @@ def planning_section(
         Reference number of each key of :func:`planning_references`.
     table, figure : int
         Numbers of the section's table and figure in the report.
+    w : Words, optional
+        The trial's words (default: practice, patient).
     """
     return Section("Planning the next trial", (
-        planning_methods(power, cite),
+        planning_methods(power, cite, w),
         planning_figure(power, figure),
         planning_table(clusters_needed(power), power, table),
     ))

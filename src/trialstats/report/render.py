@@ -29,10 +29,17 @@ from docx.shared import Inches, Mm, Pt
 from matplotlib.figure import Figure
 
 from trialstats.report.document import FigureFile, Report, Table
+from trialstats.report.layout import (
+    LONG_WORD,
+    PADDING,
+    TEXT_HEIGHT,
+    TEXT_WIDTH,
+    table_layout,
+)
 
 _NUMERIC = re.compile(r"^[−\-<>≤]?[\d.,]")
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
-#: Tables with more columns than this go on a landscape page in Word.
+#: Tables with more columns than this are set in smaller type in HTML.
 _WIDE = 7
 
 
@@ -58,6 +65,7 @@ def render_figure(figure: Figure, name: str, caption: str) -> FigureFile:
     """Render a matplotlib figure in every format once."""
     return FigureFile(
         name=name, caption=caption, width=float(figure.get_figwidth()),
+        height=float(figure.get_figheight()),
         svg=figure_bytes(figure, "svg"), png=figure_bytes(figure, "png"),
         pdf=figure_bytes(figure, "pdf"),
     )
@@ -94,8 +102,9 @@ def csv_text(frame: pd.DataFrame) -> str:
 
 
 def table_csv(table: Table) -> str:
-    """The display cells of ``table`` as CSV text (header row, then body)."""
-    return csv_text(table.frame())
+    """The display cells of ``table`` as CSV text (header row, then body), with ASCII
+    hyphen-minus for the minus sign so that spreadsheets read the numbers."""
+    return csv_text(table.frame().replace("−", "-", regex=True))
 
 
 def table_data_csv(table: Table) -> str:
@@ -303,30 +312,42 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
 
 
+def _latex_cell(text: str) -> str:
+    """A table cell: escaped, with break points inside words too long for a column."""
+    words = []
+    for word in text.split(" "):
+        if len(word) > LONG_WORD:
+            chunks = [word[k:k + 8] for k in range(0, len(word), 8)]
+            words.append(r"\allowbreak{}".join(latex_escape(c) for c in chunks))
+        else:
+            words.append(latex_escape(word))
+    return " ".join(words)
+
+
 def _latex_table(table: Table) -> str:
     numeric = numeric_columns(table)
-    text_column = r">{\raggedright\arraybackslash}p{2.4cm}"
-    spec = "l" + "".join("r" if n else text_column for n in numeric[1:])
-    if table.name == "provenance":
-        spec = (r">{\raggedright\arraybackslash}p{0.2\linewidth}"
-                r">{\raggedright\arraybackslash\ttfamily\scriptsize}p{0.24\linewidth}"
-                r">{\ttfamily\scriptsize}p{0.48\linewidth}")
-    head = " & ".join(latex_escape(c) for c in table.columns) + r" \\"
+    layout = table_layout(table)
+    spec = "".join(
+        rf">{{\{'raggedleft' if numeric[j] and j else 'raggedright'}\arraybackslash}}"
+        rf"p{{{width:.3f}in}}"
+        for j, width in enumerate(layout.widths)
+    )
+    head = " & ".join(rf"\textbf{{{_latex_cell(c)}}}" for c in table.columns) + r" \\"
     body = []
     for i, row in enumerate(table.rows):
-        label = latex_escape(row[0])
+        label = _latex_cell(row[0])
         if table.is_heading(i):
             label = rf"\textbf{{{label}}}"
         elif table.depth[i]:
             shown = rf"\textit{{{label}}}" if table.is_group(i) else label
-            label = rf"\hspace{{{table.depth[i]}em}}{shown}"
-        cells = [label, *(latex_escape(c) for c in row[1:])]
+            label = rf"\hspace*{{{table.depth[i]}em}}{shown}"
+        cells = [label, *(_latex_cell(c) for c in row[1:])]
         body.append(" & ".join(cells) + r" \\")
-    wide = len(table.columns) > _WIDE
+    size = layout.size
     lines = [
-        r"\begin{landscape}" if wide else "",
-        r"{\scriptsize" if wide else r"{\small",
-        rf"\begin{{longtable}}{{{spec}}}",
+        r"\begin{landscape}" if layout.landscape else "",
+        rf"{{\fontsize{{{size:g}}}{{{1.2 * size:g}}}\selectfont",
+        rf"\begin{{longtable}}{{@{{}}{spec}@{{}}}}",
         rf"\caption*{{{latex_escape(table.title)}}}\\",
         r"\toprule", head, r"\midrule", r"\endfirsthead",
         r"\toprule", head, r"\midrule", r"\endhead",
@@ -334,44 +355,61 @@ def _latex_table(table: Table) -> str:
         *body,
         r"\end{longtable}}",
         rf"{{\footnotesize {latex_escape(table.notes)}\par}}",
-        r"\end{landscape}" if wide else "",
+        r"\end{landscape}" if layout.landscape else "",
     ]
     return "\n".join(line for line in lines if line)
 
 
+#: The packages the LaTeX report loads; Debian's texlive-latex-base, texlive-latex-recommended,
+#: texlive-fonts-recommended and lmodern provide them all.
+LATEX_PACKAGES = (
+    ("fontenc", "T1"), ("inputenc", "utf8"), ("lmodern", ""), ("textcomp", ""),
+    ("geometry", "a4paper,margin=20mm"), ("booktabs", ""), ("array", ""), ("longtable", ""),
+    ("graphicx", ""), ("pdflscape", ""), ("caption", "font=small,labelformat=empty"),
+    ("hyperref", "hidelinks"),
+)
+
+
 def render_latex(report: Report) -> str:
-    """The report as a standalone LaTeX document (booktabs + longtable; figures as PDF from
-    ``figures/<name>.pdf``)."""
+    """The report as a standalone LaTeX document (booktabs + longtable with column widths from
+    :func:`~trialstats.report.layout.table_layout`; figures as PDF from
+    ``figures/<name>.pdf``). The preamble lists the packages it needs and where they come
+    from."""
     parts = [
         r"\documentclass[10pt,a4paper]{article}",
-        r"\usepackage[T1]{fontenc}", r"\usepackage[utf8]{inputenc}",
-        r"\usepackage{textcomp}", r"\usepackage[margin=2cm]{geometry}",
-        r"\usepackage{booktabs}", r"\usepackage{array}", r"\usepackage{longtable}",
-        r"\usepackage{graphicx}",
-        r"\usepackage{pdflscape}", r"\usepackage{caption}", r"\usepackage[hidelinks]{hyperref}",
-        r"\setlength{\LTcapwidth}{\linewidth}",
-        rf"\title{{{latex_escape(report.title)}}}",
-        rf"\author{{{latex_escape(report.subtitle)}}}", r"\date{}",
-        r"\begin{document}", r"\maketitle",
+        "% Packages (Debian: texlive-latex-base, texlive-latex-recommended,",
+        "% texlive-fonts-recommended, lmodern): "
+        + ", ".join(name for name, _ in LATEX_PACKAGES) + ".",
+        *(rf"\usepackage[{options}]{{{name}}}" if options else rf"\usepackage{{{name}}}"
+          for name, options in LATEX_PACKAGES),
+        r"\setlength{\LTcapwidth}{\linewidth}", r"\setlength{\tabcolsep}{3pt}",
+        r"\setlength{\LTleft}{0pt}", r"\setlength{\LTright}{0pt plus 1fill}",
+        r"\setlength{\emergencystretch}{3em}",
+        r"\begin{document}",
+        r"\begin{center}",
+        rf"{{\LARGE {latex_escape(report.title)}\par}}\medskip",
+        rf"{{\large {latex_escape(report.subtitle)}\par}}",
+        r"\end{center}",
     ]
     for section in report.sections:
         parts.append(rf"\section*{{{latex_escape(section.heading)}}}")
         refs = section.heading == "References"
         if refs:
-            parts.append(r"\begin{enumerate}")
+            parts.append(r"\begin{enumerate}\raggedright")
         for item in section.items:
             if isinstance(item, Table):
                 parts.append(_latex_table(item))
             elif isinstance(item, FigureFile):
                 parts += [
-                    r"\begin{figure}[htbp]", r"\centering",
+                    r"\begin{figure}[p]" if item.height > 0.6 * item.width
+                    else r"\begin{figure}[htbp]", r"\centering",
                     rf"\caption*{{{latex_escape(item.caption)}}}",
-                    rf"\includegraphics[width=\linewidth,height=0.85\textheight,"
+                    rf"\includegraphics[width=\linewidth,height=0.8\textheight,"
                     rf"keepaspectratio]{{figures/{item.name}.pdf}}",
                     r"\end{figure}",
                 ]
             elif refs:
-                parts.append(rf"\item {latex_escape(item)}")
+                parts.append(rf"\item {_latex_cell(item)}")
             else:
                 parts += [latex_escape(item), ""]
         if refs:
@@ -425,21 +463,69 @@ def _write_cell(cell, text: str, size: float, bold: bool = False, right: bool = 
     run.italic = italic
 
 
+def _row_property(row, name: str) -> None:
+    """Set an on/off row property (``tblHeader``: repeat on every page; ``cantSplit``)."""
+    element = OxmlElement(f"w:{name}")
+    element.set(qn("w:val"), "true")
+    row._tr.get_or_add_trPr().append(element)
+
+
+def _cell_margins(table, points: float) -> None:
+    margins = OxmlElement("w:tblCellMar")
+    for side in ("left", "right"):
+        element = OxmlElement(f"w:{side}")
+        element.set(qn("w:w"), str(round(points * 20)))
+        element.set(qn("w:type"), "dxa")
+        margins.append(element)
+    table._tbl.tblPr.append(margins)
+
+
+_CAPTION = re.compile(r"^(Table|Figure) (S?)(\d+)\.\s*(.*)$", re.S)
+
+
+def _caption(document, text: str) -> None:
+    """A paragraph in Word's Caption style; ``Table 2. ...`` gets a SEQ field for the number,
+    so Word can number and list the captions."""
+    paragraph = document.add_paragraph(style="Caption")
+    paragraph.paragraph_format.keep_with_next = True
+    match = _CAPTION.match(text)
+    if match is None:
+        paragraph.add_run(text)
+        return
+    kind, prefix, number, rest = match.groups()
+    paragraph.add_run(f"{kind} {prefix}")
+    field = OxmlElement("w:fldSimple")
+    field.set(qn("w:instr"), f" SEQ {kind} \\* ARABIC ")
+    run = OxmlElement("w:r")
+    value = OxmlElement("w:t")
+    value.text = number
+    run.append(value)
+    field.append(run)
+    paragraph._p.append(field)
+    paragraph.add_run(f". {rest}")
+
+
 def _docx_table(document, table: Table) -> None:
     numeric = numeric_columns(table)
-    wide = len(table.columns) > _WIDE
-    size = 7.5 if wide else 9
-    caption = document.add_paragraph()
-    caption.add_run(table.title).bold = True
-    caption.paragraph_format.keep_with_next = True
+    layout = table_layout(table)
+    size = layout.size
+    _caption(document, table.title)
     grid = document.add_table(rows=1 + len(table.rows), cols=len(table.columns))
     grid.alignment = WD_TABLE_ALIGNMENT.CENTER
+    grid.autofit = False
+    _cell_margins(grid, 72 * PADDING / 2)
     _set_borders(grid, {"top": 12, "bottom": 12})
+    for j, width in enumerate(layout.widths):
+        grid.columns[j].width = Inches(width + PADDING)
+        for row in grid.rows:
+            row.cells[j].width = Inches(width + PADDING)
+    _row_property(grid.rows[0], "tblHeader")
     for j, column in enumerate(table.columns):
         cell = grid.rows[0].cells[j]
-        _write_cell(cell, column, size, bold=True, right=numeric[j])
+        _write_cell(cell, column, size, bold=True, right=numeric[j] and j > 0)
         _cell_bottom_rule(cell)
     for i, row in enumerate(table.rows, start=1):
+        _row_property(grid.rows[i], "cantSplit")
         heading, group = table.is_heading(i - 1), table.is_group(i - 1)
         for j, text in enumerate(row):
             _write_cell(grid.rows[i].cells[j], text, size, bold=heading and j == 0,
@@ -451,7 +537,22 @@ def _docx_table(document, table: Table) -> None:
     run.italic = True
 
 
+#: Type face of the Word report (metric-compatible with Liberation Sans, which LibreOffice uses).
+DOCX_FONT = "Arial"
+
+
+def _font(style, name: str) -> None:
+    """Use the face ``name`` for every script of ``style`` (no theme font)."""
+    style.font.name = name
+    fonts = style.element.get_or_add_rPr().get_or_add_rFonts()
+    for attribute in ("w:ascii", "w:hAnsi", "w:cs", "w:eastAsia"):
+        fonts.set(qn(attribute), name)
+    for attribute in ("w:asciiTheme", "w:hAnsiTheme", "w:cstheme", "w:eastAsiaTheme"):
+        fonts.attrib.pop(qn(attribute), None)
+
+
 def _orient(document, landscape: bool) -> None:
+    """Start a new section (page) in the given orientation."""
     section = document.add_section()
     width, height = section.page_width, section.page_height
     if landscape != (width > height):
@@ -459,8 +560,16 @@ def _orient(document, landscape: bool) -> None:
     section.orientation = WD_ORIENT.LANDSCAPE if landscape else WD_ORIENT.PORTRAIT
 
 
+def _figure_width(figure: FigureFile) -> float:
+    """Width in inches at which ``figure`` fits the portrait text block (caption included)."""
+    room = 0.85 * TEXT_HEIGHT[False]
+    return min(figure.width, TEXT_WIDTH[False], room * figure.width / figure.height)
+
+
 def docx_bytes(report: Report) -> bytes:
-    """The report as a Word document: real tables with journal-style rules, PNG figures."""
+    """The report as a Word document: real tables with journal-style rules, column widths
+    from content, header rows that repeat, rows kept whole, captions in Word's Caption style,
+    landscape sections only for tables that need them, PNG figures scaled to the page."""
     document = Document()
     properties = document.core_properties
     properties.title = report.title
@@ -470,25 +579,30 @@ def docx_bytes(report: Report) -> bytes:
     properties.created = properties.modified = fixed
     page = document.sections[0]
     page.page_width, page.page_height = Mm(210), Mm(297)
-    page.left_margin = page.right_margin = Inches(0.9)
+    page.left_margin = page.right_margin = page.top_margin = page.bottom_margin = Mm(20)
+    for style in ("Normal", "Caption", "Title", "Heading 1"):
+        _font(document.styles[style], DOCX_FONT)
     document.add_heading(report.title, level=0)
     document.add_paragraph(report.subtitle)
+    landscape = False
+
+    def orient(wanted: bool) -> None:
+        nonlocal landscape
+        if wanted != landscape:
+            _orient(document, wanted)
+            landscape = wanted
+
     for section in report.sections:
+        wide = [isinstance(i, Table) and table_layout(i).landscape for i in section.items]
+        orient(bool(wide) and wide[0])
         document.add_heading(section.heading, level=1)
-        for k, item in enumerate(section.items, start=1):
+        for k, (item, item_wide) in enumerate(zip(section.items, wide, strict=True), start=1):
+            orient(item_wide)
             if isinstance(item, Table):
-                wide = len(item.columns) > _WIDE
-                if wide:
-                    _orient(document, landscape=True)
                 _docx_table(document, item)
-                if wide:
-                    _orient(document, landscape=False)
             elif isinstance(item, FigureFile):
-                caption = document.add_paragraph()
-                caption.add_run(item.caption).bold = True
-                caption.paragraph_format.keep_with_next = True
-                width = min(item.width, 6.4)
-                document.add_picture(io.BytesIO(item.png), width=Inches(width))
+                _caption(document, item.caption)
+                document.add_picture(io.BytesIO(item.png), width=Inches(_figure_width(item)))
             elif section.heading == "References":
                 document.add_paragraph(f"{k}. {item}")
             else:

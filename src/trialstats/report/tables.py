@@ -16,6 +16,7 @@ counted separately. Following CONSORT, baseline tables carry no p-values.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,7 @@ from trialstats.report.document import Table
 from trialstats.report.format import (
     arm_order,
     arm_title,
+    contrast_text,
     digits_for,
     fmt,
     fmt_ci,
@@ -43,12 +45,16 @@ from trialstats.report.format import (
     month_label,
     ordered_outcomes,
     primary_rows,
+    sentence,
     truthy,
     variable_label,
+    words,
 )
 
 #: Above this absolute skewness a continuous characteristic is shown as median (IQR).
 SKEW_LIMIT = 1.0
+#: ``analysis`` of the primary model summarised with another df method.
+CHECK = "primary model, other df method"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -116,6 +122,25 @@ def _count_rows(arms: pd.Series, order: list[str], level: str, label: str) -> li
     } for arm in order]
 
 
+def _size_rows(practices: pd.DataFrame, patients: pd.DataFrame, config: dict[str, Any],
+               order: list[str], label: str) -> list[dict]:
+    """Patients recruited per cluster, by arm: median and range (every randomised cluster,
+    one with no patients counting 0)."""
+    design = config["design"]
+    cluster, arm = design["cluster"], design["arm"]
+    sizes = patients.groupby(cluster).size().reindex(practices[cluster], fill_value=0)
+    rows = []
+    for a in order:
+        x = sizes[(practices[arm] == a).to_numpy()].astype(float)
+        rows.append({
+            "level": "cluster", "variable": "", "label": label, "category": "", "arm": a,
+            "summary": "median_range", "n": len(x), "n_missing": 0, "total": len(x),
+            "mean": x.mean(), "sd": x.std(ddof=1), "median": x.median(), "q1": x.min(),
+            "q3": x.max(), "count": np.nan, "percent": np.nan, "skewness": np.nan,
+        })
+    return rows
+
+
 def baseline_summary(
     practices: pd.DataFrame, patients: pd.DataFrame, config: dict[str, Any]
 ) -> pd.DataFrame:
@@ -134,9 +159,11 @@ def baseline_summary(
         One row per characteristic (x category) x arm, intervention arm first, with columns
         ``level`` (``cluster`` or ``patient``), ``variable`` (data column, ``""`` for the
         counts of practices and patients), ``label``, ``category`` (``""`` for continuous
-        ones), ``arm``, ``summary`` (``count``, ``mean_sd``, ``median_iqr`` or
-        ``n_percent``), ``n`` (with a value), ``n_missing``, ``total``, ``mean``, ``sd``,
-        ``median``, ``q1``, ``q3``, ``count``, ``percent`` (of ``n``), ``skewness`` (of
+        ones), ``arm``, ``summary`` (``count``, ``mean_sd``, ``median_iqr``,
+        ``n_percent`` or ``median_range``), ``n`` (with a value), ``n_missing``, ``total``,
+        ``mean``, ``sd``,
+        ``median``, ``q1``, ``q3`` (minimum and maximum for ``median_range``, the patients
+        per cluster), ``count``, ``percent`` (of ``n``), ``skewness`` (of
         the pooled values, which chose the summary) and ``suppressed`` (a count below
         ``report.min_cell``, blanked). The characteristics are the practice and patient
         columns named in ``analysis.covariates`` and ``report.table1`` and the outcomes at
@@ -147,11 +174,14 @@ def baseline_summary(
     arm = design["arm"]
     order = arm_order(config, practices[arm])
     cluster_columns, patient_columns, withheld = table1_columns(practices, patients, config)
-    rows = _count_rows(practices[arm], order, "cluster", "Practices randomised")
+    w = words(config)
+    rows = _count_rows(practices[arm], order, "cluster", sentence(f"{w.clusters} randomised"))
+    rows += _size_rows(practices, patients, config, order,
+                       sentence(f"{w.participants} per {w.cluster}"))
     for column in cluster_columns:
         rows += _describe(practices[column], practices[arm], order, "cluster", column,
                           variable_label(config, column))
-    rows += _count_rows(patients[arm], order, "patient", "Patients recruited")
+    rows += _count_rows(patients[arm], order, "patient", sentence(f"{w.participants} recruited"))
     for column in patient_columns:
         rows += _describe(patients[column], patients[arm], order, "patient", column,
                           variable_label(config, column))
@@ -172,6 +202,8 @@ def _summary_cell(row: pd.Series, digits: int, min_cell: int) -> str:
         return fmt_count(row["count"])
     if row["summary"] == "n_percent":
         return f"{fmt_count(row['count'])} ({fmt(row['percent'], 1)})"
+    if row["summary"] == "median_range":
+        return f"{fmt(row['median'], digits)} ({fmt(row['q1'], 0)} to {fmt(row['q3'], 0)})"
     if row["summary"] == "mean_sd":
         return f"{fmt(row['mean'], digits)} ({fmt(row['sd'], digits)})"
     return f"{fmt(row['median'], digits)} ({fmt(row['q1'], digits)} to {fmt(row['q3'], digits)})"
@@ -189,7 +221,8 @@ def baseline_table(summary: pd.DataFrame, config: dict[str, Any]) -> Table:
     withheld = summary[summary["summary"] == "withheld"].drop_duplicates("variable")
     summary_shown = summary[summary["summary"] != "withheld"]
     order = list(dict.fromkeys(summary["arm"]))
-    columns = ("Characteristic", *(arm_title(a) for a in order))
+    columns = ("Characteristic", *(arm_title(a, config) for a in order))
+    w = words(config)
     rows: list[tuple[str, ...]] = []
     depth: list[int] = []
 
@@ -197,7 +230,8 @@ def baseline_table(summary: pd.DataFrame, config: dict[str, Any]) -> Table:
         rows.append((label, *cells))
         depth.append(level)
 
-    sections = {"cluster": "Practice level", "patient": "Patient level"}
+    sections = {"cluster": sentence(f"{w.cluster} level"),
+                "patient": sentence(f"{w.participant} level")}
     for level, title in sections.items():
         part = summary_shown[summary_shown["level"] == level]
         add(title, [""] * len(order), 0)
@@ -207,11 +241,17 @@ def baseline_table(summary: pd.DataFrame, config: dict[str, Any]) -> Table:
             if kind == "count":
                 add(f"{label}, n", [_summary_cell(by_arm.loc[a], 0, min_cell) for a in order], 1)
                 continue
+            if kind == "median_range":
+                add(f"{label}, median (range)",
+                    [_summary_cell(by_arm.loc[a], 1 if (group["median"] % 1).any() else 0,
+                                   min_cell) for a in order], 1)
+                continue
             if kind == "n_percent":
                 add(f"{label}, n (%)", [""] * len(order), 1)
                 for category, cat in group.groupby("category", sort=False):
                     cells = cat.set_index("arm")
-                    add(str(category), [_summary_cell(cells.loc[a], 0, min_cell) for a in order], 2)
+                    add(w.value(str(group["variable"].iloc[0]), str(category)),
+                        [_summary_cell(cells.loc[a], 0, min_cell) for a in order], 2)
             else:
                 spread = group["sd"] if kind == "mean_sd" else group["q3"] - group["q1"]
                 digits = digits_for(float(spread.max()))
@@ -223,7 +263,7 @@ def baseline_table(summary: pd.DataFrame, config: dict[str, Any]) -> Table:
                 add("Missing, n", [fmt_count(missing[a]) if pd.notna(missing[a])
                                    else small_cell(min_cell) for a in order], 2)
     notes = (
-        "All randomised practices and all recruited patients, by allocated arm. "
+        f"All randomised {w.clusters} and all recruited {w.participants}, by allocated arm. "
         "SD: standard deviation; IQR: interquartile range (lower to upper quartile), shown "
         f"for characteristics with absolute skewness above {SKEW_LIMIT:g}. Percentages are "
         "of those with a value. As CONSORT recommends, no significance tests of baseline "
@@ -237,7 +277,7 @@ def baseline_table(summary: pd.DataFrame, config: dict[str, Any]) -> Table:
     )
     return Table(
         name="table1_baseline",
-        title="Table 1. Baseline characteristics of practices and patients by arm",
+        title=f"Table 1. Baseline characteristics of {w.clusters} and {w.participants} by arm",
         columns=columns, rows=tuple(rows), depth=tuple(depth), notes=notes, data=summary,
     )
 
@@ -307,9 +347,11 @@ def _effect_cells(row: pd.Series | None, digits: int) -> list[str]:
 
 
 def outcome_table(
-    descriptive: pd.DataFrame, results: pd.DataFrame, config: dict[str, Any]
+    descriptive: pd.DataFrame, results: pd.DataFrame, config: dict[str, Any],
+    keep: Callable[[bool, int], bool] = lambda primary, month: True,
+    name: str = "table2_outcomes", title: str = "Table 2. Outcomes by arm and estimated effects",
 ) -> Table:
-    """The outcome table: descriptive statistics and the primary-method analysis.
+    """An outcome table: descriptive statistics and the primary-method analysis.
 
     Parameters
     ----------
@@ -319,11 +361,17 @@ def outcome_table(
         ``primary.csv``; only the rows of the primary df method are shown.
     config : dict
         The validated run configuration.
+    keep : callable
+        ``keep(primary, month)`` says whether an outcome's row at ``month`` is shown (the
+        main report shows the primary outcomes at baseline and the primary month; the rest
+        goes in a second table).
+    name, title : str
+        File stem and caption.
 
     Returns
     -------
     Table
-        Primary outcomes, then secondary; per outcome one row per month with n and mean (SD)
+        Primary outcomes, then secondary; per outcome one row per kept month with n and mean (SD)
         per arm, and at follow-up months the analysed n (practices), adjusted difference
         (95% CI), p, ICC (95% CI), standardised effect (95% CI), MCID and verdict. Its
         ``data`` joins the descriptive statistics (wide by arm) with the analysis rows.
@@ -334,10 +382,12 @@ def outcome_table(
     method = config["analysis"]["df_method"][0]
     shown = primary_rows(results, config)
     order = list(dict.fromkeys(descriptive["arm"]))
+    w = words(config)
+    contrast = contrast_text(config)
     columns = (
         "Outcome and time",
-        *(f"{arm_title(a)} {what}" for a in order for what in ("n", "mean (SD)")),
-        "Analysed n (practices)", f"Adjusted difference ({level} CI)", "p",
+        *(f"{arm_title(a, config)} {what}" for a in order for what in ("n", "mean (SD)")),
+        f"Analysed n ({w.clusters})", f"Adjusted difference ({level} CI)", "p",
         f"ICC ({level} CI)", f"Standardised effect ({level} CI)",
         "MCID raw (standardised)", "MCID verdict",
     )
@@ -345,16 +395,17 @@ def outcome_table(
     rows: list[tuple[str, ...]] = []
     depth: list[int] = []
     data = []
-    for is_primary, title in ((True, "Primary outcomes"), (False, "Secondary outcomes")):
-        part = descriptive[descriptive["primary"] == is_primary]
+    for is_primary, heading in ((True, "Primary outcomes"), (False, "Secondary outcomes")):
+        part = descriptive[(descriptive["primary"] == is_primary).to_numpy()
+                           & [keep(is_primary, int(m)) for m in descriptive["month"]]]
         if part.empty:
             continue
-        rows.append((title, *blank))
+        rows.append((heading, *blank))
         depth.append(0)
-        for (name, label), outcome in part.groupby(["outcome", "label"], sort=False):
+        for (outcome_name, label), outcome in part.groupby(["outcome", "label"], sort=False):
             rows.append((label, *blank))
             depth.append(1)
-            digits = _outcome_digits(shown, descriptive, name)
+            digits = _outcome_digits(shown, descriptive, outcome_name)
             for month, at in outcome.groupby("month", sort=False):
                 by_arm = at.set_index("arm")
                 cells = []
@@ -362,12 +413,12 @@ def outcome_table(
                     cells += [fmt_count(by_arm.loc[a, "n"]),
                               f"{fmt(by_arm.loc[a, 'mean'], digits)} "
                               f"({fmt(by_arm.loc[a, 'sd'], digits)})"]
-                match = shown[(shown["outcome"] == name) & (shown["month"] == month)]
+                match = shown[(shown["outcome"] == outcome_name) & (shown["month"] == month)]
                 row = match.iloc[0] if len(match) else None
                 rows.append((month_label(month, design["baseline_month"]), *cells,
                              *_effect_cells(row, digits)))
                 depth.append(2)
-                record = {"outcome": name, "label": label, "primary": is_primary,
+                record = {"outcome": outcome_name, "label": label, "primary": is_primary,
                           "month": month}
                 for a in order:
                     record |= {f"{stat}_{a}": by_arm.loc[a, stat] for stat in ("n", "mean", "sd")}
@@ -375,9 +426,9 @@ def outcome_table(
                     record |= {c: row[c] for c in COLUMNS if c not in record}
                 data.append(record)
     notes = (
-        "n and mean (SD): observed values of all recruited patients. Adjusted difference: "
-        "intervention minus control from a linear mixed model with a random intercept for "
-        "practice, adjusted for the baseline score"
+        f"n and mean (SD): observed values of all recruited {w.participants}. Adjusted "
+        f"difference: {contrast} from a linear mixed model with a random intercept for "
+        f"{w.cluster}, adjusted for the baseline score"
         + (f" and {', '.join(config['analysis']['covariates'])}"
            if config["analysis"]["covariates"] else "")
         + f"; {level} CI and p with {method_name(method)} degrees of freedom. ICC: "
@@ -388,8 +439,7 @@ def outcome_table(
            if (~shown["converged"].map(truthy)).any() else "")
     )
     return Table(
-        name="table2_outcomes", title="Table 2. Outcomes by arm and estimated effects",
-        columns=columns, rows=tuple(rows), depth=tuple(depth), notes=notes,
+        name=name, title=title, columns=columns, rows=tuple(rows), depth=tuple(depth), notes=notes,
         data=pd.DataFrame(data),
     )
 
@@ -404,52 +454,71 @@ def _analysis_label(row: pd.Series, many_methods: set[str], primary_month: int) 
 
 
 def sensitivity_summary(
-    results: pd.DataFrame, sensitivity: pd.DataFrame, config: dict[str, Any]
+    results: pd.DataFrame, sensitivity: pd.DataFrame, config: dict[str, Any],
+    months: list[int] | None = None,
 ) -> pd.DataFrame:
     """The primary analysis beside every sensitivity analysis of the same outcome.
+
+    Parameters
+    ----------
+    results, sensitivity : DataFrame
+        ``primary.csv`` and the ``sensitivity.csv`` rows to show.
+    config : dict
+        The validated run configuration.
+    months : list of int, optional
+        The months shown (default: the primary month only).
 
     Returns
     -------
     DataFrame
         The columns of ``sensitivity.csv`` plus ``label`` (outcome label) and
-        ``analysis_label``; per outcome (primary first) the primary-method row of the
-        primary analysis at the primary month (``analysis`` = ``primary analysis``) followed
-        by that outcome's sensitivity rows in file order.
+        ``analysis_label``; per outcome (primary first) and month, the primary-method row of
+        the primary analysis (``analysis`` = ``primary analysis``), the same model with each
+        other df method of ``analysis.df_method`` (``analysis`` = :data:`CHECK`), then that
+        outcome's sensitivity rows in file order.
     """
     primary_month = config["design"]["primary_month"]
+    months = [primary_month] if months is None else months
     method = config["analysis"]["df_method"][0]
-    reference = primary_rows(results, config)
-    reference = reference[reference["month"] == primary_month].assign(
-        analysis="primary analysis"
-    )
+    reference = primary_rows(results, config).assign(analysis="primary analysis")
+    checks = results[results["method"] != method].assign(analysis=CHECK)
     methods = sensitivity.groupby("analysis")["method"].nunique()
     many = set(methods[methods > 1].index)
     parts = []
     for outcome in ordered_outcomes(config):
         name = outcome["name"]
-        extra = sensitivity[sensitivity["outcome"] == name]
-        if extra.empty:
-            continue
-        part = pd.concat([reference[reference["outcome"] == name], extra], ignore_index=True)
-        part["label"] = outcome["label"]
-        part["analysis_label"] = [
-            _analysis_label(r, many, primary_month) for _, r in part.iterrows()
-        ]
-        part.loc[part["analysis"] == "primary analysis", "analysis_label"] = (
-            f"Primary analysis ({method_name(method)})"
-        )
-        parts.append(part)
+        for month in months:
+            extra = [frame[(frame["outcome"] == name) & (frame["month"] == month)]
+                     for frame in (reference, checks, sensitivity)]
+            if extra[1].empty and extra[2].empty:
+                continue
+            part = pd.concat([e for e in extra if len(e)], ignore_index=True)
+            part["label"] = outcome["label"]
+            part["analysis_label"] = [
+                _analysis_label(r, many, primary_month) for _, r in part.iterrows()
+            ]
+            when = "" if month == primary_month else f", {month_label(month, -1)}"
+            for kind, text in (("primary analysis", "Primary analysis ({})"),
+                               (CHECK, "Primary model with {} df")):
+                rows = part["analysis"] == kind
+                part.loc[rows, "analysis_label"] = [
+                    text.format(method_name(str(m))) + when for m in part.loc[rows, "method"]]
+            parts.append(part)
     columns = [*COLUMNS, "analysis", "label", "analysis_label"]
     if not parts:
         return pd.DataFrame(columns=columns)
     return pd.concat(parts, ignore_index=True)[columns]
 
 
-def sensitivity_table(summary: pd.DataFrame, config: dict[str, Any]) -> Table:
-    """The sensitivity table from :func:`sensitivity_summary`: one section per outcome."""
+def sensitivity_table(
+    summary: pd.DataFrame, config: dict[str, Any], name: str = "table3_sensitivity",
+    title: str = "Table 3. Sensitivity analyses",
+) -> Table:
+    """A sensitivity table from :func:`sensitivity_summary`: one section per outcome."""
     alpha = config["analysis"]["alpha"]
     level = f"{100 * (1 - alpha):g}%"
-    columns = ("Outcome and analysis", "Analysed n (practices)",
+    w = words(config)
+    columns = ("Outcome and analysis", f"Analysed n ({w.clusters})",
                f"Adjusted difference ({level} CI)", "p", f"Standardised effect ({level} CI)",
                "MCID verdict")
     rows: list[tuple[str, ...]] = []
@@ -474,6 +543,6 @@ def sensitivity_table(summary: pd.DataFrame, config: dict[str, Any]) -> Table:
            if len(summary) and (~summary["converged"].map(truthy)).any() else "")
     )
     return Table(
-        name="table3_sensitivity", title="Table 3. Sensitivity analyses",
-        columns=columns, rows=tuple(rows), depth=tuple(depth), notes=notes, data=summary,
+        name=name, title=title, columns=columns, rows=tuple(rows), depth=tuple(depth),
+        notes=notes, data=summary,
     )
