@@ -123,8 +123,13 @@ def build_report(
     if sensitivity is not None:
         check_results(sensitivity, "sensitivity.csv", ("analysis",))
     if is_period_design(config):
-        return build_period_report(practices, patients, config, results, sensitivity,
-                                   provenance)
+        report, counts = build_period_report(practices, patients, config, results, sensitivity,
+                                             provenance)
+        supplement = Report(f"Supplement: {report.title}", report.subtitle, (Section(
+            "Supplementary material",
+            ("Every analysis of this design (the primary model and the sensitivity analyses) "
+             "is in the main report.",)),))
+        return report, supplement, counts
     if power is not None:
         check_power(power, "power.csv")
     design = config["design"]

@@ -1,17 +1,23 @@
 rule report:
-    """The trial report (HTML, Word, LaTeX, Markdown), its tables and figures."""
+    """The trial report and its supplement (HTML, Word, LaTeX, Markdown), tables and figures."""
     input:
         config=CONFIG_FILE,
         practices="results/data/practices.parquet",
         patients="results/data/patients.parquet",
         primary="results/primary.csv",
         sensitivity="results/sensitivity.csv",
+        completeness=rules.missing_data.output.completeness,
+        dropout=rules.missing_data.output.dropout,
         power=PLANNING_OUTPUTS,
     output:
         html="reports/report.html",
         docx="reports/report.docx",
         latex="reports/report.tex",
         markdown="reports/report.md",
+        supplement_html="reports/supplement.html",
+        supplement_docx="reports/supplement.docx",
+        supplement_latex="reports/supplement.tex",
+        supplement_markdown="reports/supplement.md",
     log:
         "logs/report.log",
     benchmark:
@@ -21,8 +27,10 @@ rule report:
     params:
         code=code_version("report"),
         results=subpath(input.primary, parent=True),
+        missing=subpath(input.completeness, parent=True),
         power=[f"--power={table}" for table in PLANNING_OUTPUTS],
         out_dir=subpath(output.html, parent=True),
     shell:
         "trialstats report --config {input.config:q} --results {params.results:q}"
-        " {params.power:q} --out {params.out_dir:q} > {log:q} 2>&1"
+        " --missing-data {params.missing:q} {params.power:q} --out {params.out_dir:q}"
+        " > {log:q} 2>&1"
