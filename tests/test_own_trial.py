@@ -216,3 +216,30 @@ def test_run_refuses_a_bad_config_before_planning(tmp_path, capsys):
     assert main(["run", "--config", str(path)]) == 2
     assert "primary_month" in capsys.readouterr().err
     assert not (tmp_path / "bad" / "results").exists()
+
+
+def test_tipping_points_reach_the_report(tmp_path):
+    """delta-adjustment with its tipping table, then `report --tipping`: one sentence per
+    primary outcome in the main report, and a figure per outcome in the supplement."""
+    config = own_config()
+    config["sensitivity"].update(analyses=["delta-adjustment"], imputations=3,
+                                 delta=[0, -5, -10])
+    path = write_trial(tmp_path / "t", config)
+    results = tmp_path / "results"
+    for argv in (["validate", "--config", str(path), "--out", str(results / "data")],
+                 ["analyse", "--config", str(path), "--data", str(results / "data"),
+                  "--out", str(results)],
+                 ["sensitivity", "--config", str(path), "--data", str(results / "data"),
+                  "--out", str(results / "sensitivity.csv"),
+                  "--tipping-out", str(results / "tipping.csv")],
+                 ["report", "--config", str(path), "--results", str(results),
+                  "--tipping", str(results / "tipping.csv"), "--out", str(tmp_path / "out")]):
+        assert main(argv) == 0, argv
+    tipping = pd.read_csv(results / "tipping.csv")
+    assert set(tipping["outcome"]) == {"reading"}  # the primary outcome only
+    main_text = (tmp_path / "out" / "report.md").read_text()
+    assert "For Reading age at 9 months (missing at random:" in main_text
+    supplement = (tmp_path / "out" / "supplement.md").read_text()
+    assert "tipping points" in supplement
+    assert "Delta-adjusted imputation, delta = −5" in supplement
+    assert (tmp_path / "out" / "figures" / "supplement_tipping_1.svg").is_file()

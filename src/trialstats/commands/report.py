@@ -45,6 +45,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="folder holding completeness.csv and dropout.csv from `trialstats missing-data` "
         "(results/missing_data): adds the missing-data tables to the supplement",
     )
+    parser.add_argument(
+        "--tipping", type=Path, metavar="FILE",
+        help="the tipping-point table of the delta-adjustment analysis (`trialstats sensitivity "
+        "--tipping-out`): adds its sentences and figures",
+    )
     parser.add_argument("--out", required=True, type=Path, help="output directory")
     parser.set_defaults(run=run)
 
@@ -115,12 +120,16 @@ def run(args: argparse.Namespace) -> None:
         tables = [read_tidy(path, missing="run the missing-data stage first") for path in paths]
         missing = MissingData(*tables)
         inputs += [("Missing data", path) for path in paths]
+    tipping = None
+    if args.tipping is not None:
+        tipping = read_tidy(args.tipping, missing="run the delta-adjustment analysis first")
+        inputs.append(("Tipping points", args.tipping))
     provenance = Provenance(
         files=[(role, str(path), _sha256(path)) for role, path in inputs],
         versions=software_versions(), commit=_git_commit(),
     )
     report, supplement, counts = build_report(practices, patients, config, results,
-                                              sensitivity, provenance, power, missing)
+                                              sensitivity, provenance, power, missing, tipping)
     with staged_outputs(args.out) as stage:
         write_report(report, stage, "report", tables=True)
         write_report(supplement, stage, "supplement", tables=True)

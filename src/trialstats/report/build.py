@@ -42,6 +42,7 @@ from trialstats.report.tables import (
     sensitivity_summary,
     sensitivity_table,
 )
+from trialstats.report.tipping import tipping_figure, tipping_sentences
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ def build_report(
     practices: pd.DataFrame, patients: pd.DataFrame, config: dict[str, Any],
     results: pd.DataFrame, sensitivity: pd.DataFrame | None, provenance: Provenance,
     power: pd.DataFrame | None = None, missing: MissingData | None = None,
+    tipping: pd.DataFrame | None = None,
 ) -> tuple[Report, Report, pd.DataFrame]:
     """Build every table and figure of the report and its supplement.
 
@@ -182,6 +184,18 @@ def build_report(
             f"Table {tables}. Sensitivity analyses of the primary outcomes at "
             f"{primary_month} (all analyses: Supplementary Table S1)"))
     supplement = _supplement(results, others, sensitivity[subgroup], missing, config)
+    if tipping is not None and len(tipping):
+        sentences = tipping_sentences(tipping, config)
+        results_items += list(sentences.values())
+        supplement.append(Section("Missing not at random: tipping points", (
+            *sentences.values(),
+            *(render_figure(
+                tipping_figure(others, tipping, name, config), f"supplement_tipping_{k}",
+                f"Figure T{k}. Delta-adjusted multiple imputation of "
+                f"{_label(config, name)}: estimate and confidence interval against delta, "
+                "the MCID band and the tipping points")
+              for k, name in enumerate(dict.fromkeys(tipping["outcome"]), start=1)),
+        )))
     methods = methods_paragraphs(config, counts, results, sensitivity if len(sensitivity) else None,
                                  provenance.versions)
     sections = [
@@ -213,6 +227,10 @@ def build_report(
     main = Report(title, subtitle, tuple(sections))
     extra = Report(f"{title}: supplementary material", subtitle, tuple(supplement))
     return main, extra, counts
+
+
+def _label(config: dict[str, Any], name: str) -> str:
+    return next(o["label"] for o in config["outcomes"] if o["name"] == name)
 
 
 def _supplement(

@@ -497,6 +497,11 @@ def sensitivity_summary(
             part["analysis_label"] = [
                 _analysis_label(r, many, primary_month) for _, r in part.iterrows()
             ]
+            if "delta" in part:  # delta-adjustment: one row per delta of the grid
+                shifted = part["delta"].notna()
+                part.loc[shifted, "analysis_label"] = [
+                    f"Delta-adjusted imputation, delta = {fmt(d, 3)}"
+                    for d in part.loc[shifted, "delta"]]
             when = "" if month == primary_month else f", {month_label(month, -1)}"
             for kind, text in (("primary analysis", "Primary analysis ({})"),
                                (CHECK, "Primary model with {} df")):
@@ -505,6 +510,7 @@ def sensitivity_summary(
                     text.format(method_name(str(m))) + when for m in part.loc[rows, "method"]]
             parts.append(part)
     columns = [*COLUMNS, "analysis", "label", "analysis_label"]
+    columns += ["delta"] if "delta" in sensitivity else []
     if not parts:
         return pd.DataFrame(columns=columns)
     return pd.concat(parts, ignore_index=True)[columns]

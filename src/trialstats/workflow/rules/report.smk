@@ -9,6 +9,7 @@ rule report:
         completeness=rules.missing_data.output.completeness,
         dropout=rules.missing_data.output.dropout,
         power=PLANNING_OUTPUTS,
+        tipping=TIPPING,
     output:
         html="reports/report.html",
         docx="reports/report.docx",
@@ -29,8 +30,10 @@ rule report:
         results=subpath(input.primary, parent=True),
         missing=subpath(input.completeness, parent=True),
         power=[f"--power={table}" for table in PLANNING_OUTPUTS],
+        tipping=[f"--tipping={table}" for table in TIPPING],
         out_dir=subpath(output.html, parent=True),
     shell:
         "trialstats report --config {input.config:q} --results {params.results:q}"
-        " --missing-data {params.missing:q} {params.power:q} --out {params.out_dir:q}"
+        " --missing-data {params.missing:q} {params.power:q} {params.tipping:q}"
+        " --out {params.out_dir:q}"
         " > {log:q} 2>&1"
