@@ -39,6 +39,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "adds the 'Planning the next trial' section with power curves and the clusters per "
         "arm needed for 80%% and 90%% power",
     )
+    parser.add_argument(
+        "--allocation", type=Path, metavar="DIR",
+        help="--out folder of `trialstats allocate`: adds the 'Allocation' section (method, "
+        "balance table A1, balance-score figure A1)",
+    )
     parser.add_argument("--out", required=True, type=Path, help="output directory")
     parser.set_defaults(run=run)
 
@@ -103,12 +108,17 @@ def run(args: argparse.Namespace) -> None:
         power = read_tidy(args.power,
                           missing="run the power stage (trialstats power gather) first")
         inputs.append(("Power results", args.power))
+    allocation = None
+    if args.allocation is not None:
+        from trialstats.report.allocation import allocation_section, read_allocation
+        allocation = allocation_section(*read_allocation(args.allocation))
+        inputs.append(("Allocation", args.allocation / "summary.json"))
     provenance = Provenance(
         files=[(role, str(path), _sha256(path)) for role, path in inputs],
         versions=software_versions(), commit=_git_commit(),
     )
     report, counts = build_report(practices, patients, config, results, sensitivity, provenance,
-                                  power)
+                                  power, allocation)
     with staged_outputs(args.out) as stage:
         write_report(report, stage, "report", tables=True)
         (stage / "tables" / "consort_counts.csv").write_text(csv_text(counts), "utf-8")

@@ -52,7 +52,7 @@ class Provenance:
 def build_report(
     practices: pd.DataFrame, patients: pd.DataFrame, config: dict[str, Any],
     results: pd.DataFrame, sensitivity: pd.DataFrame | None, provenance: Provenance,
-    power: pd.DataFrame | None = None,
+    power: pd.DataFrame | None = None, allocation: Section | None = None,
 ) -> tuple[Report, pd.DataFrame]:
     """Build every table and figure of the report.
 
@@ -72,6 +72,8 @@ def build_report(
         The gathered power-grid table (``results/power/power.csv``); when given, a
         "Planning the next trial" section shows its power curves and the clusters per arm
         needed for 80% and 90% power.
+    allocation : Section or None
+        :func:`trialstats.report.allocation.allocation_section`, placed before the references.
 
     Returns
     -------
@@ -130,6 +132,7 @@ def build_report(
         cite = {key: i for i, key in enumerate(cited, start=1)}
         sections.append(planning_section(power, cite, table=tables + 1, figure=figures + 1))
     sections += [
+        *([allocation] if allocation is not None else []),
         Section("References", tuple(REFERENCES[k] for k in cited)),
         Section("Provenance", (provenance_table(provenance.files, provenance.versions,
                                                 provenance.commit),)),
