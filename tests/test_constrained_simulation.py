@@ -220,7 +220,8 @@ def test_cli_reports_power_with_and_without_constraint(capsys):
     assert records[1]["analysis"] == "permutation" and records[1]["reps"] == 40
     assert main([*argv, "--covariate-share", "0.5"]) == 0
     printed = capsys.readouterr().out
-    assert "Constrained allocation (best 0.2" in printed and "Unconstrained" in printed
+    assert "Constrained allocation (best 20% of allocations" in printed
+    assert "Unconstrained allocation (all allocations" in printed
     assert main(argv) == 2
     assert "--covariate-share" in capsys.readouterr().err
     assert main([*argv, "--covariate-share", "1.5"]) == 2

@@ -507,8 +507,9 @@ def _emit(args: argparse.Namespace, frame: Any, notes: list[str]) -> None:
         for note in notes:
             print(f"note: {note}")
         for _, row in frame.iterrows():
-            print(f"{row['allocation'].capitalize()} allocation (best "
-                  f"{row['constrain_cutoff']:g} of allocations, covariate share "
+            kept = ("all allocations" if row["constrain_cutoff"] == 1
+                    else f"best {100 * row['constrain_cutoff']:g}% of allocations")
+            print(f"{row['allocation'].capitalize()} allocation ({kept}; covariate share "
                   f"{row['covariate_share']:g}), {row['analysis']}:\n{_describe(row)}")
         return
     row = frame[frame["solution"]].iloc[0] if "solution" in frame else frame.iloc[-1]
