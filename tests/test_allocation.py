@@ -253,7 +253,7 @@ def test_cli_writes_every_output_reproducibly(tmp_path):
     assert _run(tmp_path / "a") == 0
     assert _run(tmp_path / "b") == 0
     names = ["allocation.csv", "balance.csv", "summary.json", "accepted.csv", "pairs.csv",
-             "scores.svg", "scores.png"]
+             "scores.svg", "scores.png", "scores.csv"]
     for name in names:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     summary = json.loads((tmp_path / "a" / "summary.json").read_text())

@@ -179,7 +179,16 @@ def test_cli_writes_table_figures_and_report(tmp_path, capsys):
     for name in ("validity.html", "validity.docx", "validity.md", "validity.tex",
                  "figures/validity.svg", "figures/validity.png", "figures/validity.pdf"):
         assert (out / name).stat().st_size > 0
-    assert "outside the type I error band" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "outside the type I error band" in printed
+    # the permutation test on constrained designs: its own table, printed and in the report
+    permutation = pd.read_csv(out / "permutation_validity.csv")
+    assert list(permutation[["n_clusters", "outcome", "trials"]].itertuples(index=False)) == [
+        (16, "continuous", 20), (16, "binary", 20)]
+    assert printed.count("permutation test, 16 practices") == 2
+    markdown = (out / "validity.md").read_text()
+    assert "Type I error of the permutation test on constrained designs" in markdown
+    assert f"{permutation['type_i_error'].iloc[0]:.4f}" in markdown
     # re-rendering from the table reproduces the report without simulating
     again = tmp_path / "again"
     assert main(["methods-check", "--out", str(again), "--from-table",

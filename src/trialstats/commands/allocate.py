@@ -4,8 +4,10 @@ Writes, only when the whole allocation succeeded: ``allocation.csv`` (practice i
 ``balance.csv`` (:func:`trialstats.allocation.balance.balance_table`), ``summary.json``; for
 constrained randomisation also ``accepted.csv`` (a 0/1 column per practice and ``score``,
 one row per accepted allocation: the allocation set of the permutation test),
-``pairs.csv`` (:func:`trialstats.allocation.constrained.pair_coallocation`) and the
-score-distribution figure ``scores.svg``/``scores.png``.
+``pairs.csv`` (:func:`trialstats.allocation.constrained.pair_coallocation`), the
+score-distribution figure ``scores.svg``/``scores.png`` and its histogram ``scores.csv``
+(:func:`trialstats.report.allocation.score_histogram`, read by ``trialstats report
+--allocation``).
 """
 
 from __future__ import annotations
@@ -165,13 +167,15 @@ def run(args: argparse.Namespace) -> None:
     outputs = allocate(practices, args)
     summary = outputs["summary"]
     if "result" in outputs:
-        from trialstats.report.allocation import score_figure
+        from trialstats.report.allocation import score_figure, score_histogram
         from trialstats.report.files import save_figure
 
         result = outputs["result"]
-        figure = score_figure(result.scores, result.cutoff_score, result.score,
+        histogram = score_histogram(result.scores)
+        figure = score_figure(histogram, result.cutoff_score, result.score,
                               metric=args.metric, n_accepted=len(result.accepted),
                               enumerated=result.enumerated)
+        write_csv(histogram, args.out / "scores.csv")
         write_csv(outputs["accepted"], args.out / "accepted.csv")
         write_csv(outputs["pairs"], args.out / "pairs.csv")
         for suffix in ("svg", "png"):

@@ -14,6 +14,7 @@ from trialstats.errors import TrialstatsError
 #: Defaults of the simulation options (kept out of argparse so --from-table can refuse them).
 REPS = 10_000
 PATIENT_REPS = 2000
+PERMUTATION_TRIALS = 4000
 SEED = 20260611
 
 
@@ -24,12 +25,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="validity study: type I error and CI coverage of every df method by simulation",
         description="Simulate trials with and without an effect over 6-44 clusters, ICC "
         "0.01-0.1 and cluster-size CV 0 and 0.8, analyse each with the primary mixed model "
-        "(every df method), the cluster-level analysis, GEE and CR2, and write "
-        "DIR/validity.csv (type I error, coverage and power with Monte Carlo SEs), the "
+        "(every df method), the cluster-level analysis, GEE and CR2; simulate "
+        "constrained-randomisation trials of 16 practices analysed by the permutation test; "
+        "and write DIR/validity.csv (type I error, coverage and power with Monte Carlo SEs), "
+        "DIR/permutation_validity.csv, the "
         "figure DIR/figures/validity.{svg,png,pdf} and the report (methods, type I error and "
         "coverage tables, figure) as DIR/validity.html (self-contained), validity.docx, "
         "validity.tex and validity.md. With --from-table, render the figure and report from "
-        "an existing validity.csv instead of simulating. See trialstats.simulation.validity.",
+        "an existing validity.csv (and the permutation_validity.csv beside it, if any) "
+        "instead of simulating. See trialstats.simulation.validity and "
+        "trialstats.simulation.constrained.",
     )
     parser.add_argument("--out", required=True, type=Path, help="output directory")
     parser.add_argument(
@@ -42,6 +47,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="trials per cell and hypothesis for GEE and CR2, which need every patient "
         f"generated (default {PATIENT_REPS}: Monte Carlo SE 0.0049 at 5%%)",
     )
+    parser.add_argument(
+        "--permutation-trials", type=int,
+        help="null trials per cell for the permutation test on constrained designs "
+        f"(default {PERMUTATION_TRIALS}, at most --reps: Monte Carlo SE 0.0034 at 5%%)",
+    )
     parser.add_argument("--seed", type=int, help=f"base seed (default {SEED})")
     parser.add_argument(
         "--from-table", type=Path, metavar="FILE",
@@ -52,19 +62,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def _simulate(args: argparse.Namespace) -> pd.DataFrame:
-    """Run the study and print the cells outside the band."""
+def _simulate(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Run the study and the permutation test's, and print the cells outside the band."""
     from trialstats.simulation.analyse import MIXED_MODEL
+    from trialstats.simulation.constrained import permutation_validity
     from trialstats.simulation.validity import CLUSTERS, CVS, ICCS, SIZE_BAND, validity_study
 
     start = time.perf_counter()
     reps = REPS if args.reps is None else args.reps
     patient_reps = PATIENT_REPS if args.patient_reps is None else args.patient_reps
+    trials = PERMUTATION_TRIALS if args.permutation_trials is None else args.permutation_trials
+    seed = SEED if args.seed is None else args.seed
     cells = len(CLUSTERS) * len(ICCS) * len(CVS)
     with progress_bar("validity study", cells, unit="cell") as bar:
-        table = validity_study(reps=reps, patient_reps=min(patient_reps, reps),
-                               seed=SEED if args.seed is None else args.seed,
+        table = validity_study(reps=reps, patient_reps=min(patient_reps, reps), seed=seed,
                                progress=bar.update)
+    permutation = permutation_validity(trials=min(trials, reps), seed=seed)
     outside = table[~table["within_band"]]
     print(
         f"{len(table)} method x cell rows in {time.perf_counter() - start:.1f} s; "
@@ -77,7 +90,11 @@ def _simulate(args: argparse.Namespace) -> pd.DataFrame:
             f"type I error {row.type_i_error:.4f} (MC SE {row.type_i_error_mc_se:.4f}), "
             f"coverage {row.coverage:.4f}"
         )
-    return table
+    for row in permutation.itertuples():
+        print(f"permutation test, {row.n_clusters} practices, {row.outcome}, constrained "
+              f"(best {row.cutoff:g}): type I error {row.type_i_error:.4f} (MC SE "
+              f"{row.type_i_error_mc_se:.4f}){'' if row.within_band else ' OUTSIDE the band'}")
+    return table, permutation
 
 
 def run(args: argparse.Namespace) -> None:
@@ -88,7 +105,8 @@ def run(args: argparse.Namespace) -> None:
 
     out = args.out
     if args.from_table is not None:
-        given = [f"--{n.replace('_', '-')}" for n in ("reps", "patient_reps", "seed")
+        given = [f"--{n.replace('_', '-')}"
+                 for n in ("reps", "patient_reps", "permutation_trials", "seed")
                  if getattr(args, n) is not None]
         if given:
             raise TrialstatsError(
@@ -97,9 +115,12 @@ def run(args: argparse.Namespace) -> None:
             )
         table = read_tidy(args.from_table, missing="run `trialstats methods-check` first")
         check_validity_table(table, str(args.from_table))
+        beside = args.from_table.parent / "permutation_validity.csv"
+        permutation = read_tidy(beside) if beside.exists() else None
     else:
-        table = _simulate(args)
+        table, permutation = _simulate(args)
         write_tidy(table, out / "validity.csv")
-    write_report(validity_report(table), out, "validity")
+        write_tidy(permutation, out / "permutation_validity.csv")
+    write_report(validity_report(table, permutation), out, "validity")
     print(f"Wrote validity.html, validity.docx, validity.tex, validity.md and "
           f"figures/validity.{{svg,png,pdf}} to {out}.")

@@ -70,6 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _design_arguments(simulate)
     _simulation_arguments(simulate)
+    _constraint_arguments(simulate)
     _output_arguments(simulate)
     simulate.set_defaults(run=run)
 
@@ -203,6 +204,29 @@ def _simulation_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--batch-size", type=int, metavar="B",
                        help="replicates per batch (default: as many as fit in 200 MB)")
     group.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _constraint_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "constrained allocation (see trialstats.simulation.constrained)",
+        "Give the practices a covariate that explains part of the cluster variance, allocate "
+        "each simulated trial by constrained randomisation on it (as `trialstats allocate "
+        "--method constrained`), and report power without and with the constraint on the "
+        "same trials (two rows; --json prints a list of the two records).")
+    group.add_argument("--constrain-cutoff", type=float, metavar="Q",
+                       help="keep the best fraction Q of allocations by l2 balance (e.g. 0.1)")
+    group.add_argument("--covariate-share", type=float, metavar="R2",
+                       help="share of the cluster variance (the ICC) explained by the "
+                       "balancing covariate, in [0, 1); needed with --constrain-cutoff")
+    group.add_argument("--constrain-sample", type=int, default=10_000, metavar="N",
+                       help="allocations sampled when there are more than 200,000 "
+                       "(default 10000)")
+    group.add_argument("--analysis", choices=("mixed-model", "mixed-model-adjusted",
+                                              "permutation"), default="mixed-model",
+                       help="analyse each trial by the primary mixed model (default), the "
+                       "mixed model adjusted for the balancing covariate, or the clustered "
+                       "permutation test over its accepted allocations, adjusted for the "
+                       "covariate")
 
 
 def _output_arguments(parser: argparse.ArgumentParser) -> None:
@@ -344,7 +368,23 @@ def _run_simulate(args: argparse.Namespace) -> None:
         "reps": args.reps, "seed": args.seed, "df_method": args.df_method, "alpha": inputs["alpha"],
         "batch_size": args.batch_size, "generator": args.generator,
     }
-    if unknown == "power":
+    if args.constrain_cutoff is not None or args.analysis != "mixed-model":
+        from trialstats.simulation.constrained import Constraint
+
+        if args.constrain_cutoff is None or args.covariate_share is None or unknown != "power":
+            raise TrialstatsError(
+                "Constrained allocation needs --constrain-cutoff and --covariate-share (and "
+                "--analysis permutation needs both), with --clusters-per-arm given: power is "
+                "simulated, not solved for.")
+        rows = []
+        with progress_bar("simulating", 2 * args.reps, unit="trial", quiet=args.quiet) as bar:
+            for cutoff in (1.0, args.constrain_cutoff):
+                constraint = Constraint(cutoff, args.covariate_share, args.constrain_sample)
+                rows.append(simulate_power(design(args.clusters_per_arm), progress=bar.update,
+                                           constraint=constraint, analysis=args.analysis,
+                                           **options))
+        frame = _frame(rows)
+    elif unknown == "power":
         with progress_bar("simulating", args.reps, unit="trial", quiet=args.quiet) as bar:
             row = simulate_power(design(args.clusters_per_arm), progress=bar.update, **options)
         frame = _frame([row])
@@ -460,6 +500,18 @@ def _emit(args: argparse.Namespace, frame: Any, notes: list[str]) -> None:
 
     if args.out is not None:
         write_atomically(args.out, lambda tmp: frame.to_csv(tmp, index=False))
+    if "allocation" in frame:
+        if args.json:
+            print(json.dumps([_json_record(row, frame) for _, row in frame.iterrows()]))
+            return
+        for note in notes:
+            print(f"note: {note}")
+        for _, row in frame.iterrows():
+            kept = ("all allocations" if row["constrain_cutoff"] == 1
+                    else f"best {100 * row['constrain_cutoff']:g}% of allocations")
+            print(f"{row['allocation'].capitalize()} allocation ({kept}; covariate share "
+                  f"{row['covariate_share']:g}), {row['analysis']}:\n{_describe(row)}")
+        return
     row = frame[frame["solution"]].iloc[0] if "solution" in frame else frame.iloc[-1]
     if args.json:
         print(json.dumps(_json_record(row, frame)))
@@ -472,7 +524,7 @@ def _emit(args: argparse.Namespace, frame: Any, notes: list[str]) -> None:
 def _json_record(row: Any, frame: Any) -> dict[str, Any]:
     record = {key: _plain(row.get(key)) for key in JSON_KEYS}
     extra = ("k_intervention", "type_i_error", "type_i_error_mc_se", "reps", "seed", "df_method",
-             "generator")
+             "generator", "allocation", "constrain_cutoff", "covariate_share", "analysis")
     record.update({key: _plain(row[key]) for key in extra if key in frame.columns})
     return record
 

@@ -50,6 +50,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the tipping-point table of the delta-adjustment analysis (`trialstats sensitivity "
         "--tipping-out`): adds its sentences and figures",
     )
+    parser.add_argument(
+        "--allocation", type=Path, metavar="DIR",
+        help="--out folder of `trialstats allocate`: adds the 'Allocation' section (method, "
+        "balance table A1, balance-score figure A1)",
+    )
     parser.add_argument("--out", required=True, type=Path, help="output directory")
     parser.set_defaults(run=run)
 
@@ -124,12 +129,18 @@ def run(args: argparse.Namespace) -> None:
     if args.tipping is not None:
         tipping = read_tidy(args.tipping, missing="run the delta-adjustment analysis first")
         inputs.append(("Tipping points", args.tipping))
+    allocation = None
+    if args.allocation is not None:
+        from trialstats.report.allocation import allocation_section, read_allocation
+        allocation = allocation_section(*read_allocation(args.allocation))
+        inputs.append(("Allocation", args.allocation / "summary.json"))
     provenance = Provenance(
         files=[(role, str(path), _sha256(path)) for role, path in inputs],
         versions=software_versions(), commit=_git_commit(),
     )
     report, supplement, counts = build_report(practices, patients, config, results,
-                                              sensitivity, provenance, power, missing, tipping)
+                                              sensitivity, provenance, power, missing, tipping,
+                                              allocation)
     with staged_outputs(args.out) as stage:
         write_report(report, stage, "report", tables=True)
         write_report(supplement, stage, "supplement", tables=True)

@@ -46,6 +46,13 @@ from scipy import stats
 from trialstats.errors import TrialstatsError
 from trialstats.power.design_effect import design_effect
 from trialstats.simulation.analyse import fit_mixed_model, rejects
+from trialstats.simulation.constrained import (
+    ANALYSES,
+    ConstrainedBatch,
+    Constraint,
+    constrained_batches,
+    permutation_tests,
+)
 from trialstats.simulation.draw import (
     SimulatedSums,
     SimulationDesign,
@@ -111,11 +118,12 @@ def analyse_replicates(
 
 
 def _analyse(
-    sums: SimulatedSums, design: SimulationDesign, *, df_method: str, alpha: float
+    sums: SimulatedSums, design: SimulationDesign, *, df_method: str, alpha: float,
+    covariate: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """One row per replicate of the batch ``sums`` (the columns of :func:`analyse_replicates`
-    but ``replicate``)."""
-    fits = fit_mixed_model(sums, design.baseline, (df_method,))
+    but ``replicate``); the model also adjusts for ``covariate`` when given."""
+    fits = fit_mixed_model(sums, design.baseline, (df_method,), covariate)
     test = fits.tests[df_method]
     with np.errstate(invalid="ignore"):
         p_value = 2.0 * stats.t.sf(np.abs(test.estimate / test.se), test.df)
@@ -131,10 +139,40 @@ def _analyse(
     })
 
 
+def _permutation_rows(batch: ConstrainedBatch, design: SimulationDesign, alpha: float
+                      ) -> pd.DataFrame:
+    """The columns of :func:`_analyse` for the permutation test (no SE, df or variances)."""
+    tests = permutation_tests(batch, design.baseline, design.effect, alpha)
+    missing = np.full(len(tests["estimate"]), np.nan)
+    return pd.DataFrame({
+        **{k: tests[k] for k in ("estimate", "p_value", "reject", "reject_null", "estimable")},
+        "se": missing, "df": missing, "converged": tests["estimable"],
+        "boundary": np.zeros(len(missing), dtype=bool),
+    })
+
+
+def _batches(design, seed, reps, *, scenario, generator, batch_size, constraint, analysis,
+             df_method, alpha):
+    """``(replicates, sums, rows)`` of each batch, unconstrained or constrained."""
+    if constraint is None:
+        for batch, sums in simulate_batches(design, seed, reps, scenario=scenario,
+                                            generator=generator, batch_size=batch_size):
+            yield batch, sums, _analyse(sums, design, df_method=df_method, alpha=alpha)
+        return
+    for batch, drawn in constrained_batches(design, constraint, seed, reps, scenario=scenario,
+                                            generator=generator, batch_size=batch_size):
+        rows = (_permutation_rows(drawn, design, alpha) if analysis == "permutation"
+                else _analyse(drawn.sums, design, df_method=df_method, alpha=alpha,
+                              covariate=drawn.covariate if analysis.endswith("adjusted")
+                              else None))
+        yield batch, drawn.sums, rows
+
+
 def simulate_power(
     design: SimulationDesign, *, reps: int, seed: int, df_method: str = "between-within",
     alpha: float = 0.05, scenario: int = 0, batch_size: int | None = None,
     progress: Callable[[int], None] | None = None, generator: str = "patients",
+    constraint: Constraint | None = None, analysis: str = "mixed-model",
 ) -> dict[str, object]:
     """Simulated power of one scenario, with its Monte Carlo SE and the type I error.
 
@@ -160,6 +198,15 @@ def simulate_power(
         Called with the number of replicates finished after each batch.
     generator : {"patients", "sums"}, default "patients"
         How trials are drawn (:func:`~trialstats.simulation.draw.simulate_sums`).
+    constraint : Constraint, optional
+        Allocate each trial by constrained randomisation on a covariate explaining part of
+        the cluster variance (:mod:`trialstats.simulation.constrained`); ``cutoff = 1`` is
+        the same trials allocated without constraint.
+    analysis : {"mixed-model", "mixed-model-adjusted", "permutation"}, default "mixed-model"
+        With a constraint, analyse by the primary mixed model, not adjusted or adjusted for
+        the balancing covariate, or by the clustered permutation test over each trial's
+        accepted allocations, adjusted for the covariate (its ``se``, ``df`` and variance
+        summaries are NaN and ``df_method`` is ``"permutation"``).
 
     Returns
     -------
@@ -176,8 +223,12 @@ def simulate_power(
         ``mean_estimate``, ``empirical_se`` (SD of the estimates), ``mean_se`` (mean model
         SE), ``cluster_size_realised`` and ``cv_realised`` (mean and CV of the recruited
         cluster sizes drawn) and ``cluster_size_analysed_realised`` (mean completers per
-        cluster).
+        cluster); with a constraint also ``allocation`` (``"constrained"`` or, at cut-off 1,
+        ``"unconstrained"``), ``constrain_cutoff``, ``covariate_share`` and ``analysis``.
     """
+    if analysis not in ANALYSES or (analysis == "permutation" and constraint is None):
+        raise TrialstatsError(f"The analysis must be one of {', '.join(ANALYSES)}; the "
+                              "permutation test needs a constraint (its allocation set).")
     if reps < 2:
         raise TrialstatsError("A simulation needs at least two replicates.")
     if not 0 < alpha < 1:
@@ -188,9 +239,9 @@ def simulate_power(
     flags = {name: np.empty(reps, dtype=bool)
              for name in ("reject", "reject_null", "ok", "boundary", "estimable")}
     size_total = size_squares = analysed_total = 0
-    for batch, sums in simulate_batches(design, seed, reps, scenario=scenario,
-                                        generator=generator, batch_size=batch_size):
-        rows = _analyse(sums, design, df_method=df_method, alpha=alpha)
+    for batch, sums, rows in _batches(
+            design, seed, reps, scenario=scenario, generator=generator, batch_size=batch_size,
+            constraint=constraint, analysis=analysis, df_method=df_method, alpha=alpha):
         where = slice(batch.start, batch.stop)
         for name in kept:
             kept[name][where] = rows[name].to_numpy()
@@ -213,6 +264,13 @@ def simulate_power(
     def mean_of(values: np.ndarray) -> float:
         return float(values.mean()) if values.size else math.nan
 
+    extra = {} if constraint is None else {
+        "allocation": "constrained" if constraint.cutoff < 1 else "unconstrained",
+        "constrain_cutoff": constraint.cutoff, "covariate_share": constraint.covariate_share,
+        "analysis": analysis,
+    }
+    if analysis == "permutation":
+        df_method = "permutation"
     return {
         "method": "simulation", "scenario": scenario, "clusters_per_arm": design.clusters_per_arm,
         "k_intervention": design.n_intervention,
@@ -229,7 +287,7 @@ def simulate_power(
         "empirical_se": float(estimates.std(ddof=1)) if estimates.size > 1 else math.nan,
         "mean_se": mean_of(kept["se"][fitted]), "cluster_size_realised": mean_size,
         "cv_realised": math.sqrt(max(size_squares / n_sizes - mean_size**2, 0.0)) / mean_size,
-        "cluster_size_analysed_realised": analysed_total / n_sizes,
+        "cluster_size_analysed_realised": analysed_total / n_sizes, **extra,
     }
 
 

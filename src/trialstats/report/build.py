@@ -76,7 +76,7 @@ def build_report(
     practices: pd.DataFrame, patients: pd.DataFrame, config: dict[str, Any],
     results: pd.DataFrame, sensitivity: pd.DataFrame | None, provenance: Provenance,
     power: pd.DataFrame | None = None, missing: MissingData | None = None,
-    tipping: pd.DataFrame | None = None,
+    tipping: pd.DataFrame | None = None, allocation: Section | None = None,
 ) -> tuple[Report, Report, pd.DataFrame]:
     """Build every table and figure of the report and its supplement.
 
@@ -98,6 +98,12 @@ def build_report(
         needed for 80% and 90% power.
     missing : MissingData or None
         The missing-data tables; when given, the supplement reports them.
+    tipping : DataFrame or None
+        The tipping points of the delta-adjustment analysis (``results/tipping.csv``); when
+        given, one sentence per primary outcome in the results and a figure each in the
+        supplement.
+    allocation : Section or None
+        :func:`trialstats.report.allocation.allocation_section`, placed before the references.
 
     Returns
     -------
@@ -212,6 +218,7 @@ def build_report(
         sections.append(planning_section(power, cite, table=tables + 1, figure=figures + 1,
                                          w=w))
     sections += [
+        *([allocation] if allocation is not None else []),
         Section("References", tuple(REFERENCES[k] for k in cited)),
         Section("Provenance", (provenance_table(provenance.files, provenance.versions,
                                                 provenance.commit),)),

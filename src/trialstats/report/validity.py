@@ -33,6 +33,7 @@ from trialstats.report.format import fmt, fmt_count
 from trialstats.report.methods import REFERENCES
 from trialstats.report.render import render_figure
 from trialstats.simulation.analyse import MIXED_MODEL
+from trialstats.simulation.constrained import PERMUTATION_COLUMNS
 from trialstats.simulation.validity import COLUMNS, SIZE_BAND
 
 #: Marker appended to a rate outside its acceptance band.
@@ -372,13 +373,61 @@ def validity_figure(table: pd.DataFrame) -> Figure:
     return figure
 
 
-def validity_report(study: pd.DataFrame) -> Report:
+def permutation_table(permutation: pd.DataFrame, number: int) -> Table:
+    """Type I error of the permutation test on constrained designs, one row per cell.
+
+    Parameters
+    ----------
+    permutation : pandas.DataFrame
+        From :func:`trialstats.simulation.constrained.permutation_validity`.
+    number : int
+        Table number.
+
+    Returns
+    -------
+    Table
+        Columns ``Design``, ``Trials``, ``Type I error`` (:data:`FLAG` outside
+        :data:`SIZE_BAND`) and ``Monte Carlo SE``.
+    """
+    check_columns(permutation, "permutation validity table", PERMUTATION_COLUMNS,
+                  "is it the permutation_validity.csv written by `trialstats methods-check`?")
+    rows = tuple(
+        (f"{r.n_clusters} practices, {r.outcome} outcome, "
+         f"{'all' if r.space == 'all' else f'{int(r.space):,} sampled'} allocations",
+         fmt_count(r.trials),
+         fmt(r.type_i_error, DIGITS) + ("" if SIZE_BAND[0] <= r.type_i_error <= SIZE_BAND[1]
+                                        else FLAG),
+         fmt(r.type_i_error_mc_se, DIGITS))
+        for r in permutation.itertuples()
+    )
+    first = permutation.iloc[0]
+    notes = (
+        f"Trials without an effect; practices carry x1 ~ N(0, 1) and x2 ~ Bernoulli(0.5) "
+        f"that predict the outcome, are allocated 1:1 by constrained randomisation (l2 "
+        f"balance on x1 and x2, the best {100 * first['cutoff']:g}% of the allocations, one "
+        f"drawn), and are analysed by the clustered permutation test over the accepted "
+        f"allocations adjusted for x1 and x2 (Gail et al. 1996; Li et al. 2016), rejecting at "
+        f"p <= {first['alpha']:g}. Base seed {int(first['seed'])}. {FLAG}: outside "
+        f"[{SIZE_BAND[0]:g}, {SIZE_BAND[1]:g}]."
+    )
+    return Table(
+        name="validity_permutation",
+        title=f"Table {number}. Type I error of the permutation test on constrained designs",
+        columns=("Design", "Trials", "Type I error", "Monte Carlo SE"), rows=rows,
+        depth=(0,) * len(rows), notes=notes, data=permutation,
+    )
+
+
+def validity_report(study: pd.DataFrame, permutation: pd.DataFrame | None = None) -> Report:
     """The validity report: methods, type I error table, coverage table, figure, references.
 
     Parameters
     ----------
     study : pandas.DataFrame
         The validity-study table (:data:`trialstats.simulation.validity.COLUMNS`).
+    permutation : pandas.DataFrame, optional
+        The permutation test's type I error on constrained designs
+        (:func:`trialstats.simulation.constrained.permutation_validity`); adds its table.
 
     Returns
     -------
@@ -408,10 +457,14 @@ def validity_report(study: pd.DataFrame) -> Report:
         f"Simulation study (trialstats methods-check): {cells} design cells, {methods} "
         f"analysis methods, base seed {int(study['seed'].iloc[0])}."
     )
+    extra = () if permutation is None else (
+        Section("Permutation test on constrained designs", (permutation_table(permutation, 3),)),
+    )
     return Report("Validity of the analysis methods", subtitle, (
         Section("Methods", tuple(validity_methods(study, cite))),
         Section("Type I error", (type_i_error_table(study, 1),)),
         Section("Coverage", (coverage_table(study, 2),)),
+        *extra,
         Section("Type I error and coverage by number of clusters", (figure,)),
         Section("References", tuple(REFERENCES[k] for k in cited)),
     ))

@@ -6,13 +6,15 @@ per-cluster sums, one random stream per replicate), one batched analyse-and-test
 drawn trials with the real analysis's definition of an analysable trial (``analyse``), and
 the validity study of the analysis methods' type I error and coverage (``validity``); and
 for stepped-wedge and crossover designs the cluster-period model's draws and simulation
-power (``periods``). Power
+power (``periods``); trials allocated by covariate-constrained randomisation, the permutation
+test's validity on them and their power (``constrained``). Power
 by simulation (:mod:`trialstats.power.simulate`) builds on the first two. Submodules are
 imported by name; nothing is re-exported here.
 """
 
 __all__ = [
     "analyse",
+    "constrained",
     "draw",
     "periods",
     "validity",

@@ -145,7 +145,8 @@ def analysable(sums: SimulatedSums, n_params: int) -> np.ndarray:
 
 
 def fit_mixed_model(
-    sums: SimulatedSums, baseline: str, methods: Sequence[str] = contract.SIMULATION_DF_METHODS
+    sums: SimulatedSums, baseline: str, methods: Sequence[str] = contract.SIMULATION_DF_METHODS,
+    covariate: np.ndarray | None = None,
 ) -> MixedModelFits:
     """The primary analysis of each analysable trial of a batch, tested with ``methods``.
 
@@ -158,6 +159,9 @@ def fit_mixed_model(
     methods : sequence of str
         Df methods among :data:`~trialstats.contract.SIMULATION_DF_METHODS`; Kenward-Roger
         reports its adjusted SE, the others the model-based SE; ``z`` has infinite df.
+    covariate : ndarray (B, J), optional
+        A cluster-level covariate the model also adjusts for
+        (:func:`trialstats.simulation.draw.cluster_sums`).
 
     Returns
     -------
@@ -168,6 +172,8 @@ def fit_mixed_model(
         raise TrialstatsError(f"Unknown df method {unknown[0]!r}; choose one of "
                               f"{', '.join(contract.SIMULATION_DF_METHODS)}.")
     contrast = np.array([0.0, 1.0, 0.0] if baseline == "ancova" else [0.0, 1.0])
+    if covariate is not None:
+        contrast = np.append(contrast, 0.0)
     n_reps = sums.n.shape[0]
     ok = analysable(sums, contrast.size)
     index = np.flatnonzero(ok)
@@ -178,7 +184,7 @@ def fit_mixed_model(
         sub = SimulatedSums(
             **{name: getattr(sums, name)[index] for name in SimulatedSums.__dataclass_fields__}
         )
-        data = cluster_sums(sub, baseline)
+        data = cluster_sums(sub, baseline, None if covariate is None else covariate[index])
         fit = fit_reml(data)
         for name, values in (*fitted.items(), *flags.items()):
             values[index] = getattr(fit, name)

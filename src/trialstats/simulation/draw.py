@@ -414,7 +414,9 @@ def _cluster_sums(counts: np.ndarray, values: np.ndarray) -> np.ndarray:
     return out
 
 
-def cluster_sums(sums: SimulatedSums, baseline: str = "ancova") -> ClusterSums:
+def cluster_sums(
+    sums: SimulatedSums, baseline: str = "ancova", covariate: np.ndarray | None = None
+) -> ClusterSums:
     """The REML kernel's sufficient statistics for the chosen analysis model.
 
     Parameters
@@ -424,12 +426,28 @@ def cluster_sums(sums: SimulatedSums, baseline: str = "ancova") -> ClusterSums:
     baseline : {"ancova", "none", "change"}
         ``"ancova"``: ``y1`` on ``(1, T, y0)``; ``"none"``: ``y1`` on ``(1, T)``;
         ``"change"``: ``y1 - y0`` on ``(1, T)``.
+    covariate : ndarray (B, J), optional
+        A cluster-level covariate ``x_j`` added as the last column of the model.
 
     Returns
     -------
     trialstats.analysis.reml.ClusterSums
         With leading batch axis ``B``; the arm coefficient is column 1.
     """
+    if covariate is not None:
+        plain = cluster_sums(sums, baseline)
+        x, n = covariate, sums.n
+        # the covariate's column sums are x_j times the cluster's sums of the other columns
+        cross = x[..., None] * plain.xsum
+        corner = (n * x * x)[..., None, None]
+        xtx = np.concatenate([
+            np.concatenate([plain.xtx, cross[..., :, None]], axis=-1),
+            np.concatenate([cross[..., None, :], corner], axis=-1),
+        ], axis=-2)
+        return ClusterSums(
+            n=n, xtx=xtx, xty=np.concatenate([plain.xty, (x * plain.ysum)[..., None]], axis=-1),
+            yty=plain.yty, xsum=np.concatenate([plain.xsum, (n * x)[..., None]], axis=-1),
+            ysum=plain.ysum)
     n, t = sums.n, sums.arm
     nt = n * t
     if baseline == "ancova":

@@ -6,6 +6,7 @@ rule methods_check:
     """Type I error and coverage of every analysis method by simulation, as a report."""
     output:
         table="reports/methods_check/validity.csv",
+        permutation="reports/methods_check/permutation_validity.csv",
         html="reports/methods_check/validity.html",
         docx="reports/methods_check/validity.docx",
         latex="reports/methods_check/validity.tex",
