@@ -43,6 +43,9 @@ class ModelData:
         Reason → number of patients excluded for it (first reason that applies).
     n_randomised : int
         Patients in the input table.
+    offset : ndarray (n,)
+        Log exposure of each analysed patient (count outcomes with an ``exposure`` column;
+        zeros otherwise).
     """
 
     y: np.ndarray
@@ -52,6 +55,7 @@ class ModelData:
     cluster_ids: tuple[str, ...]
     excluded: dict[str, int]
     n_randomised: int
+    offset: np.ndarray | None = None
 
     @property
     def n_clusters(self) -> int:
@@ -90,6 +94,7 @@ def model_data(
     cluster: str,
     baseline_month: int,
     covariates: list[str],
+    exposure: str | None = None,
 ) -> ModelData:
     """Assemble the baseline-adjusted model for ``outcome`` at ``month``.
 
@@ -105,6 +110,9 @@ def model_data(
         Month of the baseline score adjusted for.
     covariates : list of str
         Further adjustment columns.
+    exposure : str, optional
+        Column of positive exposures whose log is the offset (count outcomes); patients
+        without it are excluded.
     """
     response, baseline = outcome_column(outcome, month), outcome_column(outcome, baseline_month)
     keep = pd.Series(True, index=patients.index)
@@ -113,6 +121,7 @@ def model_data(
         (f"without {response}", patients[response].isna()),
         (f"without {baseline}", patients[baseline].isna()),
         *[(f"without {c}", patients[c].isna()) for c in covariates],
+        *([(f"without {exposure}", patients[exposure].isna())] if exposure else []),
     ]:
         excluded[reason] = int((keep & missing).sum())
         keep &= ~missing
@@ -132,5 +141,7 @@ def model_data(
         cluster_ids=tuple(str(i) for i in ids),
         excluded=excluded,
         n_randomised=len(patients),
+        offset=(np.log(rows[exposure].to_numpy(dtype=float)) if exposure
+                else np.zeros(len(rows))),
     )
 

@@ -190,7 +190,8 @@ def primary_population(
     design = config["design"]
     data = model_data(patients, outcome["name"], month, cluster=design["cluster"],
                       baseline_month=design["baseline_month"],
-                      covariates=config["analysis"]["covariates"])
+                      covariates=config["analysis"]["covariates"],
+                      exposure=outcome.get("exposure"))
     base = {"outcome": outcome["name"], "month": month, "n_patients": len(data.y),
             "n_clusters": data.n_clusters,
             **outcome_scale(patients, outcome, design["baseline_month"])}

@@ -28,12 +28,14 @@ from typing import Any
 import pandas as pd
 
 from trialstats.analysis.cluster_level import cluster_level_analysis
+from trialstats.analysis.glmm_rows import measures_of
 from trialstats.analysis.imputation import multiple_imputation
 from trialstats.analysis.permutation import permutation_analysis
 from trialstats.analysis.repeated import repeated_measures_analysis
 from trialstats.analysis.robust import cr2_analysis, gee_analysis
+from trialstats.analysis.rows import chosen_outcomes
 from trialstats.analysis.subgroups import subgroup_analysis
-from trialstats.contract import SENSITIVITY_COLUMNS
+from trialstats.contract import MEAN_DIFFERENCE, SENSITIVITY_COLUMNS
 from trialstats.errors import TrialstatsError
 
 #: A sensitivity analysis: ``analysis(patients, config, outcomes)`` with the validated patients
@@ -77,7 +79,9 @@ def run_analysis(
 
     Returns exactly :data:`~trialstats.contract.SENSITIVITY_COLUMNS`, so that every
     analysis stacks into one ``sensitivity.csv``; analysis-specific figures (e.g. the fraction
-    of missing information of multiple imputation) are in ``notes``.
+    of missing information of multiple imputation) are in ``notes``. The analyses are those of
+    continuous outcomes (``effect_measure`` mean difference); a binary or count outcome gets,
+    per month and measure, a row saying "not estimable: <name> is for continuous outcomes".
     """
     if name not in ANALYSES:
         raise TrialstatsError(
@@ -86,4 +90,22 @@ def run_analysis(
     analysis = ANALYSES[name]
     if name == "multiple-imputation":
         analysis = partial(_imputation, progress=progress)
-    return analysis(patients, config, outcomes).reindex(columns=list(SENSITIVITY_COLUMNS))
+    chosen = chosen_outcomes(config, outcomes)
+    continuous = [o["name"] for o in chosen if o.get("type", "continuous") == "continuous"]
+    tables = []
+    if continuous:
+        table = analysis(patients, config, continuous)
+        tables.append(table.assign(effect_measure=MEAN_DIFFERENCE))
+    other = [o for o in chosen if o["name"] not in continuous]
+    if other:
+        tables.append(pd.DataFrame([
+            {"outcome": o["name"], "month": month, "effect_measure": measure,
+             "analysis": name, "converged": False,
+             "notes": f"not estimable: {name} is for continuous outcomes"}
+            for o in other for month in config["design"]["followup_months"]
+            for measure in measures_of(o)
+        ]))
+    rows = pd.concat(tables, ignore_index=True) if len(tables) > 1 else tables[0]
+    order = {n: i for i, n in enumerate(o["name"] for o in chosen)}
+    rows = rows.sort_values("outcome", key=lambda c: c.map(order), kind="stable")
+    return rows.reset_index(drop=True).reindex(columns=list(SENSITIVITY_COLUMNS))
