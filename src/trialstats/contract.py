@@ -49,6 +49,7 @@ __all__ = [
     "UNADJUSTED",
     "check_columns",
     "imputation_label",
+    "primary_method",
     "read_tidy",
     "subgroup_interaction_label",
     "subgroup_label",
@@ -102,6 +103,16 @@ MANCL_DEROUEN = "GEE (Mancl-DeRouen)"
 KAUERMANN_CARROLL = "GEE (Kauermann-Carroll)"
 CR2 = "CR2 (Bell-McCaffrey)"
 REPEATED_MEASURES = "repeated measures"
+
+
+def primary_method(config: dict, outcome: dict) -> str:
+    """The primary ``method`` of an outcome's rows: the first of ``analysis.glmm_df_method``
+    (default between-within) for binary and count outcomes, of ``analysis.df_method``
+    otherwise."""
+    analysis = config["analysis"]
+    if outcome.get("type", "continuous") == "continuous":
+        return analysis["df_method"][0]
+    return analysis.get("glmm_df_method", GLMM_DF_METHODS)[0]
 
 
 def imputation_label(imputations: int) -> str:

@@ -100,24 +100,27 @@ def build_report(
     )
     table1 = baseline_table(baseline_summary(practices, patients, config), config)
     table2 = outcome_table(outcome_summary(patients, config), results, config)
-    forest = render_figure(
-        forest_figure(forest_data(results, config), config), "forest",
-        f"Figure 2. Standardised effects at {primary_month} with confidence intervals; the "
-        "shaded band runs from −MCID to +MCID for each outcome",
-    )
-    results_items: list = [table2, forest]
-    tables, figures = 2, 2
+    results_items: list = [table2]
+    tables, figures = 2, 1
+    standardised = forest_data(results, config)
+    if len(standardised):  # binary and count outcomes have no standardised effect
+        figures += 1
+        results_items.append(render_figure(
+            forest_figure(standardised, config), "forest",
+            f"Figure {figures}. Standardised effects at {primary_month} with confidence "
+            "intervals; the shaded band runs from −MCID to +MCID for each outcome",
+        ))
     if sensitivity is not None and len(sensitivity):
-        tables, figures = 3, 3
+        tables = 3
         summary = sensitivity_summary(results, sensitivity, config)
-        results_items += [
-            sensitivity_table(summary, config),
-            render_figure(
+        results_items.append(sensitivity_table(summary, config))
+        if summary["effect_size"].notna().any():
+            figures += 1
+            results_items.append(render_figure(
                 sensitivity_figure(summary, config), "sensitivity",
-                "Figure 3. Standardised effects of the primary and sensitivity analyses; the "
-                "shaded band runs from −MCID to +MCID",
-            ),
-        ]
+                f"Figure {figures}. Standardised effects of the primary and sensitivity "
+                "analyses; the shaded band runs from −MCID to +MCID",
+            ))
     methods = methods_paragraphs(config, counts, results, sensitivity, provenance.versions)
     sections = [
         Section("Statistical methods", tuple(methods)),
