@@ -9,6 +9,10 @@ count with an exposure offset) is tests/fixtures/binary_trial/.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -154,3 +158,33 @@ def test_labelled_long_format_gives_the_same_rows(trial, tmp_path):
     trial_long = load_trial(config)
     pd.testing.assert_frame_equal(analyse_trial(trial_long.patients, config),
                                   analyse_trial(wide.patients, config))
+
+
+def test_default_workflow_runs_a_binary_and_count_trial(tmp_path):
+    """`trialstats run` on the fixture trial: the whole workflow, the report in the outcomes'
+    own terms (events n (%), OR with RD and RR, rate ratio; no SD-standardised effects)."""
+    trial = tmp_path / "trial"
+    shutil.copytree(FIXTURE, trial)
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    done = subprocess.run(
+        [sys.executable, "-m", "trialstats", "run", "--config", str(trial / "config.yaml"),
+         "--cores", "2"], cwd=tmp_path, env=env, capture_output=True, text=True, check=False,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    primary = pd.read_csv(trial / "results" / "primary.csv")
+    row = _row(primary, "admitted", "odds ratio")
+    assert np.log(row.estimate) == pytest.approx(REFERENCE["admitted"]["beta"][1], rel=1e-5)
+    sensitivity = pd.read_csv(trial / "results" / "sensitivity.csv")
+    assert sensitivity.notes.str.endswith("is for continuous outcomes").all()
+    plan = pd.read_csv(trial / "results" / "power" / "plan.csv")
+    assert plan.notes.str.startswith("not planned").all()
+    report = (trial / "reports" / "report.md").read_text()
+    outcomes = report[report.index("Table 2."):report.index("Table 3.")]
+    assert "| 43 (23.9%) |" in outcomes and "| 54 (26.5%) |" in outcomes
+    assert "OR 0.84 (0.37 to 1.90)" in outcomes and "RD −0.027 (−0.152 to 0.098)" in outcomes
+    assert "RR 0.90 (0.54 to 1.49)" in outcomes and "rate ratio 0.63 (0.52 to 0.76)" in outcomes
+    assert "mean (SD)" not in outcomes.split("*Summary")[0]
+    assert "Standardised effects at" not in report  # no forest of SD units
+    for name in ("report.html", "report.docx", "report.tex"):
+        assert (trial / "reports" / name).stat().st_size > 0

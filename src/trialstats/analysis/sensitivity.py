@@ -81,7 +81,8 @@ def run_analysis(
     analysis stacks into one ``sensitivity.csv``; analysis-specific figures (e.g. the fraction
     of missing information of multiple imputation) are in ``notes``. The analyses are those of
     continuous outcomes (``effect_measure`` mean difference); a binary or count outcome gets,
-    per month and measure, a row saying "not estimable: <name> is for continuous outcomes".
+    per month, one row (its first measure) saying "not estimable: <name> is for continuous
+    outcomes".
     """
     if name not in ANALYSES:
         raise TrialstatsError(
@@ -99,11 +100,10 @@ def run_analysis(
     other = [o for o in chosen if o["name"] not in continuous]
     if other:
         tables.append(pd.DataFrame([
-            {"outcome": o["name"], "month": month, "effect_measure": measure,
+            {"outcome": o["name"], "month": month, "effect_measure": measures_of(o)[0],
              "analysis": name, "converged": False,
              "notes": f"not estimable: {name} is for continuous outcomes"}
             for o in other for month in config["design"]["followup_months"]
-            for measure in measures_of(o)
         ]))
     rows = pd.concat(tables, ignore_index=True) if len(tables) > 1 else tables[0]
     order = {n: i for i, n in enumerate(o["name"] for o in chosen)}
