@@ -109,7 +109,7 @@ def run_without_design(args: argparse.Namespace) -> bool:
 
 def _parallel_binary(args: argparse.Namespace) -> None:
     from trialstats.errors import TrialstatsError
-    from trialstats.power.analytic import solve_binary
+    from trialstats.power.binary import solve_binary
 
     if args.p0 is None or args.p1 is None:
         raise TrialstatsError("A binary outcome needs both --p0 and --p1.")
@@ -142,8 +142,9 @@ def _parallel_binary(args: argparse.Namespace) -> None:
               "p1(1-p1) with the Eldridge et al. (2006) design effect (Donner & Klar 2000; "
               f"clusterPower cpa.binary); two-sided test, {test}"}
     keys = ("unknown", "target_power", "power", "clusters_per_arm", "k_intervention",
-            "cluster_size", "cluster_size_exact", "p_control", "p_intervention", "difference",
-            "icc", "cv", "attrition", "alpha", "design_effect", "df")
+            "clusters_per_arm_exact", "cluster_size", "cluster_size_exact", "p_control",
+            "p_intervention", "difference", "icc", "cv", "attrition", "alpha", "design_effect",
+            "df")
     record.update({key: _plain(row[key]) for key in keys})
     if args.out is not None:
         import pandas as pd
