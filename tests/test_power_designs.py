@@ -27,7 +27,8 @@ import pytest
 
 from trialstats.cli import main
 from trialstats.errors import TrialstatsError
-from trialstats.power.analytic import power_binary, power_continuous
+from trialstats.power.analytic import power_continuous
+from trialstats.power.binary import power_binary
 from trialstats.power.design_power import (
     Components,
     components_from_correlations,
