@@ -70,6 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _design_arguments(simulate)
     _simulation_arguments(simulate)
+    _binary_arguments(simulate)
     _output_arguments(simulate)
     simulate.set_defaults(run=run)
 
@@ -205,6 +206,21 @@ def _simulation_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _binary_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "binary outcome",
+        "--p0 P0 --p1 P1 simulate a binary outcome analysed by the random-intercept logistic "
+        "GLMM (see trialstats.power.simulate_binary); --icc is then the latent-scale ICC and "
+        "--df-method one of between-within, z, residual",
+    )
+    group.add_argument("--p0", type=float, metavar="P0",
+                       help="risk of a typical control cluster (random intercept 0)")
+    group.add_argument("--p1", type=float, metavar="P1",
+                       help="risk of a typical intervention cluster")
+    group.add_argument("--quadrature-points", type=int, default=15, metavar="K",
+                       help="adaptive Gauss-Hermite nodes of the GLMM fits (default 15)")
+
+
 def _output_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("output")
     group.add_argument("--json", action="store_true",
@@ -321,6 +337,8 @@ def _run_simulate(args: argparse.Namespace) -> None:
     from trialstats.power.simulate import simulate_power, solve_clusters
     from trialstats.simulation.draw import SimulationDesign
 
+    if args.p0 is not None or args.p1 is not None:
+        return _run_simulate_binary(args)
     inputs = _resolve_inputs(args)
     unknown = _unknown(inputs, args.target_power)
     if unknown not in ("power", "clusters_per_arm"):
@@ -358,6 +376,57 @@ def _run_simulate(args: argparse.Namespace) -> None:
             )
     frame["source"] = "" if args.from_dir is None else str(args.from_dir)
     _emit(args, frame, inputs["notes"])
+
+
+def _run_simulate_binary(args: argparse.Namespace) -> None:
+    """``power simulate --p0 --p1``: the logistic-GLMM simulation of a binary outcome."""
+    import pandas as pd
+
+    from trialstats.errors import TrialstatsError
+    from trialstats.power.simulate_binary import simulate_binary_power
+
+    if args.p0 is None or args.p1 is None:
+        raise TrialstatsError("A binary outcome needs both --p0 and --p1.")
+    unused = [flag for flag, value in (
+        ("--effect", args.effect), ("--difference", args.difference), ("--sd", args.sd),
+        ("--baseline-corr", args.baseline_corr), ("--cluster-autocorr", args.cluster_autocorr),
+        ("--baseline", args.baseline), ("--from", args.from_dir),
+        ("--target-power", args.target_power), ("--batch-size", args.batch_size),
+    ) if value is not None] + (["--attrition"] if args.attrition else []) + (
+        ["--generator"] if args.generator != "patients" else [])
+    if unused:
+        raise TrialstatsError(
+            f"{', '.join(unused)} do not apply to the binary simulation (--p0 --p1); give the "
+            "analysed cluster size as --cluster-size and --clusters-per-arm (it computes power, "
+            "it does not solve for a design)."
+        )
+    missing = [flag for flag, value in (
+        ("--clusters-per-arm", args.clusters_per_arm), ("--cluster-size", args.cluster_size),
+        ("--icc", args.icc)) if value is None]
+    if missing:
+        raise TrialstatsError(f"Missing {', '.join(missing)} for the binary simulation.")
+    k_i = max(math.ceil(args.allocation_ratio * args.clusters_per_arm - 1e-9), 1)
+    row = simulate_binary_power(
+        p0=args.p0, p1=args.p1, clusters_per_arm=args.clusters_per_arm, k_intervention=k_i,
+        cluster_size=args.cluster_size, cv=args.cv, icc=args.icc, reps=args.reps,
+        seed=args.seed, df_method=args.df_method, alpha=args.alpha,
+        n_agq=args.quadrature_points, min_cluster_size=args.min_cluster_size,
+    )
+    if args.out is not None:
+        from trialstats.data.io import write_atomically
+
+        write_atomically(args.out, lambda tmp: pd.DataFrame([row]).to_csv(tmp, index=False))
+    if args.json:
+        print(json.dumps({key: _plain(value) for key, value in row.items()}))
+        return
+    print(f"Power {row['power']:.4f} (Monte Carlo SE {row['mc_se']:.4f}, {row['reps']} trials) "
+          f"to detect risks {row['p0']:g} vs {row['p1']:g} (odds ratio "
+          f"{row['odds_ratio']:.4g}) with {row['clusters_per_arm']} control + "
+          f"{row['k_intervention']} intervention clusters of mean size {row['cluster_size']:g}, "
+          f"latent ICC {row['icc']:g}.\n"
+          f"Type I error at odds ratio 1: {row['type_i_error']:.4f} (Monte Carlo SE "
+          f"{row['type_i_error_mc_se']:.4f}); df method {row['df_method']}; "
+          f"{row['n_failed']} fits did not converge.\nMethod: {row['method']}.")
 
 
 def _analytic_clusters(inputs: dict[str, Any], target_power: float) -> int:
