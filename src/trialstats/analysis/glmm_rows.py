@@ -65,7 +65,9 @@ from trialstats.contract import ODDS_RATIO, RATE_RATIO, RISK_DIFFERENCE, RISK_RA
 from trialstats.data.validate import TREATED
 from trialstats.errors import TrialstatsError
 
-__all__ = ["GLMM_OUTCOME_TYPES", "OVERDISPERSION_ALPHA", "glmm_outcome_rows", "measures_of"]
+__all__ = [
+    "GLMM_OUTCOME_TYPES", "OVERDISPERSION_ALPHA", "glmm_outcome_rows", "measure_row", "measures_of",
+]
 
 #: Outcome types analysed by a GLMM.
 GLMM_OUTCOME_TYPES = ("binary", "count")
@@ -109,9 +111,10 @@ def _mcid(outcome: dict[str, Any], measure: str) -> tuple[float, float]:
     return float(np.exp(log_mcid)), log_mcid
 
 
-def _inference(base, outcome, measure, *, estimate, se, df, alpha) -> dict[str, Any]:
-    """``base`` completed with the test of ``estimate`` (a difference, or a log ratio for
-    ratio measures) and the MCID verdict."""
+def measure_row(base, outcome, measure, *, estimate, se, df, alpha) -> dict[str, Any]:
+    """``base`` completed with the *t* test (``df`` inf: z) of ``estimate`` (a difference,
+    or a log ratio for ratio measures), ``effect_measure`` and the MCID verdict on the
+    MCID's own scale (see the module notes)."""
     quantile = stats.t.ppf(1 - alpha / 2, df)
     low, high = estimate - quantile * se, estimate + quantile * se
     mcid, mcid_scale = _mcid(outcome, measure)
@@ -233,7 +236,7 @@ def glmm_outcome_rows(
         df = _df(method, data, arm)
         row = {**base, "method": method}
         first = measures_of(outcome)[0]
-        rows.append(_inference(row, outcome, first, estimate=float(fit.beta[arm]),
+        rows.append(measure_row(row, outcome, first, estimate=float(fit.beta[arm]),
                                se=float(fit.se[arm]), df=df, alpha=alpha))
         if kind == "binary":
             marginal = marginal_effects(fit, data.X, arm, level=1 - alpha,
@@ -242,6 +245,6 @@ def glmm_outcome_rows(
                                             strict=True):
                 estimate = effect["estimate"] if measure == RISK_DIFFERENCE else np.log(
                     effect["estimate"])
-                rows.append(_inference(row, outcome, measure, estimate=float(estimate),
+                rows.append(measure_row(row, outcome, measure, estimate=float(estimate),
                                        se=float(effect["se"]), df=df, alpha=alpha))
     return rows

@@ -17,6 +17,11 @@ primary columns (:data:`trialstats.contract.COLUMNS`) plus ``analysis``:
   (:mod:`trialstats.analysis.subgroups`);
 - ``permutation-test`` — clustered permutation test on covariate-adjusted practice residuals
   over the allocation set, CI by test inversion (:mod:`trialstats.analysis.permutation`).
+
+Binary and count outcomes get the cluster-level analysis (Hayes & Moulton ratio residuals,
+practice proportions or log rates) and, binary only, the CR2 linear probability model for the
+risk difference (:mod:`trialstats.analysis.binary_sensitivity`); the other analyses are for
+continuous outcomes and give a row saying so.
 """
 
 from __future__ import annotations
@@ -27,13 +32,14 @@ from typing import Any
 
 import pandas as pd
 
+from trialstats.analysis.binary_sensitivity import cluster_level_rows, cr2_rows
 from trialstats.analysis.cluster_level import cluster_level_analysis
 from trialstats.analysis.glmm_rows import measures_of
 from trialstats.analysis.imputation import multiple_imputation
 from trialstats.analysis.permutation import permutation_analysis
 from trialstats.analysis.repeated import repeated_measures_analysis
 from trialstats.analysis.robust import cr2_analysis, gee_analysis
-from trialstats.analysis.rows import chosen_outcomes
+from trialstats.analysis.rows import OutcomeRows, chosen_outcomes, each_outcome_month
 from trialstats.analysis.subgroups import subgroup_analysis
 from trialstats.contract import MEAN_DIFFERENCE, SENSITIVITY_COLUMNS
 from trialstats.errors import TrialstatsError
@@ -68,6 +74,14 @@ ANALYSES: dict[str, Analysis] = {
 }
 
 
+#: The sensitivity analyses that handle binary and count outcomes, by configuration name
+#: (:mod:`trialstats.analysis.binary_sensitivity`); the others are for continuous outcomes.
+GLMM_ANALYSES: dict[str, OutcomeRows] = {
+    "cluster-level": cluster_level_rows,
+    "cr2": cr2_rows,
+}
+
+
 def run_analysis(
     name: str, patients: pd.DataFrame, config: dict[str, Any],
     outcomes: list[str] | None = None, *, progress: Callable[[int], None] | None = None,
@@ -80,9 +94,9 @@ def run_analysis(
     Returns exactly :data:`~trialstats.contract.SENSITIVITY_COLUMNS`, so that every
     analysis stacks into one ``sensitivity.csv``; analysis-specific figures (e.g. the fraction
     of missing information of multiple imputation) are in ``notes``. The analyses are those of
-    continuous outcomes (``effect_measure`` mean difference); a binary or count outcome gets,
-    per month, one row (its first measure) saying "not estimable: <name> is for continuous
-    outcomes".
+    continuous outcomes (``effect_measure`` mean difference); a binary or count outcome gets the
+    rows of :data:`GLMM_ANALYSES` where the analysis has them, otherwise per month one row (its
+    first measure) saying "not estimable: <name> is for continuous outcomes".
     """
     if name not in ANALYSES:
         raise TrialstatsError(
@@ -98,7 +112,10 @@ def run_analysis(
         table = analysis(patients, config, continuous)
         tables.append(table.assign(effect_measure=MEAN_DIFFERENCE))
     other = [o for o in chosen if o["name"] not in continuous]
-    if other:
+    if other and name in GLMM_ANALYSES:
+        tables.append(each_outcome_month(patients, config, [o["name"] for o in other],
+                                         GLMM_ANALYSES[name]))
+    elif other:
         tables.append(pd.DataFrame([
             {"outcome": o["name"], "month": month, "effect_measure": measures_of(o)[0],
              "analysis": name, "converged": False,
