@@ -77,6 +77,6 @@ def test_cr2_risk_difference_matches_clubsandwich(trial):
 
 def test_analyses_for_continuous_outcomes_say_so(trial):
     patients, config = trial
-    table = run_analysis("gee", patients, config)
+    table = run_analysis("gee", patients, config, ["admitted", "visits"])
     assert table.notes.tolist() == ["not estimable: gee is for continuous outcomes"] * 2
     assert table.effect_measure.tolist() == ["odds ratio", "rate ratio"]

@@ -99,7 +99,11 @@ def test_verdicts_are_given_on_the_mcid_scale_only(rows):
 
 
 def test_binary_and_count_rows_say_what_they_are(rows):
-    assert rows.sd_baseline.isna().all() and rows.effect_size.isna().all()
+    glmm = rows[rows.outcome != "qol"]
+    assert glmm.sd_baseline.isna().all() and glmm.effect_size.isna().all()
+    qol = rows[rows.outcome == "qol"]
+    assert qol.effect_measure.tolist() == ["mean difference"]  # satterthwaite only
+    assert qol.effect_size.notna().all()
     admitted = _row(rows, "admitted", "odds ratio").notes
     assert "observed intervention 43/180 (23.9%), control 54/204 (26.5%)" in admitted
     assert "no standardised effect size for a binary outcome" in admitted
@@ -149,7 +153,8 @@ def test_labelled_long_format_gives_the_same_rows(trial, tmp_path):
     raw = pd.read_csv(FIXTURE / "patients.csv", keep_default_na=False, na_values=[""])
     long = pd.concat([
         raw[["patient_id", "practice_id", "age", "months"]].assign(
-            month=m, admitted=raw[f"admitted_m{m}"], visits=raw[f"visits_m{m}"])
+            month=m, admitted=raw[f"admitted_m{m}"], visits=raw[f"visits_m{m}"],
+            qol=raw[f"qol_m{m}"])
         for m in (0, 12)
     ])
     long.to_csv(tmp_path / "long.csv", index=False)
@@ -162,7 +167,8 @@ def test_labelled_long_format_gives_the_same_rows(trial, tmp_path):
 
 def test_default_workflow_runs_a_binary_and_count_trial(tmp_path):
     """`trialstats run` on the fixture trial: the whole workflow, the report in the outcomes'
-    own terms (events n (%), OR with RD and RR, rate ratio; no SD-standardised effects)."""
+    own terms (events n (%), OR with RD and RR, rate ratio; no SD-standardised effects for
+    them, while the continuous score keeps its mean (SD), standardised effect and forest)."""
     trial = tmp_path / "trial"
     shutil.copytree(FIXTURE, trial)
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
@@ -176,17 +182,28 @@ def test_default_workflow_runs_a_binary_and_count_trial(tmp_path):
     row = _row(primary, "admitted", "odds ratio")
     assert np.log(row.estimate) == pytest.approx(REFERENCE["admitted"]["beta"][1], rel=1e-5)
     sensitivity = pd.read_csv(trial / "results" / "sensitivity.csv")
-    handled = sensitivity.analysis.str.startswith(("cluster-level", "CR2"))
-    assert sensitivity[~handled].notes.str.endswith("is for continuous outcomes").all()
-    assert sensitivity[handled].estimate.notna().sum() == 4  # one not estimable, CR2 of a count
+    glmm = sensitivity[sensitivity.outcome != "qol"]
+    handled = glmm.analysis.str.startswith(("cluster-level", "CR2"))
+    assert glmm[~handled].notes.str.endswith("is for continuous outcomes").all()
+    assert glmm[handled].estimate.notna().sum() == 4  # one not estimable, CR2 of a count
+    qol = sensitivity[sensitivity.outcome == "qol"]
+    assert (qol.effect_measure == "mean difference").all()
+    assert qol[qol.analysis.str.startswith(("GEE", "CR2", "cluster"))].estimate.notna().all()
     plan = pd.read_csv(trial / "results" / "power" / "plan.csv")
-    assert plan.notes.str.startswith("not planned").all()
+    planned = plan.set_index("outcome")
+    assert planned.loc["admitted", "notes"].startswith("not planned")
+    assert "power simulate --p0 P0 --p1 P1" in planned.loc["admitted", "notes"]
+    assert planned.loc["visits", "notes"].startswith("not planned")
+    assert planned.loc["qol", "clusters_per_arm"] >= 2
     report = (trial / "reports" / "report.md").read_text()
     outcomes = report[report.index("Table 2."):report.index("Table 3.")]
     assert "| 43 (23.9%) |" in outcomes and "| 54 (26.5%) |" in outcomes
     assert "OR 0.84 (0.37 to 1.90)" in outcomes and "RD −0.027 (−0.152 to 0.098)" in outcomes
     assert "RR 0.90 (0.54 to 1.49)" in outcomes and "rate ratio 0.63 (0.52 to 0.76)" in outcomes
     assert "mean (SD)" not in outcomes.split("*Summary")[0]
-    assert "Standardised effects at" not in report  # no forest of SD units
+    assert "12 months | 169 | 51.5 (10.0) | 202 | 46.9 (10.3) |" in outcomes  # mean (SD)
+    assert "Admitted to hospital risk difference 0.05; GP consultations rate ratio 1.2" in report
+    forest = report[report.index("Figure 2."):]
+    assert forest.startswith("Figure 2. Standardised effects at 12 months")
     for name in ("report.html", "report.docx", "report.tex"):
         assert (trial / "reports" / name).stat().st_size > 0

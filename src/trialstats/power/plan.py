@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trialstats.contract import MEAN_DIFFERENCE
+from trialstats.contract import MEAN_DIFFERENCE, ODDS_RATIO
 from trialstats.errors import TrialstatsError
 from trialstats.power.analytic import solve_continuous
 
@@ -302,10 +302,13 @@ def plan_from_analysis(
         measures = set(primary.loc[primary["outcome"] == name, "effect_measure"].dropna()) \
             if "effect_measure" in primary.columns else set()
         if measures - {MEAN_DIFFERENCE}:
+            how = ("use `trialstats power analytic --p0 P0 --p1 P1` or `trialstats power "
+                   "simulate --p0 P0 --p1 P1`" if ODDS_RATIO in measures else
+                   "the command line has no power formula for counts yet (Hayes & Bennett "
+                   "1999 give one for rates)")
             rows.append({"outcome": name, "notes": (
                 f"not planned: the plan from a finished analysis is for continuous outcomes; "
-                f"for this {' and '.join(sorted(measures))} use `trialstats power analytic` "
-                f"(binary: --p0 P0 --p1 P1)")})
+                f"for this {', '.join(sorted(measures))} outcome {how}")})
             continue
         taken = inputs_from_analysis(primary, patients, outcome=name, month=month,
                                      baseline_month=baseline_month, cluster=cluster,

@@ -242,8 +242,12 @@ def _mcid_text(config: dict[str, Any]) -> str:
         mcid = outcome.get("mcid")
         if mcid is None:
             continue
-        unit = " baseline SD" if mcid["scale"] == "standardised" else " points"
-        parts.append(f"{outcome['label']} {mcid['value']:g}{unit}")
+        if mcid["scale"] in ("standardised", "raw"):
+            unit = " baseline SD" if mcid["scale"] == "standardised" else " points"
+            parts.append(f"{outcome['label']} {mcid['value']:g}{unit}")
+        else:  # binary and count outcomes: on the scale of an effect measure
+            parts.append(f"{outcome['label']} {mcid['scale'].replace('-', ' ')} "
+                         f"{mcid['value']:g}")
     return "; ".join(parts) if parts else "none set"
 
 
