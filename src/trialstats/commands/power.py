@@ -50,6 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _design_arguments(analytic)
     design_words.add_power_arguments(analytic)
+    _count_arguments(analytic)
     analytic.add_argument(
         "--df", choices=("t", "z", "between-within"), default="t",
         help="t: noncentral t with k_c + k_i - 2 df (default; with --design: clusters minus "
@@ -206,6 +207,21 @@ def _simulation_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _count_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "count outcome",
+        "--rate0 R0 --rate-ratio RR: two event rates, Hayes & Bennett (1999) (see "
+        "trialstats.power.rates); --cluster-size is then the person-time per cluster; give "
+        "--clusters-per-arm for power or --target-power for clusters per arm",
+    )
+    group.add_argument("--rate0", type=float, metavar="R0",
+                       help="control event rate per unit of person-time")
+    group.add_argument("--rate-ratio", type=float, metavar="RR",
+                       help="intervention / control rate ratio")
+    group.add_argument("--cv-between", type=float, default=0.0, metavar="K",
+                       help="between-cluster coefficient of variation of the rates (default 0)")
+
+
 def _binary_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "binary outcome",
@@ -275,6 +291,8 @@ def _run_analytic(args: argparse.Namespace) -> None:
     from trialstats.errors import TrialstatsError
     from trialstats.power.analytic import solve_continuous
 
+    if args.rate0 is not None or args.rate_ratio is not None:
+        return _run_count_analytic(args)
     if args.design is not None:
         return design_words.run_power(args)
     if design_words.run_without_design(args):
@@ -305,6 +323,46 @@ def _run_analytic(args: argparse.Namespace) -> None:
     frame["rho_c"] = inputs["rho_c"]
     frame["source"] = "" if args.from_dir is None else str(args.from_dir)
     _emit(args, frame, inputs["notes"])
+
+
+def _run_count_analytic(args: argparse.Namespace) -> None:
+    """``power analytic --rate0 --rate-ratio``: two event rates (Hayes & Bennett 1999)."""
+    from trialstats.errors import TrialstatsError
+    from trialstats.power.rates import power_rates
+
+    if args.rate0 is None or args.rate_ratio is None or args.cluster_size is None:
+        raise TrialstatsError("A count outcome needs --rate0, --rate-ratio and --cluster-size "
+                              "(person-time per cluster).")
+    unused = [flag for flag, value in (
+        ("--design", args.design), ("--icc", args.icc), ("--effect", args.effect),
+        ("--p0", args.p0), ("--p1", args.p1), ("--from", args.from_dir),
+        ("--baseline-corr", args.baseline_corr), ("--cluster-autocorr", args.cluster_autocorr),
+    ) if value is not None] + [flag for flag, value in (
+        ("--cv", args.cv), ("--attrition", args.attrition)) if value] + (
+        ["--allocation-ratio"] if args.allocation_ratio != 1 else [])
+    if unused:
+        raise TrialstatsError(f"{', '.join(unused)} do not apply to the count formula "
+                              "(--rate0 --rate-ratio, equal arms); the clustering is "
+                              "--cv-between.")
+    row = power_rates(rate0=args.rate0, rate_ratio=args.rate_ratio,
+                      person_time=args.cluster_size, cv_between=args.cv_between,
+                      clusters_per_arm=args.clusters_per_arm, target_power=args.target_power,
+                      alpha=args.alpha)
+    row = {"method": "two event rates, Hayes & Bennett (1999) with the between-cluster CV; "
+                     "two-sided normal test", **row}
+    if args.out is not None:
+        import pandas as pd
+
+        from trialstats.data.io import write_atomically
+
+        write_atomically(args.out, lambda tmp: pd.DataFrame([row]).to_csv(tmp, index=False))
+    if args.json:
+        print(json.dumps({key: _plain(value) for key, value in row.items()}))
+        return
+    print(f"Power {row['power']:.4f} to detect rates {row['rate0']:g} vs {row['rate1']:g} "
+          f"(rate ratio {row['rate_ratio']:g}) with {row['clusters_per_arm']:g} clusters per "
+          f"arm of {row['person_time']:g} person-time, between-cluster CV "
+          f"{row['cv_between']:g}.\nMethod: {row['method']}.")
 
 
 def _unknown(inputs: dict[str, Any], target_power: float | None) -> str:
