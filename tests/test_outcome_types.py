@@ -80,7 +80,7 @@ def test_count_exposure_must_be_positive(trial_files, capsys):
     trial_files.patients.loc[5, "months"] = 0
     _rejected(trial_files, capsys, "column 'months'", "positive", "row 7")
     trial_files.patients = trial_files.patients.drop(columns="months")
-    _rejected(trial_files, capsys, "exposure column 'months'", "not found")
+    _rejected(trial_files, capsys, "required column 'months' not found")
 
 
 def test_zero_one_continuous_outcome_gets_a_named_warning(trial_files, capsys):

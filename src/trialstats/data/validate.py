@@ -21,6 +21,12 @@ import numpy as np
 import pandas as pd
 
 from trialstats.data.io import first_data_row, read_input
+from trialstats.data.outcome_types import (
+    bad_exposure,
+    binary_looking,
+    code_labels,
+    disallowed,
+)
 from trialstats.errors import TrialstatsError
 
 #: Column added to both tables: 1 for the intervention arm, 0 for control.
@@ -236,25 +242,22 @@ def _numeric_outcomes(
         columns = [(outcome_column(o["name"], m), o) for o in config["outcomes"]
                    for m in outcome_months(o, design)]
     for column, outcome in columns:
-        raw = patients[column]
-        if outcome.get("labels") is not None:
-            values, bad = _binary_labels(raw, outcome["labels"])
-            if bad.any():
-                problems.append(
-                    f"{path}, column '{column}': values {_values(raw[bad])} at {_rows(bad)} "
-                    f"are not one of the labels {outcome['labels']} set for binary outcome "
-                    f"'{outcome['name']}'."
-                )
-            patients[column] = values
-            continue
-        values = _to_number(raw)
+        raw, labels = patients[column], outcome.get("labels")
+        values = _to_number(raw) if labels is None else code_labels(raw, labels)
         bad = raw.notna() & values.isna()
         if bad.any():
             problems.append(
                 f"{path}, column '{column}': non-numeric values {_values(raw[bad])} "
-                f"at {_rows(bad)}."
+                f"at {_rows(bad)}." if labels is None else f"{path}, column '{column}': "
+                f"values {_values(raw[bad])} at {_rows(bad)} are not one of the labels "
+                f"{labels} set for binary outcome '{outcome['name']}'."
             )
-        problems += _type_problems(values, raw, outcome, f"{path}, column '{column}'")
+        wrong, rule = disallowed(values, outcome)
+        if wrong.any():
+            problems.append(
+                f"{path}, column '{column}': values {_values(raw[wrong])} at {_rows(wrong)} are "
+                f"not allowed for {outcome['type']} outcome '{outcome['name']}' ({rule})."
+            )
         low_high = outcome.get("range")
         if low_high is not None:
             outside = (values < low_high[0]) | (values > low_high[1])
@@ -268,84 +271,31 @@ def _numeric_outcomes(
     return problems
 
 
-#: What each outcome type admits, for the messages and the check.
-_TYPE_RULE = {
-    "binary": ("0 or 1 (or set labels: [no, yes])", lambda v: v.isin([0.0, 1.0])),
-    "count": ("whole numbers >= 0", lambda v: (v >= 0) & (v == np.floor(v))),
-}
-
-
-def _type_problems(values: pd.Series, raw: pd.Series, outcome: dict[str, Any], where: str
-                   ) -> list[str]:
-    """Values a binary or count outcome's column may not hold (numbers already parsed)."""
-    kind = outcome.get("type", "continuous")
-    if kind not in _TYPE_RULE:
-        return []
-    rule, allowed = _TYPE_RULE[kind]
-    wrong = values.notna() & ~allowed(values)
-    if not wrong.any():
-        return []
-    return [f"{where}: values {_values(raw[wrong])} at {_rows(wrong)} are not allowed for "
-            f"{kind} outcome '{outcome['name']}' ({rule})."]
-
-
-def _binary_labels(raw: pd.Series, labels: list[Any]) -> tuple[pd.Series, pd.Series]:
-    """A labelled binary column as 0/1 floats (the second label is 1) and the cells that are
-    neither label; labels match as trimmed text, so 1, 1.0 and '1' agree."""
-    def text(value: Any) -> str:
-        if isinstance(value, float | np.floating) and float(value).is_integer():
-            value = int(value)
-        return str(value).strip()
-
-    codes = {text(labels[0]): 0.0, text(labels[1]): 1.0}
-    values = raw.map(lambda v: np.nan if pd.isna(v) else codes.get(text(v), -1.0))
-    bad = values == -1.0
-    return values.where(~bad).astype(float), bad
-
-
 def _exposure_problems(patients: pd.DataFrame, config: dict[str, Any], path: Path) -> list[str]:
-    """Exposure columns of count outcomes: present, and positive wherever the count is
-    observed. Turns them into floats in place."""
+    """Exposure columns of count outcomes, as floats in place (see :mod:`.outcome_types`)."""
     problems = []
-    for outcome in config["outcomes"]:
-        column = outcome.get("exposure")
-        if column is None:
-            continue
-        if column not in patients.columns:
-            problems += [f"{path}: exposure column '{column}' of outcome '{outcome['name']}' "
-                         f"not found; the file has: {', '.join(map(str, patients.columns))}."]
-            continue
-        values = _to_number(patients[column])
-        counted = pd.concat(
-            [patients[outcome_column(outcome["name"], m)].notna()
-             for m in config["design"]["followup_months"]], axis=1).any(axis=1)
-        bad = counted & ~(values > 0)
-        if bad.any():
-            problems.append(
-                f"{path}, column '{column}': exposure of outcome '{outcome['name']}' must be a "
-                f"positive number where the count is observed; not so at {_rows(bad)} "
-                f"(values {_values(patients[column][bad])})."
-            )
-        patients[column] = values
+    for outcome in (o for o in config["outcomes"] if "exposure" in o):
+        column, follow_up = outcome["exposure"], [outcome_column(outcome["name"], m)
+                                                  for m in config["design"]["followup_months"]]
+        problems += _missing_columns(patients, [column], path)
+        if column in patients.columns:
+            values = _to_number(patients[column])
+            bad = bad_exposure(values, patients[follow_up])
+            if bad.any():
+                problems.append(f"{path}, column '{column}': exposure of outcome "
+                                f"'{outcome['name']}' must be a positive number where the "
+                                f"count is observed; not so at {_rows(bad)} "
+                                f"(values {_values(patients[column][bad])}).")
+            patients[column] = values
     return problems
 
 
 def binary_looking_notes(patients: pd.DataFrame, config: dict[str, Any]) -> tuple[str, ...]:
-    """A note for each continuous outcome whose observed values are all 0 or 1."""
-    notes = []
-    for outcome in config["outcomes"]:
-        if outcome.get("type", "continuous") != "continuous":
-            continue
-        columns = [outcome_column(outcome["name"], m)
-                   for m in outcome_months(outcome, config["design"])]
-        values = pd.concat([patients[c] for c in columns]).dropna()
-        if len(values) and values.isin([0.0, 1.0]).all():
-            notes.append(
-                f"warning: outcome '{outcome['name']}' holds only 0 and 1 but is analysed as "
-                f"continuous (a linear model, mean (SD), SD-standardised effects); if it is a "
-                f"yes/no outcome set type: binary on its entry in the configuration."
-            )
-    return tuple(notes)
+    """A warning for each continuous outcome whose observed values are all 0 or 1."""
+    notes = (binary_looking(o, [patients[outcome_column(o["name"], m)]
+                                for m in outcome_months(o, config["design"])])
+             for o in config["outcomes"])
+    return tuple(note for note in notes if note)
 
 
 def _empty_baselines(patients: pd.DataFrame, config: dict[str, Any], path: Path) -> list[str]:
