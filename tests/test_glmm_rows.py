@@ -203,6 +203,8 @@ def test_default_workflow_runs_a_binary_and_count_trial(tmp_path):
     assert "mean (SD)" not in outcomes.split("*Summary")[0]
     assert "12 months | 169 | 51.5 (10.0) | 202 | 46.9 (10.3) |" in outcomes  # mean (SD)
     assert "Admitted to hospital risk difference 0.05; GP consultations rate ratio 1.2" in report
+    assert "Binary outcomes were analysed with a logistic mixed model" in report
+    assert "Li P, Redden DT" in report
     forest = report[report.index("Figure 2."):]
     assert forest.startswith("Figure 2. Standardised effects at 12 months")
     for name in ("report.html", "report.docx", "report.tex"):
