@@ -43,7 +43,7 @@ def test_summary_counts_binary_outcomes_once_with_their_own_method(tmp_path, cap
         "effect_measure": ["mean difference", "mean difference", "odds ratio",
                            "risk difference", "risk ratio"],
         "converged": True, "mcid_verdict": [None, None, None, "inconclusive", None],
-        "notes": "",
+        "notes": "family: binomial (logit)",
     }).to_csv(results / "primary.csv", index=False)
     assert main(["summary", "--results", str(results), "--reports", str(tmp_path)]) == 0
     line = capsys.readouterr().out.splitlines()[0]

@@ -118,7 +118,7 @@ def run_analysis(
     elif other:
         tables.append(pd.DataFrame([
             {"outcome": o["name"], "month": month, "effect_measure": measures_of(o)[0],
-             "analysis": name, "converged": False,
+             "analysis": name, "converged": None,  # no fit was attempted
              "notes": f"not estimable: {name} is for continuous outcomes"}
             for o in other for month in config["design"]["followup_months"]
         ]))
