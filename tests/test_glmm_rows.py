@@ -209,3 +209,14 @@ def test_default_workflow_runs_a_binary_and_count_trial(tmp_path):
     assert forest.startswith("Figure 2. Standardised effects at 12 months")
     for name in ("report.html", "report.docx", "report.tex"):
         assert (trial / "reports" / name).stat().st_size > 0
+
+
+def test_separated_data_are_flagged_without_numerical_warnings(trial, recwarn):
+    trial, config = trial
+    patients = trial.patients.copy()
+    treated = patients.treated == 1
+    patients.loc[treated, "admitted_m12"] = patients.loc[treated, "admitted_m12"] * 0
+    rows = analyse_trial(patients, config, outcomes=["admitted"])
+    assert not rows.converged.any()
+    assert rows.notes.str.contains("GLMM fit did not converge").all()
+    assert [w for w in recwarn if issubclass(w.category, RuntimeWarning)] == []

@@ -118,12 +118,13 @@ def measure_row(base, outcome, measure, *, estimate, se, df, alpha) -> dict[str,
     quantile = stats.t.ppf(1 - alpha / 2, df)
     low, high = estimate - quantile * se, estimate + quantile * se
     mcid, mcid_scale = _mcid(outcome, measure)
-    ratio = measure != RISK_DIFFERENCE
-    back = np.exp if ratio else float
+    back = float if measure == RISK_DIFFERENCE else np.exp
+    with np.errstate(over="ignore"):  # a separated fit's limit may be an infinite ratio
+        estimate_back, low_back, high_back = (float(back(v)) for v in (estimate, low, high))
     return {
-        **base, "effect_measure": measure, "estimate": float(back(estimate)), "se": float(se),
-        "df": df if np.isfinite(df) else np.nan, "ci_low": float(back(low)),
-        "ci_high": float(back(high)), "p_value": float(2 * stats.t.sf(abs(estimate / se), df)),
+        **base, "effect_measure": measure, "estimate": estimate_back, "se": float(se),
+        "df": df if np.isfinite(df) else np.nan, "ci_low": low_back, "ci_high": high_back,
+        "p_value": float(2 * stats.t.sf(abs(estimate / se), df)),
         "mcid": mcid,
         "mcid_verdict": mcid_verdict(low, high, mcid_scale, outcome["higher_is_better"]),
     }
@@ -239,8 +240,9 @@ def glmm_outcome_rows(
         rows.append(measure_row(row, outcome, first, estimate=float(fit.beta[arm]),
                                se=float(fit.se[arm]), df=df, alpha=alpha))
         if kind == "binary":
-            marginal = marginal_effects(fit, data.X, arm, level=1 - alpha,
-                                        df=df if np.isfinite(df) else None)
+            with np.errstate(over="ignore"):  # separated fits: infinite ratio limits
+                marginal = marginal_effects(fit, data.X, arm, level=1 - alpha,
+                                            df=df if np.isfinite(df) else None)
             for measure, (_, effect) in zip((RISK_DIFFERENCE, RISK_RATIO), marginal.iterrows(),
                                             strict=True):
                 estimate = effect["estimate"] if measure == RISK_DIFFERENCE else np.log(
