@@ -1,4 +1,4 @@
-r"""Sensitivity analyses of binary and count outcomes: cluster-level and CR2.
+r"""Sensitivity analyses of binary and count outcomes: cluster-level, GEE and CR2.
 
 Both analyse the primary analysis population (:func:`~trialstats.analysis.rows.primary_population`:
 follow-up, baseline and covariates observed; counts with their exposure).
@@ -16,6 +16,12 @@ ratio. A practice without events has no log ratio residual: the row is then not 
 *Unadjusted*. Binary: the difference in mean practice proportions :math:`\bar p_{(1)} -
 \bar p_{(0)}` (risk difference) by the same *t* test. Count: the *t* test of the log practice
 rates :math:`\log(\sum_i y_{ij} / \sum_i t_{ij})`, exponentiated (rate ratio).
+
+GEE (logit or log link)
+-----------------------
+The exchangeable GEE of :mod:`trialstats.analysis.gee_glm` on the primary model's columns, its
+arm coefficient the population-averaged log odds (rate) ratio with the Mancl-DeRouen and
+Kauermann-Carroll corrected SEs and *t* on :math:`J - 2` df.
 
 CR2 linear probability model (binary only)
 ------------------------------------------
@@ -35,6 +41,7 @@ import pandas as pd
 import statsmodels.api as sm
 
 from trialstats.analysis.cluster_level import practice_t_test
+from trialstats.analysis.gee_glm import gee_glm
 from trialstats.analysis.glmm_rows import measure_row, measures_of
 from trialstats.analysis.robust import cr2_test
 from trialstats.analysis.rows import join_notes, primary_population
@@ -43,6 +50,8 @@ from trialstats.contract import (
     BELL_MCCAFFREY,
     CLUSTER_DF,
     CR2,
+    KAUERMANN_CARROLL,
+    MANCL_DEROUEN,
     RATE_RATIO,
     RISK_DIFFERENCE,
     RISK_RATIO,
@@ -51,7 +60,7 @@ from trialstats.contract import (
 from trialstats.data.validate import TREATED
 from trialstats.errors import TrialstatsError
 
-__all__ = ["cluster_level_rows", "cr2_rows"]
+__all__ = ["cluster_level_rows", "cr2_rows", "gee_rows"]
 
 
 def _blank(population, outcome, analysis, method, measure, problem) -> dict[str, Any]:
@@ -109,6 +118,36 @@ def cluster_level_rows(
                              "notes": join_notes(population.exclusions, note)},
                             outcome, unadjusted, estimate=estimate, se=se, df=df, alpha=alpha))
     return rows
+
+
+def gee_rows(
+    patients: pd.DataFrame, outcome: dict[str, Any], month: int, config: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The GEE rows (Mancl-DeRouen, Kauermann-Carroll) of a binary or count outcome."""
+    population = primary_population(patients, outcome, month, config)
+    data, problem, measure = population.data, population.problem, measures_of(outcome)[0]
+    binary = outcome["type"] == "binary"
+    if not problem:
+        try:
+            fit = gee_glm(data.y, data.X, data.cluster_codes,
+                          "binomial" if binary else "poisson", data.offset)
+        except (TrialstatsError, np.linalg.LinAlgError) as error:
+            problem = f"not estimable: {error}"
+    if problem:
+        return [_blank(population, outcome, label, CLUSTER_DF, measure, problem)
+                for label in (MANCL_DEROUEN, KAUERMANN_CARROLL)]
+    arm, df = data.columns.index(TREATED), data.n_clusters - 2.0
+    note = (f"{'logit' if binary else 'log'}-link GEE, exchangeable working correlation "
+            f"{fit.alpha:.4g}, scale {fit.scale:.4g}; uncorrected robust SE "
+            f"{np.sqrt(fit.vcov_robust[arm, arm]):.4g}; t on J - 2 = {df:.0f} df"
+            + ("" if fit.converged else "; GEE iteration did not converge"))
+    base = {**population.base, "sd_baseline": np.nan, "method": CLUSTER_DF,
+            "converged": fit.converged, "notes": join_notes(population.exclusions, note)}
+    return [measure_row({**base, "analysis": label}, outcome, measure,
+                        estimate=float(fit.beta[arm]), se=float(np.sqrt(vcov[arm, arm])),
+                        df=df, alpha=config["analysis"]["alpha"])
+            for label, vcov in ((MANCL_DEROUEN, fit.vcov_mancl_derouen),
+                                (KAUERMANN_CARROLL, fit.vcov_kauermann_carroll))]
 
 
 def cr2_rows(

@@ -19,9 +19,10 @@ primary columns (:data:`trialstats.contract.COLUMNS`) plus ``analysis``:
   over the allocation set, CI by test inversion (:mod:`trialstats.analysis.permutation`).
 
 Binary and count outcomes get the cluster-level analysis (Hayes & Moulton ratio residuals,
-practice proportions or log rates) and, binary only, the CR2 linear probability model for the
-risk difference (:mod:`trialstats.analysis.binary_sensitivity`); the other analyses are for
-continuous outcomes and give a row saying so.
+practice proportions or log rates), logit/log-link GEE with the same corrections and, binary
+only, the CR2 linear probability model for the risk difference
+(:mod:`trialstats.analysis.binary_sensitivity`); the other analyses are for continuous outcomes
+and give a row saying so.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any
 
 import pandas as pd
 
-from trialstats.analysis.binary_sensitivity import cluster_level_rows, cr2_rows
+from trialstats.analysis.binary_sensitivity import cluster_level_rows, cr2_rows, gee_rows
 from trialstats.analysis.cluster_level import cluster_level_analysis
 from trialstats.analysis.glmm_rows import measures_of
 from trialstats.analysis.imputation import multiple_imputation
@@ -78,6 +79,7 @@ ANALYSES: dict[str, Analysis] = {
 #: (:mod:`trialstats.analysis.binary_sensitivity`); the others are for continuous outcomes.
 GLMM_ANALYSES: dict[str, OutcomeRows] = {
     "cluster-level": cluster_level_rows,
+    "gee": gee_rows,
     "cr2": cr2_rows,
 }
 
