@@ -15,6 +15,7 @@ def test_summary_lines_follow_the_tables(tmp_path, capsys):
         results / "data" / "practices.parquet")
     pd.DataFrame({"treated": [1, 0, 1]}).to_parquet(results / "data" / "patients.parquet")
     pd.DataFrame({
+        "outcome": ["a", "a", "b", "c"], "month": 12,
         "method": ["satterthwaite", "kenward-roger", "satterthwaite", "satterthwaite"],
         "converged": [True, True, False, None],
         "mcid_verdict": ["important effect ruled out", "inconclusive", None, None],
@@ -30,3 +31,22 @@ def test_summary_lines_follow_the_tables(tmp_path, capsys):
     assert "inconclusive" not in lines[1]  # the second df method is not the primary one
     assert lines[2] == f"report: {reports / 'report.html'}"
     assert len(lines) == 3  # no sensitivity or power results: no lines for them
+
+
+def test_summary_counts_binary_outcomes_once_with_their_own_method(tmp_path, capsys):
+    results = tmp_path / "results"
+    results.mkdir()
+    pd.DataFrame({
+        "outcome": ["score", "score", "admitted", "admitted", "admitted"], "month": 12,
+        "method": ["satterthwaite", "kenward-roger", "between-within", "between-within",
+                   "between-within"],
+        "effect_measure": ["mean difference", "mean difference", "odds ratio",
+                           "risk difference", "risk ratio"],
+        "converged": True, "mcid_verdict": [None, None, None, "inconclusive", None],
+        "notes": "family: binomial (logit)",
+    }).to_csv(results / "primary.csv", index=False)
+    assert main(["summary", "--results", str(results), "--reports", str(tmp_path)]) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    assert line.startswith("primary: 2 outcome x month models (satterthwaite, between-within "
+                           "df), 0 not estimable, 0 not converged;")
+    assert "1 inconclusive" in line and "3 no verdict" in line

@@ -122,14 +122,50 @@ def _with_defaults(instance: Any, schema: dict[str, Any]) -> Any:
     return instance
 
 
+#: MCID scales allowed for each outcome type.
+MCID_SCALES = {
+    "continuous": ("standardised", "raw"),
+    "binary": ("risk-difference", "risk-ratio", "odds-ratio"),
+    "count": ("rate-ratio",),
+}
+
+
+def _outcome_type_problems(outcome: dict[str, Any], where: str) -> list[str]:
+    """The keys of one outcome entry that do not fit its ``type``."""
+    kind, problems = outcome["type"], []
+    mcid = outcome.get("mcid")
+    if mcid is not None:
+        allowed = MCID_SCALES[kind]
+        if mcid["scale"] not in allowed:
+            problems.append(f"{where}.mcid.scale '{mcid['scale']}' does not fit a {kind} "
+                            f"outcome; use {' or '.join(allowed)}")
+        elif mcid["scale"].endswith("ratio") and mcid["value"] == 1:
+            problems.append(f"{where}.mcid.value must differ from 1 on a ratio scale")
+        elif mcid["scale"] == "risk-difference" and mcid["value"] >= 1:
+            problems.append(f"{where}.mcid.value must be a proportion below 1 on the "
+                            f"risk-difference scale")
+    for key, owner in (("labels", "binary"), ("exposure", "count")):
+        if key in outcome and kind != owner:
+            problems.append(f"{where}.{key} is for {owner} outcomes; this one has type: {kind}")
+    labels = outcome.get("labels")
+    if labels is not None and str(labels[0]).strip() == str(labels[1]).strip():
+        problems.append(f"{where}.labels must be two different values")
+    if kind != "continuous" and "range" in outcome:
+        problems.append(f"{where}.range is for continuous outcomes; a {kind} outcome's "
+                        f"values are checked by its type")
+    return problems
+
+
 def load_config(path: str | Path) -> dict[str, Any]:
     """Read, validate and complete a run configuration.
 
     Besides the schema, checks the rules that span keys: unique outcome names, a
     primary month among the follow-up months, a baseline month that is not a
-    follow-up month, and ranges with low < high. ``analysis.df_method`` is always
-    returned as a list (first = primary method). Relative paths under ``data`` are
-    returned resolved against the folder of ``path`` (see :func:`resolve_paths`).
+    follow-up month, ranges with low < high, and outcome keys that fit the outcome's
+    ``type`` (MCID scale, ``labels``, ``exposure``). ``analysis.df_method`` and
+    ``analysis.glmm_df_method`` are always returned as lists (first = primary method).
+    Relative paths under ``data`` are returned resolved against the folder of ``path``
+    (see :func:`resolve_paths`).
     """
     config = validate_against_schema(read_yaml(path), load_schema("config"), path)
     design, outcomes, analysis = config["design"], config["outcomes"], config["analysis"]
@@ -150,6 +186,7 @@ def load_config(path: str | Path) -> dict[str, Any]:
         low_high = outcome.get("range")
         if low_high is not None and not low_high[0] < low_high[1]:
             problems.append(f"outcomes[{i}].range must be [low, high] with low < high")
+        problems += _outcome_type_problems(outcome, f"outcomes[{i}]")
     if design["type"] != "parallel" and config["data"]["format"] != "long":
         problems.append(
             f"design.type {design['type']} needs the patients table in long format with a "
@@ -158,8 +195,9 @@ def load_config(path: str | Path) -> dict[str, Any]:
     if analysis["time_on_treatment"] and design["type"] in ("parallel", "crossover"):
         problems.append("analysis.time_on_treatment needs a stepped-wedge or "
                         "parallel-baseline design")
-    if isinstance(analysis["df_method"], str):
-        analysis["df_method"] = [analysis["df_method"]]
+    for key in ("df_method", "glmm_df_method"):
+        if isinstance(analysis[key], str):
+            analysis[key] = [analysis[key]]
     if problems:
         lines = "\n".join(f"  - {p}" for p in problems)
         raise TrialstatsError(f"{path}: the configuration is not valid:\n{lines}")

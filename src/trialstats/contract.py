@@ -2,15 +2,17 @@
 
 Every analysis writes rows of :data:`COLUMNS` (``primary.csv``) or :data:`SENSITIVITY_COLUMNS`
 (``sensitivity.csv``: the same plus ``analysis``), one row per outcome x month x method
-(x analysis). ``estimate`` is the intervention - control contrast; its inference is
+(x analysis) x ``effect_measure``. ``estimate`` is the intervention - control contrast
+measured as :data:`EFFECT_MEASURES` says (a ratio for :data:`RATIO_MEASURES`, whose ``se`` is
+that of the log ratio); its inference is
 ``se``, ``df``, ``ci_low``/``ci_high`` and ``p_value``; ``effect_size = estimate /
 sd_baseline`` with ``es_ci_*`` its interval; ``mcid_verdict`` one of :data:`MCID_VERDICTS`.
-The words a row may hold in ``method`` (:data:`DF_METHODS`, :data:`CLUSTER_DF`,
-:data:`BELL_MCCAFFREY`) and in ``analysis`` (the labels below) are defined here once, as is
-the ``effect_measure`` vocabulary (:data:`EFFECT_MEASURES`) that binary and count outcomes
-will bring. Tables are written by :func:`write_tidy` and read back by :func:`read_tidy`, so
-every reader parses them alike (empty cell = missing, every other text kept as written, floats
-round-trip exactly).
+The words a row may hold in ``method`` (:data:`DF_METHODS`, :data:`GLMM_DF_METHODS`,
+:data:`CLUSTER_DF`, :data:`BELL_MCCAFFREY`) and in ``analysis`` (the labels below) are
+defined here once, as is the ``effect_measure`` vocabulary (:data:`EFFECT_MEASURES`). Tables
+are written by :func:`write_tidy` and read back by :func:`read_tidy`, so every reader parses
+them alike (empty cell = missing, every other text kept as written, floats round-trip
+exactly).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ __all__ = [
     "CR2",
     "DF_METHODS",
     "EFFECT_MEASURES",
+    "GLMM_DF_METHODS",
     "KAUERMANN_CARROLL",
     "MANCL_DEROUEN",
     "MCID_VERDICTS",
@@ -46,6 +49,7 @@ __all__ = [
     "UNADJUSTED",
     "check_columns",
     "imputation_label",
+    "primary_method",
     "read_tidy",
     "subgroup_interaction_label",
     "subgroup_label",
@@ -54,7 +58,8 @@ __all__ = [
 
 #: Columns of ``primary.csv``, in order.
 COLUMNS = (
-    "outcome", "month", "method", "n_patients", "n_clusters", "estimate", "se", "df",
+    "outcome", "month", "method", "effect_measure", "n_patients", "n_clusters", "estimate",
+    "se", "df",
     "ci_low", "ci_high", "p_value", "var_cluster", "var_residual", "icc", "icc_ci_low",
     "icc_ci_high", "sd_baseline", "effect_size", "es_ci_low", "es_ci_high", "mcid",
     "mcid_verdict", "converged", "notes",
@@ -67,6 +72,9 @@ SENSITIVITY_COLUMNS = (*COLUMNS, "analysis")
 DF_METHODS = ("kenward-roger", "satterthwaite", "between-within", "residual")
 #: The df methods of simulated trials: those of the analysis plus the Wald z test.
 SIMULATION_DF_METHODS = (*DF_METHODS, "z")
+#: Reference distributions of the GLMM tests of binary and count outcomes
+#: (``analysis.glmm_df_method``; ``z`` is the Wald normal test).
+GLMM_DF_METHODS = ("between-within", "z", "residual")
 #: ``method`` of tests on the practice (cluster) df J - 2.
 CLUSTER_DF = "J-2"
 #: ``method`` of the CR2 test (Bell-McCaffrey df).
@@ -78,7 +86,7 @@ MCID_VERDICTS = (
     "inconclusive",
 )
 
-#: ``effect_measure`` values (DESIGN.md, contract additions); not yet a column of the tables.
+#: ``effect_measure`` values (DESIGN.md, contract additions): what ``estimate`` is.
 MEAN_DIFFERENCE = "mean difference"
 ODDS_RATIO = "odds ratio"
 RISK_DIFFERENCE = "risk difference"
@@ -95,6 +103,16 @@ MANCL_DEROUEN = "GEE (Mancl-DeRouen)"
 KAUERMANN_CARROLL = "GEE (Kauermann-Carroll)"
 CR2 = "CR2 (Bell-McCaffrey)"
 REPEATED_MEASURES = "repeated measures"
+
+
+def primary_method(config: dict, outcome: dict) -> str:
+    """The primary ``method`` of an outcome's rows: the first of ``analysis.glmm_df_method``
+    (default between-within) for binary and count outcomes, of ``analysis.df_method``
+    otherwise."""
+    analysis = config["analysis"]
+    if outcome.get("type", "continuous") == "continuous":
+        return analysis["df_method"][0]
+    return analysis.get("glmm_df_method", GLMM_DF_METHODS)[0]
 
 
 def imputation_label(imputations: int) -> str:

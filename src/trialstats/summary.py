@@ -48,10 +48,15 @@ def stage_lines(results: Path, reports: Path) -> list[str]:
     primary = results / "primary.csv"
     if primary.exists():
         table = pd.read_csv(primary)
-        main = table[table["method"] == table["method"].iloc[0]]
+        # each outcome's primary method is its first in file order (binary and count
+        # outcomes have their own); a binary outcome has one row per effect measure
+        first = table.groupby("outcome", sort=False)["method"].transform("first")
+        main = table[table["method"] == first]
+        models = main.drop_duplicates(["outcome", "month"])
         lines.append(
-            f"primary: {len(main)} outcome x month models ({table['method'].iloc[0]} df), "
-            f"{_statuses(main)}; {_verdicts(main)}"
+            f"primary: {len(models)} outcome x month models "
+            f"({', '.join(pd.unique(main['method']))} df), "
+            f"{_statuses(models)}; {_verdicts(main)}"
         )
     sensitivity = results / "sensitivity.csv"
     if sensitivity.exists():

@@ -44,6 +44,9 @@ class ModelData:
         Reason → number of patients excluded for it (first reason that applies).
     n_randomised : int
         Patients in the input table.
+    offset : ndarray (n,)
+        Log exposure of each analysed patient (count outcomes with an ``exposure`` column;
+        zeros otherwise).
     """
 
     y: np.ndarray
@@ -53,6 +56,7 @@ class ModelData:
     cluster_ids: tuple[str, ...]
     excluded: dict[str, int]
     n_randomised: int
+    offset: np.ndarray | None = None
 
     @property
     def n_clusters(self) -> int:
@@ -91,6 +95,7 @@ def model_data(
     cluster: str,
     baseline_month: int | None,
     covariates: list[str],
+    exposure: str | None = None,
 ) -> ModelData:
     """Assemble the baseline-adjusted model for ``outcome`` at ``month``.
 
@@ -106,6 +111,9 @@ def model_data(
         Month of the baseline score adjusted for; None: no baseline term.
     covariates : list of str
         Further adjustment columns.
+    exposure : str, optional
+        Column of positive exposures whose log is the offset (count outcomes); patients
+        without it are excluded.
     """
     response = outcome_column(outcome, month)
     baseline = None if baseline_month is None else outcome_column(outcome, baseline_month)
@@ -115,6 +123,7 @@ def model_data(
         (f"without {response}", patients[response].isna()),
         *([(f"without {baseline}", patients[baseline].isna())] if baseline else []),
         *[(f"without {c}", patients[c].isna()) for c in covariates],
+        *([(f"without {exposure}", patients[exposure].isna())] if exposure else []),
     ]:
         excluded[reason] = int((keep & missing).sum())
         keep &= ~missing
@@ -134,5 +143,7 @@ def model_data(
         cluster_ids=tuple(str(i) for i in ids),
         excluded=excluded,
         n_randomised=len(patients),
+        offset=(np.log(rows[exposure].to_numpy(dtype=float)) if exposure
+                else np.zeros(len(rows))),
     )
 

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from trialstats.analysis.glmm_rows import GLMM_OUTCOME_TYPES, glmm_outcome_rows
 from trialstats.analysis.icc import icc_interval
 from trialstats.analysis.inference import contrast_test
 from trialstats.analysis.period_analysis import analyse_period_trial
@@ -42,7 +43,7 @@ from trialstats.analysis.rows import (
     primary_population,
     t_row,
 )
-from trialstats.contract import COLUMNS
+from trialstats.contract import COLUMNS, MEAN_DIFFERENCE
 from trialstats.data.periods import is_period_design
 from trialstats.data.validate import TREATED
 
@@ -98,7 +99,10 @@ def analyse_outcome(
 def _outcome_rows(
     patients: pd.DataFrame, outcome: dict[str, Any], month: int, config: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    """The rows of :func:`analyse_outcome` (``config`` gives its keyword arguments)."""
+    """The rows of :func:`analyse_outcome` (``config`` gives its keyword arguments); binary
+    and count outcomes get their GLMM rows (:mod:`trialstats.analysis.glmm_rows`)."""
+    if outcome.get("type", "continuous") in GLMM_OUTCOME_TYPES:
+        return glmm_outcome_rows(patients, outcome, month, config)
     df_methods, alpha = config["analysis"]["df_method"], config["analysis"]["alpha"]
     population = primary_population(patients, outcome, month, config)
     data, common = population.data, population.base
@@ -109,7 +113,7 @@ def _outcome_rows(
     if not problem:
         sums, fit, problem = fit_or_problem(data.y, data.X, data.cluster_codes, data.n_clusters)
     if problem:
-        return [{**common, "method": m, "converged": False,
+        return [{**common, "method": m, "effect_measure": MEAN_DIFFERENCE, "converged": False,
                  "notes": join_notes(problem, *notes)} for m in df_methods]
     icc = icc_interval(sums, fit, level=1 - alpha)
     if bool(fit.boundary):
@@ -128,7 +132,7 @@ def _outcome_rows(
                 "adjusted variance with very few patients); no inference reported"
             )
         base = {
-            **common, "method": method,
+            **common, "method": method, "effect_measure": MEAN_DIFFERENCE,
             "var_cluster": float(fit.var_cluster), "var_residual": float(fit.var_residual),
             "icc": float(icc.estimate), "icc_ci_low": float(icc.low),
             "icc_ci_high": float(icc.high), "converged": bool(fit.converged),
@@ -144,10 +148,12 @@ def analyse_trial(
     patients: pd.DataFrame, config: dict[str, Any], outcomes: list[str] | None = None
 ) -> pd.DataFrame:
     """The primary analysis of every configured outcome (or those named) at every follow-up
-    month with every configured df method; rows in config order (see :func:`analyse_outcome`).
+    month with every configured df method; rows in config order (see :func:`analyse_outcome`;
+    binary and count outcomes: :func:`~trialstats.analysis.glmm_rows.glmm_outcome_rows`).
     Period designs (stepped-wedge, crossover, parallel-baseline) are analysed by
     :func:`trialstats.analysis.period_analysis.analyse_period_trial`.
     """
     if is_period_design(config):
-        return analyse_period_trial(patients, config, outcomes)
+        rows = analyse_period_trial(patients, config, outcomes)
+        return rows.assign(effect_measure=MEAN_DIFFERENCE).reindex(columns=list(COLUMNS))
     return each_outcome_month(patients, config, outcomes, _outcome_rows, COLUMNS)

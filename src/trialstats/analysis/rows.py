@@ -215,7 +215,8 @@ def primary_population(
     design = config["design"]
     data = model_data(patients, outcome["name"], month, cluster=design["cluster"],
                       baseline_month=baseline_month_of(outcome, design),
-                      covariates=config["analysis"]["covariates"])
+                      covariates=config["analysis"]["covariates"],
+                      exposure=outcome.get("exposure"))
     base = {"outcome": outcome["name"], "month": month, "n_patients": len(data.y),
             "n_clusters": data.n_clusters, **outcome_scale(patients, outcome, design, month)}
     return Population(data=data, base=base,

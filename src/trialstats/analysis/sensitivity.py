@@ -24,6 +24,12 @@ primary columns (:data:`trialstats.contract.COLUMNS`) plus ``analysis``:
 Period designs (stepped wedge, crossover, parallel-baseline) have their own cluster-level and
 CR2 analyses (:mod:`trialstats.analysis.period_sensitivity`); the others say they are for
 parallel designs.
+
+Binary and count outcomes get the cluster-level analysis (Hayes & Moulton ratio residuals,
+practice proportions or log rates), logit/log-link GEE with the same corrections and, binary
+only, the CR2 linear probability model for the risk difference
+(:mod:`trialstats.analysis.binary_sensitivity`); the other analyses are for continuous outcomes
+and give a row saying so.
 """
 
 from __future__ import annotations
@@ -34,16 +40,23 @@ from typing import Any
 
 import pandas as pd
 
+from trialstats.analysis.binary_sensitivity import cluster_level_rows, cr2_rows, gee_rows
 from trialstats.analysis.cluster_level import cluster_level_analysis
 from trialstats.analysis.delta import DELTA_COLUMNS, delta_adjustment
+from trialstats.analysis.glmm_rows import measures_of
 from trialstats.analysis.imputation import multiple_imputation
 from trialstats.analysis.period_sensitivity import period_sensitivity
 from trialstats.analysis.permutation import permutation_analysis
 from trialstats.analysis.repeated import repeated_measures_analysis
 from trialstats.analysis.robust import cr2_analysis, gee_analysis
-from trialstats.analysis.rows import honest_status
+from trialstats.analysis.rows import (
+    OutcomeRows,
+    chosen_outcomes,
+    each_outcome_month,
+    honest_status,
+)
 from trialstats.analysis.subgroups import subgroup_analysis
-from trialstats.contract import SENSITIVITY_COLUMNS
+from trialstats.contract import MEAN_DIFFERENCE, SENSITIVITY_COLUMNS
 from trialstats.data.periods import is_period_design
 from trialstats.errors import TrialstatsError
 
@@ -78,6 +91,15 @@ ANALYSES: dict[str, Analysis] = {
 }
 
 
+#: The sensitivity analyses that handle binary and count outcomes, by configuration name
+#: (:mod:`trialstats.analysis.binary_sensitivity`); the others are for continuous outcomes.
+GLMM_ANALYSES: dict[str, OutcomeRows] = {
+    "cluster-level": cluster_level_rows,
+    "gee": gee_rows,
+    "cr2": cr2_rows,
+}
+
+
 def run_analysis(
     name: str, patients: pd.DataFrame, config: dict[str, Any],
     outcomes: list[str] | None = None, *, progress: Callable[[int], None] | None = None,
@@ -89,18 +111,43 @@ def run_analysis(
 
     Returns exactly :data:`~trialstats.contract.SENSITIVITY_COLUMNS`, so that every
     analysis stacks into one ``sensitivity.csv``; analysis-specific figures (e.g. the fraction
-    of missing information of multiple imputation) are in ``notes``. The exception is
-    ``delta-adjustment``, whose rows add the ``delta`` column
-    (:data:`~trialstats.analysis.delta.DELTA_COLUMNS`).
+    of missing information of multiple imputation) are in ``notes``; ``delta-adjustment``
+    adds the ``delta`` column (:data:`~trialstats.analysis.delta.DELTA_COLUMNS`). The analyses
+    are those of continuous outcomes (``effect_measure`` mean difference); a binary or count
+    outcome gets the rows of :data:`GLMM_ANALYSES` where the analysis has them, otherwise per
+    month one row (its first measure) saying "not estimable: <name> is for continuous
+    outcomes". Rows that could not be estimated have an empty ``converged``.
     """
     if name not in ANALYSES:
         raise TrialstatsError(
             f"unknown sensitivity analysis '{name}'; choose from {', '.join(ANALYSES)}."
         )
     if is_period_design(config):
-        return period_sensitivity(name, patients, config, outcomes)
+        rows = period_sensitivity(name, patients, config, outcomes)
+        return honest_status(rows.assign(effect_measure=MEAN_DIFFERENCE)
+                             .reindex(columns=list(SENSITIVITY_COLUMNS)))
     analysis = ANALYSES[name]
     if name == "multiple-imputation":
         analysis = partial(_imputation, progress=progress)
     columns = DELTA_COLUMNS if name == "delta-adjustment" else SENSITIVITY_COLUMNS
-    return honest_status(analysis(patients, config, outcomes).reindex(columns=list(columns)))
+    chosen = chosen_outcomes(config, outcomes)
+    continuous = [o["name"] for o in chosen if o.get("type", "continuous") == "continuous"]
+    tables = []
+    if continuous:
+        table = analysis(patients, config, continuous)
+        tables.append(table.assign(effect_measure=MEAN_DIFFERENCE))
+    other = [o for o in chosen if o["name"] not in continuous]
+    if other and name in GLMM_ANALYSES:
+        tables.append(each_outcome_month(patients, config, [o["name"] for o in other],
+                                         GLMM_ANALYSES[name]))
+    elif other:
+        tables.append(pd.DataFrame([
+            {"outcome": o["name"], "month": month, "effect_measure": measures_of(o)[0],
+             "analysis": name, "converged": None,  # no fit was attempted
+             "notes": f"not estimable: {name} is for continuous outcomes"}
+            for o in other for month in config["design"]["followup_months"]
+        ]))
+    rows = pd.concat(tables, ignore_index=True) if len(tables) > 1 else tables[0]
+    order = {n: i for i, n in enumerate(o["name"] for o in chosen)}
+    rows = rows.sort_values("outcome", key=lambda c: c.map(order), kind="stable")
+    return honest_status(rows.reset_index(drop=True).reindex(columns=list(columns)))

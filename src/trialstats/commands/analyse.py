@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from trialstats.commands.inputs import add_trial_arguments, read_trial
+from trialstats.contract import primary_method
 from trialstats.data.io import write_csv
 
 
@@ -33,11 +34,12 @@ def run(args: argparse.Namespace) -> None:
     config, patients = read_trial(args)
     results = analyse_trial(patients, config, args.outcome)
     write_csv(results, args.out / "primary.csv")
-    primary_method = config["analysis"]["df_method"][0]
-    for row in results[results["method"] == primary_method].itertuples():
+    methods = results["outcome"].map({o["name"]: primary_method(config, o)
+                                      for o in config["outcomes"]})
+    for row in results[results["method"] == methods].itertuples():
         print(
             f"{row.outcome} month {row.month}: {row.n_patients:,} patients in "
-            f"{row.n_clusters} clusters; difference {row.estimate:.4g} "
+            f"{row.n_clusters} clusters; {row.effect_measure} {row.estimate:.4g} "
             f"({row.ci_low:.4g} to {row.ci_high:.4g}), {row.mcid_verdict or 'no verdict'}"
             + (f" [{row.notes}]" if isinstance(row.notes, str) and row.notes else "")
         )

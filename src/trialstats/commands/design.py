@@ -142,8 +142,9 @@ def _parallel_binary(args: argparse.Namespace) -> None:
               "p1(1-p1) with the Eldridge et al. (2006) design effect (Donner & Klar 2000; "
               f"clusterPower cpa.binary); two-sided test, {test}"}
     keys = ("unknown", "target_power", "power", "clusters_per_arm", "k_intervention",
-            "cluster_size", "cluster_size_exact", "p_control", "p_intervention", "difference",
-            "icc", "cv", "attrition", "alpha", "design_effect", "df")
+            "clusters_per_arm_exact", "cluster_size", "cluster_size_exact", "p_control",
+            "p_intervention", "difference", "icc", "cv", "attrition", "alpha", "design_effect",
+            "df")
     record.update({key: _plain(row[key]) for key in keys})
     if args.out is not None:
         import pandas as pd

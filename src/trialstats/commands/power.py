@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from trialstats.commands import design as design_words
+from trialstats.commands import power_options
 from trialstats.commands.inputs import progress_bar
 from trialstats.contract import SIMULATION_DF_METHODS, read_tidy
 
@@ -50,6 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _design_arguments(analytic)
     design_words.add_power_arguments(analytic)
+    power_options.count_arguments(analytic)
     analytic.add_argument(
         "--df", choices=("t", "z", "between-within"), default="t",
         help="t: noncentral t with k_c + k_i - 2 df (default; with --design: clusters minus "
@@ -70,7 +72,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _design_arguments(simulate)
     _simulation_arguments(simulate)
-    _constraint_arguments(simulate)
+    power_options.constraint_arguments(simulate)
+    power_options.binary_arguments(simulate)
     _output_arguments(simulate)
     simulate.set_defaults(run=run)
 
@@ -206,29 +209,6 @@ def _simulation_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _constraint_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group(
-        "constrained allocation (see trialstats.simulation.constrained)",
-        "Give the practices a covariate that explains part of the cluster variance, allocate "
-        "each simulated trial by constrained randomisation on it (as `trialstats allocate "
-        "--method constrained`), and report power without and with the constraint on the "
-        "same trials (two rows; --json prints a list of the two records).")
-    group.add_argument("--constrain-cutoff", type=float, metavar="Q",
-                       help="keep the best fraction Q of allocations by l2 balance (e.g. 0.1)")
-    group.add_argument("--covariate-share", type=float, metavar="R2",
-                       help="share of the cluster variance (the ICC) explained by the "
-                       "balancing covariate, in [0, 1); needed with --constrain-cutoff")
-    group.add_argument("--constrain-sample", type=int, default=10_000, metavar="N",
-                       help="allocations sampled when there are more than 200,000 "
-                       "(default 10000)")
-    group.add_argument("--analysis", choices=("mixed-model", "mixed-model-adjusted",
-                                              "permutation"), default="mixed-model",
-                       help="analyse each trial by the primary mixed model (default), the "
-                       "mixed model adjusted for the balancing covariate, or the clustered "
-                       "permutation test over its accepted allocations, adjusted for the "
-                       "covariate")
-
-
 def _output_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("output")
     group.add_argument("--json", action="store_true",
@@ -283,6 +263,8 @@ def _run_analytic(args: argparse.Namespace) -> None:
     from trialstats.errors import TrialstatsError
     from trialstats.power.analytic import solve_continuous
 
+    if args.rate0 is not None or args.rate_ratio is not None:
+        return _run_count_analytic(args)
     if args.design is not None:
         return design_words.run_power(args)
     if design_words.run_without_design(args):
@@ -315,6 +297,46 @@ def _run_analytic(args: argparse.Namespace) -> None:
     _emit(args, frame, inputs["notes"])
 
 
+def _run_count_analytic(args: argparse.Namespace) -> None:
+    """``power analytic --rate0 --rate-ratio``: two event rates (Hayes & Bennett 1999)."""
+    from trialstats.errors import TrialstatsError
+    from trialstats.power.rates import power_rates
+
+    if args.rate0 is None or args.rate_ratio is None or args.cluster_size is None:
+        raise TrialstatsError("A count outcome needs --rate0, --rate-ratio and --cluster-size "
+                              "(person-time per cluster).")
+    unused = [flag for flag, value in (
+        ("--design", args.design), ("--icc", args.icc), ("--effect", args.effect),
+        ("--p0", args.p0), ("--p1", args.p1), ("--from", args.from_dir),
+        ("--baseline-corr", args.baseline_corr), ("--cluster-autocorr", args.cluster_autocorr),
+    ) if value is not None] + [flag for flag, value in (
+        ("--cv", args.cv), ("--attrition", args.attrition)) if value] + (
+        ["--allocation-ratio"] if args.allocation_ratio != 1 else [])
+    if unused:
+        raise TrialstatsError(f"{', '.join(unused)} do not apply to the count formula "
+                              "(--rate0 --rate-ratio, equal arms); the clustering is "
+                              "--cv-between.")
+    row = power_rates(rate0=args.rate0, rate_ratio=args.rate_ratio,
+                      person_time=args.cluster_size, cv_between=args.cv_between,
+                      clusters_per_arm=args.clusters_per_arm, target_power=args.target_power,
+                      alpha=args.alpha)
+    row = {"method": "two event rates, Hayes & Bennett (1999) with the between-cluster CV; "
+                     "two-sided normal test", **row}
+    if args.out is not None:
+        import pandas as pd
+
+        from trialstats.data.io import write_atomically
+
+        write_atomically(args.out, lambda tmp: pd.DataFrame([row]).to_csv(tmp, index=False))
+    if args.json:
+        print(json.dumps({key: _plain(value) for key, value in row.items()}))
+        return
+    print(f"Power {row['power']:.4f} to detect rates {row['rate0']:g} vs {row['rate1']:g} "
+          f"(rate ratio {row['rate_ratio']:g}) with {row['clusters_per_arm']:g} clusters per "
+          f"arm of {row['person_time']:g} person-time, between-cluster CV "
+          f"{row['cv_between']:g}.\nMethod: {row['method']}.")
+
+
 def _unknown(inputs: dict[str, Any], target_power: float | None) -> str:
     from trialstats.errors import TrialstatsError
 
@@ -345,6 +367,8 @@ def _run_simulate(args: argparse.Namespace) -> None:
     from trialstats.power.simulate import simulate_power, solve_clusters
     from trialstats.simulation.draw import SimulationDesign
 
+    if args.p0 is not None or args.p1 is not None:
+        return _run_simulate_binary(args)
     inputs = _resolve_inputs(args)
     unknown = _unknown(inputs, args.target_power)
     if unknown not in ("power", "clusters_per_arm"):
@@ -398,6 +422,57 @@ def _run_simulate(args: argparse.Namespace) -> None:
             )
     frame["source"] = "" if args.from_dir is None else str(args.from_dir)
     _emit(args, frame, inputs["notes"])
+
+
+def _run_simulate_binary(args: argparse.Namespace) -> None:
+    """``power simulate --p0 --p1``: the logistic-GLMM simulation of a binary outcome."""
+    import pandas as pd
+
+    from trialstats.errors import TrialstatsError
+    from trialstats.power.simulate_binary import simulate_binary_power
+
+    if args.p0 is None or args.p1 is None:
+        raise TrialstatsError("A binary outcome needs both --p0 and --p1.")
+    unused = [flag for flag, value in (
+        ("--effect", args.effect), ("--difference", args.difference), ("--sd", args.sd),
+        ("--baseline-corr", args.baseline_corr), ("--cluster-autocorr", args.cluster_autocorr),
+        ("--baseline", args.baseline), ("--from", args.from_dir),
+        ("--target-power", args.target_power), ("--batch-size", args.batch_size),
+    ) if value is not None] + (["--attrition"] if args.attrition else []) + (
+        ["--generator"] if args.generator != "patients" else [])
+    if unused:
+        raise TrialstatsError(
+            f"{', '.join(unused)} do not apply to the binary simulation (--p0 --p1); give the "
+            "analysed cluster size as --cluster-size and --clusters-per-arm (it computes power, "
+            "it does not solve for a design)."
+        )
+    missing = [flag for flag, value in (
+        ("--clusters-per-arm", args.clusters_per_arm), ("--cluster-size", args.cluster_size),
+        ("--icc", args.icc)) if value is None]
+    if missing:
+        raise TrialstatsError(f"Missing {', '.join(missing)} for the binary simulation.")
+    k_i = max(math.ceil(args.allocation_ratio * args.clusters_per_arm - 1e-9), 1)
+    row = simulate_binary_power(
+        p0=args.p0, p1=args.p1, clusters_per_arm=args.clusters_per_arm, k_intervention=k_i,
+        cluster_size=args.cluster_size, cv=args.cv, icc=args.icc, reps=args.reps,
+        seed=args.seed, df_method=args.df_method, alpha=args.alpha,
+        n_agq=args.quadrature_points, min_cluster_size=args.min_cluster_size,
+    )
+    if args.out is not None:
+        from trialstats.data.io import write_atomically
+
+        write_atomically(args.out, lambda tmp: pd.DataFrame([row]).to_csv(tmp, index=False))
+    if args.json:
+        print(json.dumps({key: _plain(value) for key, value in row.items()}))
+        return
+    print(f"Power {row['power']:.4f} (Monte Carlo SE {row['mc_se']:.4f}, {row['reps']} trials) "
+          f"to detect risks {row['p0']:g} vs {row['p1']:g} (odds ratio "
+          f"{row['odds_ratio']:.4g}) with {row['clusters_per_arm']} control + "
+          f"{row['k_intervention']} intervention clusters of mean size {row['cluster_size']:g}, "
+          f"latent ICC {row['icc']:g}.\n"
+          f"Type I error at odds ratio 1: {row['type_i_error']:.4f} (Monte Carlo SE "
+          f"{row['type_i_error_mc_se']:.4f}); df method {row['df_method']}; "
+          f"{row['n_failed']} fits did not converge.\nMethod: {row['method']}.")
 
 
 def _analytic_clusters(inputs: dict[str, Any], target_power: float) -> int:

@@ -21,6 +21,12 @@ import numpy as np
 import pandas as pd
 
 from trialstats.data.io import first_data_row, read_input
+from trialstats.data.outcome_types import (
+    bad_exposure,
+    binary_looking,
+    code_labels,
+    disallowed,
+)
 from trialstats.errors import TrialstatsError
 
 #: Column added to both tables: 1 for the intervention arm, 0 for control.
@@ -241,13 +247,21 @@ def _numeric_outcomes(
         columns = [(outcome_column(o["name"], m), o) for o in config["outcomes"]
                    for m in outcome_months(o, design)]
     for column, outcome in columns:
-        raw = patients[column]
-        values = _to_number(raw)
+        raw, labels = patients[column], outcome.get("labels")
+        values = _to_number(raw) if labels is None else code_labels(raw, labels)
         bad = raw.notna() & values.isna()
         if bad.any():
             problems.append(
                 f"{path}, column '{column}': non-numeric values {_values(raw[bad])} "
-                f"at {_rows(bad)}."
+                f"at {_rows(bad)}." if labels is None else f"{path}, column '{column}': "
+                f"values {_values(raw[bad])} at {_rows(bad)} are not one of the labels "
+                f"{labels} set for binary outcome '{outcome['name']}'."
+            )
+        wrong, rule = disallowed(values, outcome)
+        if wrong.any():
+            problems.append(
+                f"{path}, column '{column}': values {_values(raw[wrong])} at {_rows(wrong)} are "
+                f"not allowed for {outcome['type']} outcome '{outcome['name']}' ({rule})."
             )
         low_high = outcome.get("range")
         if low_high is not None:
@@ -260,6 +274,33 @@ def _numeric_outcomes(
                 )
         patients[column] = values
     return problems
+
+
+def _exposure_problems(patients: pd.DataFrame, config: dict[str, Any], path: Path) -> list[str]:
+    """Exposure columns of count outcomes, as floats in place (see :mod:`.outcome_types`)."""
+    problems = []
+    for outcome in (o for o in config["outcomes"] if "exposure" in o):
+        column, follow_up = outcome["exposure"], [outcome_column(outcome["name"], m)
+                                                  for m in config["design"]["followup_months"]]
+        problems += _missing_columns(patients, [column], path)
+        if column in patients.columns:
+            values = _to_number(patients[column])
+            bad = bad_exposure(values, patients[follow_up])
+            if bad.any():
+                problems.append(f"{path}, column '{column}': exposure of outcome "
+                                f"'{outcome['name']}' must be a positive number where the "
+                                f"count is observed; not so at {_rows(bad)} "
+                                f"(values {_values(patients[column][bad])}).")
+            patients[column] = values
+    return problems
+
+
+def binary_looking_notes(patients: pd.DataFrame, config: dict[str, Any]) -> tuple[str, ...]:
+    """A warning for each continuous outcome whose observed values are all 0 or 1."""
+    notes = (binary_looking(o, [patients[outcome_column(o["name"], m)]
+                                for m in outcome_months(o, config["design"])])
+             for o in config["outcomes"])
+    return tuple(note for note in notes if note)
 
 
 def _empty_baselines(patients: pd.DataFrame, config: dict[str, Any], path: Path) -> list[str]:
@@ -402,6 +443,8 @@ def long_to_wide(
     for outcome in config["outcomes"]:
         for month in outcome_months(outcome, design):
             at = table.loc[month_of == month].set_index(patient)[outcome["name"]]
+            if outcome.get("labels") is not None:  # back to the labels check_patients reads
+                at = at.map(dict(enumerate(outcome["labels"])))
             wide[outcome_column(outcome["name"], month)] = wide[patient].map(at).to_numpy()
     return wide, notes
 
@@ -474,6 +517,7 @@ def check_patients(
                 f"{_values(patients[cluster][disagree])})."
             )
     problems += _numeric_outcomes(patients, config, path)
+    problems += _exposure_problems(patients, config, path)
     problems += _empty_baselines(patients, config, path)
     _raise(problems)
     patients = patients.reset_index(drop=True)
@@ -502,7 +546,8 @@ def validate_trial(
     checked_patients = check_patients(
         patients, checked_practices, config, patients_path, practices_path
     )
-    return Trial(checked_practices, checked_patients, config)
+    return Trial(checked_practices, checked_patients, config,
+                 binary_looking_notes(checked_patients, config))
 
 
 def load_trial(config: dict[str, Any]) -> Trial:
@@ -525,7 +570,7 @@ def load_trial(config: dict[str, Any]) -> Trial:
     trial = validate_trial(
         read_input(config, "practices"), patients, config, practices_path, patients_path,
     )
-    return Trial(trial.practices, trial.patients, config, notes)
+    return Trial(trial.practices, trial.patients, config, notes + trial.notes)
 
 
 def completeness(trial: Trial) -> pd.DataFrame:

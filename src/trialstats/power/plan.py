@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from trialstats.contract import MEAN_DIFFERENCE, ODDS_RATIO
 from trialstats.errors import TrialstatsError
 from trialstats.power.analytic import solve_continuous
 
@@ -297,7 +298,8 @@ def plan_from_analysis(
         ``baseline``), the design (``cluster_size`` ... ``target_power``), the answer of
         :func:`trialstats.power.analytic.solve_continuous` (``clusters_per_arm``,
         ``k_intervention``, the ``power`` reached and the ``design_effect``) and ``notes``
-        (what was taken from where).
+        (what was taken from where). A binary or count outcome gets a row saying it was
+        not planned (the formulas here are for continuous outcomes).
 
     Raises
     ------
@@ -307,6 +309,17 @@ def plan_from_analysis(
     names = list(pd.unique(primary["outcome"])) if outcomes is None else list(outcomes)
     rows = []
     for name in names:
+        measures = set(primary.loc[primary["outcome"] == name, "effect_measure"].dropna()) \
+            if "effect_measure" in primary.columns else set()
+        if measures - {MEAN_DIFFERENCE}:
+            how = ("use `trialstats power analytic --p0 P0 --p1 P1` or `trialstats power "
+                   "simulate --p0 P0 --p1 P1`" if ODDS_RATIO in measures else
+                   "the command line has no power formula for counts yet (Hayes & Bennett "
+                   "1999 give one for rates)")
+            rows.append({"outcome": name, "notes": (
+                f"not planned: the plan from a finished analysis is for continuous outcomes; "
+                f"for this {', '.join(sorted(measures))} outcome {how}")})
+            continue
         taken = inputs_from_analysis(primary, patients, outcome=name, month=month,
                                      baseline_month=baseline_month, cluster=cluster,
                                      source=source)

@@ -170,12 +170,15 @@ def build_report(
     if other.rows:
         tables = 3
         results_items.append(other)
-    results_items.append(render_figure(
-        forest_figure(forest_data(results, config), config), "forest",
-        f"Figure 2. Standardised effects at {primary_month} with confidence intervals; the "
-        "shaded band runs from −MCID to +MCID for each outcome",
-    ))
-    figures = 2
+    figures = 1
+    standardised = forest_data(results, config)
+    if len(standardised):  # binary and count outcomes have no standardised effect
+        figures += 1
+        results_items.append(render_figure(
+            forest_figure(standardised, config), "forest",
+            f"Figure {figures}. Standardised effects at {primary_month} with confidence "
+            "intervals; the shaded band runs from −MCID to +MCID for each outcome",
+        ))
     if sensitivity is None:
         sensitivity = pd.DataFrame(columns=[*results.columns, "analysis"])
     subgroup = sensitivity["analysis"].astype(str).str.startswith(SUBGROUP)
@@ -255,6 +258,10 @@ def _supplement(
             full, config, f"table_s{table}_sensitivity",
             f"Table S{table}. Sensitivity analyses of every outcome at every follow-up month")]
         at_primary = sensitivity_summary(results, sensitivity, config)
+        # Figures show standardised effects, which binary and count outcomes do not have.
+        with_effects = at_primary.groupby("outcome")["effect_size"].transform(
+            lambda e: e.notna().any())
+        at_primary = at_primary[with_effects.astype(bool)] if len(at_primary) else at_primary
         for k, part in enumerate(split_by_outcome(at_primary), start=1):
             labels = ", ".join(dict.fromkeys(part["label"]))
             items.append(render_figure(

@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
+from trialstats.contract import MEAN_DIFFERENCE
 from trialstats.report.format import (
     arm_names,
     fmt_ci,
@@ -40,10 +41,14 @@ def forest_data(results: pd.DataFrame, config: dict[str, Any]) -> pd.DataFrame:
     -------
     DataFrame
         ``outcome, label, primary, effect_size, es_ci_low, es_ci_high, mcid_standardised,
-        mcid_verdict, converged``; one row per outcome with a primary-month result.
+        mcid_verdict, converged``; one row per outcome with a primary-month mean difference
+        (binary and count outcomes have no standardised effect and are left out).
     """
     month = config["design"]["primary_month"]
     shown = primary_rows(results, config)
+    if "effect_measure" in shown.columns:
+        shown = shown[shown["effect_measure"].isin([MEAN_DIFFERENCE]) | shown[
+            "effect_measure"].isna()]
     shown = shown[shown["month"] == month].set_index("outcome")
     rows = []
     for outcome in ordered_outcomes(config):

@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from trialstats.contract import primary_method
+
 __all__ = [
     "Words",
     "arm_names",
@@ -181,8 +183,10 @@ def variable_label(config: dict[str, Any], column: str) -> str:
 
 
 def primary_rows(results: pd.DataFrame, config: dict[str, Any]) -> pd.DataFrame:
-    """Rows of a results table for the primary df method (the first of ``analysis.df_method``)."""
-    method = config["analysis"]["df_method"][0]
+    """Rows of a results table for each outcome's primary df method
+    (:func:`~trialstats.contract.primary_method`)."""
+    method = results["outcome"].map({o["name"]: primary_method(config, o)
+                                     for o in config["outcomes"]})
     return results[results["method"] == method].reset_index(drop=True)
 
 

@@ -130,11 +130,40 @@ def reference_keys(config: dict[str, Any], analyses: Sequence[str] = (),
         Keys cited by later sections (planning), appended in order when not yet cited.
     """
     keys = ["consort"]
-    for method in config["analysis"]["df_method"]:
-        keys += [k for k in _DF_REFERENCES[method] if k not in keys]
+    for method in [*config["analysis"]["df_method"], *_glmm_methods(config)]:
+        keys += [k for k in _DF_REFERENCES.get(method, []) if k not in keys]
     for family in _families(analyses):
         keys += [k for k in SENSITIVITY_REFERENCES.get(family, ()) if k not in keys]
     return keys + [k for k in dict.fromkeys(extra) if k not in keys]
+
+
+def _glmm_methods(config: dict[str, Any]) -> list[str]:
+    """The GLMM df methods when the trial has binary or count outcomes ([] otherwise)."""
+    if all(o.get("type", "continuous") == "continuous" for o in config["outcomes"]):
+        return []
+    return config["analysis"].get("glmm_df_method", ["between-within"])
+
+
+def _glmm_text(config: dict[str, Any], level: str, cites: list[str]) -> str:
+    """The methods sentence on binary and count outcomes ("" when there are none)."""
+    methods = _glmm_methods(config)
+    if not methods:
+        return ""
+    test = ("Wald z tests" if methods[0] == "z" else "t distributions with degrees of "
+            f"freedom from {_DF_TEXT[methods[0]]} {_cite(_DF_REFERENCES[methods[0]], cites)}")
+    return (
+        " Binary outcomes were analysed with a logistic mixed model (the same terms and random "
+        "intercept, maximum likelihood with "
+        f"{config['analysis'].get('quadrature_points', 15)}-node adaptive Gauss-Hermite "
+        "quadrature): the treatment effect is the odds ratio, reported beside the marginal "
+        "risk difference and risk ratio standardised from the same model over the analysed "
+        "patients, and the ICC is on the latent scale. Count outcomes were analysed likewise "
+        "with a Poisson model (log link, log exposure offset), or a negative binomial one when "
+        "a likelihood-ratio test showed over-dispersion (p < 0.05), giving the rate ratio. "
+        f"Their {level} confidence intervals and p-values use {test.rstrip()}; they have no "
+        "standardised effect, and an MCID set on the scale of one effect measure judges that "
+        "measure only."
+    )
 
 
 def _cite(keys: list[str], order: list[str]) -> str:
@@ -208,6 +237,7 @@ def methods_paragraphs(
             f"summarised with {_join(checks)}; these results are shown beside the primary "
             "analysis in the sensitivity tables."
         )
+    model += _glmm_text(config, level, cites)
     name = primary_outcome(config)
     analysed = int(counts.loc[counts["stage"] == "analysed", "patients"].sum())
     clusters = int(counts.loc[counts["stage"] == "analysed", "clusters"].sum())
@@ -318,8 +348,12 @@ def _mcid_text(config: dict[str, Any]) -> str:
         mcid = outcome.get("mcid")
         if mcid is None:
             continue
-        unit = " baseline SD" if mcid["scale"] == "standardised" else " points"
-        parts.append(f"{outcome['label']} {mcid['value']:g}{unit}")
+        if mcid["scale"] in ("standardised", "raw"):
+            unit = " baseline SD" if mcid["scale"] == "standardised" else " points"
+            parts.append(f"{outcome['label']} {mcid['value']:g}{unit}")
+        else:  # binary and count outcomes: on the scale of an effect measure
+            parts.append(f"{outcome['label']} {mcid['scale'].replace('-', ' ')} "
+                         f"{mcid['value']:g}")
     return "; ".join(parts) if parts else "none set"
 
 

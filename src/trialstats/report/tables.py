@@ -23,7 +23,17 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from trialstats.contract import COLUMNS, check_columns
+from trialstats.contract import (
+    COLUMNS,
+    MEAN_DIFFERENCE,
+    ODDS_RATIO,
+    RATE_RATIO,
+    RATIO_MEASURES,
+    RISK_DIFFERENCE,
+    RISK_RATIO,
+    check_columns,
+    primary_method,
+)
 from trialstats.data.validate import outcome_column, outcome_months
 from trialstats.report.disclosure import (
     small_cell,
@@ -298,7 +308,8 @@ def outcome_summary(patients: pd.DataFrame, config: dict[str, Any]) -> pd.DataFr
     -------
     DataFrame
         One row per outcome x month x arm (configuration order, intervention arm first) with
-        ``outcome, label, primary, month, arm, n, mean, sd``.
+        ``outcome, label, primary, month, arm, n, mean, sd, type`` (the outcome's type) and
+        ``total`` (the sum of the values: events of a binary outcome).
     """
     design = config["design"]
     arm = design["arm"]
@@ -313,6 +324,7 @@ def outcome_summary(patients: pd.DataFrame, config: dict[str, Any]) -> pd.DataFr
                     "outcome": outcome["name"], "label": outcome["label"],
                     "primary": bool(outcome["primary"]), "month": month, "arm": label,
                     "n": len(observed), "mean": observed.mean(), "sd": observed.std(ddof=1),
+                    "type": outcome.get("type", "continuous"), "total": observed.sum(),
                 })
     return pd.DataFrame(rows)
 
@@ -324,9 +336,35 @@ def _outcome_digits(results: pd.DataFrame, descriptive: pd.DataFrame, name: str)
     return digits_for(float(descriptive.loc[descriptive["outcome"] == name, "sd"].max()))
 
 
+def _descriptive_cell(stats: pd.Series, digits: int) -> str:
+    """One arm's observed values: mean (SD) of a score, events n (%) of a binary outcome,
+    mean count per patient of a count."""
+    kind = stats.get("type", "continuous")
+    if kind == "binary":
+        return f"{fmt_count(stats['total'])} ({fmt(100 * stats['mean'], 1)}%)"
+    if kind == "count":
+        return f"{fmt(stats['mean'], 2)} per patient"
+    return f"{fmt(stats['mean'], digits)} ({fmt(stats['sd'], digits)})"
+
+
+#: Short names of the effect measures in table cells.
+MEASURE_ABBREVIATIONS = {ODDS_RATIO: "OR", RISK_DIFFERENCE: "RD", RISK_RATIO: "RR",
+                         RATE_RATIO: "rate ratio"}
+
+
+def _measure_digits(row: pd.Series, digits: int) -> int:
+    """Decimals of a row's estimate: ratios 2, risk differences 3, else ``digits``."""
+    measure = row.get("effect_measure")
+    if measure in RATIO_MEASURES:
+        return 2
+    return 3 if measure == RISK_DIFFERENCE else digits
+
+
 def _mcid_cell(row: pd.Series, digits: int) -> str:
     if not np.isfinite(row["mcid"]):
         return ""
+    if not np.isfinite(row["sd_baseline"]):  # binary and count outcomes: on its own scale
+        return fmt(row["mcid"], _measure_digits(row, digits))
     return f"{fmt(row['mcid'], digits)} ({fmt(row['mcid'] / row['sd_baseline'], 2)})"
 
 
@@ -335,9 +373,12 @@ def _effect_cells(row: pd.Series | None, digits: int) -> list[str]:
     if row is None:
         return [""] * 7
     flag = "" if truthy(row["converged"]) else " †"
+    measure = MEASURE_ABBREVIATIONS.get(row.get("effect_measure"), "")
+    estimate = fmt_ci(row["estimate"], row["ci_low"], row["ci_high"],
+                      _measure_digits(row, digits))
     return [
         f"{fmt_count(row['n_patients'])} ({fmt_count(row['n_clusters'])})",
-        fmt_ci(row["estimate"], row["ci_low"], row["ci_high"], digits) + flag,
+        (f"{measure} {estimate}" if measure and estimate else estimate) + flag,
         fmt_p(row["p_value"]),
         fmt_ci(row["icc"], row["icc_ci_low"], row["icc_ci_high"], 3),
         fmt_ci(row["effect_size"], row["es_ci_low"], row["es_ci_high"], 2),
@@ -384,9 +425,12 @@ def outcome_table(
     order = list(dict.fromkeys(descriptive["arm"]))
     w = words(config)
     contrast = contrast_text(config)
+    continuous_only = ("type" not in descriptive
+                       or not descriptive["type"].isin(("binary", "count")).any())
     columns = (
         "Outcome and time",
-        *(f"{arm_title(a, config)} {what}" for a in order for what in ("n", "mean (SD)")),
+        *(f"{arm_title(a, config)} {what}" for a in order
+          for what in ("n", "mean (SD)" if continuous_only else "summary")),
         f"Analysed n ({w.clusters})", f"Adjusted difference ({level} CI)", "p",
         f"ICC ({level} CI)", f"Standardised effect ({level} CI)",
         "MCID raw (standardised)", "MCID verdict",
@@ -411,13 +455,16 @@ def outcome_table(
                 cells = []
                 for a in order:
                     cells += [fmt_count(by_arm.loc[a, "n"]),
-                              f"{fmt(by_arm.loc[a, 'mean'], digits)} "
-                              f"({fmt(by_arm.loc[a, 'sd'], digits)})"]
+                              _descriptive_cell(by_arm.loc[a], digits)]
                 match = shown[(shown["outcome"] == outcome_name) & (shown["month"] == month)]
                 row = match.iloc[0] if len(match) else None
                 rows.append((month_label(month, design["baseline_month"]), *cells,
                              *_effect_cells(row, digits)))
                 depth.append(2)
+                for _, further in match.iloc[1:].iterrows():  # RD and RR beside the OR
+                    rows.append((str(further["effect_measure"]), *[""] * len(cells),
+                                 *_effect_cells(further, digits)))
+                    depth.append(3)
                 record = {"outcome": outcome_name, "label": label, "primary": is_primary,
                           "month": month}
                 for a in order:
@@ -426,7 +473,8 @@ def outcome_table(
                     record |= {c: row[c] for c in COLUMNS if c not in record}
                 data.append(record)
     notes = (
-        f"n and mean (SD): observed values of all recruited {w.participants}. Adjusted "
+        ("" if continuous_only else _glmm_note(config, level))
+        + f"n and mean (SD): observed values of all recruited {w.participants}. Adjusted "
         f"difference: {contrast} from a linear mixed model with a random intercept for "
         f"{w.cluster}, adjusted for the baseline score"
         + (f" and {', '.join(config['analysis']['covariates'])}"
@@ -444,6 +492,21 @@ def outcome_table(
     )
 
 
+def _glmm_note(config: dict[str, Any], level: str) -> str:
+    """Table 2's note on binary and count outcomes."""
+    method = config["analysis"].get("glmm_df_method", ["between-within"])[0]
+    return (
+        "Summary: mean (SD) of scores; events n (%) of binary outcomes; mean count per "
+        "patient of counts. Binary outcomes: odds ratio (OR) from a logistic mixed model "
+        "with a random intercept for practice (maximum likelihood, adaptive quadrature), "
+        "with the marginal risk difference (RD) and risk ratio (RR) standardised from it; "
+        "ICC on the latent scale. Counts: rate ratio from a Poisson or negative binomial "
+        f"mixed model. Their {level} CI and p use {method_name(method)} degrees of "
+        "freedom; they have no standardised effect, and the MCID is on the scale of its own "
+        "measure. For scores: "
+    )
+
+
 def _analysis_label(row: pd.Series, many_methods: set[str], primary_month: int) -> str:
     label = str(row["analysis"])
     if label in many_methods:
@@ -451,6 +514,15 @@ def _analysis_label(row: pd.Series, many_methods: set[str], primary_month: int) 
     if row["month"] != primary_month:
         label += f", {month_label(int(row['month']), -1)}"
     return label
+
+
+def _primary_label(row: pd.Series, method: str) -> str:
+    """Label of a primary-analysis row in the sensitivity table (measure named when it is not
+    a mean difference)."""
+    measure = row.get("effect_measure")
+    if isinstance(measure, str) and measure != MEAN_DIFFERENCE:
+        return f"Primary analysis, {measure} ({method_name(str(row['method']))})"
+    return f"Primary analysis ({method_name(method)})"
 
 
 def sensitivity_summary(
@@ -481,7 +553,9 @@ def sensitivity_summary(
     months = [primary_month] if months is None else months
     method = config["analysis"]["df_method"][0]
     reference = primary_rows(results, config).assign(analysis="primary analysis")
-    checks = results[results["method"] != method].assign(analysis=CHECK)
+    primary_of = results["outcome"].map({o["name"]: primary_method(config, o)
+                                         for o in config["outcomes"]})
+    checks = results[results["method"] != primary_of].assign(analysis=CHECK)
     methods = sensitivity.groupby("analysis")["method"].nunique()
     many = set(methods[methods > 1].index)
     parts = []
@@ -503,11 +577,13 @@ def sensitivity_summary(
                     f"Delta-adjusted imputation, delta = {fmt(d, 3)}"
                     for d in part.loc[shifted, "delta"]]
             when = "" if month == primary_month else f", {month_label(month, -1)}"
-            for kind, text in (("primary analysis", "Primary analysis ({})"),
-                               (CHECK, "Primary model with {} df")):
-                rows = part["analysis"] == kind
-                part.loc[rows, "analysis_label"] = [
-                    text.format(method_name(str(m))) + when for m in part.loc[rows, "method"]]
+            primary = part["analysis"] == "primary analysis"
+            part.loc[primary, "analysis_label"] = [
+                _primary_label(r, method) + when for _, r in part[primary].iterrows()]
+            checks_ = part["analysis"] == CHECK
+            part.loc[checks_, "analysis_label"] = [
+                f"Primary model with {method_name(str(m))} df" + when
+                for m in part.loc[checks_, "method"]]
             parts.append(part)
     columns = [*COLUMNS, "analysis", "label", "analysis_label"]
     columns += ["delta"] if "delta" in sensitivity else []
