@@ -505,3 +505,25 @@ def test_cli_binary_without_design_is_the_parallel_formula(cli) -> None:
     assert status == 0, err
     solved = json.loads(out)
     assert solved["unknown"] == "clusters_per_arm" and solved["power"] >= 0.8
+
+
+def test_simulated_stepped_wedge_power_agrees_with_the_gls_formula(capsys):
+    """`power simulate --design`: trials analysed by REML (Satterthwaite) reach the power of
+    the GLS formula (z test) within Monte Carlo error, and the type I error is near alpha."""
+    words = ["--design", "stepped-wedge", "--sequences", "4", "--clusters-per-sequence", "3",
+             "--cluster-size", "15", "--icc", "0.05", "--cluster-autocorr", "0.8",
+             "--effect", "0.25", "--json"]
+    assert main(["power", "analytic", *words, "--df", "z"]) == 0
+    analytic = json.loads(capsys.readouterr().out)["power"]
+    assert main(["power", "simulate", *words, "--reps", "600", "--seed", "11",
+                 "--df-method", "satterthwaite"]) == 0
+    simulated = json.loads(capsys.readouterr().out)
+    assert simulated["n_failed"] == 0
+    assert abs(simulated["power"] - analytic) < 4 * simulated["mc_se"] + 0.02
+    assert 0.02 <= simulated["type_i_error"] <= 0.09
+
+
+def test_simulated_design_power_needs_its_words(capsys):
+    assert main(["power", "simulate", "--design", "stepped-wedge", "--sequences", "4",
+                 "--icc", "0.05", "--effect", "0.3", "--cluster-size", "10"]) == 2
+    assert "--clusters-per-sequence" in capsys.readouterr().err

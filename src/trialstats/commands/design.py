@@ -83,6 +83,55 @@ def add_power_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--p1", type=float, metavar="P1", help="intervention proportion (binary)")
 
 
+def add_simulation_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the design words to ``power simulate`` (--icc, --cluster-autocorr, --cluster-size,
+    --effect, --reps, --seed and --alpha keep their names)."""
+    group = parser.add_argument_group(
+        "stepped-wedge, crossover and baseline-period designs (with --design): trials drawn "
+        "as cluster-period sums and analysed by REML with cluster and cluster-period "
+        "intercepts (trialstats.simulation.periods); --df-method satterthwaite, "
+        "kenward-roger or between-within"
+    )
+    _layout_arguments(group, required=False)
+
+
+def run_simulation(args: argparse.Namespace) -> None:
+    """``power simulate --design``: power and type I error of a period design by simulation."""
+    from trialstats.errors import TrialstatsError
+    from trialstats.simulation.periods import simulate_period_power
+
+    design, clusters_known = load_design(args)
+    missing = [flag for flag, value in (("--icc", args.icc), ("--effect", args.effect),
+                                        ("--cluster-size", args.cluster_size)) if value is None]
+    if not clusters_known:
+        missing.append("--clusters-per-sequence")
+    if missing:
+        raise TrialstatsError(f"power simulate --design needs {', '.join(missing)}.")
+    if len(set(design.clusters.tolist())) != 1:
+        raise TrialstatsError(f"{design.name}: simulation needs the same number of clusters "
+                              "in every sequence.")
+    df_method = args.df_method
+    result = simulate_period_power(
+        design.treatment, int(design.clusters[0]), args.cluster_size, icc=args.icc,
+        cac=1.0 if args.cluster_autocorr is None else args.cluster_autocorr,
+        effect=args.effect, reps=args.reps, seed=args.seed, df_method=df_method,
+        alpha=args.alpha,
+    )
+    result["design"] = design.name
+    if args.json:
+        print(json.dumps({key: _plain(value) for key, value in result.items()}))
+        return
+    print(
+        f"Power {result['power']:.4f} (Monte Carlo SE {result['mc_se']:.4f}, {args.reps} "
+        f"trials) of a {design.name} design ({result['sequences']} sequences x "
+        f"{result['periods']} periods, {int(design.clusters[0])} clusters per sequence, "
+        f"{args.cluster_size:g} per cluster-period) to detect {args.effect:g} SD with ICC "
+        f"{args.icc:g}, CAC {result['cac']:g}; type I error "
+        f"{result['type_i_error']:.4f} (MC SE {result['type_i_error_mc_se']:.4f}); "
+        f"{df_method} df; {result['n_failed']} fits did not converge."
+    )
+
+
 def run_without_design(args: argparse.Namespace) -> bool:
     """``power analytic`` without ``--design``: the two-arm parallel formulas.
 

@@ -74,6 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _simulation_arguments(simulate)
     power_options.constraint_arguments(simulate)
     power_options.binary_arguments(simulate)
+    design_words.add_simulation_arguments(simulate)
     _output_arguments(simulate)
     simulate.set_defaults(run=run)
 
@@ -369,6 +370,8 @@ def _run_simulate(args: argparse.Namespace) -> None:
 
     if args.p0 is not None or args.p1 is not None:
         return _run_simulate_binary(args)
+    if args.design is not None:
+        return design_words.run_simulation(args)
     inputs = _resolve_inputs(args)
     unknown = _unknown(inputs, args.target_power)
     if unknown not in ("power", "clusters_per_arm"):
