@@ -82,6 +82,7 @@ and the fraction of missing information :math:`\mathrm{FMI} = (r + 2/(\nu + 3)) 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -95,7 +96,13 @@ from trialstats.analysis.design import ModelData, model_data
 from trialstats.analysis.effects import mcid_verdict
 from trialstats.analysis.inference import contrast_test
 from trialstats.analysis.reml import ClusterSums, fit_reml
-from trialstats.analysis.rows import chosen_outcomes, outcome_scale, scale_note
+from trialstats.analysis.rows import (
+    arms_problem,
+    chosen_outcomes,
+    clusters_per_arm,
+    outcome_scale,
+    scale_note,
+)
 from trialstats.contract import COLUMNS, imputation_label
 from trialstats.data.validate import TREATED, outcome_column, outcome_months
 from trialstats.errors import TrialstatsError
@@ -119,6 +126,9 @@ ITERATIONS = 10
 _RIDGE = 1e-5
 # mice's floor on lambda in barnard.rubin.
 _LAMBDA_FLOOR = 1e-4
+# Pooled df below this make no interval worth reporting (a t on 0.001 df has a 95% quantile
+# of 1e3000): such a pooled result comes from a degenerate fit and is not estimable.
+_MIN_DF = 1.0
 # Grid for the conditional ICC: coarse nodes over [0, 1), then fine cells over the region whose
 # log posterior is within _LOG_POST_DROP of the coarse maximum.
 _COARSE = 12
@@ -521,23 +531,43 @@ def pooled_row(
     alpha, method = float(analysis["alpha"]), analysis["df_method"][0]
     frame, name = trial.frame, outcome["name"]
     imputations = trial.imputed.shape[0]
+    scale = trial.scales[(name, month)]
+    sd0, mcid = scale["sd_baseline"], scale["mcid"]
+    base = {"outcome": name, "month": month, "method": method, "n_patients": len(frame.y),
+            "n_clusters": frame.n_clusters, "sd_baseline": sd0, "mcid": mcid,
+            "analysis": imputation_label(imputations)}
+    column = trial.score_columns.index(outcome_column(name, month))
+    observed = ~trial.missing[:, column]
+    problem = arms_problem(clusters_per_arm(trial.treated[observed],
+                                            frame.cluster_codes[observed]))
+    if problem:  # an arm's scores would come from the other arm's model alone
+        return {**base, "notes": f"{problem} with an observed month-{month} score; "
+                f"imputation cannot stand in for an arm's outcome"}
+    if np.linalg.matrix_rank(frame.X) < frame.X.shape[1]:
+        return {**base, "notes": "not estimable: the fixed-effects design is rank deficient "
+                "(a covariate aliased with arm, or a covariate level with no patients)"}
     X = np.array(np.broadcast_to(frame.X, (imputations, *frame.X.shape)), order="C")
     if outcome.get("baseline", True):  # the imputed baseline after intercept and arm
         base_index = trial.score_columns.index(outcome_column(name, design["baseline_month"]))
         X = np.insert(X, 2, trial.imputed[:, :, base_index], axis=2)
     contrast = np.zeros(X.shape[2])
     contrast[frame.columns.index(TREATED)] = 1.0
-    response = trial.imputed[:, :, trial.score_columns.index(outcome_column(name, month))]
+    response = trial.imputed[:, :, column]
     if offset is not None:
         response = response + offset
-    scale = trial.scales[(name, month)]
-    sd0, mcid = scale["sd_baseline"], scale["mcid"]
     notes = [trial.note]
     sums = ClusterSums.from_data(response, X, frame.cluster_codes, frame.n_clusters)
-    fit = fit_reml(sums)
-    test = contrast_test(sums, fit, contrast, method)
+    try:
+        fit = fit_reml(sums)
+        test = contrast_test(sums, fit, contrast, method)
+    except TrialstatsError as error:  # e.g. a constant outcome: say why, without batch words
+        why = re.sub(r"^\d+ replicate\(s\), first at batch index \([^)]*\): ", "", str(error))
+        return {**base, "notes": f"not estimable: in the imputed datasets, {why}"}
     pooled = rubin_pool(test.estimate, np.asarray(test.se) ** 2, np.mean(test.df))
     estimate, se, df = float(pooled.estimate), float(pooled.se), float(pooled.df)
+    if not (np.isfinite(estimate) and np.isfinite(se) and se > 0 and df >= _MIN_DF):
+        return {**base, "notes": f"not estimable: the pooled fit is degenerate (estimate "
+                f"{estimate:.4g}, SE {se:.4g} on {df:.4g} df)"}
     half = stats.t.ppf(1 - alpha / 2, df) * se
     low, high = estimate - half, estimate + half
     var_cluster = np.asarray(fit.var_cluster)
@@ -555,19 +585,17 @@ def pooled_row(
                      f"{imputations} imputed datasets; estimates are unreliable")
     notes += [n for n in (frame.exclusion_note(), scale_note(outcome, design, month)) if n]
     return {
-        "outcome": name, "month": month, "method": method, "n_patients": len(frame.y),
-        "n_clusters": frame.n_clusters, "estimate": estimate, "se": se, "df": df,
+        **base, "estimate": estimate, "se": se, "df": df,
         "ci_low": low, "ci_high": high,
         "p_value": float(2 * stats.t.sf(abs(estimate) / se, df)),
         "var_cluster": float(var_cluster.mean()),
         "var_residual": float(var_residual.mean()),
         "icc": float(np.mean(var_cluster / (var_cluster + var_residual))),
-        "icc_ci_low": np.nan, "icc_ci_high": np.nan, "sd_baseline": sd0,
+        "icc_ci_low": np.nan, "icc_ci_high": np.nan,
         "effect_size": estimate / sd0, "es_ci_low": low / sd0, "es_ci_high": high / sd0,
-        "mcid": mcid,
         "mcid_verdict": mcid_verdict(low, high, mcid, outcome["higher_is_better"]),
         "converged": bool(np.all(fit.converged)), "notes": "; ".join(notes),
-        "analysis": imputation_label(imputations), "fmi": float(pooled.fmi),
+        "fmi": float(pooled.fmi),
         "riv": float(pooled.riv),
     }
 

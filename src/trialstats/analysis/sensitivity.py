@@ -36,7 +36,7 @@ from trialstats.analysis.imputation import multiple_imputation
 from trialstats.analysis.permutation import permutation_analysis
 from trialstats.analysis.repeated import repeated_measures_analysis
 from trialstats.analysis.robust import cr2_analysis, gee_analysis
-from trialstats.analysis.rows import honest_status
+from trialstats.analysis.rows import chosen_outcomes, honest_status
 from trialstats.analysis.subgroups import subgroup_analysis
 from trialstats.contract import SENSITIVITY_COLUMNS
 from trialstats.errors import TrialstatsError
@@ -85,7 +85,10 @@ def run_analysis(
     analysis stacks into one ``sensitivity.csv``; analysis-specific figures (e.g. the fraction
     of missing information of multiple imputation) are in ``notes``. The exception is
     ``delta-adjustment``, whose rows add the ``delta`` column
-    (:data:`~trialstats.analysis.delta.DELTA_COLUMNS`).
+    (:data:`~trialstats.analysis.delta.DELTA_COLUMNS`). An analysis that fails on the data
+    (a numerical error such as numpy's ``LinAlgError``, or a
+    :class:`~trialstats.errors.TrialstatsError` such as a covariate aliased with arm) gives
+    the rows of :func:`not_estimable` instead.
     """
     if name not in ANALYSES:
         raise TrialstatsError(
@@ -95,4 +98,22 @@ def run_analysis(
     if name == "multiple-imputation":
         analysis = partial(_imputation, progress=progress)
     columns = DELTA_COLUMNS if name == "delta-adjustment" else SENSITIVITY_COLUMNS
-    return honest_status(analysis(patients, config, outcomes).reindex(columns=list(columns)))
+    chosen_outcomes(config, outcomes)  # an unknown outcome is the user's error, not the data's
+    try:
+        table = analysis(patients, config, outcomes)
+    except (ArithmeticError, ValueError, TrialstatsError) as error:
+        table = not_estimable(name, config, outcomes, error)
+    return honest_status(table.reindex(columns=list(columns)))
+
+
+def not_estimable(name: str, config: dict[str, Any], outcomes: list[str] | None,
+                  error: Exception) -> pd.DataFrame:
+    """One "not estimable: why" row per chosen outcome x follow-up month for an analysis that
+    failed as a whole (e.g. a singular matrix from a degenerate trial), so that it never
+    takes the rows of the other analyses with it."""
+    why = str(error).strip() or type(error).__name__
+    rows = [{"outcome": outcome["name"], "month": month, "analysis": name,
+             "notes": f"not estimable: {name} failed on these data ({why})"}
+            for outcome in chosen_outcomes(config, outcomes)
+            for month in config["design"]["followup_months"]]
+    return pd.DataFrame(rows, columns=list(SENSITIVITY_COLUMNS))

@@ -10,7 +10,7 @@ import pandas as pd
 from trialstats.report.consort import consort_counts, flow_figure
 from trialstats.report.document import Report, Section
 from trialstats.report.figures import forest_data, forest_figure, sensitivity_figure
-from trialstats.report.format import month_label
+from trialstats.report.format import month_label, printable
 from trialstats.report.methods import (
     REFERENCES,
     methods_paragraphs,
@@ -90,6 +90,9 @@ def build_report(
         check_results(sensitivity, "sensitivity.csv", ("analysis",))
     if power is not None:
         check_power(power, "power.csv")
+    # a control character in a label or a cell would break Word and SVG output
+    practices, patients, config, results, sensitivity, power = (printable(v) for v in (
+        practices, patients, config, results, sensitivity, power))
     design = config["design"]
     counts = consort_counts(practices, patients, results, config)
     primary_month = month_label(design["primary_month"], -1)
