@@ -104,7 +104,7 @@ def shifted_cells(trial: ImputedTrial, name: str, month: int, arm: str) -> np.nd
     ndarray, shape (n,)
         1.0 for the analysed patients of ``arm`` (``intervention``, ``control`` or ``both``)
         whose month-``month`` score of outcome ``name`` was imputed, else 0.0; the adjusted
-        response of imputation *m* is ``trial.imputed[m, :, k] + delta * cells``.
+        response of imputation *m* is ``trial.completed(column)[m] + delta * cells``.
     """
     missing = trial.missing[:, trial.score_columns.index(outcome_column(name, month))]
     treated = trial.treated == 1.0
