@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from trialstats.analysis import imputation
+from trialstats.analysis import chained
 from trialstats.analysis.imputation import (
     IMPUTATION_COLUMNS,
     impute_chained,
@@ -111,12 +111,12 @@ def test_rho_draws_follow_the_reml_posterior():
     full = np.column_stack([design, y])
     sums = np.zeros((codes.max() + 1, full.shape[1]))
     np.add.at(sums, codes, full)
-    regression = imputation._Regression(
+    regression = chained._Regression(
         np.broadcast_to(full.T @ full, (copies, 4, 4)).copy(),
         np.broadcast_to(sums, (copies, *sums.shape)).copy(),
         np.bincount(codes).astype(float),
     )
-    draws = imputation._draw_rho(regression, np.random.default_rng(3).random((copies, 2)))
+    draws = chained._draw_rho(regression, np.random.default_rng(3).random((copies, 2)))
 
     grid = np.linspace(0.0, 0.8, 4001)[:-1] + 0.0001
     terms = profile_terms(ClusterSums.from_data(y, design, codes), grid / (1 - grid))
