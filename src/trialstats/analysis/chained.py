@@ -101,7 +101,7 @@ def impute_chained(
     imputations: int,
     iterations: int,
     seed: int | np.random.SeedSequence,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[float], None] | None = None,
 ) -> np.ndarray:
     """Impute every incomplete column of ``values`` by chained two-level Bayesian regressions.
 

@@ -213,7 +213,7 @@ def impute_trial(
     imputations: int = 20,
     seed: int,
     iterations: int = ITERATIONS,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[float], None] | None = None,
 ) -> ImputedTrial:
     """Impute every configured outcome at every month (the model of the module docstring).
 
@@ -376,7 +376,7 @@ def multiple_imputation(
     seed: int,
     outcomes: list[str] | None = None,
     iterations: int = ITERATIONS,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[float], None] | None = None,
 ) -> pd.DataFrame:
     """Primary analysis after multilevel multiple imputation, pooled by Rubin's rules.
 
@@ -397,7 +397,7 @@ def multiple_imputation(
     iterations : int
         Cycles of the chained equations.
     progress : callable, optional
-        Called with 1 after each cycle (:func:`impute_chained`).
+        Advanced after each cycle, by 1 in all (:func:`impute_chained`).
 
     Returns
     -------

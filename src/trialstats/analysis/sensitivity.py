@@ -48,7 +48,7 @@ Analysis = Callable[[pd.DataFrame, dict[str, Any], list[str] | None], pd.DataFra
 
 
 def _imputation(patients: pd.DataFrame, config: dict[str, Any], outcomes: list[str] | None,
-                progress: Callable[[int], None] | None = None):
+                progress: Callable[[float], None] | None = None):
     settings = config["sensitivity"]
     return multiple_imputation(patients, config, imputations=settings["imputations"],
                                seed=settings["seed"], outcomes=outcomes, progress=progress)
@@ -74,12 +74,13 @@ ANALYSES: dict[str, Analysis] = {
 
 def run_analysis(
     name: str, patients: pd.DataFrame, config: dict[str, Any],
-    outcomes: list[str] | None = None, *, progress: Callable[[int], None] | None = None,
+    outcomes: list[str] | None = None, *, progress: Callable[[float], None] | None = None,
 ) -> pd.DataFrame:
     """Run the sensitivity analysis ``name`` (a key of :data:`ANALYSES`).
 
-    ``progress`` is advanced by the one long analysis, multiple imputation: by 1 after each of
-    its :data:`~trialstats.analysis.imputation.ITERATIONS` chained-equations cycles.
+    ``progress`` is advanced by the one long analysis, multiple imputation: by 1 in all for each
+    of its :data:`~trialstats.analysis.imputation.ITERATIONS` chained-equations cycles (in
+    fractions when a large trial imputes in batches).
 
     Returns exactly :data:`~trialstats.contract.SENSITIVITY_COLUMNS`, so that every
     analysis stacks into one ``sensitivity.csv``; analysis-specific figures (e.g. the fraction
