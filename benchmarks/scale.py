@@ -111,7 +111,8 @@ def main() -> None:
     args = parser.parse_args()
 
     base = read_yaml(ROOT / "config" / "config.yaml")
-    base["data"] = {key: str(ROOT / path) for key, path in base["data"].items()}
+    base["data"] = {key: str((ROOT / "config" / base["data"][key]).resolve())
+                    for key in ("practices", "patients")}  # relative to the config's folder
     with tempfile.TemporaryDirectory(prefix="trialstats-scale-") as tmp:
         tmp = Path(tmp)
         start = time.perf_counter()
