@@ -229,6 +229,17 @@ def test_rows_and_reruns(mice_patients):
         multiple_imputation(mice_patients, MICE_CONFIG, seed=1, outcomes=["z"])
 
 
+def test_batches_of_imputations_change_no_value(mice_patients, monkeypatch):
+    """A large trial imputes and pools in batches of imputations (issue 16: memory); the
+    imputations are independent chains, so the smallest batches (two or three imputations)
+    give the same bytes as one batch."""
+    whole = multiple_imputation(mice_patients, MICE_CONFIG, imputations=5, seed=4)
+    monkeypatch.setattr(chained, "_BATCH_BYTES", 1)
+    assert chained.imputation_batches(5, 10) == [range(0, 3), range(3, 5)]
+    batched = multiple_imputation(mice_patients, MICE_CONFIG, imputations=5, seed=4)
+    assert batched.to_csv(index=False) == whole.to_csv(index=False)
+
+
 def test_missing_covariate_is_excluded_and_counted(mice_patients):
     patients = mice_patients.copy()
     patients.loc[:4, "condition"] = np.nan

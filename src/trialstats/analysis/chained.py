@@ -69,7 +69,7 @@ from threadpoolctl import threadpool_limits
 
 from trialstats.errors import TrialstatsError
 
-__all__ = ["impute_chained", "impute_missing"]
+__all__ = ["imputation_batches", "impute_chained", "impute_missing"]
 
 # mice's ridge penalty (estimice, ridge = 1e-5), as a share of the diagonal of X'X.
 _RIDGE = 1e-5
@@ -81,6 +81,16 @@ _LOG_POST_DROP = 12.0
 # Working data of the imputations advancing together (M x n x columns doubles) is capped
 # near this size; larger trials impute in batches of imputations.
 _BATCH_BYTES = 256 * 2**20
+
+
+def imputation_batches(imputations: int, bytes_each: int) -> list[range]:
+    """Consecutive batches of the imputations ``0 .. M - 1`` that need about ``_BATCH_BYTES``
+    at ``bytes_each`` per imputation. Every batch holds at least two imputations: numpy takes
+    other paths (other rounding) for a stack of one matrix, and batches of two or more give
+    the bytes of one batch of all."""
+    count = max(1, imputations // max(2, _BATCH_BYTES // max(bytes_each, 1)))
+    return [range(int(part[0]), int(part[-1]) + 1)
+            for part in np.array_split(np.arange(imputations), count)]
 
 
 def _cluster_sums(values: np.ndarray, codes: np.ndarray, n_clusters: int) -> np.ndarray:
@@ -130,8 +140,9 @@ def impute_chained(
     Notes
     -----
     The model and the draws are given in the module docstring. Imputations are independent
-    chains: they advance together in batches of at most ``_BATCH_BYTES`` of working data
-    (all of them at once for an ordinary trial), which changes no value.
+    chains: they advance together in batches of about ``_BATCH_BYTES`` of working data, at
+    least two at a time (:func:`imputation_batches`; all of them at once for an ordinary
+    trial), which changes no value.
     """
     y = np.asarray(values, dtype=float)
     completed = np.array(np.broadcast_to(y, (imputations, *y.shape)))
@@ -174,9 +185,8 @@ def impute_missing(
     complete = np.concatenate([np.ones((n_obs, 1)), x, y], axis=1) - shift
     targets = [k for k in range(n_cols) if missing[:, k].any()]
     draws = [np.empty((imputations, int(missing[:, k].sum()))) for k in range(n_cols)]
-    batch = max(1, min(imputations, _BATCH_BYTES // complete.nbytes))
-    for first in range(0, imputations, batch):
-        chunk = streams[first:first + batch]
+    for batch in imputation_batches(imputations, complete.nbytes):
+        chunk = streams[batch.start:batch.stop]
         data = np.array(np.broadcast_to(complete, (len(chunk), *complete.shape)), order="C")
         for k in targets:
             observed = data[0, ~missing[:, k], n_fixed + k]
@@ -192,7 +202,7 @@ def impute_missing(
                 if progress is not None:
                     progress(len(chunk) / imputations)
         for k in targets:
-            draws[k][first:first + len(chunk)] = (data[:, missing[:, k], n_fixed + k]
+            draws[k][batch.start:batch.stop] = (data[:, missing[:, k], n_fixed + k]
                                                   + shift[n_fixed + k])
         del data, state
     return draws

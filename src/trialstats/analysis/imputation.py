@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from trialstats.analysis.chained import impute_chained, impute_missing
+from trialstats.analysis.chained import imputation_batches, impute_chained, impute_missing
 from trialstats.analysis.design import ModelData, model_data
 from trialstats.analysis.effects import mcid_verdict
 from trialstats.analysis.inference import contrast_test
@@ -79,9 +79,6 @@ _LAMBDA_FLOOR = 1e-4
 # Pooled df below this make no interval worth reporting (a t on 0.001 df has a 95% quantile
 # of 1e3000): such a pooled result comes from a degenerate fit and is not estimable.
 _MIN_DF = 1.0
-# The per-row products of the analysis model's cluster sums (imputations x n x p x p doubles,
-# and a copy) are formed for batches of imputations of about this size.
-_BATCH_BYTES = 256 * 2**20
 
 
 @dataclass(frozen=True)
@@ -253,13 +250,14 @@ def _imputed_sums(frame: ModelData, response: np.ndarray,
                   base_scores: np.ndarray | None) -> ClusterSums:
     """Cluster sums of the primary model in every completed dataset: ``response`` (M, n) on
     the design of ``frame`` with ``base_scores`` (M, n) inserted as its third column, formed in
-    batches of imputations so that the (M, n, p, p) products never exist at once."""
+    batches of imputations (:func:`~trialstats.analysis.chained.imputation_batches`; the
+    per-row products and their copy take 16 n p^2 bytes each) so that the (M, n, p, p)
+    products never exist at once."""
     imputations, (n_rows, width) = len(response), frame.X.shape
     width += base_scores is not None
-    batch = max(1, min(imputations, _BATCH_BYTES // (16 * n_rows * width * width)))
     parts = []
-    for first in range(0, imputations, batch):
-        rows = slice(first, first + batch)
+    for batch in imputation_batches(imputations, 16 * n_rows * width * width):
+        rows = slice(batch.start, batch.stop)
         X = np.array(np.broadcast_to(frame.X, (len(response[rows]), *frame.X.shape)))
         if base_scores is not None:
             X = np.insert(X, 2, base_scores[rows], axis=2)
