@@ -1,4 +1,5 @@
-"""Scale: validate and analyse a 2,000-practice, 250,000-patient trial within 2 GB.
+"""Scale: validate, analyse and run every sensitivity analysis of a 2,000-practice,
+250,000-patient trial within 2 GB.
 
 Generates a synthetic trial with the committed generating spec (config/synthetic.yaml) scaled
 to ``--practices`` practices and ``--patients`` patients (conditions in the same proportions),
@@ -8,13 +9,17 @@ writes it as CSV, and runs, each in its own subprocess,
    the analysis-ready parquet tables), and
 2. ``trialstats analyse --config C --out D`` (read and validate again, then the primary model
    for every configured outcome at every follow-up month with Kenward-Roger and
-   Satterthwaite df),
+   Satterthwaite df), and
+3. ``trialstats sensitivity --config C --data D --analysis NAME`` for each analysis of the
+   configuration's ``sensitivity.analyses`` (the whole sensitivity stage, one process per
+   analysis as the workflow runs it; ``--skip-sensitivity`` leaves it out),
 
 reporting wall time and peak resident memory of each (``os.wait4`` rusage of a process
 started by a small launcher, so each figure is that process's own peak). The same two steps
 run on the committed 44-practice synthetic trial (config/config.yaml) for comparison.
 
     .venv/bin/python benchmarks/scale.py [--practices 2000] [--patients 250000] [--seed 1]
+        [--skip-sensitivity]
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from trialstats.config import read_yaml
+from trialstats.config import load_config, read_yaml
 from trialstats.data.synthetic import generate_trial, load_synthetic_spec, write_trial_csv
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,13 +83,21 @@ def run_measured(args: list[str]) -> tuple[float, int]:
     return seconds, int(peak.split()[1]) * 1024
 
 
-def measure(label: str, config: Path, out: Path) -> list[tuple[str, str, float, int]]:
-    """Validate then analyse the trial of ``config``; one result row per step."""
+def measure(label: str, config: Path, out: Path,
+            analyses: list[str]) -> list[tuple[str, str, float, int]]:
+    """Validate, analyse, then run each sensitivity analysis of ``analyses`` on the trial of
+    ``config``; one result row per step."""
+    steps = [(step, [step, "--config", str(config), "--out", str(out)])
+             for step in ("validate", "analyse")]
+    steps += [(name, ["sensitivity", "--config", str(config), "--data", str(out),
+                      "--analysis", name, "--out", str(out / f"sensitivity-{name}.csv")])
+              for name in analyses]
     rows = []
-    for step in ("validate", "analyse"):
-        seconds, peak = run_measured([step, "--config", str(config), "--out", str(out)])
+    for step, args in steps:
+        seconds, peak = run_measured(args)
         rows.append((label, step, seconds, peak))
-        print(f"  {label:<28} {step:<9} {seconds:8.1f} s  {peak / 2**20:8.0f} MiB", flush=True)
+        print(f"  {label:<28} {step:<20} {seconds:8.1f} s  {peak / 2**20:8.0f} MiB",
+              flush=True)
     return rows
 
 
@@ -93,10 +106,13 @@ def main() -> None:
     parser.add_argument("--practices", type=int, default=2000)
     parser.add_argument("--patients", type=int, default=250_000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--skip-sensitivity", action="store_true",
+                        help="validate and analyse only")
     args = parser.parse_args()
 
     base = read_yaml(ROOT / "config" / "config.yaml")
-    base["data"] = {key: str(ROOT / path) for key, path in base["data"].items()}
+    base["data"] = {key: str((ROOT / "config" / base["data"][key]).resolve())
+                    for key in ("practices", "patients")}  # relative to the config's folder
     with tempfile.TemporaryDirectory(prefix="trialstats-scale-") as tmp:
         tmp = Path(tmp)
         start = time.perf_counter()
@@ -116,13 +132,22 @@ def main() -> None:
             configs[name].write_text(yaml.safe_dump(config, sort_keys=False))
         n_fits = len(base["outcomes"]) * len(base["design"]["followup_months"])
         print(f"each analyse: {n_fits} models x {base['analysis']['df_method']}")
-        rows = measure("44-practice synthetic trial", configs["small"], tmp / "small")
-        rows += measure(f"{args.practices:,} practices", configs["large"], tmp / "large")
+        analyses = [] if args.skip_sensitivity else list(load_config(
+            configs["small"])["sensitivity"]["analyses"])
+        rows = measure("44-practice synthetic trial", configs["small"], tmp / "small",
+                       analyses)
+        rows += measure(f"{args.practices:,} practices", configs["large"], tmp / "large",
+                        analyses)
     worst = max(row[3] for row in rows)
-    small = {step: (s, m) for label, step, s, m in rows[:2]}
-    for _, step, seconds, peak in rows[2:]:
+    steps = len(rows) // 2
+    small = {step: (s, m) for label, step, s, m in rows[:steps]}
+    for _, step, seconds, peak in rows[steps:]:
         print(f"{step}: {seconds / small[step][0]:.1f}x the time and "
               f"{peak / small[step][1]:.1f}x the memory of the 44-practice trial")
+    if analyses:
+        stage = sum(row[2] for row in rows[steps + 2:])
+        print(f"sensitivity stage on {args.patients:,} patients: {stage:.1f} s in all, "
+              f"largest peak {max(row[3] for row in rows[steps + 2:]) / 2**20:.0f} MiB")
     verdict = "within" if worst <= LIMIT_BYTES else "OVER"
     print(f"largest peak {worst / 2**20:.0f} MiB: {verdict} the 2 GiB limit")
 

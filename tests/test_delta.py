@@ -127,12 +127,12 @@ def mice_agreement(tmp_path_factory):
                          seed=5, iterations=1)
     cells = shifted_cells(trial, "y", 12, "intervention")
     x = np.column_stack([np.ones(len(cells)), trial.treated,
-                         trial.imputed[0, :, trial.score_columns.index("y_m0")]])
+                         trial.completed("y_m0")[0]])
     inverse = np.linalg.inv(x.T @ x)
     n, p = x.shape
     ours = []
     for result in reference["results"]:
-        y = trial.imputed[:, :, trial.score_columns.index("y_m12")] + result["delta"] * cells
+        y = trial.completed("y_m12") + result["delta"] * cells
         beta = y @ (inverse @ x.T).T
         variance = ((y - beta @ x.T) ** 2).sum(axis=1) / (n - p) * inverse[1, 1]
         ours.append(rubin_pool(beta[:, 1], variance, n - p))

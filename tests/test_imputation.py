@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from trialstats.analysis import imputation
+from trialstats.analysis import chained
 from trialstats.analysis.imputation import (
     IMPUTATION_COLUMNS,
     impute_chained,
@@ -111,12 +111,12 @@ def test_rho_draws_follow_the_reml_posterior():
     full = np.column_stack([design, y])
     sums = np.zeros((codes.max() + 1, full.shape[1]))
     np.add.at(sums, codes, full)
-    regression = imputation._Regression(
+    regression = chained._Regression(
         np.broadcast_to(full.T @ full, (copies, 4, 4)).copy(),
         np.broadcast_to(sums, (copies, *sums.shape)).copy(),
         np.bincount(codes).astype(float),
     )
-    draws = imputation._draw_rho(regression, np.random.default_rng(3).random((copies, 2)))
+    draws = chained._draw_rho(regression, np.random.default_rng(3).random((copies, 2)))
 
     grid = np.linspace(0.0, 0.8, 4001)[:-1] + 0.0001
     terms = profile_terms(ClusterSums.from_data(y, design, codes), grid / (1 - grid))
@@ -227,6 +227,17 @@ def test_rows_and_reruns(mice_patients):
     assert "averaged over imputations" in row["notes"]
     with pytest.raises(TrialstatsError, match="unknown outcome"):
         multiple_imputation(mice_patients, MICE_CONFIG, seed=1, outcomes=["z"])
+
+
+def test_batches_of_imputations_change_no_value(mice_patients, monkeypatch):
+    """A large trial imputes and pools in batches of imputations (issue 16: memory); the
+    imputations are independent chains, so the smallest batches (two or three imputations)
+    give the same bytes as one batch."""
+    whole = multiple_imputation(mice_patients, MICE_CONFIG, imputations=5, seed=4)
+    monkeypatch.setattr(chained, "_BATCH_BYTES", 1)
+    assert chained.imputation_batches(5, 10) == [range(0, 3), range(3, 5)]
+    batched = multiple_imputation(mice_patients, MICE_CONFIG, imputations=5, seed=4)
+    assert batched.to_csv(index=False) == whole.to_csv(index=False)
 
 
 def test_missing_covariate_is_excluded_and_counted(mice_patients):

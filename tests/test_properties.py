@@ -1,4 +1,6 @@
-"""Invariance properties of the primary analysis (``analyse_outcome``), checked with hypothesis.
+"""Invariance properties of the primary analysis (``analyse_outcome``), checked with hypothesis,
+and degenerate trials (an arm with no outcome, a constant score, one cluster per arm, a
+covariate aliased with arm) that every sensitivity analysis must turn into rows.
 
 Each example is a small trial (2-4 practices per arm, 2-8 patients each, one outcome at
 baseline and month 12 with some values missing, a numeric and a categorical covariate) drawn
@@ -10,12 +12,19 @@ sums the REML kernel works from and far below any real change.
 
 from __future__ import annotations
 
+import functools
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+import yaml
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
 from trialstats.analysis.primary import analyse_outcome
+from trialstats.analysis.sensitivity import run_analysis
+from trialstats.config import load_config
 from trialstats.data.validate import TREATED
 
 METHODS = ["kenward-roger", "satterthwaite", "between-within", "residual"]
@@ -206,3 +215,65 @@ def test_the_generator_makes_fittable_trials():
 
     record()
     assert np.mean(fitted) > 0.5
+
+
+# --- degenerate trials (issue 16): rows that say why, never a traceback or a garbage number ---
+
+DEGENERATE = ["an arm with no outcome", "a constant score", "one cluster per arm",
+              "a covariate aliased with arm"]
+#: Every sensitivity analysis but the permutation test (which needs an allocation set).
+SENSITIVITY = ["multiple-imputation", "delta-adjustment", "repeated-measures", "cluster-level",
+               "gee", "cr2", "subgroups"]
+
+
+@functools.cache
+def _sensitivity_config() -> dict:
+    folder = Path(tempfile.mkdtemp(prefix="trialstats-properties-"))
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump({
+        "data": {"practices": "practices.csv", "patients": "patients.csv"},
+        "design": {"intervention": "intervention", "followup_months": [12],
+                   "primary_month": 12},
+        "outcomes": [OUTCOME],
+        "analysis": {"covariates": ["age", "condition"]},
+        "sensitivity": {"imputations": 3, "subgroup": "condition"},
+    }))
+    return load_config(path)
+
+
+def degenerate(patients: pd.DataFrame, kind: str) -> pd.DataFrame:
+    """``patients`` made degenerate in the way ``kind`` of :data:`DEGENERATE` names."""
+    out = patients.copy()
+    treated = out[TREATED] == 1
+    if kind == "an arm with no outcome":
+        out.loc[treated, "score_m12"] = np.nan
+    elif kind == "a constant score":
+        out["score_m12"] = out["score_m12"].where(out["score_m12"].isna(), 50.0)
+    elif kind == "one cluster per arm":  # every other practice's outcome missing
+        first = out.groupby(TREATED)["practice_id"].transform("min")
+        out.loc[out["practice_id"] != first, "score_m12"] = np.nan
+    else:
+        out["age"] = 30.0 + 10.0 * out[TREATED]
+    return out
+
+
+@settings(max_examples=12, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(trials(), st.sampled_from(DEGENERATE))
+def test_degenerate_trials_give_rows_that_say_why(patients, kind):
+    config = _sensitivity_config()
+    broken = degenerate(patients, kind)
+    for name in SENSITIVITY:
+        table = run_analysis(name, broken, config)
+        assert len(table) >= 1, name
+        untried = table["notes"].fillna("").str.startswith(("not estimable", "skipped"))
+        reported = table[~untried]
+        numbers = reported[["estimate", "se", "df", "ci_low", "ci_high"]].to_numpy(float)
+        assert np.isfinite(numbers).all(), (name, kind)
+        assert (reported["df"] > 0).all() and (reported["se"] > 0).all(), (name, kind)
+        assert table.loc[untried, "estimate"].isna().all(), (name, kind)
+        if kind != "a covariate aliased with arm" or name in ("multiple-imputation",
+                                                              "delta-adjustment"):
+            # no comparison of arms exists (the cluster-level test of residuals, which
+            # leaves arm out of its regression, may still compare the aliased trial)
+            assert untried.all(), (name, kind, table["notes"].tolist())

@@ -3,6 +3,7 @@ tables shaped like ``primary.csv`` / ``sensitivity.csv`` made from it by a simpl
 
 from __future__ import annotations
 
+import json
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from scipy import stats
 from trialstats.analysis.effects import baseline_sd, mcid_raw, mcid_verdict
 from trialstats.config import load_config
 from trialstats.contract import COLUMNS as RESULT_COLUMNS
+from trialstats.data.fingerprint import FINGERPRINT_FILE, fingerprint
 from trialstats.data.validate import Trial, load_trial, outcome_column
 from trialstats.power.grid import expand_grid, gather
 
@@ -174,6 +176,7 @@ def write_results(trial: Trial, results: Path, sensitivity: bool = True) -> None
     (results / "data").mkdir(parents=True, exist_ok=True)
     trial.practices.to_parquet(results / "data" / "practices.parquet")
     trial.patients.to_parquet(results / "data" / "patients.parquet")
+    (results / "data" / FINGERPRINT_FILE).write_text(json.dumps(fingerprint(trial.config)))
     fake_results(trial).to_csv(results / "primary.csv", index=False)
     if sensitivity:
         fake_sensitivity(trial).to_csv(results / "sensitivity.csv", index=False)

@@ -104,7 +104,7 @@ def shifted_cells(trial: ImputedTrial, name: str, month: int, arm: str) -> np.nd
     ndarray, shape (n,)
         1.0 for the analysed patients of ``arm`` (``intervention``, ``control`` or ``both``)
         whose month-``month`` score of outcome ``name`` was imputed, else 0.0; the adjusted
-        response of imputation *m* is ``trial.imputed[m, :, k] + delta * cells``.
+        response of imputation *m* is ``trial.completed(column)[m] + delta * cells``.
     """
     missing = trial.missing[:, trial.score_columns.index(outcome_column(name, month))]
     treated = trial.treated == 1.0
@@ -163,8 +163,10 @@ def delta_rows(
                 note = (f"delta adjustment: {_unit(scale, sd, float(delta))} added to the "
                         f"{int(cells.sum())} imputed month-{month} scores of the {arm} "
                         f"{'arms' if arm == 'both' else 'arm'}")
+                notes = (f"{row['notes']}; {note}" if row["notes"].startswith("not estimable")
+                         else f"{note}; {row['notes']}")
                 out.append({**row, "analysis": ANALYSIS, "delta": float(delta),
-                            "notes": f"{note}; {row['notes']}"})
+                            "notes": notes})
     return pd.DataFrame(out, columns=list(DELTA_COLUMNS))
 
 
@@ -279,6 +281,12 @@ def tipping_points(
             return cache[raw]
 
         unit = 1.0 if scale == "raw" else sd
+        problem = evaluate(0.0)["notes"]
+        if problem.startswith("not estimable"):
+            out += [{"outcome": outcome["name"], "month": month, "criterion": criterion,
+                     "delta": np.nan, "conclusion_mar": "", "conclusion_tipped": "",
+                     "notes": problem} for criterion in ("significance", "mcid verdict")]
+            continue
         for criterion, thresholds in (("significance", [0.0]),
                                       ("mcid verdict", [-mcid, mcid])):
             def conclusion(row, criterion=criterion, outcome=outcome):

@@ -71,6 +71,10 @@ def join_notes(*notes: str) -> str:
     return "; ".join(n for n in notes if n)
 
 
+# A standard error below this many baseline SDs is rounding error, not information.
+_DEGENERATE_SE = 1e-8
+
+
 def t_row(
     base: dict[str, Any], *, estimate: float, se: float, df: float, alpha: float,
     higher_is_better: bool,
@@ -92,11 +96,18 @@ def t_row(
     -------
     dict
         ``base`` plus ``estimate, se, df, ci_low, ci_high, p_value, effect_size, es_ci_low,
-        es_ci_high, mcid_verdict`` computed as in :mod:`trialstats.analysis.primary`.
+        es_ci_high, mcid_verdict`` computed as in :mod:`trialstats.analysis.primary`; or, from
+        a degenerate fit (a non-finite estimate, SE or df, or an SE below ``1e-8`` baseline SD,
+        e.g. a constant outcome), ``base`` with "not estimable: ..." first in ``notes``.
     """
+    sd0 = base["sd_baseline"]
+    if not (np.isfinite(estimate) and np.isfinite(se) and np.isfinite(df) and df > 0
+            and se > _DEGENERATE_SE * (abs(sd0) if np.isfinite(sd0) else 0.0)):
+        return {**base, "notes": join_notes(
+            f"not estimable: degenerate fit (estimate {estimate:.4g}, SE {se:.4g} on "
+            f"{df:.4g} df)", base.get("notes", ""))}
     half = stats.t.ppf(1 - alpha / 2, df) * se
     low, high = estimate - half, estimate + half
-    sd0 = base["sd_baseline"]
     return {
         **base, "estimate": estimate, "se": se, "df": df, "ci_low": low, "ci_high": high,
         "p_value": float(2 * stats.t.sf(abs(estimate / se), df)),

@@ -67,7 +67,7 @@ Analysis = Callable[[pd.DataFrame, dict[str, Any], list[str] | None], pd.DataFra
 
 
 def _imputation(patients: pd.DataFrame, config: dict[str, Any], outcomes: list[str] | None,
-                progress: Callable[[int], None] | None = None):
+                progress: Callable[[float], None] | None = None):
     settings = config["sensitivity"]
     return multiple_imputation(patients, config, imputations=settings["imputations"],
                                seed=settings["seed"], outcomes=outcomes, progress=progress)
@@ -102,12 +102,13 @@ GLMM_ANALYSES: dict[str, OutcomeRows] = {
 
 def run_analysis(
     name: str, patients: pd.DataFrame, config: dict[str, Any],
-    outcomes: list[str] | None = None, *, progress: Callable[[int], None] | None = None,
+    outcomes: list[str] | None = None, *, progress: Callable[[float], None] | None = None,
 ) -> pd.DataFrame:
     """Run the sensitivity analysis ``name`` (a key of :data:`ANALYSES`).
 
-    ``progress`` is advanced by the one long analysis, multiple imputation: by 1 after each of
-    its :data:`~trialstats.analysis.imputation.ITERATIONS` chained-equations cycles.
+    ``progress`` is advanced by the one long analysis, multiple imputation: by 1 in all for each
+    of its :data:`~trialstats.analysis.imputation.ITERATIONS` chained-equations cycles (in
+    fractions when a large trial imputes in batches).
 
     Returns exactly :data:`~trialstats.contract.SENSITIVITY_COLUMNS`, so that every
     analysis stacks into one ``sensitivity.csv``; analysis-specific figures (e.g. the fraction
@@ -116,7 +117,10 @@ def run_analysis(
     are those of continuous outcomes (``effect_measure`` mean difference); a binary or count
     outcome gets the rows of :data:`GLMM_ANALYSES` where the analysis has them, otherwise per
     month one row (its first measure) saying "not estimable: <name> is for continuous
-    outcomes". Rows that could not be estimated have an empty ``converged``.
+    outcomes". An analysis that fails on the data (a numerical error such as numpy's
+    ``LinAlgError``, or a :class:`~trialstats.errors.TrialstatsError` such as a covariate
+    aliased with arm) gives the rows of :func:`not_estimable` instead. Rows that could not be
+    estimated have an empty ``converged``.
     """
     if name not in ANALYSES:
         raise TrialstatsError(
@@ -130,7 +134,21 @@ def run_analysis(
     if name == "multiple-imputation":
         analysis = partial(_imputation, progress=progress)
     columns = DELTA_COLUMNS if name == "delta-adjustment" else SENSITIVITY_COLUMNS
-    chosen = chosen_outcomes(config, outcomes)
+    chosen = chosen_outcomes(config, outcomes)  # an unknown outcome is the user's error
+    try:
+        rows = _rows_by_type(name, analysis, patients, config, chosen)
+    except (ArithmeticError, ValueError, TrialstatsError) as error:
+        rows = not_estimable(name, config, outcomes, error)
+    return honest_status(rows.reindex(columns=list(columns)))
+
+
+def _rows_by_type(
+    name: str, analysis: Analysis, patients: pd.DataFrame, config: dict[str, Any],
+    chosen: list[dict[str, Any]],
+) -> pd.DataFrame:
+    """The rows of ``analysis`` for continuous outcomes, and for binary and count outcomes
+    those of :data:`GLMM_ANALYSES` (or a row saying the analysis is for continuous outcomes),
+    in configuration order."""
     continuous = [o["name"] for o in chosen if o.get("type", "continuous") == "continuous"]
     tables = []
     if continuous:
@@ -150,4 +168,19 @@ def run_analysis(
     rows = pd.concat(tables, ignore_index=True) if len(tables) > 1 else tables[0]
     order = {n: i for i, n in enumerate(o["name"] for o in chosen)}
     rows = rows.sort_values("outcome", key=lambda c: c.map(order), kind="stable")
-    return honest_status(rows.reset_index(drop=True).reindex(columns=list(columns)))
+    return rows.reset_index(drop=True)
+
+
+def not_estimable(name: str, config: dict[str, Any], outcomes: list[str] | None,
+                  error: Exception) -> pd.DataFrame:
+    """One "not estimable: why" row per chosen outcome x follow-up month for an analysis that
+    failed as a whole (e.g. a singular matrix from a degenerate trial), so that it never
+    takes the rows of the other analyses with it."""
+    why = str(error).strip() or type(error).__name__
+    rows = [{"outcome": outcome["name"], "month": month, "analysis": name,
+             "effect_measure": MEAN_DIFFERENCE if outcome.get("type", "continuous")
+             == "continuous" else measures_of(outcome)[0],
+             "notes": f"not estimable: {name} failed on these data ({why})"}
+            for outcome in chosen_outcomes(config, outcomes)
+            for month in config["design"]["followup_months"]]
+    return pd.DataFrame(rows, columns=list(SENSITIVITY_COLUMNS))

@@ -11,6 +11,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from trialstats.config import load_config
+from trialstats.data.fingerprint import check_fingerprint
 from trialstats.data.validate import load_trial
 
 
@@ -20,15 +21,19 @@ def add_trial_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data", type=Path,
         help="analysis-ready tables from `trialstats validate --out DIR` (default: read and "
-        "validate the tables named in the configuration)",
+        "validate the tables named in the configuration); refused when they were validated "
+        "with another configuration or other inputs",
     )
 
 
 def read_trial(args: argparse.Namespace) -> tuple[dict[str, Any], pd.DataFrame]:
-    """The validated configuration and patients named by ``--config`` and ``--data``."""
+    """The validated configuration and patients named by ``--config`` and ``--data``; tables
+    of ``--data`` validated with another configuration or other inputs are refused
+    (:func:`~trialstats.data.fingerprint.check_fingerprint`)."""
     config = load_config(args.config)
     if args.data is None:
         return config, load_trial(config).patients
+    check_fingerprint(args.data, config)
     return config, pd.read_parquet(args.data / "patients.parquet")
 
 

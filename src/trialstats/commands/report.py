@@ -13,6 +13,7 @@ import trialstats
 from trialstats.atomic import staged_outputs
 from trialstats.config import load_config
 from trialstats.contract import read_tidy
+from trialstats.data.fingerprint import check_fingerprint
 from trialstats.errors import TrialstatsError
 
 
@@ -101,6 +102,7 @@ def run(args: argparse.Namespace) -> None:
     data = args.results / "data"
     practices = _read_parquet(data / "practices.parquet")
     patients = _read_parquet(data / "patients.parquet")
+    check_fingerprint(data, config)
     primary_path, sensitivity_path = args.results / "primary.csv", args.results / "sensitivity.csv"
     results = read_tidy(primary_path)
     sensitivity = read_tidy(sensitivity_path) if sensitivity_path.is_file() else None

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from trialstats.atomic import staged_outputs
 from trialstats.config import load_config
 from trialstats.data.columns import identifier_columns
+from trialstats.data.fingerprint import FINGERPRINT_FILE, fingerprint
 from trialstats.data.validate import TREATED, Trial, load_trial, outcome_columns, summarise
 
 
@@ -46,13 +48,16 @@ def input_notes(trial: Trial) -> str:
 
 
 def run(args: argparse.Namespace) -> None:
-    """Validate, print the summary, and write the analysis-ready tables when asked (all
-    three files together: a failed or killed run leaves the previous ones whole)."""
-    trial = load_trial(load_config(args.config))
+    """Validate, print the summary, and write the analysis-ready tables and their fingerprint
+    when asked (all files together: a failed or killed run leaves the previous ones whole)."""
+    config = load_config(args.config)
+    trial = load_trial(config)
     summary = summarise(trial) + "\n" + input_notes(trial)
     if args.out is not None:
         with staged_outputs(args.out) as stage:
             trial.practices.to_parquet(stage / "practices.parquet")
             trial.patients.to_parquet(stage / "patients.parquet")
             (stage / "validation.txt").write_text(summary + "\n")
+            (stage / FINGERPRINT_FILE).write_text(
+                json.dumps(fingerprint(config), indent=1, sort_keys=True) + "\n")
     print(summary)

@@ -35,6 +35,9 @@ _TRUE = frozenset({"true", "t", "yes", "y", "1", "1.0"})
 _FALSE = frozenset({"false", "f", "no", "n", "0", "0.0"})
 _SHOWN_ROWS = 5
 _DECIMAL_COMMA = re.compile(r"^[+-]?\d+(,\d+)?$")
+# Largest magnitude accepted as a score: beyond it sums of squares over a large trial lose all
+# precision or overflow (1e308), and no instrument scores that high.
+_SCORE_LIMIT = 1e15
 
 
 @dataclass(frozen=True)
@@ -262,6 +265,12 @@ def _numeric_outcomes(
             problems.append(
                 f"{path}, column '{column}': values {_values(raw[wrong])} at {_rows(wrong)} are "
                 f"not allowed for {outcome['type']} outcome '{outcome['name']}' ({rule})."
+            )
+        huge = ~(values.abs() <= _SCORE_LIMIT) & values.notna()
+        if huge.any():
+            problems.append(
+                f"{path}, column '{column}': values {_values(raw[huge])} at {_rows(huge)} are "
+                f"infinite or beyond {_SCORE_LIMIT:g} in magnitude, not scores."
             )
         low_high = outcome.get("range")
         if low_high is not None:

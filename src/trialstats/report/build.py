@@ -17,7 +17,7 @@ from trialstats.report.figures import (
     sensitivity_figure,
     split_by_outcome,
 )
-from trialstats.report.format import month_label, words
+from trialstats.report.format import month_label, printable, words
 from trialstats.report.methods import (
     REFERENCES,
     methods_paragraphs,
@@ -140,6 +140,9 @@ def build_report(
         return report, supplement, counts
     if power is not None:
         check_power(power, "power.csv")
+    # a control character in a label or a cell would break Word and SVG output
+    practices, patients, config, results, sensitivity, power = (printable(v) for v in (
+        practices, patients, config, results, sensitivity, power))
     design = config["design"]
     w = words(config)
     counts = consort_counts(practices, patients, results, config)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,11 +28,37 @@ __all__ = [
     "month_label",
     "ordered_outcomes",
     "primary_rows",
+    "printable",
     "sentence",
     "truthy",
     "variable_label",
     "words",
 ]
+
+# C0 and C1 control characters other than tab and newline: invalid in XML (Word, SVG),
+# invisible or terminal escapes elsewhere.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def printable(value: Any) -> Any:
+    """``value`` with every control character (other than tab and newline) in its text
+    replaced by U+FFFD: strings, the keys and values of dicts and lists, and the text cells
+    of a DataFrame; anything else is returned as it is."""
+    if isinstance(value, str):
+        return _CONTROL.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {printable(k): printable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(printable(v) for v in value)
+    if isinstance(value, pd.DataFrame):
+        text = [c for c in value.columns
+                if pd.api.types.is_object_dtype(value[c]) or pd.api.types.is_string_dtype(value[c])]
+        cleaned = value.assign(**{c: value[c].map(printable) for c in text})
+        cleaned.columns = [printable(c) for c in cleaned.columns]
+        cleaned.attrs = value.attrs
+        return cleaned
+    return value
+
 
 _METHOD_NAMES = {
     "kenward-roger": "Kenward-Roger",
