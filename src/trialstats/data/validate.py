@@ -12,7 +12,6 @@ nothing is dropped or repaired silently.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,6 @@ TREATED = "treated"
 _TRUE = frozenset({"true", "t", "yes", "y", "1", "1.0"})
 _FALSE = frozenset({"false", "f", "no", "n", "0", "0.0"})
 _SHOWN_ROWS = 5
-_DECIMAL_COMMA = re.compile(r"^[+-]?\d+(,\d+)?$")
 # Largest magnitude accepted as a score: beyond it sums of squares over a large trial lose all
 # precision or overflow (1e308), and no instrument scores that high.
 _SCORE_LIMIT = 1e15
@@ -130,11 +128,9 @@ def _to_number(series: pd.Series) -> pd.Series:
         return series.astype(float)
     if pd.api.types.is_numeric_dtype(series):
         return series.astype(float)
+    # Commas were decided by the reader (data.io: thousands separators or decimal commas,
+    # per file and column, or refused); one left here is not a number.
     text = series.astype("string").str.strip()
-    present = text.dropna()
-    decimal_comma = present.str.match(_DECIMAL_COMMA).all() and present.str.contains(",").any()
-    if len(present) and decimal_comma:
-        text = text.str.replace(",", ".", regex=False)
     return pd.to_numeric(text, errors="coerce").astype(float)
 
 
