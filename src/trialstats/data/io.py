@@ -19,6 +19,7 @@ than one sheet and no sheet configured (``data.sheet``) are refused too.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import re
@@ -85,10 +86,8 @@ def _decode(path: Path, raw: bytes) -> tuple[str, str]:
         return raw.decode("utf-16"), "UTF-16"
     if head.count(0) > len(head) // 4:
         encoding = "utf-16-le" if head[1:2] == b"\x00" else "utf-16-be"
-        try:
+        with contextlib.suppress(UnicodeDecodeError):  # not UTF-16 after all: refused below
             return raw.decode(encoding), "UTF-16"
-        except UnicodeDecodeError:
-            pass
     if 0 in head:
         raise TrialstatsError(f"{path}: contains zero bytes; it is not a delimited text file.")
     for encoding, name in _ENCODINGS.items():
