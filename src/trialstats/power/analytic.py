@@ -50,16 +50,17 @@ from trialstats.power.design_effect import (
 )
 from trialstats.power.solving import (
     DISTRIBUTIONS,
-    MIN_CLUSTERS_PER_ARM,
     add_solve_columns,
     analysed_size,
     arm_sizes,
+    broadcast_terms,
     check_choice,
     check_target,
     check_unknown_given,
-    integer_clusters,
+    size_columns,
     solve_each,
     solve_increasing,
+    solve_trial_size,
     t_df,
     terms_at,
     two_sided_power,
@@ -378,15 +379,10 @@ def _continuous_terms(
 
 
 def _continuous_frame(terms: dict) -> pd.DataFrame:
-    shape = terms["power"].shape
-    col = {key: np.broadcast_to(np.asarray(value), shape).ravel() for key, value in terms.items()}
+    col = broadcast_terms(terms)
     return pd.DataFrame(
         {
-            "power": col["power"], "clusters_per_arm": col["k_control"],
-            "k_control": col["k_control"], "k_intervention": col["k_intervention"],
-            "cluster_size": col["cluster_size"],
-            "cluster_size_analysed": col["cluster_size_analysed"],
-            "n_total": (col["k_control"] + col["k_intervention"]) * col["cluster_size_analysed"],
+            **size_columns(col),
             "effect": col["effect"], "difference": col["difference"], "sd": col["sd"],
             "icc": col["icc"], "cv": col["cv"], "alpha": col["alpha"],
             "attrition": col["attrition"], "design_effect": col["design_effect"],
@@ -417,36 +413,18 @@ def _solve_continuous_scenario(
 
     k_c, m, d = s["k_control"], s["cluster_size"], s["effect"]
     out = {"k_control_exact": k_c, "cluster_size_exact": m, "effect": d}
-    if unknown == "clusters_per_arm":
-        if d == 0:
-            raise TrialstatsError("A zero effect cannot be detected with any number of clusters.")
-        lo = MIN_CLUSTERS_PER_ARM / min(1.0, ratio)
-        k_exact = solve_increasing(
-            lambda k: power_at(k, ratio * k, m, d) - target, lo, lo, "number of clusters"
-        )
-        k_c, k_i = integer_clusters(k_exact, ratio, lambda kc, ki: power_at(kc, ki, m, d), target)
-        out.update(k_control_exact=k_exact, k_control=k_c, k_intervention=k_i, cluster_size=m)
-        return out
+    if d == 0 and unknown in ("clusters_per_arm", "cluster_size"):
+        what = "number of clusters" if unknown == "clusters_per_arm" else "cluster size"
+        raise TrialstatsError(f"A zero effect cannot be detected with any {what}.")
+    size = solve_trial_size(
+        unknown, lambda kc, ki, mm: power_at(kc, ki, mm, d), target=target, ratio=ratio,
+        k_control=k_c, cluster_size=m, attrition=s["attrition"], icc=s["icc"],
+        bound=lambda kc, ki: _continuous_power_bound(s, kc, ki, d, baseline, distribution),
+        larger="effect",
+    )
+    if size is not None:
+        return out | size
     k_i = ratio * k_c
-    if unknown == "cluster_size":
-        if d == 0:
-            raise TrialstatsError("A zero effect cannot be detected with any cluster size.")
-        bound = _continuous_power_bound(s, k_c, k_i, d, baseline, distribution)
-        if bound <= target:
-            raise TrialstatsError(
-                f"No cluster size reaches power {target:g} with {k_c:g} control and {k_i:g} "
-                f"intervention clusters: as clusters grow the power only approaches "
-                f"{bound:.4f} (ICC {s['icc']:g}). Add clusters or accept a larger effect."
-            )
-        lo = 1.0 / (1.0 - s["attrition"])
-        m_exact = solve_increasing(
-            lambda mm: power_at(k_c, k_i, mm, d) - target, lo, 2.0 * lo, "cluster size"
-        )
-        m_int = float(math.ceil(m_exact - 1e-9))
-        out.update(
-            cluster_size_exact=m_exact, cluster_size=m_int, k_control=k_c, k_intervention=k_i
-        )
-        return out
     d_exact = solve_increasing(
         lambda dd: power_at(k_c, k_i, m, dd) - target, 0.0, 1.0, "effect size"
     )

@@ -29,17 +29,17 @@ from trialstats.errors import TrialstatsError
 from trialstats.power.design_effect import design_effect
 from trialstats.power.solving import (
     DISTRIBUTIONS,
-    MIN_CLUSTERS_PER_ARM,
     XTOL,
     add_solve_columns,
     analysed_size,
     arm_sizes,
+    broadcast_terms,
     check_choice,
     check_target,
     check_unknown_given,
-    integer_clusters,
+    size_columns,
     solve_each,
-    solve_increasing,
+    solve_trial_size,
     t_df,
     terms_at,
     two_sided_power,
@@ -299,15 +299,10 @@ def _binary_terms(
 
 
 def _binary_frame(terms: dict) -> pd.DataFrame:
-    shape = terms["power"].shape
-    col = {key: np.broadcast_to(np.asarray(value), shape).ravel() for key, value in terms.items()}
+    col = broadcast_terms(terms)
     return pd.DataFrame(
         {
-            "power": col["power"], "clusters_per_arm": col["k_control"],
-            "k_control": col["k_control"], "k_intervention": col["k_intervention"],
-            "cluster_size": col["cluster_size"],
-            "cluster_size_analysed": col["cluster_size_analysed"],
-            "n_total": (col["k_control"] + col["k_intervention"]) * col["cluster_size_analysed"],
+            **size_columns(col),
             "p_control": col["p_control"], "p_intervention": col["p_intervention"],
             "difference": col["p_intervention"] - col["p_control"], "icc": col["icc"],
             "cv": col["cv"], "alpha": col["alpha"], "attrition": col["attrition"],
@@ -337,36 +332,17 @@ def _solve_binary_scenario(
 
     k_c, m, p1 = s["k_control"], s["cluster_size"], s["p_intervention"]
     out = {"k_control_exact": k_c, "cluster_size_exact": m, "p_intervention": p1}
-    if unknown == "clusters_per_arm":
-        if p1 == p0:
-            raise TrialstatsError("Equal proportions cannot be told apart with any trial size.")
-        lo = MIN_CLUSTERS_PER_ARM / min(1.0, ratio)
-        k_exact = solve_increasing(
-            lambda k: power_at(k, ratio * k, m, p1) - target, lo, lo, "number of clusters"
-        )
-        k_c, k_i = integer_clusters(k_exact, ratio, lambda kc, ki: power_at(kc, ki, m, p1), target)
-        out.update(k_control_exact=k_exact, k_control=k_c, k_intervention=k_i, cluster_size=m)
-        return out
+    if p1 == p0 and unknown in ("clusters_per_arm", "cluster_size"):
+        raise TrialstatsError("Equal proportions cannot be told apart with any trial size.")
+    size = solve_trial_size(
+        unknown, lambda kc, ki, mm: power_at(kc, ki, mm, p1), target=target, ratio=ratio,
+        k_control=k_c, cluster_size=m, attrition=s["attrition"], icc=s["icc"],
+        bound=lambda kc, ki: _binary_power_bound(s, kc, ki, p1, distribution),
+        larger="difference",
+    )
+    if size is not None:
+        return out | size
     k_i = ratio * k_c
-    if unknown == "cluster_size":
-        if p1 == p0:
-            raise TrialstatsError("Equal proportions cannot be told apart with any trial size.")
-        bound = _binary_power_bound(s, k_c, k_i, p1, distribution)
-        if bound <= target:
-            raise TrialstatsError(
-                f"No cluster size reaches power {target:g} with {k_c:g} control and {k_i:g} "
-                f"intervention clusters: as clusters grow the power only approaches "
-                f"{bound:.4f} (ICC {s['icc']:g}). Add clusters or accept a larger difference."
-            )
-        lo = 1.0 / (1.0 - s["attrition"])
-        m_exact = solve_increasing(
-            lambda mm: power_at(k_c, k_i, mm, p1) - target, lo, 2.0 * lo, "cluster size"
-        )
-        out.update(
-            cluster_size_exact=m_exact, cluster_size=float(math.ceil(m_exact - 1e-9)),
-            k_control=k_c, k_intervention=k_i,
-        )
-        return out
     sign = 1.0 if direction == "increase" else -1.0
     room = (1.0 - p0) if direction == "increase" else p0
     edge = room * (1.0 - 1e-12)

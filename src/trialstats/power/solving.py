@@ -30,13 +30,16 @@ __all__ = [
     "add_solve_columns",
     "analysed_size",
     "arm_sizes",
+    "broadcast_terms",
     "ceil_arm",
     "check_choice",
     "check_target",
     "check_unknown_given",
     "integer_clusters",
+    "size_columns",
     "solve_each",
     "solve_increasing",
+    "solve_trial_size",
     "t_df",
     "terms_at",
     "two_sided_power",
@@ -233,6 +236,78 @@ def integer_clusters(
     while k_c - 1 >= lo and power_at(k_c - 1, ceil_arm(ratio * (k_c - 1))) >= target:
         k_c -= 1
     return float(k_c), ceil_arm(ratio * k_c)
+
+
+def solve_trial_size(
+    unknown: str, power_at: Callable[[float, float, float], float], *, target: float,
+    ratio: float, k_control: float, cluster_size: float, attrition: float, icc: float,
+    bound: Callable[[float, float], float], larger: str,
+) -> dict[str, float] | None:
+    """Solve one scenario for clusters per arm or cluster size (any outcome).
+
+    Parameters
+    ----------
+    unknown : str
+        ``clusters_per_arm`` or ``cluster_size``; anything else returns None (the caller
+        solves for its effect itself).
+    power_at : callable
+        ``power_at(k_control, k_intervention, cluster_size)`` at the scenario's effect.
+    target, ratio, k_control, cluster_size, attrition, icc : float
+        Target power, allocation ratio, the given control clusters and cluster size,
+        attrition and ICC (for messages).
+    bound : callable
+        ``bound(k_control, k_intervention)``: the limit of the power as clusters grow.
+    larger : str
+        What to accept instead when no cluster size suffices ("effect", "difference").
+
+    Returns
+    -------
+    dict or None
+        ``k_control_exact`` (clusters) or ``cluster_size_exact`` (size), with
+        ``k_control``, ``k_intervention`` and ``cluster_size`` rounded up to whole numbers.
+    """
+    if unknown == "clusters_per_arm":
+        lo = MIN_CLUSTERS_PER_ARM / min(1.0, ratio)
+        k_exact = solve_increasing(
+            lambda k: power_at(k, ratio * k, cluster_size) - target, lo, lo, "number of clusters"
+        )
+        k_c, k_i = integer_clusters(
+            k_exact, ratio, lambda kc, ki: power_at(kc, ki, cluster_size), target
+        )
+        return {"k_control_exact": k_exact, "k_control": k_c, "k_intervention": k_i,
+                "cluster_size": cluster_size}
+    if unknown != "cluster_size":
+        return None
+    k_c, k_i = k_control, ratio * k_control
+    limit = bound(k_c, k_i)
+    if limit <= target:
+        raise TrialstatsError(
+            f"No cluster size reaches power {target:g} with {k_c:g} control and {k_i:g} "
+            f"intervention clusters: as clusters grow the power only approaches "
+            f"{limit:.4f} (ICC {icc:g}). Add clusters or accept a larger {larger}."
+        )
+    lo = 1.0 / (1.0 - attrition)
+    m_exact = solve_increasing(
+        lambda mm: power_at(k_c, k_i, mm) - target, lo, 2.0 * lo, "cluster size"
+    )
+    return {"cluster_size_exact": m_exact, "cluster_size": float(math.ceil(m_exact - 1e-9)),
+            "k_control": k_c, "k_intervention": k_i}
+
+
+def broadcast_terms(terms: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The terms of a power calculation broadcast to the shape of ``power`` and flattened."""
+    shape = terms["power"].shape
+    return {key: np.broadcast_to(np.asarray(value), shape).ravel() for key, value in terms.items()}
+
+
+def size_columns(col: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The design-size columns every power table starts with, from :func:`broadcast_terms`."""
+    return {
+        "power": col["power"], "clusters_per_arm": col["k_control"],
+        "k_control": col["k_control"], "k_intervention": col["k_intervention"],
+        "cluster_size": col["cluster_size"], "cluster_size_analysed": col["cluster_size_analysed"],
+        "n_total": (col["k_control"] + col["k_intervention"]) * col["cluster_size_analysed"],
+    }
 
 
 def ceil_arm(k: float) -> float:
