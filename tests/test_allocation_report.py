@@ -72,7 +72,7 @@ def test_report_flag_adds_the_section(tmp_path, allocated):
     write_results(trial, tmp_path / "results", sensitivity=False)
     config = Path(trial.config["data"]["practices"]).parent / "config.yaml"
     argv = ["report", "--config", str(config), "--results", str(tmp_path / "results")]
-    assert main([*argv, "--allocation", str(allocated), "--out", str(tmp_path / "out")]) == 0
+    assert main([*argv, "--allocation", str(allocated), "--out-dir", str(tmp_path / "out")]) == 0
     out = tmp_path / "out"
     markdown = (out / "report.md").read_text(encoding="utf-8")
     assert "Allocation" in markdown and "Table A1. Balance of the allocated practices" in markdown
@@ -80,4 +80,4 @@ def test_report_flag_adds_the_section(tmp_path, allocated):
     balance = pd.read_csv(out / "tables" / "allocation_balance.csv", dtype=str)
     assert len(balance) == len(pd.read_csv(allocated / "balance.csv"))
     assert main([*argv, "--allocation", str(tmp_path / "nowhere"),
-                 "--out", str(tmp_path / "bad")]) == 2
+                 "--out-dir", str(tmp_path / "bad")]) == 2

@@ -50,7 +50,7 @@ def _degenerate(files, kind: str) -> None:
 def _validated(files, tmp_path):
     config = files.write()
     data = tmp_path / "data"
-    assert main(["validate", "--config", str(config), "--out", str(data)]) == 0
+    assert main(["validate", "--config", str(config), "--out-dir", str(data)]) == 0
     return config, data
 
 
@@ -63,7 +63,7 @@ def test_validate_out_writes_the_fingerprint_and_matching_tables_are_read(trial_
     trial_files.config["analysis"]["alpha"] = 0.1
     trial_files.config_path.write_text(yaml.safe_dump(trial_files.config))
     assert main(["analyse", "--config", str(config), "--data", str(data),
-                 "--out", str(tmp_path / "o")]) == 0
+                 "--out", str(tmp_path / "o.csv")]) == 0
 
 
 @pytest.mark.parametrize("command", ["analyse", "missing-data", "sensitivity"])
@@ -71,10 +71,11 @@ def test_a_changed_covariate_list_is_refused(trial_files, tmp_path, capsys, comm
     config, data = _validated(trial_files, tmp_path)
     trial_files.config["analysis"]["covariates"] = ["age", "condition", "list_size"]
     trial_files.config_path.write_text(yaml.safe_dump(trial_files.config))
-    out = tmp_path / ("s.csv" if command == "sensitivity" else "o")
+    out = tmp_path / ("o" if command == "missing-data" else "o.csv")
     extra = ["--analysis", "cluster-level"] if command == "sensitivity" else []
+    flag = "--out-dir" if command == "missing-data" else "--out"
     capsys.readouterr()
-    assert main([command, "--config", str(config), "--data", str(data), "--out", str(out),
+    assert main([command, "--config", str(config), "--data", str(data), flag, str(out),
                  *extra]) == 2
     err = capsys.readouterr().err
     assert "analysis.covariates changed" in err and "validate" in err
@@ -89,7 +90,7 @@ def test_changed_inputs_and_ranges_are_named(trial_files, tmp_path, capsys):
     trial_files.write()
     capsys.readouterr()
     assert main(["analyse", "--config", str(config), "--data", str(data),
-                 "--out", str(tmp_path / "o")]) == 2
+                 "--out", str(tmp_path / "o.csv")]) == 2
     err = capsys.readouterr().err
     assert "outcomes, input patients changed" in err
     assert "design" not in err.split("changed")[0]
@@ -99,7 +100,7 @@ def test_tables_without_fingerprint_are_refused(trial_files, tmp_path, capsys):
     config, data = _validated(trial_files, tmp_path)
     (data / FINGERPRINT_FILE).unlink()
     assert main(["analyse", "--config", str(config), "--data", str(data),
-                 "--out", str(tmp_path / "o")]) == 2
+                 "--out", str(tmp_path / "o.csv")]) == 2
     assert "fingerprint.json not found" in capsys.readouterr().err
 
 
@@ -107,12 +108,12 @@ def test_report_refuses_tables_of_another_configuration(trial_files, tmp_path, c
     config, data = _validated(trial_files, tmp_path)
     results = tmp_path
     assert main(["analyse", "--config", str(config), "--data", str(data),
-                 "--out", str(results)]) == 0
+                 "--out", str(results / "primary.csv")]) == 0
     trial_files.config["design"]["intervention"] = "control"
     trial_files.config_path.write_text(yaml.safe_dump(trial_files.config))
     capsys.readouterr()
     assert main(["report", "--config", str(config), "--results", str(results),
-                 "--out", str(tmp_path / "reports")]) == 2
+                 "--out-dir", str(tmp_path / "reports")]) == 2
     assert "design changed" in capsys.readouterr().err
     assert not (tmp_path / "reports").exists()
 
@@ -210,7 +211,7 @@ def test_infinite_or_huge_scores_are_refused_naming_file_row_and_column(trial_fi
     config = trial_files.write()
     for command in ("validate", "analyse"):
         argv = [command, "--config", str(config)]
-        argv += ["--out", str(trial_files.root / "o")] if command == "analyse" else []
+        argv += ["--out", str(trial_files.root / "o.csv")] if command == "analyse" else []
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert f"{trial_files.patients_path}, column 'score_m12'" in err
@@ -222,11 +223,11 @@ def test_report_survives_control_characters_in_labels_and_data(trial_files, tmp_
     trial_files.patients.loc[0, "condition"] = "copd\x0b"
     config = trial_files.write()
     results = tmp_path / "results"
-    assert main(["validate", "--config", str(config), "--out", str(results / "data")]) == 0
+    assert main(["validate", "--config", str(config), "--out-dir", str(results / "data")]) == 0
     assert main(["analyse", "--config", str(config), "--data", str(results / "data"),
-                 "--out", str(results)]) == 0
+                 "--out", str(results / "primary.csv")]) == 0
     assert main(["report", "--config", str(config), "--results", str(results),
-                 "--out", str(tmp_path / "reports")]) == 0
+                 "--out-dir", str(tmp_path / "reports")]) == 0
     html = (tmp_path / "reports" / "report.html").read_text()
     assert "Shared\ufffddecision\ufffd[31m making" in html
     assert "\x07" not in html and "\x1b" not in html

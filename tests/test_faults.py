@@ -92,7 +92,7 @@ def run_cli(*args: str, killed: bool = False) -> subprocess.CompletedProcess:
 def test_cli_killed_mid_write_leaves_the_previous_output(trial_files, tmp_path):
     config = trial_files.write()
     out = tmp_path / "results"
-    args = ("analyse", "--config", str(config), "--out", str(out))
+    args = ("analyse", "--config", str(config), "--out", str(out / "primary.csv"))
     first = run_cli(*args)
     assert first.returncode == 0, first.stderr
     table = out / "primary.csv"
@@ -153,7 +153,7 @@ def test_corrupt_input_is_the_validation_error(trial_files, corrupt, capsys):
     trial_files.config["data"]["patients"] = str(path)
     trial_files.config_path.write_text(yaml.safe_dump(trial_files.config))
     for command in ("validate", "analyse"):
-        extra = ["--out", str(trial_files.root / "out")] if command == "analyse" else []
+        extra = ["--out", str(trial_files.root / "out.csv")] if command == "analyse" else []
         assert main([command, "--config", str(config), *extra]) == 2
         err = capsys.readouterr().err
         assert str(path) in err
@@ -183,7 +183,7 @@ def test_degenerate_outcomes_are_reported_while_others_run(trial_files, tmp_path
     )
     trial_files.config["outcomes"] += [{"name": "flat"}, {"name": "gone"}]
     config = trial_files.write()
-    assert main(["analyse", "--config", str(config), "--out", str(tmp_path)]) == 0
+    assert main(["analyse", "--config", str(config), "--out", str(tmp_path / "primary.csv")]) == 0
     rows = pd.read_csv(tmp_path / "primary.csv").set_index("outcome")
     assert bool(rows.loc["score", "converged"]) and np.isfinite(rows.loc["score", "estimate"])
     # Not estimable, so no fit was tried: converged is empty, never "did not converge".

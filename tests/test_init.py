@@ -129,10 +129,11 @@ def test_synthetic_data_in_a_new_trial_reproduce_the_default_results(tmp_path, m
     for name, config in runs.items():
         results, reports = tmp_path / name / "results", tmp_path / name / "reports"
         steps = (
-            ["validate", "--config", str(config), "--out", str(results / "data")],
+            ["validate", "--config", str(config), "--out-dir", str(results / "data")],
             ["analyse", "--config", str(config), "--data", str(results / "data"),
-             "--out", str(results)],
-            ["report", "--config", str(config), "--results", str(results), "--out", str(reports)],
+             "--out", str(results / "primary.csv")],
+            ["report", "--config", str(config), "--results", str(results),
+             "--out-dir", str(reports)],
         )
         for step in steps:
             assert main(step) == 0, step
@@ -170,9 +171,9 @@ def test_init_from_a_finished_trial_takes_its_planning_grid(tmp_path):
     (done / "config.yaml").write_text(yaml.safe_dump(config))
     results = done / "results"
     assert main(["validate", "--config", str(done / "config.yaml"),
-                 "--out", str(results / "data")]) == 0
+                 "--out-dir", str(results / "data")]) == 0
     assert main(["analyse", "--config", str(done / "config.yaml"), "--data",
-                 str(results / "data"), "--out", str(results)]) == 0
+                 str(results / "data"), "--out", str(results / "primary.csv")]) == 0
     assert main(["init", str(tmp_path / "next"), "--from", str(done / "config.yaml")]) == 0
     grid = load_config(tmp_path / "next" / "config.yaml")["power"]["grid"]
     pupils = pd.read_csv(fixture / "pupils_wide.csv")

@@ -88,7 +88,7 @@ def test_planted_identifiers_never_reach_any_report_output(tmp_path):
     write_results(trial, tmp_path / "results")
     out = tmp_path / "out"
     assert main(["report", "--config", str(config), "--results", str(tmp_path / "results"),
-                 "--out", str(out)]) == 0
+                 "--out-dir", str(out)]) == 0
     texts = _output_texts(out)
     assert {"report.html", "report.md", "report.tex", "report.docx",
             "table1_baseline.csv", "table1_baseline_data.csv"} <= set(texts)
@@ -264,7 +264,8 @@ def test_the_configured_sheet_is_read_and_named_in_the_summary(trial_files, caps
                             "current": trial_files.patients})
     trial_files.config["data"]["sheet"] = {"patients": "current"}
     config = trial_files.write()
-    assert main(["validate", "--config", str(config), "--out", str(trial_files.root / "o")]) == 0
+    assert main(["validate", "--config", str(config), "--out-dir",
+                 str(trial_files.root / "o")]) == 0
     assert "sheet 'current'" in capsys.readouterr().out
     assert len(pd.read_parquet(trial_files.root / "o" / "patients.parquet")) == 24
     trial_files.config["data"]["sheet"] = {"patients": "newest"}
@@ -292,7 +293,8 @@ def test_utf16_is_read_and_named(trial_files, capsys):
     config = trial_files.write()
     trial_files.patients_path.write_bytes(
         trial_files.patients.to_csv(index=False, sep="\t").encode("utf-16"))
-    assert main(["validate", "--config", str(config), "--out", str(trial_files.root / "o")]) == 0
+    assert main(["validate", "--config", str(config), "--out-dir",
+                 str(trial_files.root / "o")]) == 0
     assert "UTF-16" in capsys.readouterr().out
     patients = pd.read_parquet(trial_files.root / "o" / "patients.parquet")
     assert patients.loc[0, "condition"] == "diabète"
@@ -321,7 +323,7 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 def test_a_failed_validate_leaves_the_previous_outputs_whole(trial_files, capsys, monkeypatch):
     config = trial_files.write()
     out = trial_files.root / "o"
-    assert main(["validate", "--config", str(config), "--out", str(out)]) == 0
+    assert main(["validate", "--config", str(config), "--out-dir", str(out)]) == 0
     before = _snapshot(out)
     trial_files.practices["region"] = "north"
     trial_files.patients = pd.concat([trial_files.patients] * 2, ignore_index=True)
@@ -338,7 +340,7 @@ def test_a_failed_validate_leaves_the_previous_outputs_whole(trial_files, capsys
 
     monkeypatch.setattr(pd.DataFrame, "to_parquet", fail_second)
     with pytest.raises(OSError):
-        main(["validate", "--config", str(config), "--out", str(out)])
+        main(["validate", "--config", str(config), "--out-dir", str(out)])
     assert _snapshot(out) == before
     assert sorted(p.name for p in out.parent.iterdir() if p.name.startswith(".o")) == []
 
@@ -349,7 +351,7 @@ def test_a_failed_report_leaves_the_previous_outputs_whole(tmp_path, monkeypatch
     write_results(trial, tmp_path / "results")
     out = tmp_path / "out"
     argv = ["report", "--config", str(config), "--results", str(tmp_path / "results"),
-            "--out", str(out)]
+            "--out-dir", str(out)]
     assert main(argv) == 0
     (out / "README.md").write_text("kept")  # a file the report does not own
     before = _snapshot(out)
@@ -376,7 +378,7 @@ def test_a_failed_report_leaves_the_previous_outputs_whole(tmp_path, monkeypatch
 
 
 def test_a_failed_move_into_place_is_undone(tmp_path, monkeypatch):
-    from trialstats.atomic import staged_outputs
+    from trialstats.atomic import staged_files
 
     target = tmp_path / "out"
     (target / "tables").mkdir(parents=True)
@@ -393,19 +395,21 @@ def test_a_failed_move_into_place_is_undone(tmp_path, monkeypatch):
         real(source, destination)
 
     monkeypatch.setattr(os, "replace", fail_late)
-    with pytest.raises(OSError), staged_outputs(target) as stage:
-        (stage / "tables").mkdir()
-        (stage / "tables" / "new.csv").write_text("new")
-        (stage / "a.txt").write_text("new a")
+    with pytest.raises(OSError), staged_files({"a": target / "a.txt",
+                                               "tables": target / "tables"}) as stage:
+        stage["tables"].mkdir()
+        (stage["tables"] / "new.csv").write_text("new")
+        stage["a"].write_text("new a")
     monkeypatch.undo()
     assert _snapshot(target) == before
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    assert sorted(p.name for p in target.iterdir()) == ["a.txt", "keep.txt", "tables"]
 
 
 def test_a_file_as_output_folder_is_a_user_error(tmp_path, capsys, trial_files):
     config = trial_files.write()
     (tmp_path / "o").write_text("")
-    assert main(["validate", "--config", str(config), "--out", str(tmp_path / "o")]) == 2
+    assert main(["validate", "--config", str(config), "--out-dir", str(tmp_path / "o")]) == 2
     assert "is a file" in capsys.readouterr().err
 
 
@@ -413,7 +417,7 @@ def test_staged_outputs_honour_the_umask(trial_files, capsys):
     config = trial_files.write()
     old = os.umask(0o022)
     try:
-        assert main(["validate", "--config", str(config), "--out",
+        assert main(["validate", "--config", str(config), "--out-dir",
                      str(trial_files.root / "o")]) == 0
     finally:
         os.umask(old)
@@ -454,7 +458,7 @@ def test_report_csvs_and_markdown_carry_no_live_formulas_or_html(tmp_path):
     write_results(trial, tmp_path / "results")
     out = tmp_path / "out"
     assert main(["report", "--config", str(path), "--results", str(tmp_path / "results"),
-                 "--out", str(out)]) == 0
+                 "--out-dir", str(out)]) == 0
     for csv in (out / "tables").glob("*.csv"):
         for line in csv.read_text().splitlines():
             for cell in line.split(","):

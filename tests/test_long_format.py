@@ -35,7 +35,7 @@ def long_files(trial_files):
 def validate(files, capsys):
     config = files.write()
     out = files.root / "out"
-    status = main(["validate", "--config", str(config), "--out", str(out)])
+    status = main(["validate", "--config", str(config), "--out-dir", str(out)])
     captured = capsys.readouterr()
     return status, captured.err, captured.out, out
 

@@ -178,7 +178,7 @@ def test_outcome_without_baseline_matches_lmer(tmp_path):
     effect divides by the SD at month 9, said in the notes."""
     write_trial(tmp_path / "t", own_config())
     assert main(["analyse", "--config", str(tmp_path / "t" / "config.yaml"),
-                 "--outcome", "attain", "--out", str(tmp_path / "out")]) == 0
+                 "--outcome", "attain", "--out", str(tmp_path / "out" / "primary.csv")]) == 0
     row = primary_row(tmp_path / "out" / "primary.csv", "attain")
     assert_matches_lmer(row, REFERENCE["attain"])
     assert row["var_cluster"] == pytest.approx(REFERENCE["attain"]["var_cluster"], rel=1e-5)
@@ -226,14 +226,14 @@ def test_tipping_points_reach_the_report(tmp_path):
                                  delta=[0, -5, -10])
     path = write_trial(tmp_path / "t", config)
     results = tmp_path / "results"
-    for argv in (["validate", "--config", str(path), "--out", str(results / "data")],
+    for argv in (["validate", "--config", str(path), "--out-dir", str(results / "data")],
                  ["analyse", "--config", str(path), "--data", str(results / "data"),
-                  "--out", str(results)],
+                  "--out", str(results / "primary.csv")],
                  ["sensitivity", "--config", str(path), "--data", str(results / "data"),
                   "--out", str(results / "sensitivity.csv"),
                   "--tipping-out", str(results / "tipping.csv")],
                  ["report", "--config", str(path), "--results", str(results),
-                  "--tipping", str(results / "tipping.csv"), "--out", str(tmp_path / "out")]):
+                  "--tipping", str(results / "tipping.csv"), "--out-dir", str(tmp_path / "out")]):
         assert main(argv) == 0, argv
     tipping = pd.read_csv(results / "tipping.csv")
     assert set(tipping["outcome"]) == {"reading"}  # the primary outcome only

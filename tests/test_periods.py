@@ -40,7 +40,8 @@ def write_config(tmp_path: Path, name: str, **analysis) -> Path:
 
 def analyse(tmp_path: Path, name: str, **analysis) -> pd.DataFrame:
     config = write_config(tmp_path, name, **analysis)
-    assert main(["analyse", "--config", str(config), "--out", str(tmp_path / "out")]) == 0
+    assert main(["analyse", "--config", str(config), "--out",
+                 str(tmp_path / "out" / "primary.csv")]) == 0
     return pd.read_csv(tmp_path / "out" / "primary.csv").set_index("method")
 
 
@@ -268,5 +269,6 @@ def test_parallel_baseline_treats_from_the_switch_and_never_without_one(tmp_path
     sequence = trial.patients["sequence"].astype(int)
     expected = ((sequence <= 2) & (trial.patients["period"] >= 2)).astype(int)
     assert (trial.patients["treated"] == expected).all()
-    assert main(["analyse", "--config", str(config_path), "--out", str(tmp_path)]) == 0
+    assert main(["analyse", "--config", str(config_path), "--out",
+                 str(tmp_path / "primary.csv")]) == 0
     assert np.isfinite(pd.read_csv(tmp_path / "primary.csv")["estimate"]).all()

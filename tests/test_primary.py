@@ -128,7 +128,8 @@ def test_boundary_fit_gives_icc_zero_and_a_note(config):
 
 
 def test_cli_writes_primary_csv(config, tmp_path, capsys):
-    status = main(["analyse", "--config", str(config["path"]), "--out", str(tmp_path)])
+    status = main(["analyse", "--config", str(config["path"]), "--out",
+                   str(tmp_path / "primary.csv")])
     assert status == 0, capsys.readouterr().err
     table = pd.read_csv(tmp_path / "primary.csv")
     assert list(table.columns) == list(COLUMNS)

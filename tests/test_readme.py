@@ -44,7 +44,7 @@ def test_own_trial_commands_run_as_written(tmp_path):
     # The synthetic data in a new trial give the default run's primary results.
     default = tmp_path / "default"
     assert main(["analyse", "--config", str(REPO / "config" / "config.yaml"),
-                 "--out", str(default)]) == 0
+                 "--out", str(default / "primary.csv")]) == 0
     assert (trial / "results" / "primary.csv").read_bytes() == (
         default / "primary.csv"
     ).read_bytes()

@@ -50,7 +50,7 @@ def report_dir(tmp_path_factory, trial):
     write_results(trial, root / "results")
     config = Path(trial.config["data"]["practices"]).parent / "config.yaml"
     argv = ["report", "--config", str(config), "--results", str(root / "results"),
-            "--out", str(root / "out")]
+            "--out-dir", str(root / "out")]
     assert main(argv) == 0
     first = {p: hashlib.sha256(p.read_bytes()).hexdigest()
              for p in sorted((root / "out").rglob("*")) if p.is_file()}
@@ -230,7 +230,7 @@ def test_report_without_sensitivity_results(tmp_path, trial):
     write_results(trial, tmp_path / "results", sensitivity=False)
     config = Path(trial.config["data"]["practices"]).parent / "config.yaml"
     assert main(["report", "--config", str(config), "--results", str(tmp_path / "results"),
-                 "--out", str(tmp_path / "out")]) == 0
+                 "--out-dir", str(tmp_path / "out")]) == 0
     # only the primary model with its second df method is set beside the primary analysis
     rows = table_cells(tmp_path / "out", "table4_sensitivity")[1:]
     assert [r[0] for r in rows] == ["Shared decision-making", "Primary analysis (Kenward-Roger)",
@@ -265,7 +265,7 @@ def test_every_named_method_is_referenced(report_dir):
 def test_missing_results_is_a_user_error(tmp_path, trial, capsys):
     config = Path(trial.config["data"]["practices"]).parent / "config.yaml"
     status = main(["report", "--config", str(config), "--results", str(tmp_path),
-                   "--out", str(tmp_path / "out")])
+                   "--out-dir", str(tmp_path / "out")])
     assert status == 2
     assert "practices.parquet: file not found" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

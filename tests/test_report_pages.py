@@ -79,11 +79,11 @@ def rendered(request, tmp_path_factory):
     results = root / "results"
     write_results(load(config), results)
     assert main(["missing-data", "--config", str(config), "--data", str(results / "data"),
-                 "--out", str(results / "missing_data")]) == 0
+                 "--out-dir", str(results / "missing_data")]) == 0
     fake_power().to_csv(root / "power.csv", index=False)
     assert main(["report", "--config", str(config), "--results", str(results),
                  "--power", str(root / "power.csv"), "--missing-data",
-                 str(results / "missing_data"), "--out", str(root / "out")]) == 0
+                 str(results / "missing_data"), "--out-dir", str(root / "out")]) == 0
     return request.param, root / "out"
 
 

@@ -156,7 +156,7 @@ def planned(tmp_path_factory):
     write_results(load(config), root / "results")
     fake_power().to_csv(root / "power.csv", index=False)
     argv = ["report", "--config", str(config), "--results", str(root / "results"),
-            "--power", str(root / "power.csv"), "--out", str(root / "out")]
+            "--power", str(root / "power.csv"), "--out-dir", str(root / "out")]
     assert main(argv) == 0
     first = {p: hashlib.sha256(p.read_bytes()).hexdigest()
              for p in sorted((root / "out").rglob("*")) if p.is_file()}
@@ -210,7 +210,7 @@ def test_missing_power_table_is_a_user_error(tmp_path, capsys):
     config = write_flow_trial(tmp_path)
     write_results(load(config), tmp_path / "results", sensitivity=False)
     status = main(["report", "--config", str(config), "--results", str(tmp_path / "results"),
-                   "--power", str(tmp_path / "power.csv"), "--out", str(tmp_path / "out")])
+                   "--power", str(tmp_path / "power.csv"), "--out-dir", str(tmp_path / "out")])
     assert status == 2
     assert "power.csv: file not found; run the power stage" in capsys.readouterr().err
 
@@ -220,7 +220,7 @@ def test_numbering_follows_the_tables_before_it(tmp_path):
     write_results(load(config), tmp_path / "results", sensitivity=False)
     fake_power().to_csv(tmp_path / "power.csv", index=False)
     assert main(["report", "--config", str(config), "--results", str(tmp_path / "results"),
-                 "--power", str(tmp_path / "power.csv"), "--out", str(tmp_path / "out")]) == 0
+                 "--power", str(tmp_path / "power.csv"), "--out-dir", str(tmp_path / "out")]) == 0
     markdown = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
     assert "**Table 5. Clusters per arm needed for 80% and 90% power**" in markdown
     assert "*Figure 3. Power of the next trial by clusters per arm" in markdown

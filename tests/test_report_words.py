@@ -57,12 +57,12 @@ def school(tmp_path_factory):
     trial = load(config)
     write_results(trial, root / "results")
     assert main(["missing-data", "--config", str(config), "--data", str(root / "results/data"),
-                 "--out", str(root / "results/missing_data")]) == 0
+                 "--out-dir", str(root / "results/missing_data")]) == 0
     fake_power().to_csv(root / "power.csv", index=False)
     assert main(["report", "--config", str(config), "--results", str(root / "results"),
                  "--missing-data", str(root / "results/missing_data"),
                  "--power", str(root / "power.csv"),
-                 "--out", str(root / "out")]) == 0
+                 "--out-dir", str(root / "out")]) == 0
     return trial, root / "out"
 
 

@@ -69,7 +69,7 @@ def test_missing_data_command_writes_both_tables(tmp_path, capsys):
         "outcomes": [{"name": "score"}],
         "analysis": {"covariates": ["age", "condition"]},
     }))
-    assert main(["missing-data", "--config", str(config), "--out", str(tmp_path / "md")]) == 0
+    assert main(["missing-data", "--config", str(config), "--out-dir", str(tmp_path / "md")]) == 0
     completeness = pd.read_csv(tmp_path / "md" / "completeness.csv")
     dropout = pd.read_csv(tmp_path / "md" / "dropout.csv")
     patients = pd.read_csv(FIXTURE / "patients.csv")

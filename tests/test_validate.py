@@ -15,7 +15,7 @@ def run_validate(trial_files, capsys, out=True):
     """Write the trial, run validate; return (status, stderr, stdout, out_dir)."""
     config = trial_files.write()
     out_dir = trial_files.root / "out"
-    argv = ["validate", "--config", str(config)] + (["--out", str(out_dir)] if out else [])
+    argv = ["validate", "--config", str(config)] + (["--out-dir", str(out_dir)] if out else [])
     status = main(argv)
     captured = capsys.readouterr()
     return status, captured.err, captured.out, out_dir
@@ -105,7 +105,7 @@ def test_fewer_than_two_clusters_in_an_arm(trial_files, capsys):
 def test_empty_file(trial_files, capsys):
     trial_files.write()
     trial_files.patients_path.write_text("")
-    status = main(["validate", "--config", str(trial_files.config_path), "--out",
+    status = main(["validate", "--config", str(trial_files.config_path), "--out-dir",
                    str(trial_files.root / "out")])
     err = capsys.readouterr().err
     assert status == 2 and "patients.csv" in err and "empty" in err
@@ -121,7 +121,7 @@ def test_semicolon_delimited_csv_with_decimal_comma_is_read(trial_files, capsys)
     config = trial_files.write()
     text = trial_files.patients.to_csv(index=False, sep=";", decimal=",")
     trial_files.patients_path.write_text(text)
-    status = main(["validate", "--config", str(config), "--out", str(trial_files.root / "o")])
+    status = main(["validate", "--config", str(config), "--out-dir", str(trial_files.root / "o")])
     assert status == 0, capsys.readouterr().err
     patients = pd.read_parquet(trial_files.root / "o" / "patients.parquet")
     assert patients["score_m0"].tolist() == trial_files.patients["score_m0"].tolist()
@@ -134,7 +134,7 @@ def test_latin1_and_bom_files_are_read(trial_files, capsys, encoding):
     trial_files.patients_path.write_bytes(
         trial_files.patients.to_csv(index=False).encode(encoding)
     )
-    status = main(["validate", "--config", str(config), "--out", str(trial_files.root / "o")])
+    status = main(["validate", "--config", str(config), "--out-dir", str(trial_files.root / "o")])
     assert status == 0, capsys.readouterr().err
     patients = pd.read_parquet(trial_files.root / "o" / "patients.parquet")
     assert patients.columns[0] == "patient_id"
@@ -158,7 +158,7 @@ def test_binary_formats_are_read(trial_files, capsys, suffix):
         frame.to_excel(path, index=False)
     trial_files.config["data"]["patients"] = str(path)
     trial_files.config_path.write_text(__import__("yaml").safe_dump(trial_files.config))
-    status = main(["validate", "--config", str(config), "--out", str(trial_files.root / "o")])
+    status = main(["validate", "--config", str(config), "--out-dir", str(trial_files.root / "o")])
     assert status == 0, capsys.readouterr().err
     patients = pd.read_parquet(trial_files.root / "o" / "patients.parquet")
     assert patients["score_m12"].tolist() == frame["score_m12"].tolist()

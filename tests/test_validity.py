@@ -171,7 +171,7 @@ def test_figure_is_byte_identical_across_runs(small_study, tmp_path):
 
 def test_cli_writes_table_figures_and_report(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["methods-check", "--out", str(out), "--reps", "20", "--patient-reps", "4",
+    assert main(["methods-check", "--out-dir", str(out), "--reps", "20", "--patient-reps", "4",
                  "--seed", "3"]) == 0
     table = pd.read_csv(out / "validity.csv")
     assert len(table) == 4 * 3 * 2 * len(ROWS)
@@ -191,8 +191,9 @@ def test_cli_writes_table_figures_and_report(tmp_path, capsys):
     assert f"{permutation['type_i_error'].iloc[0]:.4f}" in markdown
     # re-rendering from the table reproduces the report without simulating
     again = tmp_path / "again"
-    assert main(["methods-check", "--out", str(again), "--from-table",
-                 str(out / "validity.csv")]) == 0
+    assert main(["methods-check", "--out-dir", str(again), "--from-table",
+                 str(out / "validity.csv"), "--from-permutation",
+                 str(out / "permutation_validity.csv")]) == 0
     assert not (again / "validity.csv").exists()
     for name in ("validity.html", "validity.docx", "validity.md", "validity.tex"):
         assert (again / name).read_bytes() == (out / name).read_bytes()
@@ -262,7 +263,7 @@ def expected_cells(study: pd.DataFrame, rate: str, band: tuple[float, float]) ->
 
 def test_report_cells_equal_the_table_after_rounding(synthetic_csv, tmp_path):
     out = tmp_path / "out"
-    assert main(["methods-check", "--out", str(out), "--from-table", str(synthetic_csv)]) == 0
+    assert main(["methods-check", "--out-dir", str(out), "--from-table", str(synthetic_csv)]) == 0
     study = pd.read_csv(synthetic_csv)
     expected = [expected_cells(study, "type_i_error", (0.04, 0.06)),
                 expected_cells(study, "coverage", (0.94, 0.96))]
@@ -288,11 +289,11 @@ def test_report_cells_equal_the_table_after_rounding(synthetic_csv, tmp_path):
 
 def test_from_table_refuses_simulation_options_and_other_tables(synthetic_csv, tmp_path, capsys):
     out = str(tmp_path / "out")
-    assert main(["methods-check", "--out", out, "--from-table", str(synthetic_csv),
+    assert main(["methods-check", "--out-dir", out, "--from-table", str(synthetic_csv),
                  "--reps", "10"]) == 2
     assert "--reps only apply when simulating" in capsys.readouterr().err
     pd.read_csv(synthetic_csv).drop(columns="coverage").to_csv(tmp_path / "bad.csv", index=False)
-    assert main(["methods-check", "--out", out, "--from-table", str(tmp_path / "bad.csv")]) == 2
+    assert main(["methods-check", "--out-dir", out, "--from-table", str(tmp_path / "bad.csv")]) == 2
     assert "coverage not found" in capsys.readouterr().err
-    assert main(["methods-check", "--out", out, "--from-table", str(tmp_path / "no.csv")]) == 2
+    assert main(["methods-check", "--out-dir", out, "--from-table", str(tmp_path / "no.csv")]) == 2
     assert "file not found" in capsys.readouterr().err

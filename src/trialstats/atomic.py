@@ -1,17 +1,18 @@
 """Writing outputs so that a failed or killed run never leaves a mix of two runs.
 
 One file: :func:`write_atomically` writes a temporary file beside the target and renames it
-into place. Several files: :func:`staged_outputs` hands out a temporary folder beside the
-target folder; the command writes everything there, and only when every file has been
-written are the entries moved into the target folder, each top-level entry by one rename (a
-subfolder such as ``tables/`` replaces the old one whole, so no file of the previous run
-survives in it); should a rename fail, those already made are undone. A failure before then
-leaves the target untouched and removes the staging folder; a run killed before then leaves
-the target untouched and at worst a hidden ``.<target>.staging-*`` folder beside it, which
-can be deleted. Only a kill during the final renames (microseconds) could leave a mix.
+into place. A set of named files or folders (a command's outputs, wherever each goes):
+:func:`staged_files` hands out one temporary path beside each target; the command writes
+everything there, and only when every output has been written are they moved into place,
+each by one rename (a folder such as ``tables/`` replaces the old one whole, so no file of the
+previous run survives in it); should a rename fail, those already made are undone. A failure
+before then leaves every target untouched and removes the staging folders; a run killed
+before then leaves the targets untouched and at worst hidden ``.<target>.staging-*`` folders
+beside them, which can be deleted. Only a kill during the final renames (microseconds) could
+leave a mix.
 
 Files get the usual permissions (``0666`` and directories ``0777``, less the umask), not
-the ``0600``/``0700`` of :mod:`tempfile`.
+the ``0600``/``0700`` of :mod:`tempfile` (only the hidden staging folders have those).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -51,48 +52,55 @@ def write_atomically(path: str | Path, write: Callable[[Path], None]) -> None:
 
 
 @contextmanager
-def staged_outputs(target: str | Path) -> Iterator[Path]:
-    """Stage a command's output files and move them into ``target`` together.
+def staged_files(targets: Mapping[str, str | Path]) -> Iterator[dict[str, Path]]:
+    """Stage a set of named output files (or folders) and move them into place together.
 
-    Yields an empty folder beside ``target`` (on the same file system); write every output
-    there under its final relative path. On normal exit each top-level entry replaces the
-    entry of the same name in ``target`` (created if absent), a folder as a whole; entries of
-    ``target`` the command did not write are left alone. On an exception nothing in
-    ``target`` changes; if a move itself fails, the moves already made are undone.
+    Yields ``{name: temporary path}``, each temporary path in a hidden folder beside its
+    target (on the same file system) and not yet existing: write output ``name`` there, as a
+    file or a folder. On normal exit every target is replaced by its staged entry (a folder
+    as a whole); a target not written is an error and nothing changes. On an exception
+    nothing changes; if a move itself fails, the moves already made are undone.
+
+    Raises
+    ------
+    TrialstatsError
+        When two outputs name the same path, or a file stands where a folder must be.
     """
-    target = Path(target)
-    if target.exists() and not target.is_dir():
-        raise TrialstatsError(f"{target}: is a file; the output must be a folder.")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.staging-"))
+    paths = {name: Path(target) for name, target in targets.items()}
+    resolved = [path.resolve() for path in paths.values()]
+    if len(set(resolved)) < len(resolved):
+        twice = sorted({str(path) for path, r in zip(paths.values(), resolved, strict=True)
+                        if resolved.count(r) > 1})
+        raise TrialstatsError(f"{', '.join(twice)}: named for two outputs; give each its own file.")
+    folders: dict[str, Path] = {}
     try:
-        yield stage
-        mode = 0o777 & ~_umask()
-        for entry in stage.rglob("*"):
-            if entry.is_dir():
-                entry.chmod(mode)
-        target.mkdir(exist_ok=True)
-        _commit(stage, target)
+        for name, path in paths.items():
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except (FileExistsError, NotADirectoryError):
+                raise TrialstatsError(f"{path}: a file stands where its folder must be; "
+                                      "name an output in a folder.") from None
+            folders[name] = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.staging-"))
+        yield {name: folders[name] / path.name for name, path in paths.items()}
+        _commit([(folders[name] / path.name, path, folders[name] / ".retired")
+                 for name, path in paths.items()])
     finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        for folder in folders.values():
+            shutil.rmtree(folder, ignore_errors=True)
 
 
-def _commit(stage: Path, target: Path) -> None:
-    """Move every entry of ``stage`` into ``target``, retiring what it replaces into
-    ``stage/.retired``; on any failure put everything back as it was."""
-    retired = stage / ".retired"
-    entries = sorted(stage.iterdir())
-    retired.mkdir()
-    moves: list[tuple[Path, Path]] = []
+def _commit(moves: list[tuple[Path, Path, Path]]) -> None:
+    """For each ``(new, target, retired)``: move an existing ``target`` to ``retired``, then
+    ``new`` to ``target``; on any failure put everything back as it was."""
+    done: list[tuple[Path, Path]] = []
     try:
-        for entry in entries:
-            old = target / entry.name
-            if old.exists() or old.is_symlink():
-                os.replace(old, retired / entry.name)
-                moves.append((old, retired / entry.name))
-            os.replace(entry, old)
-            moves.append((entry, old))
+        for new, target, retired in moves:
+            if target.exists() or target.is_symlink():
+                os.replace(target, retired)
+                done.append((target, retired))
+            os.replace(new, target)
+            done.append((new, target))
     except BaseException:
-        for source, destination in reversed(moves):
+        for source, destination in reversed(done):
             os.replace(destination, source)
         raise

@@ -16,24 +16,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "analyse",
         help="primary analysis: mixed model per outcome x follow-up month x df method",
         description="Fit the baseline-adjusted random-intercept model (exact REML) to every "
-        "configured outcome at every follow-up month and write DIR/primary.csv.",
+        "configured outcome at every follow-up month and write the tidy results "
+        "(primary.csv) to --out.",
     )
     add_trial_arguments(parser)
     parser.add_argument(
         "--outcome", action="append", metavar="NAME",
         help="analyse only this outcome (repeatable; default: all)",
     )
-    parser.add_argument("--out", required=True, type=Path, help="output directory")
+    parser.add_argument("--out", required=True, type=Path, metavar="FILE",
+                        help="the tidy results (CSV)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> None:
-    """Run the primary analysis and write ``primary.csv``; print one line per outcome."""
+    """Run the primary analysis and write its table to ``--out``; print one line per outcome."""
     from trialstats.analysis.primary import analyse_trial
 
     config, patients = read_trial(args)
     results = analyse_trial(patients, config, args.outcome)
-    write_csv(results, args.out / "primary.csv")
+    write_csv(results, args.out)
     methods = results["outcome"].map({o["name"]: primary_method(config, o)
                                       for o in config["outcomes"]})
     for row in results[results["method"] == methods].itertuples():

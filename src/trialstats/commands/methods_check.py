@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from trialstats.commands.inputs import progress_bar
+from trialstats.atomic import staged_files
+from trialstats.commands.inputs import (
+    add_outputs,
+    check_figures_beside,
+    document_files,
+    named_outputs,
+    progress_bar,
+    write_set,
+)
 from trialstats.errors import TrialstatsError
 
 #: Defaults of the simulation options (kept out of argparse so --from-table can refuse them).
@@ -16,6 +24,10 @@ REPS = 10_000
 PATIENT_REPS = 2000
 PERMUTATION_TRIALS = 4000
 SEED = 20260611
+#: The tables of the study and their names in the folder form (``--out-dir``).
+TABLES = {"table": "validity.csv", "permutation": "permutation_validity.csv"}
+#: The report of the study and its names in the folder form.
+REPORT = {**document_files("validity"), "figures": "figures"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,16 +39,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "0.01-0.1 and cluster-size CV 0 and 0.8, analyse each with the primary mixed model "
         "(every df method), the cluster-level analysis, GEE and CR2; simulate "
         "constrained-randomisation trials of 16 practices analysed by the permutation test; "
-        "and write DIR/validity.csv (type I error, coverage and power with Monte Carlo SEs), "
-        "DIR/permutation_validity.csv, the "
-        "figure DIR/figures/validity.{svg,png,pdf} and the report (methods, type I error and "
-        "coverage tables, figure) as DIR/validity.html (self-contained), validity.docx, "
-        "validity.tex and validity.md. With --from-table, render the figure and report from "
-        "an existing validity.csv (and the permutation_validity.csv beside it, if any) "
-        "instead of simulating. See trialstats.simulation.validity and "
-        "trialstats.simulation.constrained.",
+        "and write the table validity.csv (type I error, coverage and power with Monte Carlo "
+        "SEs), permutation_validity.csv, the "
+        "figure figures/validity.{svg,png,pdf} and the report (methods, type I error and "
+        "coverage tables, figure) as validity.html (self-contained), validity.docx, "
+        "validity.tex and validity.md, each named by its --*-out option (or all in --out-dir). "
+        "With --from-table (and --from-permutation), render the figure and report from "
+        "an existing validity.csv (and permutation_validity.csv) instead of simulating. See "
+        "trialstats.simulation.validity and trialstats.simulation.constrained.",
     )
-    parser.add_argument("--out", required=True, type=Path, help="output directory")
+    add_outputs(parser, TABLES | REPORT, "the tables, report and figures")
     parser.add_argument(
         "--reps", type=int,
         help="trials per cell and hypothesis for the mixed model and the cluster-level "
@@ -56,8 +68,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--from-table", type=Path, metavar="FILE",
         help="validity.csv of an earlier run: write the figure and report from it without "
-        "simulating (DIR/validity.csv is then not written; --reps, --patient-reps and --seed "
+        "simulating (the tables are then not written; --reps, --patient-reps and --seed "
         "do not apply)",
+    )
+    parser.add_argument(
+        "--from-permutation", type=Path, metavar="FILE",
+        help="with --from-table: the permutation_validity.csv of that run, to report the "
+        "permutation test too",
     )
     parser.set_defaults(run=run)
 
@@ -103,10 +120,13 @@ def run(args: argparse.Namespace) -> None:
     from trialstats.report.files import write_report
     from trialstats.report.validity import check_validity_table, validity_report
 
-    out = args.out
+    written = REPORT if args.from_table is not None else TABLES | REPORT
+    outputs = named_outputs(args, written, "the report and its figures")
+    check_figures_beside(outputs, ("markdown", "latex"))
     if args.from_table is not None:
         given = [f"--{n.replace('_', '-')}"
-                 for n in ("reps", "patient_reps", "permutation_trials", "seed")
+                 for n in ("reps", "patient_reps", "permutation_trials", "seed", "table_out",
+                           "permutation_out")
                  if getattr(args, n) is not None]
         if given:
             raise TrialstatsError(
@@ -115,12 +135,18 @@ def run(args: argparse.Namespace) -> None:
             )
         table = read_tidy(args.from_table, missing="run `trialstats methods-check` first")
         check_validity_table(table, str(args.from_table))
-        beside = args.from_table.parent / "permutation_validity.csv"
-        permutation = read_tidy(beside) if beside.exists() else None
+        permutation = None if args.from_permutation is None else read_tidy(
+            args.from_permutation, missing="run `trialstats methods-check` first")
+    elif args.from_permutation is not None:
+        raise TrialstatsError("--from-permutation goes with --from-table.")
     else:
         table, permutation = _simulate(args)
-        write_tidy(table, out / "validity.csv")
-        write_tidy(permutation, out / "permutation_validity.csv")
-    write_report(validity_report(table, permutation), out, "validity")
-    print(f"Wrote validity.html, validity.docx, validity.tex, validity.md and "
-          f"figures/validity.{{svg,png,pdf}} to {out}.")
+    report = validity_report(table, permutation)
+    with staged_files(outputs) as stage:
+        if args.from_table is None:
+            write_tidy(table, stage["table"])
+            write_tidy(permutation, stage["permutation"])
+        write_set({name: stage[name] for name in REPORT}, REPORT,
+                  lambda folder: write_report(report, folder, "validity"))
+    print(f"Wrote validity.html, validity.docx, validity.tex, validity.md to "
+          f"{outputs['html'].parent} and validity.{{svg,png,pdf}} to {outputs['figures']}.")

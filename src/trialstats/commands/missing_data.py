@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from trialstats.commands.inputs import add_trial_arguments, read_trial
+from trialstats.atomic import staged_files
+from trialstats.commands.inputs import (
+    MISSING_DATA,
+    add_outputs,
+    add_trial_arguments,
+    named_outputs,
+    read_trial,
+)
 from trialstats.data.io import write_csv
 
 
@@ -14,12 +20,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "missing-data",
         help="completeness by arm x month x outcome and predictors of dropout",
-        description="Write DIR/completeness.csv (observed values by arm, month and outcome) and "
-        "DIR/dropout.csv (logistic regression of returning each follow-up questionnaire on arm, "
-        "covariates and baseline scores; odds ratios with cluster-robust 95% CIs).",
+        description="Write the completeness table (observed values by arm, month and outcome) "
+        "and the dropout table (logistic regression of returning each follow-up questionnaire "
+        "on arm, covariates and baseline scores; odds ratios with cluster-robust 95% CIs) to "
+        "--completeness-out and --dropout-out (or --out-dir).",
     )
     add_trial_arguments(parser)
-    parser.add_argument("--out", required=True, type=Path, help="output directory")
+    add_outputs(parser, MISSING_DATA, "both tables")
     parser.set_defaults(run=run)
 
 
@@ -27,9 +34,11 @@ def run(args: argparse.Namespace) -> None:
     """Summarise the missing data and write both tables."""
     from trialstats.analysis.missingness import missing_data_summary
 
+    outputs = named_outputs(args, MISSING_DATA, "the completeness and dropout tables")
     config, patients = read_trial(args)
     completeness, dropout = missing_data_summary(patients, config)
-    write_csv(completeness, args.out / "completeness.csv")
-    write_csv(dropout, args.out / "dropout.csv")
-    print(f"Wrote completeness ({len(completeness)} rows) and dropout predictors "
-          f"({len(dropout)} rows) to {args.out}.")
+    with staged_files(outputs) as stage:
+        write_csv(completeness, stage["completeness"])
+        write_csv(dropout, stage["dropout"])
+    print(f"Wrote completeness ({len(completeness)} rows) to {args.completeness_out} and "
+          f"dropout predictors ({len(dropout)} rows) to {args.dropout_out}.")

@@ -7,14 +7,29 @@ import hashlib
 import subprocess
 from pathlib import Path
 
-import pandas as pd
-
 import trialstats
-from trialstats.atomic import staged_outputs
+from trialstats.atomic import staged_files
+from trialstats.commands.inputs import (
+    MISSING_DATA,
+    VALIDATED,
+    add_config_argument,
+    add_files,
+    add_outputs,
+    check_figures_beside,
+    document_files,
+    from_folder,
+    named_outputs,
+    read_parquet,
+    require,
+    write_set,
+)
 from trialstats.config import load_config
 from trialstats.contract import read_tidy
 from trialstats.data.fingerprint import check_fingerprint
-from trialstats.errors import TrialstatsError
+
+#: The report's outputs and their names in the folder form (``--out-dir``).
+REPORT = {**document_files("report"), **document_files("supplement", "supplement_"),
+          "tables": "tables", "figures": "figures"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,37 +41,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "statistical-methods paragraph and provenance from the validated data and the "
         "analysis results, and write them as report.html (self-contained), report.docx, "
         "report.tex, report.md, the supplement (all sensitivity analyses, subgroups, missing data) "
-        "as supplement.{html,docx,tex,md}, tables/*.csv and figures/*.{svg,png,pdf}. With "
-        "--power, add a section planning the next trial from the power-grid table.",
+        "as supplement.{html,docx,tex,md}, tables/*.csv and figures/*.{svg,png,pdf}, each "
+        "named by its --*-out option (or all in --out-dir). With --power, add a section "
+        "planning the next trial from the power-grid table.",
     )
-    parser.add_argument("--config", required=True, type=Path, help="run configuration (YAML)")
+    add_config_argument(parser)
+    add_files(parser, {
+        "practices": "analysis-ready practices (`trialstats validate --practices-out`)",
+        "patients": "analysis-ready patients (`trialstats validate --patients-out`)",
+        "fingerprint": "their fingerprint (`validate --fingerprint-out`): tables validated "
+                       "with another configuration or other inputs are refused",
+        "primary": "primary results (`trialstats analyse`, gathered)",
+        "sensitivity": "sensitivity results (`trialstats sensitivity`, gathered): adds the "
+                       "sensitivity tables",
+        "completeness": "completeness table of `trialstats missing-data` (with --dropout): "
+                        "adds the missing-data tables to the supplement",
+        "dropout": "dropout table of `trialstats missing-data` (with --completeness)",
+        "power": "power-grid table from `trialstats power gather`: adds the 'Planning the next "
+                 "trial' section with power curves and the clusters per arm needed for 80%% "
+                 "and 90%% power",
+        "tipping": "the tipping-point table of the delta-adjustment analysis (`trialstats "
+                   "sensitivity --tipping-out`): adds its sentences and figures",
+    })
     parser.add_argument(
-        "--results", required=True, type=Path,
-        help="results folder: data/practices.parquet, data/patients.parquet, primary.csv "
-        "and optionally sensitivity.csv",
-    )
-    parser.add_argument(
-        "--power", type=Path, metavar="FILE",
-        help="power-grid table from `trialstats power gather` (results/power/power.csv): "
-        "adds the 'Planning the next trial' section with power curves and the clusters per "
-        "arm needed for 80%% and 90%% power",
+        "--results", type=Path, metavar="DIR",
+        help="folder form of the first five: DIR/data/{practices.parquet,patients.parquet,"
+        "fingerprint.json} (the --out-dir of validate), DIR/primary.csv and, when present, "
+        "DIR/sensitivity.csv",
     )
     parser.add_argument(
         "--missing-data", type=Path, metavar="DIR",
-        help="folder holding completeness.csv and dropout.csv from `trialstats missing-data` "
-        "(results/missing_data): adds the missing-data tables to the supplement",
-    )
-    parser.add_argument(
-        "--tipping", type=Path, metavar="FILE",
-        help="the tipping-point table of the delta-adjustment analysis (`trialstats sensitivity "
-        "--tipping-out`): adds its sentences and figures",
+        help="folder form of --completeness and --dropout (the --out-dir of missing-data)",
     )
     parser.add_argument(
         "--allocation", type=Path, metavar="DIR",
         help="--out folder of `trialstats allocate`: adds the 'Allocation' section (method, "
         "balance table A1, balance-score figure A1)",
     )
-    parser.add_argument("--out", required=True, type=Path, help="output directory")
+    add_outputs(parser, REPORT, "the report, supplement, tables/ and figures/")
     parser.set_defaults(run=run)
 
 
@@ -83,14 +105,6 @@ def _git_commit() -> str:
     return head + ("-dirty" if status else "")
 
 
-def _read_parquet(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise TrialstatsError(
-            f"{path}: file not found; run `trialstats validate --out` into the results folder."
-        )
-    return pd.read_parquet(path)
-
-
 def run(args: argparse.Namespace) -> None:
     """Read the run's data and results, build the report, and write every output."""
     from trialstats.report.build import MissingData, Provenance, build_report
@@ -98,32 +112,31 @@ def run(args: argparse.Namespace) -> None:
     from trialstats.report.methods import software_versions
     from trialstats.report.render import csv_text
 
+    outputs = _named_files(args)
     config = load_config(args.config)
-    data = args.results / "data"
-    practices = _read_parquet(data / "practices.parquet")
-    patients = _read_parquet(data / "patients.parquet")
-    check_fingerprint(data, config)
-    primary_path, sensitivity_path = args.results / "primary.csv", args.results / "sensitivity.csv"
-    results = read_tidy(primary_path)
-    sensitivity = read_tidy(sensitivity_path) if sensitivity_path.is_file() else None
+    practices, patients = read_parquet(args.practices), read_parquet(args.patients)
+    check_fingerprint(args.fingerprint, config)
+    results = read_tidy(args.primary)
     inputs = [
         ("Configuration", args.config),
         ("Input: practices", Path(config["data"]["practices"])),
         ("Input: patients", Path(config["data"]["patients"])),
-        ("Validated practices", data / "practices.parquet"),
-        ("Validated patients", data / "patients.parquet"),
-        ("Primary results", primary_path),
+        ("Validated practices", args.practices),
+        ("Validated patients", args.patients),
+        ("Primary results", args.primary),
     ]
-    if sensitivity is not None:
-        inputs.append(("Sensitivity results", sensitivity_path))
+    sensitivity = None
+    if args.sensitivity is not None:
+        sensitivity = read_tidy(args.sensitivity)
+        inputs.append(("Sensitivity results", args.sensitivity))
     power = None
     if args.power is not None:
         power = read_tidy(args.power,
                           missing="run the power stage (trialstats power gather) first")
         inputs.append(("Power results", args.power))
     missing = None
-    if args.missing_data is not None:
-        paths = [args.missing_data / f"{name}.csv" for name in ("completeness", "dropout")]
+    if args.completeness is not None:
+        paths = [args.completeness, args.dropout]
         tables = [read_tidy(path, missing="run the missing-data stage first") for path in paths]
         missing = MissingData(*tables)
         inputs += [("Missing data", path) for path in paths]
@@ -143,12 +156,36 @@ def run(args: argparse.Namespace) -> None:
     report, supplement, counts = build_report(practices, patients, config, results,
                                               sensitivity, provenance, power, missing, tipping,
                                               allocation)
-    with staged_outputs(args.out) as stage:
-        write_report(report, stage, "report", tables=True)
-        write_report(supplement, stage, "supplement", tables=True)
-        (stage / "tables" / "consort_counts.csv").write_text(csv_text(counts), "utf-8")
+
+    def write(folder: Path) -> None:
+        write_report(report, folder, "report", tables=True)
+        write_report(supplement, folder, "supplement", tables=True)
+        (folder / "tables" / "consort_counts.csv").write_text(csv_text(counts), "utf-8")
+
+    with staged_files(outputs) as stage:
+        write_set(stage, REPORT, write)
     print(
-        f"Wrote report and supplement (.html, .docx, .tex, .md), "
-        f"{len(report.tables()) + len(supplement.tables())} tables and "
-        f"{len(report.figures()) + len(supplement.figures())} figures to {args.out}."
+        f"Wrote report and supplement (.html, .docx, .tex, .md) to "
+        f"{outputs['html'].parent}, {len(report.tables()) + len(supplement.tables())} tables "
+        f"to {outputs['tables']} and "
+        f"{len(report.figures()) + len(supplement.figures())} figures to {outputs['figures']}."
     )
+
+
+def _named_files(args: argparse.Namespace) -> dict[str, Path]:
+    """Expand the folder forms, check the inputs given together, and return the outputs."""
+    from_folder(args, "results", {"practices": "data/practices.parquet",
+                                  "patients": "data/patients.parquet",
+                                  "fingerprint": f"data/{VALIDATED['fingerprint']}",
+                                  "primary": "primary.csv", "sensitivity": "sensitivity.csv"})
+    if args.results is not None and not args.sensitivity.is_file():
+        args.sensitivity = None  # the folder form holds sensitivity.csv only when it was run
+    require(args, ("practices", "patients", "fingerprint", "primary"),
+            "the report needs the analysis-ready tables and the primary results")
+    from_folder(args, "missing_data", MISSING_DATA)
+    if (args.completeness is None) != (args.dropout is None):
+        require(args, MISSING_DATA, "the missing-data tables are read together")
+    outputs = named_outputs(args, REPORT, "the report, supplement, tables and figures")
+    check_figures_beside(outputs, ("markdown", "latex", "supplement_markdown",
+                                   "supplement_latex"))
+    return outputs

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from trialstats.atomic import staged_files
 from trialstats.commands.inputs import add_trial_arguments, progress_bar, read_trial
 from trialstats.data.io import write_csv
 from trialstats.errors import TrialstatsError
@@ -53,8 +54,10 @@ def run(args: argparse.Namespace) -> None:
             frames.append(run_analysis(name, patients, config, progress=bar.update))
     table = pd.concat(frames, ignore_index=True)
     tipping = None if args.tipping_out is None else tipping_analysis(patients, config)
-    write_csv(table, args.out)
-    if tipping is not None:
-        write_csv(tipping, args.tipping_out)
+    outputs = {"rows": args.out} | ({} if tipping is None else {"tipping": args.tipping_out})
+    with staged_files(outputs) as stage:
+        write_csv(table, stage["rows"])
+        if tipping is not None:
+            write_csv(tipping, stage["tipping"])
     for name, frame in zip(names, frames, strict=True):
         print(f"{name}: {len(frame)} rows ({frame['analysis'].nunique()} analyses)")

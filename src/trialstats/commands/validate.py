@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-from trialstats.atomic import staged_outputs
+from trialstats.atomic import staged_files
+from trialstats.commands.inputs import VALIDATED, add_config_argument, add_outputs, named_outputs
 from trialstats.config import load_config
 from trialstats.data.columns import identifier_columns
-from trialstats.data.fingerprint import FINGERPRINT_FILE, fingerprint
+from trialstats.data.fingerprint import fingerprint
 from trialstats.data.validate import TREATED, Trial, load_trial, outcome_columns, summarise
 
 
@@ -20,14 +20,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="check the input tables against the data contract",
         description="Check the practices and patients tables named in the configuration. "
         "On valid data print a summary (clusters and patients per arm, completeness of every "
-        "outcome at every month); on bad input name the file, rows and column and exit 2.",
+        "outcome at every month); on bad input name the file, rows and column and exit 2. "
+        "With --practices-out, --patients-out, --summary-out and --fingerprint-out (all four, "
+        "or --out-dir), also write the analysis-ready tables, the summary and the "
+        "fingerprint of what they were validated with; nothing is written unless the data "
+        "are valid.",
     )
-    parser.add_argument("--config", required=True, type=Path, help="run configuration (YAML)")
-    parser.add_argument(
-        "--out", type=Path,
-        help="directory for the analysis-ready tables (practices.parquet, patients.parquet, "
-        "validation.txt); nothing is written unless the data are valid",
-    )
+    add_config_argument(parser)
+    add_outputs(parser, VALIDATED, "the analysis-ready tables, summary and fingerprint")
     parser.set_defaults(run=run)
 
 
@@ -50,14 +50,16 @@ def input_notes(trial: Trial) -> str:
 def run(args: argparse.Namespace) -> None:
     """Validate, print the summary, and write the analysis-ready tables and their fingerprint
     when asked (all files together: a failed or killed run leaves the previous ones whole)."""
+    outputs = named_outputs(args, VALIDATED, "the analysis-ready tables, summary and "
+                            "fingerprint", optional=True)
     config = load_config(args.config)
     trial = load_trial(config)
     summary = summarise(trial) + "\n" + input_notes(trial)
-    if args.out is not None:
-        with staged_outputs(args.out) as stage:
-            trial.practices.to_parquet(stage / "practices.parquet")
-            trial.patients.to_parquet(stage / "patients.parquet")
-            (stage / "validation.txt").write_text(summary + "\n")
-            (stage / FINGERPRINT_FILE).write_text(
+    if outputs:
+        with staged_files(outputs) as stage:
+            trial.practices.to_parquet(stage["practices"])
+            trial.patients.to_parquet(stage["patients"])
+            stage["summary"].write_text(summary + "\n")
+            stage["fingerprint"].write_text(
                 json.dumps(fingerprint(config), indent=1, sort_keys=True) + "\n")
     print(summary)

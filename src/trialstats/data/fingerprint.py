@@ -1,9 +1,10 @@
 """The fingerprint of analysis-ready tables: what they were validated with.
 
-``trialstats validate --out DIR`` writes ``DIR/fingerprint.json`` beside the Parquet tables:
-one SHA-256 digest per part of the configuration that validation depends on (``data``,
-``design``, ``outcomes``, ``analysis.covariates``; each part as canonical JSON) and one per
-input table's bytes. Commands that read ``--data DIR`` compute the same digests from the
+``trialstats validate`` writes it with the Parquet tables (``--fingerprint-out FILE``;
+``fingerprint.json`` in the folder form ``--out-dir DIR``): one SHA-256 digest per part of
+the configuration that validation depends on (``data``, ``design``, ``outcomes``,
+``analysis.covariates``; each part as canonical JSON) and one per input table's bytes.
+Commands that read the tables (``--fingerprint FILE``) compute the same digests from the
 current configuration and inputs, and refuse tables whose fingerprint differs, naming the
 parts that changed, so that an analysis never runs on tables checked against another
 configuration (a new covariate read as text, an outcome range no longer enforced).
@@ -20,7 +21,7 @@ from trialstats.errors import TrialstatsError
 
 __all__ = ["FINGERPRINT_FILE", "check_fingerprint", "fingerprint"]
 
-#: Name of the fingerprint beside the analysis-ready tables.
+#: Name of the fingerprint in the folder form of the analysis-ready tables.
 FINGERPRINT_FILE = "fingerprint.json"
 # Configuration parts validation depends on, as (section, key or None for the whole section).
 _PARTS = (("data", None), ("design", None), ("outcomes", None), ("analysis", "covariates"))
@@ -61,22 +62,21 @@ def fingerprint(config: dict[str, Any]) -> dict[str, str]:
     return parts
 
 
-def check_fingerprint(directory: Path, config: dict[str, Any]) -> None:
-    """Refuse the analysis-ready tables in ``directory`` unless they were validated with the
-    configuration parts and input files of ``config``.
+def check_fingerprint(path: Path, config: dict[str, Any]) -> None:
+    """Refuse the analysis-ready tables whose fingerprint is the file ``path`` unless they
+    were validated with the configuration parts and input files of ``config``.
 
     Raises
     ------
     TrialstatsError
         No fingerprint, an unreadable one, or one that differs (naming what changed).
     """
-    path = directory / FINGERPRINT_FILE
-    again = f"run `trialstats validate --config CONFIG --out {directory}` again."
+    again = f"run `trialstats validate --config CONFIG` again (--fingerprint-out {path})."
     try:
         recorded = json.loads(path.read_text())
     except FileNotFoundError:
         raise TrialstatsError(
-            f"{path} not found: the tables in {directory} do not say which configuration and "
+            f"{path} not found: the analysis-ready tables do not say which configuration and "
             f"inputs they were validated with; {again}") from None
     except (OSError, ValueError) as error:
         raise TrialstatsError(f"{path} cannot be read ({error}); {again}") from None
@@ -85,5 +85,5 @@ def check_fingerprint(directory: Path, config: dict[str, Any]) -> None:
                if not isinstance(recorded, dict) or recorded.get(part) != digest]
     if changed:
         raise TrialstatsError(
-            f"the analysis-ready tables in {directory} were validated with a different "
+            f"the analysis-ready tables of {path} were validated with a different "
             f"configuration or inputs: {', '.join(changed)} changed; {again}")

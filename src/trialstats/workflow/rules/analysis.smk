@@ -3,6 +3,7 @@ rule analyse_outcome:
     input:
         config=CONFIG_FILE,
         patients="results/data/patients.parquet",
+        fingerprint="results/data/fingerprint.json",
     output:
         "results/primary/{outcome}/primary.csv",
     log:
@@ -13,11 +14,10 @@ rule analyse_outcome:
         "../envs/trialstats.yaml"
     params:
         code=code_version("analyse"),
-        data_dir=subpath(input.patients, parent=True),
-        out_dir=subpath(output[0], parent=True),
     shell:
-        "trialstats analyse --config {input.config:q} --data {params.data_dir:q}"
-        " --outcome {wildcards.outcome:q} --out {params.out_dir:q} > {log:q} 2>&1"
+        "trialstats analyse --config {input.config:q} --patients {input.patients:q}"
+        " --fingerprint {input.fingerprint:q} --outcome {wildcards.outcome:q}"
+        " --out {output:q} > {log:q} 2>&1"
 
 
 rule gather_primary:

@@ -8,6 +8,7 @@ rule validate:
         practices="results/data/practices.parquet",
         patients="results/data/patients.parquet",
         summary="results/data/validation.txt",
+        fingerprint="results/data/fingerprint.json",
     log:
         "logs/validate.log",
     benchmark:
@@ -16,9 +17,11 @@ rule validate:
         "../envs/trialstats.yaml"
     params:
         code=code_version("validate"),
-        out_dir=subpath(output.summary, parent=True),
     shell:
-        "trialstats validate --config {input.config:q} --out {params.out_dir:q} > {log:q} 2>&1"
+        "trialstats validate --config {input.config:q}"
+        " --practices-out {output.practices:q} --patients-out {output.patients:q}"
+        " --summary-out {output.summary:q} --fingerprint-out {output.fingerprint:q}"
+        " > {log:q} 2>&1"
 
 
 rule validation_report:

@@ -4,6 +4,7 @@ rule report:
         config=CONFIG_FILE,
         practices="results/data/practices.parquet",
         patients="results/data/patients.parquet",
+        fingerprint="results/data/fingerprint.json",
         primary="results/primary.csv",
         sensitivity="results/sensitivity.csv",
         completeness=rules.missing_data.output.completeness,
@@ -19,6 +20,8 @@ rule report:
         supplement_docx="reports/supplement.docx",
         supplement_latex="reports/supplement.tex",
         supplement_markdown="reports/supplement.md",
+        tables=directory("reports/tables"),
+        figures=directory("reports/figures"),
     log:
         "logs/report.log",
     benchmark:
@@ -27,13 +30,19 @@ rule report:
         "../envs/trialstats.yaml"
     params:
         code=code_version("report"),
-        results=subpath(input.primary, parent=True),
-        missing=subpath(input.completeness, parent=True),
         power=[f"--power={table}" for table in PLANNING_OUTPUTS],
         tipping=[f"--tipping={table}" for table in TIPPING],
-        out_dir=subpath(output.html, parent=True),
     shell:
-        "trialstats report --config {input.config:q} --results {params.results:q}"
-        " --missing-data {params.missing:q} {params.power:q} {params.tipping:q}"
-        " --out {params.out_dir:q}"
+        "trialstats report --config {input.config:q} --practices {input.practices:q}"
+        " --patients {input.patients:q} --fingerprint {input.fingerprint:q}"
+        " --primary {input.primary:q} --sensitivity {input.sensitivity:q}"
+        " --completeness {input.completeness:q} --dropout {input.dropout:q}"
+        " {params.power:q} {params.tipping:q}"
+        " --html-out {output.html:q} --docx-out {output.docx:q}"
+        " --latex-out {output.latex:q} --markdown-out {output.markdown:q}"
+        " --supplement-html-out {output.supplement_html:q}"
+        " --supplement-docx-out {output.supplement_docx:q}"
+        " --supplement-latex-out {output.supplement_latex:q}"
+        " --supplement-markdown-out {output.supplement_markdown:q}"
+        " --tables-out {output.tables:q} --figures-out {output.figures:q}"
         " > {log:q} 2>&1"

@@ -7,6 +7,7 @@ rule sensitivity_analysis:
     input:
         config=CONFIG_FILE,
         patients="results/data/patients.parquet",
+        fingerprint="results/data/fingerprint.json",
         allocation_set=ALLOCATION_SET,
     output:
         "results/sensitivity/{analysis}.csv",
@@ -18,9 +19,9 @@ rule sensitivity_analysis:
         "../envs/trialstats.yaml"
     params:
         code=code_version("sensitivity"),
-        data_dir=subpath(input.patients, parent=True),
     shell:
-        "trialstats sensitivity --config {input.config:q} --data {params.data_dir:q}"
+        "trialstats sensitivity --config {input.config:q} --patients {input.patients:q}"
+        " --fingerprint {input.fingerprint:q}"
         " --analysis {wildcards.analysis:q} --out {output:q} > {log:q} 2>&1"
 
 
@@ -30,6 +31,7 @@ rule delta_adjustment:
     input:
         config=CONFIG_FILE,
         patients="results/data/patients.parquet",
+        fingerprint="results/data/fingerprint.json",
     output:
         rows="results/sensitivity/delta-adjustment.csv",
         tipping="results/tipping.csv",
@@ -41,9 +43,9 @@ rule delta_adjustment:
         "../envs/trialstats.yaml"
     params:
         code=code_version("sensitivity"),
-        data_dir=subpath(input.patients, parent=True),
     shell:
-        "trialstats sensitivity --config {input.config:q} --data {params.data_dir:q}"
+        "trialstats sensitivity --config {input.config:q} --patients {input.patients:q}"
+        " --fingerprint {input.fingerprint:q}"
         " --analysis delta-adjustment --out {output.rows:q}"
         " --tipping-out {output.tipping:q} > {log:q} 2>&1"
 
@@ -71,6 +73,7 @@ rule missing_data:
     input:
         config=CONFIG_FILE,
         patients="results/data/patients.parquet",
+        fingerprint="results/data/fingerprint.json",
     output:
         completeness="results/missing_data/completeness.csv",
         dropout="results/missing_data/dropout.csv",
@@ -82,8 +85,8 @@ rule missing_data:
         "../envs/trialstats.yaml"
     params:
         code=code_version("missing-data"),
-        data_dir=subpath(input.patients, parent=True),
-        out_dir=subpath(output.completeness, parent=True),
     shell:
-        "trialstats missing-data --config {input.config:q} --data {params.data_dir:q}"
-        " --out {params.out_dir:q} > {log:q} 2>&1"
+        "trialstats missing-data --config {input.config:q} --patients {input.patients:q}"
+        " --fingerprint {input.fingerprint:q}"
+        " --completeness-out {output.completeness:q} --dropout-out {output.dropout:q}"
+        " > {log:q} 2>&1"

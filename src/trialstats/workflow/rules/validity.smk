@@ -1,7 +1,8 @@
 # Validity study of the analysis methods (type I error and coverage by simulation) and its
 # report. Not part of `rule all` (about 5-10 minutes on 2 cores): run `snakemake methods_check`.
 # To re-render the report from an existing table without simulating, run
-# `trialstats methods-check --from-table reports/methods_check/validity.csv --out DIR`.
+# `trialstats methods-check --from-table reports/methods_check/validity.csv
+# --from-permutation reports/methods_check/permutation_validity.csv --out-dir DIR`.
 rule methods_check:
     """Type I error and coverage of every analysis method by simulation, as a report."""
     output:
@@ -11,9 +12,7 @@ rule methods_check:
         docx="reports/methods_check/validity.docx",
         latex="reports/methods_check/validity.tex",
         markdown="reports/methods_check/validity.md",
-        svg="reports/methods_check/figures/validity.svg",
-        png="reports/methods_check/figures/validity.png",
-        pdf="reports/methods_check/figures/validity.pdf",
+        figures=directory("reports/methods_check/figures"),
     log:
         "logs/methods_check.log",
     benchmark:
@@ -22,6 +21,9 @@ rule methods_check:
         "../envs/trialstats.yaml"
     params:
         code=code_version("methods-check"),
-        out_dir=subpath(output.table, parent=True),
     shell:
-        "trialstats methods-check --out {params.out_dir:q} > {log:q} 2>&1"
+        "trialstats methods-check --table-out {output.table:q}"
+        " --permutation-out {output.permutation:q} --html-out {output.html:q}"
+        " --docx-out {output.docx:q} --latex-out {output.latex:q}"
+        " --markdown-out {output.markdown:q} --figures-out {output.figures:q}"
+        " > {log:q} 2>&1"
