@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 from typing import Any
+
+from trialstats.commands.power_options import binary_unused, emit_record, plain
 
 DESIGN_ONLY = ("sequences", "clusters_per_sequence", "periods", "decay", "individual_autocorr")
 JSON_KEYS = (
@@ -119,7 +120,7 @@ def run_simulation(args: argparse.Namespace) -> None:
     )
     result["design"] = design.name
     if args.json:
-        print(json.dumps({key: _plain(value) for key, value in result.items()}))
+        print(json.dumps({key: plain(value) for key, value in result.items()}))
         return
     print(
         f"Power {result['power']:.4f} (Monte Carlo SE {result['mc_se']:.4f}, {args.reps} "
@@ -160,13 +161,7 @@ def _parallel_binary(args: argparse.Namespace) -> None:
     from trialstats.errors import TrialstatsError
     from trialstats.power.binary import solve_binary
 
-    if args.p0 is None or args.p1 is None:
-        raise TrialstatsError("A binary outcome needs both --p0 and --p1.")
-    unused = [flag for flag, value in (
-        ("--effect", args.effect), ("--difference", args.difference), ("--sd", args.sd),
-        ("--baseline-corr", args.baseline_corr), ("--cluster-autocorr", args.cluster_autocorr),
-        ("--baseline", args.baseline), ("--from", args.from_dir),
-    ) if value is not None]
+    unused = binary_unused(args)
     if unused:
         raise TrialstatsError(f"{', '.join(unused)} do not apply to a binary outcome "
                               "(--p0 --p1) in the parallel formulas.")
@@ -194,20 +189,12 @@ def _parallel_binary(args: argparse.Namespace) -> None:
             "clusters_per_arm_exact", "cluster_size", "cluster_size_exact", "p_control",
             "p_intervention", "difference", "icc", "cv", "attrition", "alpha", "design_effect",
             "df")
-    record.update({key: _plain(row[key]) for key in keys})
-    if args.out is not None:
-        import pandas as pd
-
-        from trialstats.data.io import write_csv
-
-        write_csv(pd.DataFrame([record]), args.out)
-    if args.json:
-        print(json.dumps(record))
-        return
-    print(f"Power {record['power']:.4f} to detect {args.p0:g} vs {args.p1:g} with "
-          f"{record['clusters_per_arm']:g} control and {record['k_intervention']:g} "
-          f"intervention clusters of mean size {record['cluster_size']:g}; design effect "
-          f"{record['design_effect']:.4g}.\nMethod: {record['method']}.")
+    record.update({key: plain(row[key]) for key in keys})
+    emit_record(args, record, lambda: (
+        f"Power {record['power']:.4f} to detect {args.p0:g} vs {args.p1:g} with "
+        f"{record['clusters_per_arm']:g} control and {record['k_intervention']:g} "
+        f"intervention clusters of mean size {record['cluster_size']:g}; design effect "
+        f"{record['design_effect']:.4g}.\nMethod: {record['method']}."))
 
 
 def load_design(args: argparse.Namespace) -> tuple[Any, bool]:
@@ -253,7 +240,6 @@ def run(args: argparse.Namespace) -> None:
 
 def run_power(args: argparse.Namespace) -> None:
     """``power analytic --design``: power, or solve for the one quantity left out."""
-    from trialstats.data.io import write_csv
     from trialstats.errors import TrialstatsError
     from trialstats.power.design_power import solve_design
 
@@ -293,15 +279,8 @@ def run_power(args: argparse.Namespace) -> None:
         row["se"] *= scale
     row.update(options, design=design.name, outcome=outcome, sd=sd,
                sequences=len(design.clusters), periods=len(design.periods))
-    record = {key: _plain(row.get(key)) for key in JSON_KEYS}
-    if args.out is not None:
-        import pandas as pd
-
-        write_csv(pd.DataFrame([record]), args.out)
-    if args.json:
-        print(json.dumps(record))
-        return
-    print(_describe(record))
+    record = {key: plain(row.get(key)) for key in JSON_KEYS}
+    emit_record(args, record, lambda: _describe(record))
 
 
 def _outcome(args: argparse.Namespace) -> tuple[str, float | None, float | None]:
@@ -346,17 +325,6 @@ def _unknown(args: argparse.Namespace, clusters_known: bool, effect: float | Non
             f"--cluster-size and --effect (left out: {', '.join(missing) or 'none'})."
         )
     return missing[0].lstrip("-").replace("-", "_")
-
-
-def _plain(value: Any) -> Any:
-    """A JSON-safe scalar: NaN and infinity become null, whole numbers integers (as the
-    parallel-trial JSON)."""
-    if value is None or isinstance(value, str):
-        return value
-    number = float(value)
-    if not math.isfinite(number):
-        return None
-    return int(number) if number.is_integer() and abs(number) < 2**53 else number
 
 
 def _describe(r: dict[str, Any]) -> str:

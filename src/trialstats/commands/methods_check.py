@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import pandas as pd
 
 from trialstats.atomic import staged_files
 from trialstats.commands.inputs import (
+    add_files,
     add_outputs,
     check_figures_beside,
     document_files,
@@ -65,17 +65,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"(default {PERMUTATION_TRIALS}, at most --reps: Monte Carlo SE 0.0034 at 5%%)",
     )
     parser.add_argument("--seed", type=int, help=f"base seed (default {SEED})")
-    parser.add_argument(
-        "--from-table", type=Path, metavar="FILE",
-        help="validity.csv of an earlier run: write the figure and report from it without "
-        "simulating (the tables are then not written; --reps, --patient-reps and --seed "
-        "do not apply)",
-    )
-    parser.add_argument(
-        "--from-permutation", type=Path, metavar="FILE",
-        help="with --from-table: the permutation_validity.csv of that run, to report the "
-        "permutation test too",
-    )
+    add_files(parser, {
+        "from_table": "validity.csv of an earlier run: write the figure and report from it "
+                      "without simulating (the tables are then not written; --reps, "
+                      "--patient-reps and --seed do not apply)",
+        "from_permutation": "with --from-table: the permutation_validity.csv of that run, to "
+                            "report the permutation test too",
+    })
     parser.set_defaults(run=run)
 
 

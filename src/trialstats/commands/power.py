@@ -25,7 +25,7 @@ from typing import Any
 
 from trialstats.commands import design as design_words
 from trialstats.commands import power_options
-from trialstats.commands.inputs import progress_bar
+from trialstats.commands.inputs import add_config_argument, progress_bar
 from trialstats.contract import SIMULATION_DF_METHODS, read_tidy
 
 JSON_KEYS = ("power", "mc_se", "clusters_per_arm", "cluster_size", "effect", "design_effect")
@@ -86,7 +86,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "scenarios round-robin; every replicate has its own seed stream, so any split gives the "
         "same numbers as one run.",
     )
-    grid.add_argument("--config", required=True, type=Path, help="run configuration (YAML)")
+    add_config_argument(grid)
     grid.add_argument("--chunk", type=int, default=0, help="chunk to run, 0-based (default 0)")
     grid.add_argument("--n-chunks", type=int, default=1, help="number of chunks (default 1)")
     grid.add_argument("--out", required=True, type=Path, help="tidy CSV of this chunk")
@@ -323,19 +323,11 @@ def _run_count_analytic(args: argparse.Namespace) -> None:
                       alpha=args.alpha)
     row = {"method": "two event rates, Hayes & Bennett (1999) with the between-cluster CV; "
                      "two-sided normal test", **row}
-    if args.out is not None:
-        import pandas as pd
-
-        from trialstats.data.io import write_atomically
-
-        write_atomically(args.out, lambda tmp: pd.DataFrame([row]).to_csv(tmp, index=False))
-    if args.json:
-        print(json.dumps({key: _plain(value) for key, value in row.items()}))
-        return
-    print(f"Power {row['power']:.4f} to detect rates {row['rate0']:g} vs {row['rate1']:g} "
-          f"(rate ratio {row['rate_ratio']:g}) with {row['clusters_per_arm']:g} clusters per "
-          f"arm of {row['person_time']:g} person-time, between-cluster CV "
-          f"{row['cv_between']:g}.\nMethod: {row['method']}.")
+    power_options.emit_record(args, row, lambda: (
+        f"Power {row['power']:.4f} to detect rates {row['rate0']:g} vs {row['rate1']:g} "
+        f"(rate ratio {row['rate_ratio']:g}) with {row['clusters_per_arm']:g} clusters per "
+        f"arm of {row['person_time']:g} person-time, between-cluster CV "
+        f"{row['cv_between']:g}.\nMethod: {row['method']}."))
 
 
 def _unknown(inputs: dict[str, Any], target_power: float | None) -> str:
@@ -429,19 +421,12 @@ def _run_simulate(args: argparse.Namespace) -> None:
 
 def _run_simulate_binary(args: argparse.Namespace) -> None:
     """``power simulate --p0 --p1``: the logistic-GLMM simulation of a binary outcome."""
-    import pandas as pd
-
     from trialstats.errors import TrialstatsError
     from trialstats.power.simulate_binary import simulate_binary_power
 
-    if args.p0 is None or args.p1 is None:
-        raise TrialstatsError("A binary outcome needs both --p0 and --p1.")
-    unused = [flag for flag, value in (
-        ("--effect", args.effect), ("--difference", args.difference), ("--sd", args.sd),
-        ("--baseline-corr", args.baseline_corr), ("--cluster-autocorr", args.cluster_autocorr),
-        ("--baseline", args.baseline), ("--from", args.from_dir),
+    unused = power_options.binary_unused(args, (
         ("--target-power", args.target_power), ("--batch-size", args.batch_size),
-    ) if value is not None] + (["--attrition"] if args.attrition else []) + (
+    )) + (["--attrition"] if args.attrition else []) + (
         ["--generator"] if args.generator != "patients" else [])
     if unused:
         raise TrialstatsError(
@@ -461,21 +446,15 @@ def _run_simulate_binary(args: argparse.Namespace) -> None:
         seed=args.seed, df_method=args.df_method, alpha=args.alpha,
         n_agq=args.quadrature_points, min_cluster_size=args.min_cluster_size,
     )
-    if args.out is not None:
-        from trialstats.data.io import write_atomically
-
-        write_atomically(args.out, lambda tmp: pd.DataFrame([row]).to_csv(tmp, index=False))
-    if args.json:
-        print(json.dumps({key: _plain(value) for key, value in row.items()}))
-        return
-    print(f"Power {row['power']:.4f} (Monte Carlo SE {row['mc_se']:.4f}, {row['reps']} trials) "
-          f"to detect risks {row['p0']:g} vs {row['p1']:g} (odds ratio "
-          f"{row['odds_ratio']:.4g}) with {row['clusters_per_arm']} control + "
-          f"{row['k_intervention']} intervention clusters of mean size {row['cluster_size']:g}, "
-          f"latent ICC {row['icc']:g}.\n"
-          f"Type I error at odds ratio 1: {row['type_i_error']:.4f} (Monte Carlo SE "
-          f"{row['type_i_error_mc_se']:.4f}); df method {row['df_method']}; "
-          f"{row['n_failed']} fits did not converge.\nMethod: {row['method']}.")
+    power_options.emit_record(args, row, lambda: (
+        f"Power {row['power']:.4f} (Monte Carlo SE {row['mc_se']:.4f}, {row['reps']} trials) "
+        f"to detect risks {row['p0']:g} vs {row['p1']:g} (odds ratio "
+        f"{row['odds_ratio']:.4g}) with {row['clusters_per_arm']} control + "
+        f"{row['k_intervention']} intervention clusters of mean size {row['cluster_size']:g}, "
+        f"latent ICC {row['icc']:g}.\n"
+        f"Type I error at odds ratio 1: {row['type_i_error']:.4f} (Monte Carlo SE "
+        f"{row['type_i_error_mc_se']:.4f}); df method {row['df_method']}; "
+        f"{row['n_failed']} fits did not converge.\nMethod: {row['method']}."))
 
 
 def _analytic_clusters(inputs: dict[str, Any], target_power: float) -> int:
@@ -600,23 +579,11 @@ def _emit(args: argparse.Namespace, frame: Any, notes: list[str]) -> None:
 
 
 def _json_record(row: Any, frame: Any) -> dict[str, Any]:
-    record = {key: _plain(row.get(key)) for key in JSON_KEYS}
+    record = {key: power_options.plain(row.get(key)) for key in JSON_KEYS}
     extra = ("k_intervention", "type_i_error", "type_i_error_mc_se", "reps", "seed", "df_method",
              "generator", "allocation", "constrain_cutoff", "covariate_share", "analysis")
-    record.update({key: _plain(row[key]) for key in extra if key in frame.columns})
+    record.update({key: power_options.plain(row[key]) for key in extra if key in frame.columns})
     return record
-
-
-def _plain(value: Any) -> Any:
-    """A JSON-safe scalar: NaN becomes null, numpy scalars become Python numbers."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value
-    number = float(value)
-    if math.isnan(number):
-        return None
-    return int(number) if number.is_integer() and abs(number) < 2**53 else number
 
 
 def _describe(row: Any) -> str:

@@ -1,10 +1,19 @@
 """Option groups of ``trialstats power`` for other outcomes and designs of the trial:
 count outcomes (analytic), binary outcomes (simulation) and constrained allocation
-(simulation). Kept apart from :mod:`trialstats.commands.power` so that each stays short."""
+(simulation), with what the verbs of :mod:`trialstats.commands.power` and
+:mod:`trialstats.commands.design` share about them: the options a binary outcome leaves
+unused, and the output of one power record (``--out`` CSV, ``--json`` or a sentence). Kept
+apart from :mod:`trialstats.commands.power` so that each stays short."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from trialstats.errors import TrialstatsError
 
 
 def constraint_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,3 +68,49 @@ def binary_arguments(parser: argparse.ArgumentParser) -> None:
                        help="risk of a typical intervention cluster")
     group.add_argument("--quadrature-points", type=int, default=15, metavar="K",
                        help="adaptive Gauss-Hermite nodes of the GLMM fits (default 15)")
+
+
+def binary_unused(args: argparse.Namespace,
+                  extra: Iterable[tuple[str, Any]] = ()) -> list[str]:
+    """The flags given that a binary outcome (``--p0 --p1``) does not use: the
+    continuous-outcome options, and those of ``extra`` (flag, value) that are not None.
+
+    Raises
+    ------
+    TrialstatsError
+        When only one of ``--p0`` and ``--p1`` is given.
+    """
+    if args.p0 is None or args.p1 is None:
+        raise TrialstatsError("A binary outcome needs both --p0 and --p1.")
+    return [flag for flag, value in (
+        ("--effect", args.effect), ("--difference", args.difference), ("--sd", args.sd),
+        ("--baseline-corr", args.baseline_corr), ("--cluster-autocorr", args.cluster_autocorr),
+        ("--baseline", args.baseline), ("--from", args.from_dir), *extra,
+    ) if value is not None]
+
+
+def plain(value: Any) -> Any:
+    """A JSON-safe scalar: NaN and infinity become null, numpy scalars Python numbers and
+    whole numbers integers."""
+    if value is None or isinstance(value, str):
+        return value
+    number = float(value)
+    if not math.isfinite(number):
+        return None
+    return int(number) if number.is_integer() and abs(number) < 2**53 else number
+
+
+def emit_record(args: argparse.Namespace, record: dict[str, Any],
+                sentence: Callable[[], str]) -> None:
+    """Write one power record as a one-row CSV to ``--out`` (when given), then print it as
+    JSON (``--json``, values made :func:`plain`) or as ``sentence()``."""
+    if args.out is not None:
+        import pandas as pd
+
+        from trialstats.data.io import write_csv
+
+        write_csv(pd.DataFrame([record]), args.out)
+    if args.json:
+        print(json.dumps({key: plain(value) for key, value in record.items()}))
+    else:
+        print(sentence())

@@ -63,21 +63,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "tipping": "the tipping-point table of the delta-adjustment analysis (`trialstats "
                    "sensitivity --tipping-out`): adds its sentences and figures",
     })
-    parser.add_argument(
-        "--results", type=Path, metavar="DIR",
-        help="folder form of the first five: DIR/data/{practices.parquet,patients.parquet,"
-        "fingerprint.json} (the --out-dir of validate), DIR/primary.csv and, when present, "
-        "DIR/sensitivity.csv",
-    )
-    parser.add_argument(
-        "--missing-data", type=Path, metavar="DIR",
-        help="folder form of --completeness and --dropout (the --out-dir of missing-data)",
-    )
-    parser.add_argument(
-        "--allocation", type=Path, metavar="DIR",
-        help="--out folder of `trialstats allocate`: adds the 'Allocation' section (method, "
-        "balance table A1, balance-score figure A1)",
-    )
+    add_files(parser, {
+        "results": "folder form of the first five: DIR/data/{practices.parquet,"
+                   "patients.parquet,fingerprint.json} (the --out-dir of validate), "
+                   "DIR/primary.csv and, when present, DIR/sensitivity.csv",
+        "missing_data": "folder form of --completeness and --dropout (the --out-dir of "
+                        "missing-data)",
+        "allocation": "--out folder of `trialstats allocate`: adds the 'Allocation' section "
+                      "(method, balance table A1, balance-score figure A1)",
+    }, metavar="DIR")
     add_outputs(parser, REPORT, "the report, supplement, tables/ and figures/")
     parser.set_defaults(run=run)
 

@@ -16,6 +16,7 @@ import sys
 from importlib import resources
 from pathlib import Path
 
+from trialstats.commands.inputs import add_config_argument
 from trialstats.config import load_config
 from trialstats.errors import TrialstatsError
 
@@ -38,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "under --out. Arguments after `--` go to Snakemake unchanged (e.g. `-- --dry-run`, "
         "`-- --rerun-incomplete` after an interrupted run).",
     )
-    parser.add_argument("--config", required=True, type=Path, help="the trial's configuration")
+    add_config_argument(parser, help="the trial's configuration")
     parser.add_argument(
         "--out", type=Path,
         help="folder for results/, reports/ and logs/ (default: the configuration's folder)",
