@@ -47,10 +47,11 @@ def add_config_argument(parser: argparse.ArgumentParser | argparse._ArgumentGrou
 
 
 def add_files(parser: argparse.ArgumentParser, files: Mapping[str, str], *,
-              suffix: str = "", metavar: str = "FILE") -> None:
-    """Add one ``--<name><suffix> FILE`` option per entry of ``files`` (name -> help)."""
+              metavar: str = "FILE") -> None:
+    """Add one ``--<name> FILE`` (or ``metavar``) option per entry of ``files`` (name ->
+    help)."""
     for name, text in files.items():
-        parser.add_argument(flag(name + suffix), type=Path, metavar=metavar, help=text)
+        parser.add_argument(flag(name), type=Path, metavar=metavar, help=text)
 
 
 def add_outputs(parser: argparse.ArgumentParser, files: Mapping[str, str], folder: str) -> None:

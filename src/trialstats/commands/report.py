@@ -159,22 +159,21 @@ def run(args: argparse.Namespace) -> None:
     with staged_files(outputs) as stage:
         write_set(stage, REPORT, write)
     print(
-        f"Wrote report and supplement (.html, .docx, .tex, .md) to "
-        f"{outputs['html'].parent}, {len(report.tables()) + len(supplement.tables())} tables "
-        f"to {outputs['tables']} and "
+        f"Wrote the report and supplement (HTML, Word, LaTeX, Markdown; {outputs['html']} "
+        f"...), {len(report.tables()) + len(supplement.tables())} tables to "
+        f"{outputs['tables']} and "
         f"{len(report.figures()) + len(supplement.figures())} figures to {outputs['figures']}."
     )
 
 
 def _named_files(args: argparse.Namespace) -> dict[str, Path]:
     """Expand the folder forms, check the inputs given together, and return the outputs."""
-    from_folder(args, "results", {"practices": "data/practices.parquet",
-                                  "patients": "data/patients.parquet",
-                                  "fingerprint": f"data/{VALIDATED['fingerprint']}",
+    validated = ("practices", "patients", "fingerprint")
+    from_folder(args, "results", {**{name: f"data/{VALIDATED[name]}" for name in validated},
                                   "primary": "primary.csv", "sensitivity": "sensitivity.csv"})
     if args.results is not None and not args.sensitivity.is_file():
         args.sensitivity = None  # the folder form holds sensitivity.csv only when it was run
-    require(args, ("practices", "patients", "fingerprint", "primary"),
+    require(args, (*validated, "primary"),
             "the report needs the analysis-ready tables and the primary results")
     from_folder(args, "missing_data", MISSING_DATA)
     if (args.completeness is None) != (args.dropout is None):
