@@ -5,11 +5,11 @@ Generates a synthetic trial with the committed generating spec (config/synthetic
 to ``--practices`` practices and ``--patients`` patients (conditions in the same proportions),
 writes it as CSV, and runs, each in its own subprocess,
 
-1. ``trialstats validate --config C --out D`` (read the CSVs, check the data contract, write
-   the analysis-ready parquet tables), and
-2. ``trialstats analyse --config C --out D`` (read and validate again, then the primary model
-   for every configured outcome at every follow-up month with Kenward-Roger and
-   Satterthwaite df), and
+1. ``trialstats validate --config C --out-dir D`` (read the CSVs, check the data contract,
+   write the analysis-ready parquet tables), and
+2. ``trialstats analyse --config C --out D/primary.csv`` (read and validate again, then the
+   primary model for every configured outcome at every follow-up month with Kenward-Roger
+   and Satterthwaite df), and
 3. ``trialstats sensitivity --config C --data D --analysis NAME`` for each analysis of the
    configuration's ``sensitivity.analyses`` (the whole sensitivity stage, one process per
    analysis as the workflow runs it; ``--skip-sensitivity`` leaves it out),
@@ -87,8 +87,9 @@ def measure(label: str, config: Path, out: Path,
             analyses: list[str]) -> list[tuple[str, str, float, int]]:
     """Validate, analyse, then run each sensitivity analysis of ``analyses`` on the trial of
     ``config``; one result row per step."""
-    steps = [(step, [step, "--config", str(config), "--out", str(out)])
-             for step in ("validate", "analyse")]
+    steps = [("validate", ["validate", "--config", str(config), "--out-dir", str(out)]),
+             ("analyse", ["analyse", "--config", str(config),
+                          "--out", str(out / "primary.csv")])]
     steps += [(name, ["sensitivity", "--config", str(config), "--data", str(out),
                       "--analysis", name, "--out", str(out / f"sensitivity-{name}.csv")])
               for name in analyses]

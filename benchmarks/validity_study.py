@@ -79,7 +79,7 @@ def main() -> None:
     if args.full:
         with tempfile.TemporaryDirectory() as out:
             start = time.perf_counter()
-            trialstats(["methods-check", "--out", str(Path(out)), "--seed", str(args.seed)])
+            trialstats(["methods-check", "--out-dir", str(Path(out)), "--seed", str(args.seed)])
             print(f"full study (trialstats methods-check, defaults): "
                   f"{time.perf_counter() - start:.0f} s")
 
