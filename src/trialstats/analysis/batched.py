@@ -2,20 +2,38 @@
 
 :mod:`trialstats.analysis.reml` (random cluster intercept) and
 :mod:`trialstats.analysis.reml_periods` (cluster and cluster-period intercepts) fit every
-replicate of a batch at once from sufficient statistics. Their fits and flattened sums are
-dataclasses of arrays with the batch axes first (:class:`BatchArrays`: select replicates,
-restore the batch shape), and both refuse a rank-deficient fixed-effects design by the same
-test (:func:`rank_deficient`).
+replicate of a batch at once from sufficient statistics. Their sums share the shape
+properties of :class:`CellSums` (batch shape, design width); their fits and flattened sums
+are dataclasses of arrays with the batch axes first (:class:`BatchArrays`: select replicates,
+restore the batch shape); both refuse a rank-deficient fixed-effects design by the same test
+(:func:`rank_deficient`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["BatchArrays", "rank_deficient"]
+__all__ = ["BatchArrays", "CellSums", "rank_deficient"]
 
 # Smallest eigenvalue of the column-scaled X'X below which X is treated as rank deficient.
 _RANK_TOL = 1e-12
+
+
+class CellSums:
+    """Mixin for sufficient statistics: ``n`` has the batch axes, then ``_CELL_AXES`` cell axes
+    (clusters; clusters x periods), and ``xsum`` ends in the ``p`` fixed-effect columns."""
+
+    _CELL_AXES = 1
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        """Leading (replicate) dimensions."""
+        return np.shape(self.n)[: -self._CELL_AXES]
+
+    @property
+    def n_params(self) -> int:
+        """Number of columns ``p`` of the fixed-effects design."""
+        return int(np.shape(self.xsum)[-1])
 
 
 class BatchArrays:

@@ -63,7 +63,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 
-from trialstats.analysis.batched import BatchArrays, rank_deficient
+from trialstats.analysis.batched import BatchArrays, CellSums, rank_deficient
 from trialstats.analysis.roots import bracketed_newton
 from trialstats.errors import TrialstatsError
 
@@ -83,7 +83,7 @@ _EXACT_FIT_TOL = 1e-13
 
 
 @dataclass(frozen=True)
-class ClusterSums:
+class ClusterSums(CellSums):
     """Per-cluster sufficient statistics of a linear model with a random cluster intercept.
 
     All arrays may carry the same leading batch dimensions ``...`` (for example simulation
@@ -133,16 +133,6 @@ class ClusterSums:
                 )
         if np.any(n < 0):
             raise TrialstatsError("ClusterSums.n has a negative cluster size.")
-
-    @property
-    def batch_shape(self) -> tuple[int, ...]:
-        """Leading (replicate) dimensions."""
-        return np.shape(self.n)[:-1]
-
-    @property
-    def n_params(self) -> int:
-        """Number of columns ``p`` of the fixed-effects design."""
-        return int(np.shape(self.xsum)[-1])
 
     @classmethod
     def from_data(

@@ -82,7 +82,7 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
-from trialstats.analysis.batched import BatchArrays, rank_deficient
+from trialstats.analysis.batched import BatchArrays, CellSums, rank_deficient
 from trialstats.errors import TrialstatsError
 
 __all__ = [
@@ -105,7 +105,7 @@ _DECREMENT_TOL = 1e-4
 
 
 @dataclass(frozen=True)
-class PeriodSums:
+class PeriodSums(CellSums):
     """Cluster-period sufficient statistics; arrays share leading batch (replicate) dims ``...``.
 
     Attributes
@@ -127,6 +127,8 @@ class PeriodSums:
     xty: np.ndarray
     yty: np.ndarray
 
+    _CELL_AXES = 2  # clusters x periods
+
     def __post_init__(self) -> None:
         shape = np.shape(self.n)
         if len(shape) < 2:
@@ -144,16 +146,6 @@ class PeriodSums:
                 )
         if np.any(np.asarray(self.n) < 0):
             raise TrialstatsError("PeriodSums.n has a negative cluster-period size.")
-
-    @property
-    def batch_shape(self) -> tuple[int, ...]:
-        """Leading (replicate) dimensions."""
-        return np.shape(self.n)[:-2]
-
-    @property
-    def n_params(self) -> int:
-        """Columns ``p`` of the fixed-effects design."""
-        return int(np.shape(self.xsum)[-1])
 
     @classmethod
     def from_data(
