@@ -314,10 +314,7 @@ attrition, baseline, rho_c, rho_s, distribution
     sigma_b = np.broadcast_to(np.asarray(sigma, dtype=float), flat["icc"].shape).ravel()
     frame["sd"] = sigma_b
     frame["difference"] = frame["effect"] * sigma_b
-    frame = add_solve_columns(frame, unknown, flat["target_power"])
-    frame["clusters_per_arm_exact"] = solved["k_control_exact"]
-    frame["cluster_size_exact"] = solved["cluster_size_exact"]
-    return frame
+    return add_solve_columns(frame, unknown, flat["target_power"], solved)
 
 
 # --------------------------------------------------------------------------- internals

@@ -202,10 +202,7 @@ alpha, attrition, distribution
         k_intervention=solved["k_intervention"], cv=flat["cv"], alpha=flat["alpha"],
         attrition=flat["attrition"], distribution=distribution,
     )
-    frame = add_solve_columns(frame, unknown, flat["target_power"])
-    frame["clusters_per_arm_exact"] = solved["k_control_exact"]
-    frame["cluster_size_exact"] = solved["cluster_size_exact"]
-    return frame
+    return add_solve_columns(frame, unknown, flat["target_power"], solved)
 
 
 def clusters_hayes_bennett(

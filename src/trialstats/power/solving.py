@@ -190,11 +190,19 @@ def t_df(k_c: np.ndarray, k_i: np.ndarray, distribution: str) -> np.ndarray:
     return k_c + k_i - 2.0
 
 
-def add_solve_columns(frame: pd.DataFrame, unknown: str, target: ArrayLike) -> pd.DataFrame:
-    """Add ``unknown``, ``target_power`` and the exact (unrounded) solution columns."""
+def add_solve_columns(
+    frame: pd.DataFrame, unknown: str, target: ArrayLike,
+    solved: dict[str, np.ndarray] | None = None,
+) -> pd.DataFrame:
+    """Add ``unknown``, ``target_power`` and the exact (unrounded) solution columns: those of
+    ``solved`` (``k_control_exact``, ``cluster_size_exact``, as :func:`solve_each` returns
+    them) or, without it, the design's own clusters and cluster size."""
     frame.insert(0, "unknown", unknown)
     frame.insert(1, "target_power", np.broadcast_to(np.asarray(target, dtype=float), len(frame)))
-    if "clusters_per_arm_exact" not in frame:
+    if solved is not None:
+        frame["clusters_per_arm_exact"] = solved["k_control_exact"]
+        frame["cluster_size_exact"] = solved["cluster_size_exact"]
+    elif "clusters_per_arm_exact" not in frame:
         frame["clusters_per_arm_exact"] = frame["clusters_per_arm"]
         frame["cluster_size_exact"] = frame["cluster_size"]
     return frame
