@@ -506,6 +506,16 @@ class TestImpossibleAndInvalid:
                 clusters_per_arm=4,
             )
 
+    def test_binary_bound_is_the_large_cluster_limit(self):
+        # As for continuous outcomes: the bound in the message (solving.limit_power) agrees
+        # with the binary formula at an enormous cluster size.
+        with pytest.raises(TrialstatsError) as info:
+            solve_binary(unknown="cluster_size", p_control=0.3, p_intervention=0.25, icc=0.1,
+                         cv=0.5, clusters_per_arm=4)
+        bound = float(str(info.value).split("approaches ")[1].split(" ")[0])
+        huge = power_proportions(0.3, 0.25, 4, 1e9, 0.1, cv=0.5)
+        assert bound == pytest.approx(float(huge), abs=1e-4)
+
     def test_binary_no_detectable_proportion(self):
         with pytest.raises(TrialstatsError, match="No intervention proportion"):
             solve_binary(

@@ -77,6 +77,20 @@ def exclusion_note(excluded: dict[str, int], n_randomised: int) -> str:
     return f"excluded {total:,} of {n_randomised:,} patients: {reasons}"
 
 
+def complete_rows(
+    index: pd.Index, reasons: list[tuple[str, pd.Series]]
+) -> tuple[pd.Series, dict[str, int]]:
+    """The rows of ``index`` missing none of the ``(reason, missing mask)`` pairs, and the
+    number of rows excluded for each reason: the first reason that applies, in the order
+    given (:func:`exclusion_note` words them)."""
+    keep = pd.Series(True, index=index)
+    excluded = {}
+    for reason, missing in reasons:
+        excluded[reason] = int((keep & missing).sum())
+        keep &= ~missing
+    return keep, excluded
+
+
 def _covariate_matrix(values: pd.Series, name: str) -> pd.DataFrame:
     if pd.api.types.is_numeric_dtype(values):
         return values.astype(float).to_frame(name)
@@ -117,16 +131,12 @@ def model_data(
     """
     response = outcome_column(outcome, month)
     baseline = None if baseline_month is None else outcome_column(outcome, baseline_month)
-    keep = pd.Series(True, index=patients.index)
-    excluded = {}
-    for reason, missing in [
+    keep, excluded = complete_rows(patients.index, [
         (f"without {response}", patients[response].isna()),
         *([(f"without {baseline}", patients[baseline].isna())] if baseline else []),
         *[(f"without {c}", patients[c].isna()) for c in covariates],
         *([(f"without {exposure}", patients[exposure].isna())] if exposure else []),
-    ]:
-        excluded[reason] = int((keep & missing).sum())
-        keep &= ~missing
+    ])
     rows = patients.loc[keep]
     blocks = [
         pd.DataFrame({INTERCEPT: 1.0, TREATED: rows[TREATED].astype(float),

@@ -37,7 +37,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trialstats.analysis.design import INTERCEPT, _covariate_matrix, exclusion_note
+from trialstats.analysis.design import (
+    INTERCEPT,
+    _covariate_matrix,
+    complete_rows,
+    exclusion_note,
+)
 from trialstats.analysis.effects import baseline_sd, mcid_raw
 from trialstats.analysis.period_inference import (
     kenward_roger_periods,
@@ -89,12 +94,9 @@ def period_data(patients: pd.DataFrame, outcome: str, config: dict[str, Any]) ->
     """Assemble the period model of ``outcome`` for the participants with the outcome and
     every covariate observed (module docstring)."""
     design, analysis = config["design"], config["analysis"]
-    keep = pd.Series(True, index=patients.index)
-    excluded = {}
-    for name in [outcome, *analysis["covariates"]]:
-        missing = patients[name].isna()
-        excluded[f"without {name}"] = int((keep & missing).sum())
-        keep &= ~missing
+    keep, excluded = complete_rows(patients.index, [
+        (f"without {name}", patients[name].isna()) for name in [outcome, *analysis["covariates"]]
+    ])
     rows = patients.loc[keep]
     period_codes, periods = pd.factorize(rows[PERIOD_INDEX], sort=True)
     if analysis["time_on_treatment"]:

@@ -63,6 +63,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 
+from trialstats.analysis.batched import BatchArrays, CellSums, rank_deficient
 from trialstats.analysis.roots import bracketed_newton
 from trialstats.errors import TrialstatsError
 
@@ -76,14 +77,13 @@ __all__ = [
 
 # Grid for bracketing the optimum of the profiled criterion: gamma = 0 plus one point a decade.
 _GRID = np.concatenate([[0.0], np.logspace(-6.0, 4.0, 11)])
-# Smallest eigenvalue of the column-scaled X'X below which X is treated as rank deficient.
-_RANK_TOL = 1e-12
 # Least-squares residual sum of squares below this share of y'y counts as an exact fit.
 _EXACT_FIT_TOL = 1e-13
 
 
+
 @dataclass(frozen=True)
-class ClusterSums:
+class ClusterSums(CellSums):
     """Per-cluster sufficient statistics of a linear model with a random cluster intercept.
 
     All arrays may carry the same leading batch dimensions ``...`` (for example simulation
@@ -133,16 +133,6 @@ class ClusterSums:
                 )
         if np.any(n < 0):
             raise TrialstatsError("ClusterSums.n has a negative cluster size.")
-
-    @property
-    def batch_shape(self) -> tuple[int, ...]:
-        """Leading (replicate) dimensions."""
-        return np.shape(self.n)[:-1]
-
-    @property
-    def n_params(self) -> int:
-        """Number of columns ``p`` of the fixed-effects design."""
-        return int(np.shape(self.xsum)[-1])
 
     @classmethod
     def from_data(
@@ -223,7 +213,7 @@ class ClusterSums:
 
 
 @dataclass(frozen=True)
-class RemlFit:
+class RemlFit(BatchArrays):
     """REML estimates; every array has the batch shape of the input sums (plus trailing dims).
 
     Attributes
@@ -259,7 +249,7 @@ class RemlFit:
 
 
 @dataclass(frozen=True)
-class _Flat:
+class _Flat(BatchArrays):
     """Sums flattened to one batch axis ``B`` with the whole-data totals precomputed."""
 
     n: np.ndarray  # (B, J)
@@ -270,9 +260,6 @@ class _Flat:
     xty: np.ndarray  # (B, p)
     yty: np.ndarray  # (B,)
     dof: np.ndarray  # (B,): N - p
-
-    def take(self, index: np.ndarray) -> _Flat:
-        return _Flat(**{name: getattr(self, name)[index] for name in self.__dataclass_fields__})
 
 
 def _flatten(sums: ClusterSums) -> _Flat:
@@ -317,12 +304,7 @@ def _validate(flat: _Flat, batch_shape: tuple[int, ...]) -> None:
             f"{_replicate_label(bad, batch_shape)}: {p} fixed-effect columns need more than "
             f"{p} observations."
         )
-    scale = np.sqrt(np.diagonal(flat.xtx, axis1=-2, axis2=-1))
-    zero_col = np.any(scale == 0, axis=-1)
-    scale = np.where(scale > 0, scale, 1.0)
-    scaled = flat.xtx / (scale[:, :, None] * scale[:, None, :])
-    smallest = np.linalg.eigvalsh(scaled)[:, 0]
-    bad = np.flatnonzero(zero_col | (smallest < _RANK_TOL))
+    bad = np.flatnonzero(rank_deficient(flat.xtx))
     if bad.size:
         raise TrialstatsError(
             f"The fixed-effects design is rank deficient in {_replicate_label(bad, batch_shape)} "
@@ -637,10 +619,4 @@ def fit_reml(sums: ClusterSums, *, xtol: float = 1e-10, max_iter: int = 200) -> 
         n_obs=flat.n.sum(axis=1).astype(np.int64),
         n_clusters=np.sum(flat.n > 0, axis=1),
     )
-    # [()] turns the 0-d results of a single dataset into numpy scalars
-    return RemlFit(
-        **{
-            name: getattr(fit, name).reshape((*batch, *getattr(fit, name).shape[1:]))[()]
-            for name in RemlFit.__dataclass_fields__
-        }
-    )
+    return fit.reshaped(batch)

@@ -82,6 +82,7 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
+from trialstats.analysis.batched import BatchArrays, CellSums, rank_deficient
 from trialstats.errors import TrialstatsError
 
 __all__ = [
@@ -97,8 +98,6 @@ __all__ = [
 _START = np.array([0.0, 0.02, 0.2])
 # Largest variance ratio searched; beyond it the fit is reported as not converged.
 _LAMBDA_MAX = 1e8
-# Smallest eigenvalue of the column-scaled X'X below which X is treated as rank deficient.
-_RANK_TOL = 1e-12
 # Newton decrement (criterion units) below which, with a positive definite Hessian, the full
 # step is taken without line search (deep inside the quadratic region: a 95% profile
 # interval spans 3.84 units).
@@ -106,7 +105,7 @@ _DECREMENT_TOL = 1e-4
 
 
 @dataclass(frozen=True)
-class PeriodSums:
+class PeriodSums(CellSums):
     """Cluster-period sufficient statistics; arrays share leading batch (replicate) dims ``...``.
 
     Attributes
@@ -128,6 +127,8 @@ class PeriodSums:
     xty: np.ndarray
     yty: np.ndarray
 
+    _CELL_AXES = 2  # clusters x periods
+
     def __post_init__(self) -> None:
         shape = np.shape(self.n)
         if len(shape) < 2:
@@ -145,16 +146,6 @@ class PeriodSums:
                 )
         if np.any(np.asarray(self.n) < 0):
             raise TrialstatsError("PeriodSums.n has a negative cluster-period size.")
-
-    @property
-    def batch_shape(self) -> tuple[int, ...]:
-        """Leading (replicate) dimensions."""
-        return np.shape(self.n)[:-2]
-
-    @property
-    def n_params(self) -> int:
-        """Columns ``p`` of the fixed-effects design."""
-        return int(np.shape(self.xsum)[-1])
 
     @classmethod
     def from_data(
@@ -215,7 +206,7 @@ class PeriodSums:
 
 
 @dataclass(frozen=True)
-class PeriodFit:
+class PeriodFit(BatchArrays):
     """REML estimates; arrays have the batch shape of the sums (plus trailing dims).
 
     Attributes
@@ -255,7 +246,7 @@ class PeriodFit:
 
 
 @dataclass(frozen=True)
-class _Flat:
+class _Flat(BatchArrays):
     """Sums with one batch axis ``B``."""
 
     n: np.ndarray  # (B, J, T)
@@ -265,9 +256,6 @@ class _Flat:
     xty: np.ndarray  # (B, p)
     yty: np.ndarray  # (B,)
     dof: np.ndarray  # (B,)
-
-    def take(self, index: np.ndarray) -> _Flat:
-        return _Flat(**{k: getattr(self, k)[index] for k in self.__dataclass_fields__})
 
 
 def _flatten(sums: PeriodSums) -> _Flat:
@@ -289,10 +277,7 @@ def _validate(flat: _Flat) -> None:
         raise TrialstatsError("The cluster-period sums contain non-finite values.")
     if np.any(flat.dof <= 0):
         raise TrialstatsError(f"{p} fixed-effect columns need more than {p} observations.")
-    scale = np.sqrt(np.diagonal(flat.xtx, axis1=-2, axis2=-1))
-    safe = np.where(scale > 0, scale, 1.0)
-    smallest = np.linalg.eigvalsh(flat.xtx / (safe[:, :, None] * safe[:, None, :]))[:, 0]
-    if np.any((scale == 0).any(axis=-1) | (smallest < _RANK_TOL)):
+    if np.any(rank_deficient(flat.xtx)):
         raise TrialstatsError(
             "The fixed-effects design is rank deficient (a column is all zero or a linear "
             "combination of others, e.g. a period in which no cluster is measured or a "
@@ -592,12 +577,7 @@ def fit_period_reml(
         n_obs=flat.n.sum(axis=(1, 2)).astype(np.int64),
         n_clusters=np.sum(flat.n.sum(axis=2) > 0, axis=1),
     )
-    return PeriodFit(
-        **{
-            k: getattr(fit, k).reshape((*batch, *getattr(fit, k).shape[1:]))[()]
-            for k in PeriodFit.__dataclass_fields__
-        }
-    )
+    return fit.reshaped(batch)
 
 
 def period_terms(sums: PeriodSums, ratios: Any) -> PeriodTerms:

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trialstats.analysis.design import exclusion_note, model_data
+from trialstats.analysis.design import complete_rows, exclusion_note, model_data
 from trialstats.analysis.nested_reml import NestedSums, fit_nested_reml, nested_satterthwaite_df
 from trialstats.analysis.rows import (
     arms_problem,
@@ -105,15 +105,11 @@ def repeated_data(
     """
     baseline = None if baseline_month is None else outcome_column(outcome, baseline_month)
     followups = [outcome_column(outcome, month) for month in months]
-    keep = pd.Series(True, index=patients.index)
-    excluded = {}
-    for reason, missing in [
+    keep, excluded = complete_rows(patients.index, [
         (f"without any of {', '.join(followups)}", patients[followups].isna().all(axis=1)),
         *([(f"without {baseline}", patients[baseline].isna())] if baseline else []),
         *[(f"without {c}", patients[c].isna()) for c in covariates],
-    ]:
-        excluded[reason] = int((keep & missing).sum())
-        keep &= ~missing
+    ])
     analysed = patients.loc[keep].reset_index(drop=True)
     # One row per observed patient-month; the month's score is put in the first follow-up's
     # column so that model_data builds the baseline and covariate columns for every row alike.

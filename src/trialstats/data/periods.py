@@ -40,14 +40,16 @@ from trialstats.data.validate import (
     Trial,
     _as_id,
     _check_ids,
-    _covariate,
+    _keyed_table,
     _missing_columns,
     _numeric_outcomes,
-    _parse_withdrawn,
     _raise,
     _rows,
     _to_number,
     _values,
+    _withdrawn_flags,
+    covariate_problems,
+    with_covariates,
 )
 
 #: Column added to the patients table: periods since the switch (0 under control).
@@ -94,14 +96,10 @@ def check_period_practices(
     design = config["design"]
     cluster, sequence, switch = design["cluster"], design["sequence"], design["switch_period"]
     _raise(_missing_columns(raw, [cluster, sequence, switch], path))
-    practices = raw.copy()
-    practices[cluster] = _as_id(practices[cluster])
-    practices[sequence] = _as_id(practices[sequence])
-    problems = _check_ids(practices[cluster], cluster, path, "practice")
-    no_sequence = practices[sequence].isna()
-    if no_sequence.any():
-        problems.append(f"{path}, column '{sequence}': {_rows(no_sequence)} have no sequence "
-                        f"(every cluster of a {design['type']} design needs one).")
+    practices, problems, _ = _keyed_table(
+        raw, cluster, sequence, path, "practice",
+        f"sequence (every cluster of a {design['type']} design needs one)",
+    )
     parsed = practices[switch].map(lambda v: _parse_switch(v, design["type"] == "crossover"))
     unreadable = parsed.isna()
     if unreadable.any():
@@ -126,13 +124,7 @@ def check_period_practices(
     if practices[sequence].nunique() < 2:
         problems.append(f"{path}, column '{sequence}': a {design['type']} design needs at "
                         f"least two sequences.")
-    withdrawn = design["withdrawn"]
-    if withdrawn in practices.columns:
-        practices[withdrawn], withdrawn_problems = _parse_withdrawn(practices[withdrawn],
-                                                                    withdrawn, path)
-        problems += withdrawn_problems
-    else:
-        practices[withdrawn] = False
+    problems += _withdrawn_flags(practices, design, path)
     _raise(problems)
     return practices
 
@@ -219,19 +211,13 @@ def check_period_patients(
                         f"{', '.join(map(repr, empty))} have no clusters with participants in "
                         f"{path}; the design cannot be analysed as randomised.")
     problems += _numeric_outcomes(patients, config, path,
-                                  [(n, o) for n, o in zip(names, config["outcomes"], strict=True)])
-    problems += _covariate_problems(patients, practices, config, path, practices_path)
+                                  list(zip(names, config["outcomes"], strict=True)))
+    problems += covariate_problems(patients, practices, config, path, practices_path)
     _raise(problems)
     patients[PERIOD_INDEX] = patients[period].map({p: i for i, p in enumerate(periods)})
     patients[TREATED] = on.astype(int).to_numpy()
     patients[EXPOSURE] = np.asarray(exposure, dtype=int)
-    for name in config["analysis"]["covariates"]:
-        if name in patients.columns:
-            patients[name] = _covariate(patients[name])
-        else:
-            by_cluster = dict(zip(practices[cluster], _covariate(practices[name]), strict=True))
-            patients[name] = patients[cluster].map(by_cluster)
-    return patients
+    return with_covariates(patients, practices, config)
 
 
 def _arm_column(patients: pd.DataFrame, on: pd.Series, config: dict[str, Any],
@@ -260,23 +246,6 @@ def _arm_column(patients: pd.DataFrame, on: pd.Series, config: dict[str, Any],
     if disagree.any():
         problems.append(f"{path}, column '{arm}': {_rows(disagree)} disagree with the treatment "
                         f"their cluster's sequence and switch period give in that period.")
-    return problems
-
-
-def _covariate_problems(patients: pd.DataFrame, practices: pd.DataFrame,
-                        config: dict[str, Any], path: Path, practices_path: Path) -> list[str]:
-    """Covariates found in neither table or in both (as for parallel trials)."""
-    cluster = config["design"]["cluster"]
-    problems = []
-    for name in config["analysis"]["covariates"]:
-        where = (name in patients.columns, name in practices.columns)
-        if not any(where):
-            problems.append(f"covariate '{name}' (analysis.covariates) is a column of neither "
-                            f"{path} nor {practices_path}.")
-        elif all(where) and name != cluster:
-            problems.append(f"covariate '{name}' (analysis.covariates) is a column of both "
-                            f"{path} and {practices_path}; rename one so the model is "
-                            f"unambiguous.")
     return problems
 
 

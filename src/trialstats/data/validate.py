@@ -124,9 +124,7 @@ def _as_id(series: pd.Series) -> pd.Series:
 
 def _to_number(series: pd.Series) -> pd.Series:
     """Numbers as float; cells that are not numbers become NaN (the caller compares)."""
-    if pd.api.types.is_bool_dtype(series):
-        return series.astype(float)
-    if pd.api.types.is_numeric_dtype(series):
+    if pd.api.types.is_numeric_dtype(series):  # booleans included
         return series.astype(float)
     # Commas were decided by the reader (data.io: thousands separators or decimal commas,
     # per file and column, or refused); one left here is not a number.
@@ -165,15 +163,33 @@ def _check_ids(ids: pd.Series, column: str, path: Path, what: str) -> list[str]:
     return problems
 
 
-def _parse_withdrawn(column: pd.Series, name: str, path: Path) -> tuple[pd.Series, list[str]]:
+def _keyed_table(raw: pd.DataFrame, key: str, reference: str, path: Path, what: str,
+                 lacking: str) -> tuple[pd.DataFrame, list[str], pd.Series]:
+    """A copy of ``raw`` with the id column ``key`` and the column ``reference`` placing each
+    row (arm, sequence, practice) as text; the problems of the ids (``what`` names a row) and
+    of the rows with no ``reference`` ("has no ``lacking``"); the mask of those rows."""
+    table = raw.copy()
+    table[key], table[reference] = _as_id(table[key]), _as_id(table[reference])
+    problems = _check_ids(table[key], key, path, what)
+    absent = table[reference].isna()
+    if absent.any():
+        problems.append(f"{path}, column '{reference}': {_rows(absent)} {_have(absent)} no "
+                        f"{lacking}.")
+    return table, problems, absent
+
+
+def _withdrawn_flags(practices: pd.DataFrame, design: dict[str, Any], path: Path) -> list[str]:
+    """Parse the optional ``design.withdrawn`` column of ``practices`` in place to booleans
+    (all False when the column is absent; blank means not withdrawn); return its problems."""
+    name = design["withdrawn"]
+    column = practices.get(name, pd.Series(False, index=practices.index))
     text = column.astype("string").str.strip().str.lower()
     known = text.isna() | text.isin(_TRUE | _FALSE)
     if not known.all():
-        return column, [
-            f"{path}, column '{name}': values {_values(column[~known])} at {_rows(~known)} "
-            f"are not true/false (use true/false, yes/no or 1/0; blank means not withdrawn)."
-        ]
-    return text.isin(_TRUE).astype(bool), []
+        return [f"{path}, column '{name}': values {_values(column[~known])} at {_rows(~known)} "
+                f"are not true/false (use true/false, yes/no or 1/0; blank means not withdrawn)."]
+    practices[name] = text.isin(_TRUE).astype(bool)
+    return []
 
 
 def check_practices(raw: pd.DataFrame, config: dict[str, Any], path: Path) -> pd.DataFrame:
@@ -189,39 +205,22 @@ def check_practices(raw: pd.DataFrame, config: dict[str, Any], path: Path) -> pd
     design = config["design"]
     cluster, arm = design["cluster"], design["arm"]
     _raise(_missing_columns(raw, [cluster, arm], path))
-    practices = raw.copy()
-    practices[cluster] = _as_id(practices[cluster])
-    practices[arm] = _as_id(practices[arm])
-    problems = _check_ids(practices[cluster], cluster, path, "practice")
-    no_arm = practices[arm].isna()
-    if no_arm.any():
-        problems.append(f"{path}, column '{arm}': {_rows(no_arm)} {_have(no_arm)} no arm.")
+    practices, problems, no_arm = _keyed_table(raw, cluster, arm, path, "practice", "arm")
     counts = practices[arm].value_counts()
     intervention = design["intervention"]
     if intervention not in counts.index:
-        problems.append(
-            f"{path}, column '{arm}': the intervention label '{intervention}' "
-            f"(design.intervention) does not occur; labels found: "
-            f"{', '.join(map(repr, counts.index))}."
-        )
+        problems.append(f"{path}, column '{arm}': the intervention label '{intervention}' "
+                        f"(design.intervention) does not occur; labels found: "
+                        f"{', '.join(map(repr, counts.index))}.")
     elif len(counts) > 2:
         control = counts.drop(intervention).index[0]
         extra = ~practices[arm].isin([intervention, control]) & ~no_arm
-        problems.append(
-            f"{path}, column '{arm}': exactly two arm labels are allowed but found {len(counts)} "
-            f"({', '.join(f'{k!r}: {v}' for k, v in counts.items())}); "
-            f"unexpected labels {_values(practices[arm][extra])} at {_rows(extra)}."
-        )
+        problems.append(f"{path}, column '{arm}': exactly two arm labels are allowed but found "
+                        f"{len(counts)} ({', '.join(f'{k!r}: {v}' for k, v in counts.items())}); "
+                        f"unexpected labels {_values(practices[arm][extra])} at {_rows(extra)}.")
     elif len(counts) < 2:
         problems.append(f"{path}, column '{arm}': only one arm label ({intervention!r}) found.")
-    withdrawn = design["withdrawn"]
-    if withdrawn in practices.columns:
-        practices[withdrawn], withdrawn_problems = _parse_withdrawn(
-            practices[withdrawn], withdrawn, path
-        )
-        problems += withdrawn_problems
-    else:
-        practices[withdrawn] = False
+    problems += _withdrawn_flags(practices, design, path)
     _raise(problems)
     small = counts[counts < 2]
     if len(small):
@@ -412,9 +411,8 @@ def long_to_wide(
             f"{path}, columns '{patient}' and '{month_column}': patients "
             f"{_values(ids[twice])} have more than one row for the same month at {_rows(twice)}."
         )
-    problems += _numeric_outcomes(table, config, path, [(n, o) for n, o in
-                                                         zip(names, config["outcomes"],
-                                                             strict=True)])
+    problems += _numeric_outcomes(table, config, path,
+                                  list(zip(names, config["outcomes"], strict=True)))
     _raise(problems)
     table[patient] = ids
     fixed = [c for c in table.columns if c not in {patient, month_column, *names}]
@@ -462,6 +460,38 @@ def _covariate(series: pd.Series) -> pd.Series:
     return series.astype("string").str.strip()
 
 
+def covariate_problems(patients: pd.DataFrame, practices: pd.DataFrame,
+                       config: dict[str, Any], path: Path, practices_path: Path) -> list[str]:
+    """Covariates (``analysis.covariates``) found in neither table or in both (the cluster
+    id apart), each a problem naming the files."""
+    cluster = config["design"]["cluster"]
+    problems = []
+    for name in config["analysis"]["covariates"]:
+        where = (name in patients.columns, name in practices.columns)
+        if not any(where):
+            problems.append(f"covariate '{name}' (analysis.covariates) is a column of neither "
+                            f"{path} nor {practices_path}.")
+        elif all(where) and name != cluster:
+            problems.append(f"covariate '{name}' (analysis.covariates) is a column of both "
+                            f"{path} and {practices_path}; rename one so the model is "
+                            f"unambiguous.")
+    return problems
+
+
+def with_covariates(patients: pd.DataFrame, practices: pd.DataFrame,
+                    config: dict[str, Any]) -> pd.DataFrame:
+    """``patients`` (changed in place) with every covariate typed, practice-level ones mapped
+    onto the practices' patients."""
+    cluster = config["design"]["cluster"]
+    for name in config["analysis"]["covariates"]:
+        if name in patients.columns:
+            patients[name] = _covariate(patients[name])
+        else:
+            by_cluster = dict(zip(practices[cluster], _covariate(practices[name]), strict=True))
+            patients[name] = patients[cluster].map(by_cluster)
+    return patients
+
+
 def check_patients(
     raw: pd.DataFrame, practices: pd.DataFrame, config: dict[str, Any], path: Path,
     practices_path: Path,
@@ -482,45 +512,23 @@ def check_patients(
     cluster, patient, arm = design["cluster"], design["patient"], design["arm"]
     needed = [patient, cluster, *outcome_columns(config)]
     problems = _missing_columns(raw, needed, path)
-    covariates = config["analysis"]["covariates"]
-    for name in covariates:
-        in_patients, in_practices = name in raw.columns, name in practices.columns
-        if not in_patients and not in_practices:
-            problems.append(
-                f"covariate '{name}' (analysis.covariates) is a column of neither {path} "
-                f"nor {practices_path}."
-            )
-        elif in_patients and in_practices and name != cluster:
-            problems.append(
-                f"covariate '{name}' (analysis.covariates) is a column of both {path} and "
-                f"{practices_path}; rename one so the model is unambiguous."
-            )
+    problems += covariate_problems(raw, practices, config, path, practices_path)
     _raise(problems)
-    patients = raw.copy()
-    patients[patient] = _as_id(patients[patient])
-    patients[cluster] = _as_id(patients[cluster])
-    problems = _check_ids(patients[patient], patient, path, "patient")
-    no_cluster = patients[cluster].isna()
-    if no_cluster.any():
-        problems.append(
-            f"{path}, column '{cluster}': {_rows(no_cluster)} {_have(no_cluster)} no practice."
-        )
+    patients, problems, no_cluster = _keyed_table(raw, patient, cluster, path, "patient",
+                                                  "practice")
     unknown = ~no_cluster & ~patients[cluster].isin(practices[cluster])
     if unknown.any():
-        problems.append(
-            f"{path}, column '{cluster}': practices {_values(patients[cluster][unknown])} at "
-            f"{_rows(unknown)} are not in {practices_path}."
-        )
+        problems.append(f"{path}, column '{cluster}': practices "
+                        f"{_values(patients[cluster][unknown])} at {_rows(unknown)} are not in "
+                        f"{practices_path}.")
     allocated = patients[cluster].map(dict(zip(practices[cluster], practices[arm], strict=True)))
     if arm in patients.columns:
         own = _as_id(patients[arm])
         disagree = own.notna() & allocated.notna() & (own != allocated)
         if disagree.any():
-            problems.append(
-                f"{path}, column '{arm}': patients at {_rows(disagree)} disagree with the arm "
-                f"of their practice in {practices_path} (practices "
-                f"{_values(patients[cluster][disagree])})."
-            )
+            problems.append(f"{path}, column '{arm}': patients at {_rows(disagree)} disagree "
+                            f"with the arm of their practice in {practices_path} (practices "
+                            f"{_values(patients[cluster][disagree])}).")
     problems += _numeric_outcomes(patients, config, path)
     problems += _exposure_problems(patients, config, path)
     problems += _empty_baselines(patients, config, path)
@@ -529,13 +537,7 @@ def check_patients(
     allocated = allocated.reset_index(drop=True)
     patients[arm] = allocated
     patients[TREATED] = (allocated == design["intervention"]).astype(int)
-    for name in covariates:
-        if name in patients.columns:
-            patients[name] = _covariate(patients[name])
-        else:
-            by_cluster = dict(zip(practices[cluster], _covariate(practices[name]), strict=True))
-            patients[name] = patients[cluster].map(by_cluster)
-    return patients
+    return with_covariates(patients, practices, config)
 
 
 def validate_trial(

@@ -35,8 +35,6 @@ usual iterate-the-normal-formula approximations.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
@@ -55,8 +53,9 @@ from trialstats.power.solving import (
     arm_sizes,
     broadcast_terms,
     check_choice,
-    check_target,
     check_unknown_given,
+    limit_power,
+    scenario_goal,
     size_columns,
     solve_each,
     solve_increasing,
@@ -315,10 +314,7 @@ attrition, baseline, rho_c, rho_s, distribution
     sigma_b = np.broadcast_to(np.asarray(sigma, dtype=float), flat["icc"].shape).ravel()
     frame["sd"] = sigma_b
     frame["difference"] = frame["effect"] * sigma_b
-    frame = add_solve_columns(frame, unknown, flat["target_power"])
-    frame["clusters_per_arm_exact"] = solved["k_control_exact"]
-    frame["cluster_size_exact"] = solved["cluster_size_exact"]
-    return frame
+    return add_solve_columns(frame, unknown, flat["target_power"], solved)
 
 
 # --------------------------------------------------------------------------- internals
@@ -397,10 +393,7 @@ def _continuous_frame(terms: dict) -> pd.DataFrame:
 def _solve_continuous_scenario(
     unknown: str, s: dict[str, float], baseline: str, distribution: str
 ) -> dict[str, float]:
-    target, alpha, ratio = s["target_power"], s["alpha"], s["allocation_ratio"]
-    check_target(target, alpha)
-    if ratio <= 0:
-        raise TrialstatsError("The allocation ratio must be positive.")
+    target, alpha, ratio = scenario_goal(s)
 
     def power_at(k_c: float, k_i: float, m: float, d: float) -> float:
         return float(
@@ -435,20 +428,14 @@ def _solve_continuous_scenario(
 def _continuous_power_bound(
     s: dict[str, float], k_c: float, k_i: float, d: float, baseline: str, distribution: str
 ) -> float:
-    """Limit of the power as the cluster size tends to infinity."""
-    icc = s["icc"]
-    if icc == 0:
-        return 1.0
+    """Limit of the power as the cluster size tends to infinity (:func:`limit_power`; the
+    baseline factor tends to its value at ``r = rho_c``)."""
     if baseline == "ancova":
         b_inf = 1.0 - s["rho_c"] ** 2
     elif baseline == "change":
         b_inf = 2.0 * (1.0 - s["rho_c"])
     else:
         b_inf = 1.0
-    var_inf = (s["cv"] ** 2 + 1.0) * icc * b_inf * (1.0 / k_c + 1.0 / k_i)
-    if var_inf <= 0:
-        return 1.0
-    ncp = abs(d) / math.sqrt(var_inf)
-    df = t_df(np.asarray(k_c), np.asarray(k_i), distribution)
-    return float(two_sided_power(ncp, s["alpha"], df))
+    var_inf = (s["cv"] ** 2 + 1.0) * s["icc"] * b_inf * (1.0 / k_c + 1.0 / k_i)
+    return limit_power(d, var_inf, k_c, k_i, s["alpha"], distribution)
 

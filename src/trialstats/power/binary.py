@@ -18,8 +18,6 @@ formula. Solving for an unknown uses the exact power function, as the continuous
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
@@ -35,8 +33,9 @@ from trialstats.power.solving import (
     arm_sizes,
     broadcast_terms,
     check_choice,
-    check_target,
     check_unknown_given,
+    limit_power,
+    scenario_goal,
     size_columns,
     solve_each,
     solve_trial_size,
@@ -203,10 +202,7 @@ alpha, attrition, distribution
         k_intervention=solved["k_intervention"], cv=flat["cv"], alpha=flat["alpha"],
         attrition=flat["attrition"], distribution=distribution,
     )
-    frame = add_solve_columns(frame, unknown, flat["target_power"])
-    frame["clusters_per_arm_exact"] = solved["k_control_exact"]
-    frame["cluster_size_exact"] = solved["cluster_size_exact"]
-    return frame
+    return add_solve_columns(frame, unknown, flat["target_power"], solved)
 
 
 def clusters_hayes_bennett(
@@ -315,10 +311,7 @@ def _binary_frame(terms: dict) -> pd.DataFrame:
 def _solve_binary_scenario(
     unknown: str, s: dict[str, float], direction: str, distribution: str
 ) -> dict[str, float]:
-    target, alpha, ratio = s["target_power"], s["alpha"], s["allocation_ratio"]
-    check_target(target, alpha)
-    if ratio <= 0:
-        raise TrialstatsError("The allocation ratio must be positive.")
+    target, alpha, ratio = scenario_goal(s)
     p0 = s["p_control"]
 
     def power_at(k_c: float, k_i: float, m: float, p1: float) -> float:
@@ -361,12 +354,7 @@ def _solve_binary_scenario(
 def _binary_power_bound(
     s: dict[str, float], k_c: float, k_i: float, p1: float, distribution: str
 ) -> float:
-    """Limit of the power as the cluster size tends to infinity."""
-    icc = s["icc"]
-    if icc == 0:
-        return 1.0
+    """Limit of the power as the cluster size tends to infinity (:func:`limit_power`)."""
     p0 = s["p_control"]
-    var_inf = (s["cv"] ** 2 + 1.0) * icc * (p0 * (1 - p0) / k_c + p1 * (1 - p1) / k_i)
-    ncp = abs(p1 - p0) / math.sqrt(var_inf)
-    df = t_df(np.asarray(k_c), np.asarray(k_i), distribution)
-    return float(two_sided_power(ncp, s["alpha"], df))
+    var_inf = (s["cv"] ** 2 + 1.0) * s["icc"] * (p0 * (1 - p0) / k_c + p1 * (1 - p1) / k_i)
+    return limit_power(p1 - p0, var_inf, k_c, k_i, s["alpha"], distribution)

@@ -55,12 +55,8 @@ def design_effect(cluster_size: ArrayLike, icc: ArrayLike, cv: ArrayLike = 0.0) 
     cluster-level analysis weighted by cluster size and conservative for
     mixed-model (minimum-variance weighted) analyses.
     """
-    m = np.asarray(cluster_size, dtype=float)
-    rho = np.asarray(icc, dtype=float)
+    m, rho = _size_and_icc(cluster_size, icc)
     cv_ = np.asarray(cv, dtype=float)
-    _check_icc(rho)
-    if np.any(m <= 0):
-        raise TrialstatsError("Cluster size must be positive.")
     if np.any(cv_ < 0):
         raise TrialstatsError("The coefficient of variation of cluster size must be >= 0.")
     return 1.0 + ((cv_**2 + 1.0) * m - 1.0) * rho
@@ -73,10 +69,8 @@ def baseline_correlation(
 
     Parameters
     ----------
-    cluster_size : array_like
-        Mean number of analysed participants per cluster, ``m`` (> 0).
-    icc : array_like
-        Intracluster correlation coefficient, ``rho`` in [0, 1).
+    cluster_size, icc : array_like
+        As in :func:`design_effect`.
     rho_c : array_like
         Cluster autocorrelation in [-1, 1].
     rho_s : array_like
@@ -96,13 +90,9 @@ def baseline_correlation(
     cluster size grows and equals ``rho_s`` when ``rho = 0``; with ``m = 1`` it
     is the participant-level correlation ``rho * rho_c + (1 - rho) * rho_s``.
     """
-    m = np.asarray(cluster_size, dtype=float)
-    rho = np.asarray(icc, dtype=float)
+    m, rho = _size_and_icc(cluster_size, icc)
     rc = np.asarray(rho_c, dtype=float)
     rs = np.asarray(rho_s, dtype=float)
-    _check_icc(rho)
-    if np.any(m <= 0):
-        raise TrialstatsError("Cluster size must be positive.")
     if np.any(np.abs(rc) > 1) or np.any(np.abs(rs) > 1):
         raise TrialstatsError("Cluster and subject autocorrelations must lie in [-1, 1].")
     return (m * rho * rc + (1.0 - rho) * rs) / (1.0 + (m - 1.0) * rho)
@@ -149,6 +139,12 @@ def baseline_factor(
     return np.ones_like(r)
 
 
-def _check_icc(rho: np.ndarray) -> None:
+def _size_and_icc(cluster_size: ArrayLike, icc: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """``m`` and ``rho`` as float arrays; TrialstatsError unless ``m > 0`` and ``0 <= rho < 1``."""
+    m = np.asarray(cluster_size, dtype=float)
+    rho = np.asarray(icc, dtype=float)
     if np.any(rho < 0) or np.any(rho >= 1):
         raise TrialstatsError("The intracluster correlation (ICC) must lie in [0, 1).")
+    if np.any(m <= 0):
+        raise TrialstatsError("Cluster size must be positive.")
+    return m, rho

@@ -77,14 +77,9 @@ def analyse_replicates(
 
     Parameters
     ----------
-    design : SimulationDesign
-        The scenario.
-    seed : int
-        Base seed.
-    replicates : range
-        Replicate numbers (streams, :func:`~trialstats.simulation.draw.replicate_rng`).
-    scenario : int, default 0
-        Scenario number within a grid.
+    design, seed, replicates, scenario
+        The scenario, base seed, replicate numbers (each its own stream) and scenario number
+        within a grid, as in :func:`~trialstats.simulation.draw.simulate_sums`.
     df_method : {"between-within", "satterthwaite", "kenward-roger", "residual", "z"}
         Denominator degrees of freedom, as the primary analysis computes them
         (:func:`trialstats.analysis.inference.contrast_test`): clusters with data minus 2
@@ -94,7 +89,7 @@ def analyse_replicates(
     alpha : float, default 0.05
         Two-sided significance level.
     generator : {"patients", "sums"}, default "patients"
-        How trials are drawn (:func:`~trialstats.simulation.draw.simulate_sums`).
+        How trials are drawn (as in :func:`~trialstats.simulation.draw.simulate_sums`).
 
     Returns
     -------
@@ -197,7 +192,7 @@ def simulate_power(
     progress : callable, optional
         Called with the number of replicates finished after each batch.
     generator : {"patients", "sums"}, default "patients"
-        How trials are drawn (:func:`~trialstats.simulation.draw.simulate_sums`).
+        How trials are drawn (as in :func:`~trialstats.simulation.draw.simulate_sums`).
     constraint : Constraint, optional
         Allocate each trial by constrained randomisation on a covariate explaining part of
         the cluster variance (:mod:`trialstats.simulation.constrained`); ``cutoff = 1`` is

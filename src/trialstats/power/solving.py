@@ -1,11 +1,12 @@
 """The power function and solver machinery shared by the analytic formulas.
 
 :func:`two_sided_power` turns a noncentrality into the two-sided power of a t (or z) test;
-the helpers check arguments the same way for every formula and solve a design for one
-unknown: :func:`solve_increasing` finds the smallest root of power minus target on an
-increasing power curve by bracketing and :func:`scipy.optimize.brentq`, and
+the helpers check arguments the same way for every formula (:func:`scenario_goal`) and solve
+a design for one unknown: :func:`solve_increasing` finds the smallest root of power minus
+target on an increasing power curve by bracketing and :func:`scipy.optimize.brentq`,
 :func:`integer_clusters` rounds a solution for clusters up to whole clusters that still reach
-the target. :mod:`trialstats.power.analytic` (continuous outcomes) and
+the target, and :func:`limit_power` is the ceiling on the power that more participants per
+cluster cannot lift. :mod:`trialstats.power.analytic` (continuous outcomes) and
 :mod:`trialstats.power.binary` (binary outcomes) are built on them.
 """
 
@@ -36,6 +37,8 @@ __all__ = [
     "check_target",
     "check_unknown_given",
     "integer_clusters",
+    "limit_power",
+    "scenario_goal",
     "size_columns",
     "solve_each",
     "solve_increasing",
@@ -187,11 +190,19 @@ def t_df(k_c: np.ndarray, k_i: np.ndarray, distribution: str) -> np.ndarray:
     return k_c + k_i - 2.0
 
 
-def add_solve_columns(frame: pd.DataFrame, unknown: str, target: ArrayLike) -> pd.DataFrame:
-    """Add ``unknown``, ``target_power`` and the exact (unrounded) solution columns."""
+def add_solve_columns(
+    frame: pd.DataFrame, unknown: str, target: ArrayLike,
+    solved: dict[str, np.ndarray] | None = None,
+) -> pd.DataFrame:
+    """Add ``unknown``, ``target_power`` and the exact (unrounded) solution columns: those of
+    ``solved`` (``k_control_exact``, ``cluster_size_exact``, as :func:`solve_each` returns
+    them) or, without it, the design's own clusters and cluster size."""
     frame.insert(0, "unknown", unknown)
     frame.insert(1, "target_power", np.broadcast_to(np.asarray(target, dtype=float), len(frame)))
-    if "clusters_per_arm_exact" not in frame:
+    if solved is not None:
+        frame["clusters_per_arm_exact"] = solved["k_control_exact"]
+        frame["cluster_size_exact"] = solved["cluster_size_exact"]
+    elif "clusters_per_arm_exact" not in frame:
         frame["clusters_per_arm_exact"] = frame["clusters_per_arm"]
         frame["cluster_size_exact"] = frame["cluster_size"]
     return frame
@@ -205,6 +216,33 @@ def check_target(target: float, alpha: float) -> None:
         raise TrialstatsError(
             f"The target power {target:g} must exceed the significance level {alpha:g}."
         )
+
+
+def scenario_goal(s: dict[str, float]) -> tuple[float, float, float]:
+    """Target power, significance level and allocation ratio of one scenario to solve,
+    checked (:func:`check_target`; the ratio must be positive)."""
+    target, alpha, ratio = s["target_power"], s["alpha"], s["allocation_ratio"]
+    check_target(target, alpha)
+    if ratio <= 0:
+        raise TrialstatsError("The allocation ratio must be positive.")
+    return target, alpha, ratio
+
+
+def limit_power(
+    difference: float, var_inf: float, k_c: float, k_i: float, alpha: float, distribution: str
+) -> float:
+    """Power as the cluster size tends to infinity, the ``bound`` of :func:`solve_trial_size`.
+
+    ``var_inf`` is the limit of the variance of the estimated difference (the clustering
+    part, :math:`(cv^2 + 1)\rho` times the per-arm variance terms): the noncentrality tends
+    to :math:`|\text{difference}| / \\sqrt{\text{var\\_inf}}` while the df stay
+    ``k_c + k_i - 2`` (:func:`t_df`). Without a clustering variance the power tends to 1.
+    """
+    if var_inf <= 0:
+        return 1.0
+    ncp = abs(difference) / math.sqrt(var_inf)
+    df = t_df(np.asarray(k_c), np.asarray(k_i), distribution)
+    return float(two_sided_power(ncp, alpha, df))
 
 
 def _expand_upper(fn: Callable[[float], float], lo: float, start: float, what: str) -> float:

@@ -3,7 +3,8 @@
 A new trial directory holds a commented ``config.yaml`` (the keys of the default run, its
 ``data:`` pointing at the directory's ``data/`` tables), header-only input templates whose
 columns are those the configuration expects, and a ``README.md`` of next steps. The texts
-come from the templates ``config.yaml.tmpl`` and ``README.md.tmpl`` beside this module.
+come from the templates ``config.yaml.tmpl`` and ``README.md.tmpl`` beside this module, the
+example outcome sets from ``examples.yaml``.
 
 The ``starter`` example is neutral: one placeholder outcome, no covariates, no subgroup
 analysis and no power planning (a commented example instead), so nothing of the bundled
@@ -21,49 +22,13 @@ from typing import Any
 
 import yaml
 
-# Example outcome sets: ``starter`` is one placeholder outcome to be replaced by the
-# user's; ``sms`` is the default run's self-management-support trial, so that its synthetic
-# data dropped into a new trial reproduce the default results.
+# Example outcome sets (``starter``, ``sms``) and the comment above them in the config, from
+# the packaged ``examples.yaml`` beside this module.
+_EXAMPLES: dict[str, dict[str, Any]] = yaml.safe_load(
+    resources.files(__name__).joinpath("examples.yaml").read_text()
+)
 OUTCOME_EXAMPLES: dict[str, list[dict[str, Any]]] = {
-    "starter": [
-        {"name": "score", "label": "Primary outcome (replace with yours)",
-         "primary": True, "higher_is_better": True,
-         "mcid": {"scale": "standardised", "value": 0.2}},
-    ],
-    "sms": [
-        {"name": "sdm", "label": "Shared decision-making",
-         "primary": True, "higher_is_better": True, "range": [0, 100],
-         "mcid": {"scale": "standardised", "value": 0.2}},
-        {"name": "self_efficacy", "label": "Self-efficacy",
-         "primary": True, "higher_is_better": True, "range": [1, 10],
-         "mcid": {"scale": "standardised", "value": 0.2}},
-        {"name": "eq5d", "label": "Health-related quality of life (EQ-5D index)",
-         "primary": True, "higher_is_better": True, "range": [-0.594, 1],
-         "mcid": {"scale": "raw", "value": 0.074}},
-        {"name": "gen_health", "label": "General health",
-         "primary": False, "higher_is_better": True, "range": [0, 100],
-         "mcid": {"scale": "standardised", "value": 0.2}},
-        {"name": "role_limitation", "label": "Social/role limitation",
-         "primary": False, "higher_is_better": True, "range": [0, 100],
-         "mcid": {"scale": "standardised", "value": 0.2}},
-        {"name": "energy", "label": "Energy/vitality",
-         "primary": False, "higher_is_better": True, "range": [0, 100],
-         "mcid": {"scale": "standardised", "value": 0.2}},
-        {"name": "wellbeing", "label": "Psychological well-being",
-         "primary": False, "higher_is_better": True, "range": [0, 100],
-         "mcid": {"scale": "standardised", "value": 0.2}},
-        {"name": "self_care", "label": "Self-care activity",
-         "primary": False, "higher_is_better": True, "range": [1, 4],
-         "mcid": {"scale": "standardised", "value": 0.2}},
-        {"name": "enablement", "label": "Patient enablement",
-         "primary": False, "higher_is_better": True, "range": [0, 12],
-         "mcid": {"scale": "standardised", "value": 0.2}},
-    ],
-}
-
-_OUTCOMES_NOTE = {
-    "starter": "# The outcome below is a placeholder: replace it with your trial's outcomes.",
-    "sms": "# The outcomes of the self-management-support (SMS) trial of the default run.",
+    name: example["outcomes"] for name, example in _EXAMPLES.items()
 }
 
 # Columns of the input templates besides the outcomes: the design's default column names,
@@ -211,7 +176,7 @@ def scaffold_files(
             config=config,
             practices="data/practices.csv",
             patients="data/patients.csv",
-            outcomes_note=_OUTCOMES_NOTE[example],
+            outcomes_note=_EXAMPLES[example]["note"],
             outcomes=outcomes_block(outcomes),
             consort=_consort_block(example),
             power=_power_block(example, grid, origin),

@@ -149,15 +149,29 @@ def period_design(treatment: Any, *, exposure_time: bool = False) -> np.ndarray:
     return np.concatenate([np.ones((n_seq, n_per, 1)), effect, periods], axis=-1)
 
 
-def _sizes(treatment: np.ndarray, clusters_per_sequence: int, cluster_size: Any) -> np.ndarray:
-    """Patients per cluster-period, shape (J, T); 0 where the sequence is not measured."""
-    n_seq, n_per = treatment.shape
+def _scenario(
+    treatment: Any, clusters_per_sequence: int, cluster_size: Any, icc: float, cac: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The generating model of the module docstring, checked.
+
+    Returns the treatment matrix (S, T); patients per cluster-period (J, T), 0 where the
+    sequence is not measured; the treatment of each cluster-period (J, T; 0 where not
+    measured); and the SDs of :math:`u_i`, :math:`v_{it}` and :math:`e_{itk}`.
+    """
+    design = np.asarray(treatment, dtype=float)
+    if not (0.0 <= icc < 1.0 and 0.0 <= cac <= 1.0):
+        raise TrialstatsError("Need 0 <= ICC < 1 and 0 <= CAC <= 1.")
+    if clusters_per_sequence < 1:
+        raise TrialstatsError("Need at least one cluster per sequence.")
+    n_seq, n_per = design.shape
     n_cl = n_seq * clusters_per_sequence
     sizes = np.broadcast_to(np.asarray(cluster_size, dtype=float), (n_cl, n_per))
     if np.any(sizes < 0) or np.any(sizes != np.round(sizes)):
         raise TrialstatsError("Cluster-period sizes must be non-negative whole numbers.")
-    measured = np.repeat(np.isfinite(treatment), clusters_per_sequence, axis=0)
-    return np.where(measured, sizes, 0.0)
+    measured = np.repeat(np.isfinite(design), clusters_per_sequence, axis=0)
+    treat = np.repeat(np.nan_to_num(design), clusters_per_sequence, axis=0)
+    sd = np.sqrt([icc * cac, icc * (1.0 - cac), 1.0 - icc])
+    return design, np.where(measured, sizes, 0.0), treat, sd
 
 
 def simulate_period_sums(
@@ -197,14 +211,8 @@ def simulate_period_sums(
     PeriodSums
         Batch shape ``(len(replicates),)``, columns of :func:`period_design`.
     """
-    design = np.asarray(treatment, dtype=float)
-    if not (0.0 <= icc < 1.0 and 0.0 <= cac <= 1.0):
-        raise TrialstatsError("Need 0 <= ICC < 1 and 0 <= CAC <= 1.")
-    if clusters_per_sequence < 1:
-        raise TrialstatsError("Need at least one cluster per sequence.")
-    n = _sizes(design, clusters_per_sequence, cluster_size)
+    design, n, treat, sd = _scenario(treatment, clusters_per_sequence, cluster_size, icc, cac)
     x = np.repeat(period_design(design), clusters_per_sequence, axis=0)  # (J, T, p)
-    treat = np.repeat(np.nan_to_num(design), clusters_per_sequence, axis=0)
     n_cl, n_per = n.shape
     measured = n > 0
     safe_n = np.where(measured, n, 1.0)
@@ -212,7 +220,6 @@ def simulate_period_sums(
     reps = list(replicates)
     means = np.empty((len(reps), n_cl, n_per))
     within = np.empty(len(reps))
-    sd = np.sqrt([icc * cac, icc * (1.0 - cac), 1.0 - icc])
     for k, r in enumerate(reps):
         rng = replicate_rng(seed, scenario, r)
         u = sd[0] * rng.standard_normal(n_cl)
@@ -260,16 +267,13 @@ def simulate_period_patients(
         One row per patient: ``cluster`` (0-based), ``sequence`` and ``period`` (1-based),
         ``treat`` (0/1) and ``y``; cluster-periods that are not measured have no rows.
     """
-    design = np.asarray(treatment, dtype=float)
-    if not (0.0 <= icc < 1.0 and 0.0 <= cac <= 1.0):
-        raise TrialstatsError("Need 0 <= ICC < 1 and 0 <= CAC <= 1.")
-    n = _sizes(design, clusters_per_sequence, cluster_size).astype(int)
+    _, n, treat, sd = _scenario(treatment, clusters_per_sequence, cluster_size, icc, cac)
+    n = n.astype(int)
     n_cl, n_per = n.shape
-    sd = np.sqrt([icc * cac, icc * (1.0 - cac), 1.0 - icc])
     u = sd[0] * rng.standard_normal(n_cl)
     v = sd[1] * rng.standard_normal((n_cl, n_per))
     cluster, period = np.divmod(np.repeat(np.arange(n.size), n.ravel()), n_per)
-    treat = np.repeat(np.nan_to_num(design), clusters_per_sequence, axis=0)[cluster, period]
+    treat = treat[cluster, period]
     y = effect * treat + u[cluster] + v[cluster, period] + sd[2] * rng.standard_normal(n.sum())
     return pd.DataFrame(
         {
