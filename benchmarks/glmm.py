@@ -38,7 +38,7 @@ from statsmodels.genmod.bayes_mixed_glm import BinomialBayesMixedGLM
 
 from trialstats.analysis.glmm import DEFAULT_N_AGQ, fit_glmm
 from trialstats.analysis.glmm_likelihood import binary_cluster_data, glmm_data
-from trialstats.power.simulate_binary import simulate_binary_power
+from trialstats.power.simulate_glmm import simulate_binary_power
 
 SEED = 1313
 N_CLUSTERS, SIZE, SIGMA = 40, 50, 0.4

@@ -432,7 +432,7 @@ def _run_simulate_binary(args: argparse.Namespace) -> None:
     import pandas as pd
 
     from trialstats.errors import TrialstatsError
-    from trialstats.power.simulate_binary import simulate_binary_power
+    from trialstats.power.simulate_glmm import simulate_binary_power
 
     if args.p0 is None or args.p1 is None:
         raise TrialstatsError("A binary outcome needs both --p0 and --p1.")

@@ -50,7 +50,7 @@ def binary_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "binary outcome",
         "--p0 P0 --p1 P1 simulate a binary outcome analysed by the random-intercept logistic "
-        "GLMM (see trialstats.power.simulate_binary); --icc is then the latent-scale ICC and "
+        "GLMM (see trialstats.power.simulate_glmm); --icc is then the latent-scale ICC and "
         "--df-method one of between-within, z, residual",
     )
     group.add_argument("--p0", type=float, metavar="P0",
