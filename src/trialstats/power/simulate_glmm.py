@@ -44,20 +44,24 @@ events in an arm) counts as not rejecting.
 
 * Binary outcomes: the logistic GLMM fitted to each cluster's (size, events), which is exact
   (:func:`~trialstats.analysis.glmm_likelihood.binary_cluster_data`).
-* Poisson counts: the Poisson GLMM fitted to each cluster's (person-time, total count) with
-  the log person-time as offset. Exact: given :math:`b_j`, the patients' counts are independent
-  Poisson, their likelihood is that of the total, :math:`\operatorname{Poisson}(m_j\mu_j)`,
+* Counts: the Poisson GLMM fitted to each cluster's (person-time, total count) with the log
+  person-time as offset. Exact: given :math:`b_j`, the patients' counts are independent
+  Poisson and their likelihood is that of the total, :math:`\operatorname{Poisson}(m_j\mu_j)`,
   times a multinomial factor free of the parameters, so estimates and SEs equal those of the
-  patient-level fit and the cost is :math:`O(J)`.
-* Negative binomial counts: the NB GLMM fitted to the patients' rows. The total alone does not
-  suffice here: the likelihood's dependence on :math:`\eta_j` is through the total (the
-  kernel :math:`\sum_i \{y_{ij}\eta_j - (y_{ij} + \vartheta)\log(\vartheta + e^{\eta_j})\}`
-  involves only :math:`\sum_i y_{ij}` and :math:`m_j`), but the information on
-  :math:`\vartheta` within clusters is in :math:`\sum_i \log\Gamma(y_{ij} + \vartheta)`, which
-  needs every count. Replicates with the same cluster sizes share one design and are fitted
-  in one call (all of them when ``cv = 0``); the cost is :math:`O(N)`. The family is the
-  generating one: the primary analysis's rule (negative binomial when a likelihood-ratio test
-  of over-dispersion has *p* < 0.05) is not simulated.
+  patient-level fit and the cost is :math:`O(J)`. With ``dispersion = 0`` this is the whole
+  analysis (the primary analysis's negative binomial alternative is not fitted: it needs the
+  patients' counts, and Poisson data rarely pass its test).
+* Negative binomial counts (``dispersion > 0``) are analysed by the primary analysis's rule
+  (:mod:`trialstats.analysis.glmm_rows`): the Poisson GLMM as above and the negative binomial
+  GLMM on the patients' rows, the latter kept where it converged and the likelihood-ratio test
+  of over-dispersion has *p* < 0.05. The total alone does not suffice for the negative
+  binomial: the likelihood depends on :math:`\eta_j` only through the total (the kernel
+  :math:`\sum_i \{y_{ij}\eta_j - (y_{ij} + \vartheta)\log(\vartheta + e^{\eta_j})\}` involves
+  :math:`\sum_i y_{ij}` and :math:`m_j` alone), but the information on :math:`\vartheta`
+  within clusters is in :math:`\sum_i \log\Gamma(y_{ij} + \vartheta)`, which needs every
+  count. Replicates with the same cluster sizes share one design and are fitted in one call
+  (all of them when ``cv = 0``); the cost is :math:`O(N)`, and with ``cv > 0`` each replicate
+  is a call of its own.
 
 Type I error is estimated from the same replicates with :math:`\beta_1 = 0`: the same sizes,
 random intercepts and uniform numbers (outcomes by the inverse CDF,
@@ -84,13 +88,10 @@ from scipy import special, stats
 
 from trialstats.analysis.glmm import DEFAULT_N_AGQ, GlmmFit, fit_glmm
 from trialstats.analysis.glmm_likelihood import binary_cluster_data, glmm_data
+from trialstats.analysis.glmm_rows import OVERDISPERSION_ALPHA, overdispersion_p_value
 from trialstats.contract import GLMM_DF_METHODS
 from trialstats.errors import TrialstatsError
-from trialstats.simulation.draw import (
-    binary_events,
-    count_events,
-    draw_glmm_replicates,
-)
+from trialstats.simulation.draw import binary_events, draw_count_trials, draw_glmm_replicates
 
 __all__ = ["fit_count_replicates", "simulate_binary_power", "simulate_count_power"]
 
@@ -112,26 +113,27 @@ def _common_problems(clusters_per_arm, k_i, cluster_size, cv, min_cluster_size, 
     return problems
 
 
-def _summary(fit: GlmmFit, patients: np.ndarray, n_clusters: int, reps: int, seed: int,
-             df_method: str, alpha: float, estimate_name: str) -> dict[str, object]:
+def _summary(estimate: np.ndarray, se: np.ndarray, converged: np.ndarray, boundary: np.ndarray,
+             patients: np.ndarray, n_clusters: int, reps: int, seed: int, df_method: str,
+             alpha: float, estimate_name: str) -> dict[str, object]:
     """Power and type I error of the Wald test of the arm from the fits of ``2 * reps``
-    replicates (the alternatives, then the nulls); ``patients`` (2 * reps,) per replicate."""
-    estimate, se = fit.beta[:, 1], fit.se[:, 1]
+    replicates (the alternatives, then the nulls): the arm's estimate, its SE, whether the fit
+    converged and whether it is at the boundary, and the patients of each replicate."""
     if df_method == "z":
         critical = np.full(2 * reps, stats.norm.isf(alpha / 2))
     else:
         df = n_clusters - 2 if df_method == "between-within" else patients - 2
         critical = np.broadcast_to(stats.t.isf(alpha / 2, df), (2 * reps,))
     with np.errstate(invalid="ignore"):
-        reject = fit.converged & (np.abs(estimate / se) > critical)
+        reject = converged & (np.abs(estimate / se) > critical)
     power, type1 = float(reject[:reps].mean()), float(reject[reps:].mean())
-    ok = fit.converged[:reps]
+    ok = converged[:reps]
     return {
         "power": power, "mc_se": math.sqrt(power * (1 - power) / reps),
         "type_i_error": type1, "type_i_error_mc_se": math.sqrt(type1 * (1 - type1) / reps),
         "reps": reps, "seed": seed, "n_failed": int((~ok).sum()),
-        "n_failed_null": int((~fit.converged[reps:]).sum()),
-        "n_boundary": int(fit.boundary[:reps].sum()),
+        "n_failed_null": int((~converged[reps:]).sum()),
+        "n_boundary": int(boundary[:reps].sum()),
         f"mean_{estimate_name}": float(estimate[:reps][ok].mean()),
         "empirical_se": float(estimate[:reps][ok].std(ddof=1)),
         "mean_se": float(se[:reps][ok].mean()),
@@ -206,55 +208,88 @@ def simulate_binary_power(
         "clusters_per_arm": clusters_per_arm, "k_intervention": k_i,
         "cluster_size": cluster_size, "cv": cv, "icc": icc, "sigma_b": sigma, "alpha": alpha,
         "df_method": df_method, "n_agq": n_agq,
-        **_summary(fit, both.sum(axis=1), n_clusters, reps, seed, df_method, alpha, "log_or"),
+        **_summary(fit.beta[:, 1], fit.se[:, 1], fit.converged, fit.boundary,
+                   both.sum(axis=1), n_clusters, reps, seed, df_method, alpha, "log_or"),
     }
 
 
-def fit_count_replicates(counts: np.ndarray | list[np.ndarray], sizes: np.ndarray,
-                         arm: np.ndarray, dispersion: float, n_agq: int) -> GlmmFit:
-    """Fit the count GLMM to every replicate: Poisson to cluster totals, NB to patient rows.
+def fit_count_replicates(
+    counts: np.ndarray | list[np.ndarray], sizes: np.ndarray, arm: np.ndarray, n_agq: int
+) -> tuple[GlmmFit, GlmmFit | None, np.ndarray]:
+    """Fit the count GLMM to every replicate, as the primary analysis chooses its family.
 
     Parameters
     ----------
     counts : ndarray (R, J), or list of R arrays
-        Poisson (``dispersion == 0``): each cluster's total count. Negative binomial: each
-        replicate's patients' counts, clusters in order (``sizes[r].sum()`` each).
+        Poisson data: each cluster's total count. Otherwise each replicate's patients' counts,
+        clusters in order (``sizes[r].sum()`` each).
     sizes : ndarray of int, shape (R, J)
         Patients per cluster, each with one unit of person-time.
     arm : ndarray, shape (J,)
         0 control, 1 intervention.
-    dispersion : float
-        0 for the Poisson GLMM, > 0 for the negative binomial one.
     n_agq : int
         Adaptive quadrature nodes.
 
     Returns
     -------
-    GlmmFit
-        Flat over the R replicates (``beta`` (R, 2) and so on); NB replicates sharing cluster
-        sizes are fitted in one call and the results put back in replicate order.
+    poisson : GlmmFit
+        The Poisson GLMM of every replicate, flat (``beta`` (R, 2) and so on).
+    negbin : GlmmFit or None
+        The negative binomial GLMM of every replicate (None for cluster totals).
+    use_negbin : ndarray of bool, shape (R,)
+        Replicates the rule analyses by the negative binomial GLMM.
+
+    Notes
+    -----
+    Cluster totals are fitted by the Poisson GLMM with offset :math:`\\log m_j` (exact, see the
+    module docstring). Patients' counts are fitted by both: Poisson to their totals and the
+    negative binomial to the patients' rows (replicates with the same cluster sizes in one
+    call, all of them when the sizes do not vary); the negative binomial is kept where its fit
+    converged and the likelihood-ratio test of over-dispersion has
+    :math:`p <` :data:`~trialstats.analysis.glmm_rows.OVERDISPERSION_ALPHA`
+    (:func:`~trialstats.analysis.glmm_rows.overdispersion_p_value`), the primary analysis's
+    rule. The Poisson log-likelihood of the patients' rows is that of the totals plus
+    :math:`\\sum_j (\\log S_j! - \\sum_i \\log y_{ij}! - S_j \\log m_j)`.
     """
     X = np.column_stack([np.ones_like(arm), arm])
-    if dispersion == 0:
-        n_clusters = arm.size
-        return fit_glmm(glmm_data(counts, X, np.arange(n_clusters), "poisson",
-                                  offset=np.log(sizes)), n_agq)
+    patient_rows = isinstance(counts, list)
+    totals = np.stack([np.add.reduceat(y, np.cumsum(m) - m)
+                       for y, m in zip(counts, sizes, strict=True)]) if patient_rows else counts
+    poisson = fit_glmm(glmm_data(totals, X, np.arange(arm.size), "poisson",
+                                 offset=np.log(sizes)), n_agq)
+    if not patient_rows:
+        return poisson, None, np.zeros(totals.shape[0], dtype=bool)
+    negbin = _fit_negbin(counts, sizes, X, n_agq)
+    constant = np.array([special.gammaln(s + 1).sum() - special.gammaln(y + 1).sum()
+                         - (s * np.log(m)).sum() for y, s, m in zip(counts, totals, sizes,
+                                                                     strict=True)])
+    use = negbin.converged & (
+        overdispersion_p_value(negbin.loglik, poisson.loglik + constant) < OVERDISPERSION_ALPHA)
+    return poisson, negbin, use
+
+
+def _fit_negbin(counts: list[np.ndarray], sizes: np.ndarray, X: np.ndarray,
+                n_agq: int) -> GlmmFit:
+    """The negative binomial GLMM on the patients' rows, replicates sharing their cluster sizes
+    in one call; fields in replicate order (``theta`` and ``cov`` as the groups give them)."""
     shapes, group = np.unique(sizes, axis=0, return_inverse=True)
     group = group.reshape(-1)
     parts, rows = [], []
     for g, shape in enumerate(shapes):
         members = np.flatnonzero(group == g)
-        clusters = np.repeat(np.arange(arm.size), shape)
+        clusters = np.repeat(np.arange(X.shape[0]), shape)
         y = np.stack([counts[r] for r in members])
-        parts.append(fit_glmm(glmm_data(y, X[clusters], clusters, "negative-binomial"), n_agq))
+        # theta drifts to infinity (overflow) where the counts show no over-dispersion; such
+        # fits end not converged and the Poisson fit is used
+        with np.errstate(over="ignore", invalid="ignore"):
+            parts.append(fit_glmm(glmm_data(y, X[clusters], clusters, "negative-binomial"),
+                                  n_agq))
         rows.append(members)
-    if len(parts) == 1:
-        return parts[0]
     order = np.argsort(np.concatenate(rows), kind="stable")
     fields = {name: np.concatenate([getattr(part, name) for part in parts])[order]
               for name in ("beta", "se", "sigma", "theta", "cov", "loglik", "boundary",
                            "converged")}
-    return GlmmFit(**fields, n_agq=parts[0].n_agq, family=parts[0].family)
+    return GlmmFit(**fields, n_agq=n_agq, family="negative-binomial")
 
 
 def simulate_count_power(
@@ -302,7 +337,9 @@ def simulate_count_power(
         ``dispersion``), ``alpha``, ``df_method``, ``n_agq``, ``power`` and ``mc_se``,
         ``type_i_error`` and ``type_i_error_mc_se``, ``reps``, ``seed``, ``n_failed`` and
         ``n_failed_null`` (fits that did not converge), ``n_boundary`` (cluster variance at
-        0), ``mean_log_rr``, ``empirical_se`` and ``mean_se`` of the log rate ratio.
+        0), ``mean_log_rr``, ``empirical_se`` and ``mean_se`` of the log rate ratio,
+        ``n_negative_binomial`` and ``n_negative_binomial_null`` (replicates analysed by the
+        negative binomial GLMM; 0 when ``dispersion`` is 0).
     """
     k_i = clusters_per_arm if k_intervention is None else int(k_intervention)
     problems = _common_problems(clusters_per_arm, k_i, cluster_size, cv, min_cluster_size,
@@ -315,29 +352,34 @@ def simulate_count_power(
     if problems:
         raise TrialstatsError("Count simulation: " + "; ".join(problems) + ".")
     sigma = math.sqrt(math.log1p(cv_between**2))
-    n_clusters = clusters_per_arm + k_i
-    negbin = dispersion > 0
-    sizes, z, uniforms = draw_glmm_replicates(seed, reps, n_clusters, cluster_size, cv,
-                                              min_cluster_size, per_patient=negbin)
     arm = np.r_[np.zeros(clusters_per_arm), np.ones(k_i)]
-    log_rate = math.log(rate0) - sigma**2 / 2 + sigma * z
-    effect = math.log(rate_ratio)
-    if negbin:  # every patient's count, at the alternative then at the null
-        rates = [np.exp(log_rate + effect * arm), np.exp(log_rate)]
-        counts = [count_events(uniforms[r], np.repeat(rate[r], sizes[r]), dispersion)
-                  for rate in rates for r in range(reps)]
-    else:  # each cluster's total over its person-time
-        counts = np.concatenate([count_events(uniforms, sizes * np.exp(log_rate + effect * arm)),
-                                 count_events(uniforms, sizes * np.exp(log_rate))])
+    sizes, (alternative, null) = draw_count_trials(
+        seed, reps, arm, cluster_size, cv, min_cluster_size, sigma=sigma,
+        log_rate=math.log(rate0) - sigma**2 / 2, log_rate_ratio=math.log(rate_ratio),
+        dispersion=dispersion)
     both = np.concatenate([sizes, sizes])
-    fit = fit_count_replicates(counts, both, arm, dispersion, n_agq)
-    family = (f"negative binomial GLMM (dispersion {dispersion:g}), patient rows" if negbin
-              else "Poisson GLMM, cluster totals with log person-time offset")
+    counts = alternative + null if dispersion > 0 else np.concatenate([alternative, null])
+    poisson, negbin, use = fit_count_replicates(counts, both, arm, n_agq)
+    fits = [poisson] if negbin is None else [negbin, poisson]
+
+    def chosen(values) -> np.ndarray:
+        return values[0] if negbin is None else np.where(use, *values)
+
+    estimate = chosen([fit.beta[:, 1] for fit in fits])
+    se = chosen([fit.se[:, 1] for fit in fits])
+    converged = chosen([fit.converged for fit in fits])
+    boundary = chosen([fit.boundary for fit in fits])
+    family = ("Poisson GLMM on cluster totals with log person-time offset" if negbin is None
+              else "Poisson or negative binomial GLMM (likelihood-ratio test of "
+              "over-dispersion, as the primary analysis)")
     return {
         "method": f"simulation, random-intercept {family} ({n_agq}-node adaptive quadrature)",
         "rate0": rate0, "rate1": rate0 * rate_ratio, "rate_ratio": rate_ratio,
         "clusters_per_arm": clusters_per_arm, "k_intervention": k_i,
         "cluster_size": cluster_size, "cv": cv, "cv_between": cv_between, "sigma_b": sigma,
         "dispersion": dispersion, "alpha": alpha, "df_method": df_method, "n_agq": n_agq,
-        **_summary(fit, both.sum(axis=1), n_clusters, reps, seed, df_method, alpha, "log_rr"),
+        **_summary(estimate, se, converged, boundary, both.sum(axis=1), arm.size, reps, seed,
+                   df_method, alpha, "log_rr"),
+        "n_negative_binomial": int(use[:reps].sum()),
+        "n_negative_binomial_null": int(use[reps:].sum()),
     }

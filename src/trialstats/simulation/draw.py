@@ -39,9 +39,9 @@ Binary and count outcomes
 Trials analysed by a random-intercept GLMM (:mod:`trialstats.power.simulate_glmm`) draw, per
 replicate and in this order, the sizes ``m_j`` as above, standardised cluster intercepts
 ``z_j ~ N(0, 1)`` and uniforms: one per cluster, turned into the cluster's events (binomial,
-:func:`binary_events`) or its total count (Poisson, :func:`count_events`) by the inverse
-CDF, or one per patient for per-patient negative binomial counts
-(:func:`draw_glmm_replicates`). The same uniforms give the trial under the null, so power
+:func:`binary_events`) or its total count (Poisson) by the inverse CDF, or one per
+patient for per-patient negative binomial counts (:func:`draw_glmm_replicates`,
+:func:`draw_count_trials`). The same uniforms give the trial under the null, so power
 and type I error come from common random numbers.
 
 Random numbers
@@ -82,8 +82,8 @@ __all__ = [
     "batch_size_for",
     "binary_events",
     "cluster_sums",
-    "count_events",
     "draw_cluster_sizes",
+    "draw_count_trials",
     "draw_glmm_replicates",
     "replicate_rng",
     "simulate_batches",
@@ -304,18 +304,53 @@ def binary_events(uniforms: np.ndarray, sizes: np.ndarray, risk: np.ndarray) -> 
     return stats.binom.ppf(uniforms, sizes, risk)
 
 
-def count_events(uniforms: np.ndarray, mean: np.ndarray, dispersion: float = 0.0) -> np.ndarray:
-    """Counts with the given means by the inverse CDF of ``uniforms``: Poisson when
-    ``dispersion`` is 0, else negative binomial NB2 with :math:`\\operatorname{Var} = \\mu +
-    k\\mu^2` (``k = dispersion``; size :math:`\\vartheta = 1/k`).
+def draw_count_trials(
+    seed: int, reps: int, arm: np.ndarray, cluster_size: float, cv: float, min_size: int, *,
+    log_rate: float, log_rate_ratio: float, sigma: float, dispersion: float = 0.0,
+) -> tuple[np.ndarray, list]:
+    """Count outcomes of ``reps`` trials, each patient followed for one unit of person-time.
 
-    A sum of independent Poisson counts is Poisson with the summed mean, so a cluster's total
-    count is drawn directly with ``mean`` its person-time times its rate.
+    Given the cluster intercept :math:`b_j = \\sigma z_j` (:func:`draw_glmm_replicates`), a
+    patient's count has mean :math:`\\mu_j = \\exp(\\text{log rate} + \\text{log rate ratio}
+    \\cdot T_j + b_j)` and is Poisson (``dispersion`` 0) or negative binomial NB2 with
+    :math:`\\operatorname{Var} = \\mu + k\\mu^2` (``k = dispersion``, size
+    :math:`\\vartheta = 1/k`), by the inverse CDF of the uniforms. A sum of independent Poisson
+    counts is Poisson with the summed mean, so for Poisson counts each cluster's total is drawn
+    directly (mean :math:`m_j\\mu_j`); negative binomial counts are drawn patient by patient.
+
+    Parameters
+    ----------
+    seed, reps : int
+        Base seed and number of replicates.
+    arm : ndarray, shape (J,)
+        :math:`T_j`, 0 control, 1 intervention.
+    cluster_size, cv, min_size
+        Cluster sizes (:func:`draw_cluster_sizes`).
+    log_rate, log_rate_ratio, sigma, dispersion : float
+        The model above.
+
+    Returns
+    -------
+    sizes : ndarray of int64, shape (reps, J)
+    counts : list of two
+        The trials with the given rate ratio and with rate ratio 1, from the same uniforms:
+        arrays (reps, J) of cluster totals (Poisson), or lists of ``reps`` arrays of the
+        patients' counts, clusters in order (negative binomial).
     """
-    if dispersion == 0:
-        return stats.poisson.ppf(uniforms, mean)
+    negbin = dispersion > 0
+    sizes, z, uniforms = draw_glmm_replicates(seed, reps, arm.size, cluster_size, cv, min_size,
+                                              per_patient=negbin)
+    base = log_rate + sigma * z
+    rates = [np.exp(base + log_rate_ratio * arm), np.exp(base)]
+    if not negbin:
+        return sizes, [stats.poisson.ppf(uniforms, sizes * rate) for rate in rates]
     theta = 1.0 / dispersion
-    return stats.nbinom.ppf(uniforms, theta, theta / (theta + mean))
+
+    def patients(rate: np.ndarray, r: int) -> np.ndarray:
+        mean = np.repeat(rate[r], sizes[r])
+        return stats.nbinom.ppf(uniforms[r], theta, theta / (theta + mean))
+
+    return sizes, [[patients(rate, r) for r in range(reps)] for rate in rates]
 
 
 def _draw_clusters(
