@@ -344,11 +344,12 @@ def simulate_count_power(
     k_i = clusters_per_arm if k_intervention is None else int(k_intervention)
     problems = _common_problems(clusters_per_arm, k_i, cluster_size, cv, min_cluster_size,
                                 reps, df_method, alpha)
-    finite = all(map(math.isfinite, (rate0, rate_ratio, cv_between, dispersion)))
-    if not (finite and rate0 > 0 and rate_ratio > 0):
-        problems.insert(0, "the control rate and the rate ratio must be positive numbers")
-    if not (finite and cv_between >= 0 and dispersion >= 0):
-        problems.append("the between-cluster CV and the dispersion must be >= 0")
+    for name, value, low in (("the control rate (--rate0)", rate0, None),
+                             ("the rate ratio (--rate-ratio)", rate_ratio, None),
+                             ("the between-cluster CV (--cv-between)", cv_between, 0.0),
+                             ("the dispersion (--dispersion)", dispersion, 0.0)):
+        if not (math.isfinite(value) and (value > 0 if low is None else value >= low)):
+            problems.append(f"{name} must be {'> 0' if low is None else '>= 0'}, got {value:g}")
     if problems:
         raise TrialstatsError("Count simulation: " + "; ".join(problems) + ".")
     sigma = math.sqrt(math.log1p(cv_between**2))
