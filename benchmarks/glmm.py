@@ -15,10 +15,18 @@ In one process this script
    patient-level 0/1 rows (as a per-trial simulation such as simr does) and on events/trials
    per cluster, timed inside R (excluding start-up and reading) and scaled to 1,000; and
    times the product's ``simulate_binary_power`` (``trialstats power simulate --p0 --p1``),
-   which also fits the null replicates for the type I error.
+   which also fits the null replicates for the type I error;
+3. simulates count power the same way (``--reps`` trials of 40 clusters of 50, mean control
+   rate 0.5 per patient, rate ratio 0.8, between-cluster CV 0.25; Poisson GLMM fitted to the
+   exact cluster totals with a log person-time offset), and fits the first ``--peer-reps``
+   with a ``glmer(family = poisson)`` loop on the patients' rows (each total split among its
+   patients, which leaves the fit unchanged) and on the cluster totals with
+   ``offset(log(size))``, timed inside R and scaled to 1,000; and times the product's
+   ``simulate_count_power`` (``trialstats power simulate --rate0 --rate-ratio``).
 
     .venv/bin/python benchmarks/glmm.py
     .venv/bin/python benchmarks/glmm.py --reps 1000 --peer-reps 50 --repeat 5
+    .venv/bin/python benchmarks/glmm.py --only counts
 """
 
 from __future__ import annotations
@@ -38,7 +46,12 @@ from statsmodels.genmod.bayes_mixed_glm import BinomialBayesMixedGLM
 
 from trialstats.analysis.glmm import DEFAULT_N_AGQ, fit_glmm
 from trialstats.analysis.glmm_likelihood import binary_cluster_data, glmm_data
-from trialstats.power.simulate_binary import simulate_binary_power
+from trialstats.power.simulate_glmm import (
+    fit_count_replicates,
+    simulate_binary_power,
+    simulate_count_power,
+)
+from trialstats.simulation.draw import draw_count_trials
 
 SEED = 1313
 N_CLUSTERS, SIZE, SIGMA = 40, 50, 0.4
@@ -84,6 +97,35 @@ est_agg <- vapply(parts, function(x) {
 cat("CLUSTER_SECONDS", proc.time()[["elapsed"]] - start, "\n")
 cat("ESTIMATES", est, "\n")
 """
+
+
+R_COUNT_POWER = r"""
+suppressPackageStartupMessages(library(lme4))
+args <- commandArgs(trailingOnly = TRUE)
+d <- read.csv(args[1])
+n_agq <- as.integer(args[2])
+patients <- split(d, d$replicate)
+totals <- lapply(patients, function(x) {
+  t <- aggregate(cbind(y, size = 1) ~ cluster + arm, data = x, FUN = sum)
+  t[order(t$cluster), ]
+})
+start <- proc.time()[["elapsed"]]
+est <- vapply(patients, function(x) {
+  f <- glmer(y ~ arm + (1 | cluster), data = x, family = poisson, nAGQ = n_agq)
+  fixef(f)[["arm"]]
+}, numeric(1))
+cat("PATIENT_SECONDS", proc.time()[["elapsed"]] - start, "\n")
+start <- proc.time()[["elapsed"]]
+est_agg <- vapply(totals, function(x) {
+  f <- glmer(y ~ arm + offset(log(size)) + (1 | cluster), data = x, family = poisson,
+             nAGQ = n_agq)
+  fixef(f)[["arm"]]
+}, numeric(1))
+cat("CLUSTER_SECONDS", proc.time()[["elapsed"]] - start, "\n")
+cat("ESTIMATES", est, "\n")
+cat("ESTIMATES_TOTALS", est_agg, "\n")
+"""
+COUNT_RATE0, COUNT_RR, COUNT_CV_BETWEEN = 0.5, 0.8, 0.25
 
 
 def run_r(script: str, frame: pd.DataFrame, *args: object) -> str | None:
@@ -220,14 +262,88 @@ def bench_power(reps: int, peer_reps: int) -> None:
             print(f"  max |log OR difference| over the {peer_reps} trials: {gap:.1e}")
 
 
+def count_power_run(reps: int, n_agq: int):
+    """Draw ``reps`` count trials (the product's drawing) and fit them (power only)."""
+    sigma = np.sqrt(np.log1p(COUNT_CV_BETWEEN**2))
+    sizes, (totals, _) = draw_count_trials(
+        SEED, reps, ARM.astype(float), SIZE, 0.0, 2, log_rate=np.log(COUNT_RATE0) - sigma**2 / 2,
+        log_rate_ratio=np.log(COUNT_RR), sigma=sigma)
+    fit, _, _ = fit_count_replicates(totals, sizes, ARM.astype(float), n_agq)
+    reject = np.abs(fit.beta[:, 1] / fit.se[:, 1]) > stats.norm.ppf(0.975)
+    return totals, fit, reject
+
+
+def bench_count_power(reps: int, peer_reps: int) -> None:
+    print(f"Count power: {reps} trials of {N_CLUSTERS} clusters x {SIZE}, mean control rate "
+          f"{COUNT_RATE0}, rate ratio {COUNT_RR}, between-cluster CV {COUNT_CV_BETWEEN}")
+    count_power_run(20, DEFAULT_N_AGQ)  # warm-up
+    ours = {}
+    for n_agq in (DEFAULT_N_AGQ, 1):
+        start = time.perf_counter()
+        totals, fit, reject = count_power_run(reps, n_agq)
+        ours[n_agq] = time.perf_counter() - start
+        print(f"  trialstats, nAGQ {n_agq:2d}: {ours[n_agq]:.2f} s for {reps} (generation + fit + "
+              f"Wald test) -> {1000 * ours[n_agq] / reps:.2f} s per 1,000; power "
+              f"{reject.mean():.3f}; {fit.converged.mean():.1%} converged, "
+              f"{fit.boundary.mean():.1%} at sigma = 0")
+        if n_agq == DEFAULT_N_AGQ:
+            default_fit, default_totals = fit, totals
+    start = time.perf_counter()
+    row = simulate_count_power(rate0=COUNT_RATE0, rate_ratio=COUNT_RR,
+                               clusters_per_arm=N_CLUSTERS // 2, cluster_size=SIZE,
+                               cv_between=COUNT_CV_BETWEEN, reps=reps, seed=SEED, df_method="z")
+    ours["command"] = time.perf_counter() - start
+    print(f"  trialstats simulate_count_power (power and type I error, {2 * reps} fits): "
+          f"{ours['command']:.2f} s -> {1000 * ours['command'] / reps:.2f} s per 1,000 trials; "
+          f"power {row['power']:.3f}, type I error {row['type_i_error']:.3f}")
+    # Patient rows for glmer: each cluster total split among its patients (multinomial); the
+    # Poisson likelihood, hence the fit, depends on the patients' counts only through it.
+    rng = np.random.default_rng(SEED + 2)
+    counts = rng.multinomial(default_totals[:peer_reps].astype(np.int64),
+                             np.full(SIZE, 1.0 / SIZE))
+    frame = pd.DataFrame({
+        "replicate": np.repeat(np.arange(peer_reps), N_CLUSTERS * SIZE),
+        "cluster": np.tile(np.repeat(np.arange(N_CLUSTERS), SIZE), peer_reps),
+        "arm": np.tile(np.repeat(ARM, SIZE), peer_reps),
+        "y": counts.ravel(),
+    })
+    for n_agq in (DEFAULT_N_AGQ, 1):
+        out = run_r(R_COUNT_POWER, frame, n_agq)
+        if out is None:
+            print("  lme4 glmer loop: Rscript not found, skipped")
+            return
+        ours_per = 1000 * ours[n_agq] / reps
+        for label, key in (("patient rows", "PATIENT"), ("cluster totals", "CLUSTER")):
+            per = 1000 * field(out, f"{key}_SECONDS")[0] / peer_reps
+            print(f"  lme4 glmer loop (in R), nAGQ {n_agq:2d}, {label:14s}: {peer_reps} fits "
+                  f"timed, scaled -> {per:.1f} s per 1,000; ratio {per / ours_per:.0f}x")
+            if n_agq == DEFAULT_N_AGQ:
+                command = 1000 * ours["command"] / reps
+                print(f"    vs simulate_count_power (power only, as the loop): ratio "
+                      f"{per / command:.0f}x; with its type I error fits counted, "
+                      f"{2 * per / command:.0f}x")
+        if n_agq == DEFAULT_N_AGQ:
+            ours_est = default_fit.beta[:peer_reps, 1]
+            gaps = [np.max(np.abs(field(out, name) - ours_est))
+                    for name in ("ESTIMATES", "ESTIMATES_TOTALS")]
+            print(f"  max |log rate ratio difference| over the {peer_reps} trials: patient rows "
+                  f"{gaps[0]:.1e}, totals {gaps[1]:.1e} (glmer at its default tolerances)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=1000, help="simulated trials")
     parser.add_argument("--peer-reps", type=int, default=50, help="trials fitted by glmer")
     parser.add_argument("--repeat", type=int, default=5, help="timings per single fit")
+    parser.add_argument("--only", choices=("one-fit", "binary", "counts"),
+                        help="run one part only (default: all three)")
     args = parser.parse_args()
-    bench_one_fit(args.repeat)
-    bench_power(args.reps, args.peer_reps)
+    if args.only in (None, "one-fit"):
+        bench_one_fit(args.repeat)
+    if args.only in (None, "binary"):
+        bench_power(args.reps, args.peer_reps)
+    if args.only in (None, "counts"):
+        bench_count_power(args.reps, args.peer_reps)
 
 
 if __name__ == "__main__":

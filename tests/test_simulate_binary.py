@@ -14,7 +14,7 @@ import pytest
 from scipy import stats
 
 from trialstats.cli import main
-from trialstats.power.simulate_binary import simulate_binary_power
+from trialstats.power.simulate_glmm import simulate_binary_power
 
 
 @pytest.fixture(scope="module")

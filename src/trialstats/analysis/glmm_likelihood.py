@@ -91,7 +91,7 @@ class GlmmData:
         Binomial trials per row (1 for 0/1 rows); ones for counts.
     X : ndarray, shape (N, p)
         Fixed-effect design (intercept included by the caller).
-    offset : ndarray, shape (N,)
+    offset : ndarray, shape (..., N) or (N,)
         Offset on the linear-predictor scale (log exposure for counts).
     cluster : ndarray of int, shape (N,)
         Cluster index 0..J-1 of each row, non-decreasing.
@@ -152,8 +152,9 @@ def glmm_data(
     family : {'binomial', 'poisson', 'negative-binomial'}
     trials : array_like, shape (..., N) or (N,), optional
         Binomial trials per row (default 1: 0/1 outcomes).
-    offset : array_like, shape (N,), optional
-        Offset on the linear-predictor scale (e.g. ``log(exposure)``); default 0.
+    offset : array_like, shape (..., N) or (N,), optional
+        Offset on the linear-predictor scale (e.g. ``log(exposure)``); default 0. Leading
+        dimensions, if any, are those of ``y`` (replicates with their own exposures).
 
     Returns
     -------
@@ -169,7 +170,7 @@ def glmm_data(
         raise TrialstatsError("y, X and clusters must have one entry (row) per observation.")
     n_trials = np.ones(n) if trials is None else np.asarray(trials, dtype=float)
     off = np.zeros(n) if offset is None else np.asarray(offset, dtype=float)
-    if off.shape != (n,) or n_trials.shape[-1] != n:
+    if off.shape not in ((n,), y.shape) or n_trials.shape[-1] != n:
         raise TrialstatsError("offset and trials must have one entry per observation.")
     if not (np.all(np.isfinite(y)) and np.all(np.isfinite(X)) and np.all(np.isfinite(off))):
         raise TrialstatsError("Outcome, covariates and offset must be finite (no missing values).")
@@ -190,7 +191,7 @@ def glmm_data(
         y=y[..., order],
         trials=n_trials[..., order],
         X=X[order],
-        offset=off[order],
+        offset=off[..., order],
         cluster=cluster,
         starts=np.flatnonzero(np.r_[True, cluster[1:] != cluster[:-1]]),
         family=family,
@@ -403,19 +404,19 @@ def _evaluate(data, params, n_agq, z0):
 
 
 def flatten(data: GlmmData) -> GlmmData:
-    """The same data with the batch dimensions of ``y`` (and ``trials``) merged into one."""
+    """The same data with the batch dimensions of ``y`` (``trials``, ``offset``) merged into one."""
     n_rows = data.y.shape[-1]
     y = data.y.reshape(-1, n_rows)
     trials = data.trials if data.trials.ndim == 1 else data.trials.reshape(-1, n_rows)
-    return GlmmData(y, trials, data.X, data.offset, data.cluster, data.starts, data.family)
+    offset = data.offset if data.offset.ndim == 1 else data.offset.reshape(-1, n_rows)
+    return GlmmData(y, trials, data.X, offset, data.cluster, data.starts, data.family)
 
 
 def take_replicates(data: GlmmData, index: np.ndarray) -> GlmmData:
     """The replicates ``index`` (integer array) of flat data."""
     trials = data.trials if data.trials.ndim == 1 else data.trials[index]
-    return GlmmData(
-        data.y[index], trials, data.X, data.offset, data.cluster, data.starts, data.family
-    )
+    offset = data.offset if data.offset.ndim == 1 else data.offset[index]
+    return GlmmData(data.y[index], trials, data.X, offset, data.cluster, data.starts, data.family)
 
 
 def boundary_score(data: GlmmData, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

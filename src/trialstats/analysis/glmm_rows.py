@@ -67,6 +67,7 @@ from trialstats.errors import TrialstatsError
 
 __all__ = [
     "GLMM_OUTCOME_TYPES", "OVERDISPERSION_ALPHA", "glmm_outcome_rows", "measure_row", "measures_of",
+    "overdispersion_p_value",
 ]
 
 #: Outcome types analysed by a GLMM.
@@ -130,6 +131,15 @@ def measure_row(base, outcome, measure, *, estimate, se, df, alpha) -> dict[str,
     }
 
 
+def overdispersion_p_value(loglik_negbin: Any, loglik_poisson: Any) -> np.ndarray:
+    """p-value of the likelihood-ratio test of :math:`1/\\vartheta = 0` (Poisson within the
+    negative binomial), whose null distribution at the boundary is :math:`\\tfrac12\\chi^2_0 +
+    \\tfrac12\\chi^2_1` (Self & Liang 1987): 1 when the statistic is 0. Both log-likelihoods
+    must be of the same patient-level data (with every constant)."""
+    statistic = np.maximum(2.0 * (np.asarray(loglik_negbin) - np.asarray(loglik_poisson)), 0.0)
+    return np.where(statistic > 0, 0.5 * stats.chi2.sf(statistic, 1), 1.0)
+
+
 def _count_fit(data: ModelData, n_agq: int) -> tuple[GlmmFit, str]:
     """The Poisson or negative binomial fit (the module's rule) and the note naming it."""
     def fit(family: str) -> GlmmFit:
@@ -144,8 +154,7 @@ def _count_fit(data: ModelData, n_agq: int) -> tuple[GlmmFit, str]:
     if negbin is None or not bool(negbin.converged):
         return poisson, ("family: Poisson (the negative binomial fit did not converge, "
                          "no evidence of over-dispersion)")
-    statistic = max(2.0 * (float(negbin.loglik) - float(poisson.loglik)), 0.0)
-    p_value = 0.5 * float(stats.chi2.sf(statistic, 1)) if statistic > 0 else 1.0
+    p_value = float(overdispersion_p_value(negbin.loglik, poisson.loglik))
     test = f"likelihood-ratio test of over-dispersion p = {p_value:.3g}"
     if p_value < OVERDISPERSION_ALPHA:
         return negbin, f"family: negative binomial (theta = {float(negbin.theta):.4g}; {test})"

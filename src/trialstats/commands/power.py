@@ -74,6 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _simulation_arguments(simulate)
     power_options.constraint_arguments(simulate)
     power_options.binary_arguments(simulate)
+    power_options.count_arguments(simulate, simulation=True)
     design_words.add_simulation_arguments(simulate)
     _output_arguments(simulate)
     simulate.set_defaults(run=run)
@@ -360,6 +361,8 @@ def _run_simulate(args: argparse.Namespace) -> None:
     from trialstats.power.simulate import simulate_power, solve_clusters
     from trialstats.simulation.draw import SimulationDesign
 
+    if args.rate0 is not None or args.rate_ratio is not None:
+        return power_options.run_count_simulation(args)
     if args.p0 is not None or args.p1 is not None:
         return _run_simulate_binary(args)
     if args.design is not None:
@@ -422,7 +425,7 @@ def _run_simulate(args: argparse.Namespace) -> None:
 def _run_simulate_binary(args: argparse.Namespace) -> None:
     """``power simulate --p0 --p1``: the logistic-GLMM simulation of a binary outcome."""
     from trialstats.errors import TrialstatsError
-    from trialstats.power.simulate_binary import simulate_binary_power
+    from trialstats.power.simulate_glmm import simulate_binary_power
 
     unused = power_options.binary_unused(args, (
         ("--target-power", args.target_power), ("--batch-size", args.batch_size),

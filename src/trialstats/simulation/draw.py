@@ -34,6 +34,16 @@ products are drawn from their exact joint distribution (cluster mean effect
 ``S`` the patient-effect covariance; Bartlett 1933), so the cost no longer grows with the
 cluster size.
 
+Binary and count outcomes
+-------------------------
+Trials analysed by a random-intercept GLMM (:mod:`trialstats.power.simulate_glmm`) draw, per
+replicate and in this order, the sizes ``m_j`` as above, standardised cluster intercepts
+``z_j ~ N(0, 1)`` and uniforms: one per cluster, turned into the cluster's events (binomial,
+:func:`binary_events`) or its total count (Poisson) by the inverse CDF, or one per
+patient for per-patient negative binomial counts (:func:`draw_glmm_replicates`,
+:func:`draw_count_trials`). The same uniforms give the trial under the null, so power
+and type I error come from common random numbers.
+
 Random numbers
 --------------
 Replicate ``r`` of scenario ``s`` draws from its own stream,
@@ -58,6 +68,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from trialstats.analysis.reml import ClusterSums
 from trialstats.errors import TrialstatsError
@@ -69,8 +80,11 @@ __all__ = [
     "SimulatedSums",
     "SimulationDesign",
     "batch_size_for",
+    "binary_events",
     "cluster_sums",
     "draw_cluster_sizes",
+    "draw_count_trials",
+    "draw_glmm_replicates",
     "replicate_rng",
     "simulate_batches",
     "simulate_patients",
@@ -241,6 +255,102 @@ def draw_cluster_sizes(
     else:
         raw = rng.gamma(1.0 / cv**2, mean * cv**2, size=n_clusters)
     return np.maximum(np.rint(raw), min_size).astype(np.int64)
+
+
+def draw_glmm_replicates(
+    seed: int, reps: int, n_clusters: int, cluster_size: float, cv: float, min_size: int = 2,
+    *, per_patient: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | list[np.ndarray]]:
+    """The random draws of ``reps`` trials analysed by a GLMM, replicate ``r`` from
+    :func:`replicate_rng` ``(seed, 0, r)``.
+
+    Parameters
+    ----------
+    seed, reps : int
+        Base seed and number of replicates.
+    n_clusters : int
+        Clusters per trial.
+    cluster_size, cv, min_size
+        Mean, coefficient of variation and floor of the sizes (:func:`draw_cluster_sizes`).
+    per_patient : bool, default False
+        One uniform per patient instead of one per cluster.
+
+    Returns
+    -------
+    sizes : ndarray of int64, shape (reps, n_clusters)
+    z : ndarray, shape (reps, n_clusters)
+        Standard normal cluster intercepts.
+    uniforms : ndarray, shape (reps, n_clusters), or list of ``reps`` arrays
+        Uniforms on [0, 1): per cluster, or per patient (``sizes[r].sum()`` each, clusters
+        in order).
+    """
+    sizes = np.empty((reps, n_clusters), dtype=np.int64)
+    z = np.empty((reps, n_clusters))
+    uniforms = [] if per_patient else np.empty((reps, n_clusters))
+    for r in range(reps):
+        rng = replicate_rng(seed, 0, r)
+        sizes[r] = draw_cluster_sizes(rng, n_clusters, cluster_size, cv, min_size)
+        z[r] = rng.standard_normal(n_clusters)
+        if per_patient:
+            uniforms.append(rng.random(int(sizes[r].sum())))
+        else:
+            uniforms[r] = rng.random(n_clusters)
+    return sizes, z, uniforms
+
+
+def binary_events(uniforms: np.ndarray, sizes: np.ndarray, risk: np.ndarray) -> np.ndarray:
+    """Events of clusters of ``sizes`` patients with the given risks: the binomial inverse CDF
+    of ``uniforms``, so that the same uniforms give coupled trials at other risks."""
+    return stats.binom.ppf(uniforms, sizes, risk)
+
+
+def draw_count_trials(
+    seed: int, reps: int, arm: np.ndarray, cluster_size: float, cv: float, min_size: int, *,
+    log_rate: float, log_rate_ratio: float, sigma: float, dispersion: float = 0.0,
+) -> tuple[np.ndarray, list]:
+    """Count outcomes of ``reps`` trials, each patient followed for one unit of person-time.
+
+    Given the cluster intercept :math:`b_j = \\sigma z_j` (:func:`draw_glmm_replicates`), a
+    patient's count has mean :math:`\\mu_j = \\exp(\\text{log rate} + \\text{log rate ratio}
+    \\cdot T_j + b_j)` and is Poisson (``dispersion`` 0) or negative binomial NB2 with
+    :math:`\\operatorname{Var} = \\mu + k\\mu^2` (``k = dispersion``, size
+    :math:`\\vartheta = 1/k`), by the inverse CDF of the uniforms. A sum of independent Poisson
+    counts is Poisson with the summed mean, so for Poisson counts each cluster's total is drawn
+    directly (mean :math:`m_j\\mu_j`); negative binomial counts are drawn patient by patient.
+
+    Parameters
+    ----------
+    seed, reps : int
+        Base seed and number of replicates.
+    arm : ndarray, shape (J,)
+        :math:`T_j`, 0 control, 1 intervention.
+    cluster_size, cv, min_size
+        Cluster sizes (:func:`draw_cluster_sizes`).
+    log_rate, log_rate_ratio, sigma, dispersion : float
+        The model above.
+
+    Returns
+    -------
+    sizes : ndarray of int64, shape (reps, J)
+    counts : list of two
+        The trials with the given rate ratio and with rate ratio 1, from the same uniforms:
+        arrays (reps, J) of cluster totals (Poisson), or lists of ``reps`` arrays of the
+        patients' counts, clusters in order (negative binomial).
+    """
+    negbin = dispersion > 0
+    sizes, z, uniforms = draw_glmm_replicates(seed, reps, arm.size, cluster_size, cv, min_size,
+                                              per_patient=negbin)
+    base = log_rate + sigma * z
+    rates = [np.exp(base + log_rate_ratio * arm), np.exp(base)]
+    if not negbin:
+        return sizes, [stats.poisson.ppf(uniforms, sizes * rate) for rate in rates]
+    theta = 1.0 / dispersion
+
+    def patients(rate: np.ndarray, r: int) -> np.ndarray:
+        mean = np.repeat(rate[r], sizes[r])
+        return stats.nbinom.ppf(uniforms[r], theta, theta / (theta + mean))
+
+    return sizes, [[patients(rate, r) for r in range(reps)] for rate in rates]
 
 
 def _draw_clusters(
