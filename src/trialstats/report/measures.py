@@ -190,10 +190,9 @@ def glmm_columns(shape: tuple[bool, bool], level: str) -> tuple[str, ...]:
     )
 
 
-def glmm_note(config: dict[str, Any], shape: tuple[bool, bool]) -> str:
+def glmm_note(config: dict[str, Any], kinds: set[str]) -> str:
     """The note of an outcome table with binary or count outcomes: what each summary, effect
-    and MCID is (``shape`` as in :func:`glmm_cells`)."""
-    binary, standardised = shape
+    and MCID is, for the outcome types (``kinds``: binary, count, continuous) it holds."""
     analysis = config["analysis"]
     level = f"{100 * (1 - analysis['alpha']):g}%"
     w = words(config)
@@ -203,28 +202,39 @@ def glmm_note(config: dict[str, Any], shape: tuple[bool, bool]) -> str:
                  if o.get("type") == "count" and "exposure" in o]
     terms = ["the baseline value", *analysis["covariates"]]
     adjusted = (", ".join(terms[:-1]) + " and " if len(terms) > 1 else "") + terms[-1]
+    summaries = {
+        "binary": "events n (%) of binary outcomes",
+        "count": f"of counts the mean (SD) per {w.participant}" + (
+            " at baseline and, at follow-up, total events / total exposure "
+            f"({', '.join(dict.fromkeys(exposures))}) with the rate per unit of exposure"
+            if exposures else ""),
+        "continuous": "mean (SD) of scores",
+    }
+    effects = {
+        "binary": "for binary outcomes the odds ratio (OR) from a logistic mixed model with a "
+        f"random intercept for {w.cluster} (maximum likelihood, {nodes}-node adaptive "
+        "Gauss-Hermite quadrature), beside the marginal risk difference (a difference of "
+        "proportions) and risk ratio standardised from the same model (their p-values are "
+        "in primary.csv)",
+        "count": "for counts the rate ratio from a Poisson or negative binomial mixed model "
+        f"with a random intercept for {w.cluster} (the notes of primary.csv name the family)",
+    }
+    iccs = {"binary": "on the latent (logistic) scale for binary outcomes",
+            "count": "not defined for counts"}
     return (
-        f"n and summary: observed values of all recruited {w.participants}; events n (%) of "
-        "binary outcomes; of counts the mean (SD) per " + w.participant
-        + (" at baseline and, at follow-up, total events / total exposure "
-           f"({', '.join(dict.fromkeys(exposures))}) with the rate per unit of exposure"
-           if exposures else "") + "; mean (SD) of scores. "
-        "Effect (intervention versus control, adjusted for " + adjusted + "): for binary "
-        f"outcomes the odds ratio (OR) from a logistic mixed model with a random intercept for "
-        f"{w.cluster} (maximum likelihood, {nodes}-node adaptive Gauss-Hermite quadrature)"
-        + (", beside the marginal risk difference (a difference of proportions) and risk "
-           "ratio standardised from the same model (their p-values are in primary.csv)"
-           if binary else "")
-        + "; for counts the rate ratio from a Poisson or negative binomial mixed model "
-        f"(notes of primary.csv name the family); {level} CI and p with {glmm_df} degrees of "
-        "freedom. ICC: intracluster correlation coefficient, on the latent (logistic) scale "
-        "for binary outcomes, not defined for counts."
+        f"n and summary: observed values of all recruited {w.participants}; "
+        + "; ".join(summaries[k] for k in summaries if k in kinds) + ". "
+        + f"Effect (intervention versus control, adjusted for {adjusted}): "
+        + "; ".join(effects[k] for k in effects if k in kinds)
+        + f"; {level} CI and p with {glmm_df} degrees of freedom. ICC: intracluster "
+        "correlation coefficient, " + " and ".join(iccs[k] for k in iccs if k in kinds) + "."
         + (f" For scores: adjusted mean difference ({contrast_text(config)}) from a linear "
            f"mixed model, {level} CI and p with "
            f"{method_name(analysis['df_method'][0])} degrees of freedom; standardised "
            "effect: the difference divided by the baseline SD (both arms pooled)."
-           if standardised else "")
+           if "continuous" in kinds else "")
         + " MCID: minimal clinically important difference, on the scale of the measure it "
-        "names (a score's raw value with its size in baseline SDs); the verdict compares "
-        "that measure's confidence interval with it."
+        "names" + (" (a score's raw value with its size in baseline SDs)"
+                   if "continuous" in kinds else "")
+        + "; the verdict compares that measure's confidence interval with it."
     )

@@ -468,7 +468,7 @@ def outcome_table(
             if any(estimable(r) and not truthy(r["converged"]) for r in _rows(shown))
             else "")
     if shape is not None:
-        notes = glmm_note(config, shape) + flag
+        notes = glmm_note(config, kinds) + flag
     else:
         notes = (
             f"n and mean (SD): observed values of all recruited {w.participants}. Adjusted "
