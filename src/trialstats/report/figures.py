@@ -197,30 +197,46 @@ def measure_forest_data(results: pd.DataFrame, config: dict[str, Any],
     return pd.DataFrame(rows)
 
 
-def _measure_row(label: str, row: Any, ratios: bool) -> dict[str, Any]:
-    return {"heading": False, "label": label, "estimate": row.estimate, "low": row.ci_low,
-            "high": row.ci_high, "band": (row.band_low, row.band_high),
-            "converged": row.converged,
-            "text": fmt_ci(row.estimate, row.ci_low, row.ci_high, 2 if ratios else 3)}
+def _measure_row(label: str, row: Any, band: tuple[float, float], ratios: bool
+                 ) -> dict[str, Any]:
+    """A figure row of a results row (a ratio or a risk difference) and its MCID band."""
+    return {"heading": False, "label": label, "estimate": row["estimate"],
+            "low": row["ci_low"], "high": row["ci_high"], "band": band,
+            "converged": truthy(row["converged"]),
+            "text": fmt_ci(row["estimate"], row["ci_low"], row["ci_high"], 2 if ratios else 3)}
 
 
-def measure_figure(data: pd.DataFrame, config: dict[str, Any], ratios: bool) -> Figure:
-    """Forest plot of :func:`measure_forest_data`: ratios on a log axis with the null line at
-    1, or risk differences on a linear axis at 0; each row's MCID band on its own scale."""
+def _by_primary(data: pd.DataFrame, make_row: Any) -> list[dict[str, Any]]:
+    """Figure rows: a "Primary outcomes" heading and ``make_row(row)`` of each primary row
+    of ``data``, then the same for the secondary outcomes."""
     rows = []
     for is_primary, title in ((True, "Primary outcomes"), (False, "Secondary outcomes")):
         part = data[data["primary"] == is_primary]
         if part.empty:
             continue
         rows.append({"heading": True, "label": title})
-        rows += [_measure_row(f"{r.label}: {r.effect_measure}", r, ratios)
-                 for r in part.itertuples()]
-    month = month_label(config["design"]["primary_month"], -1)
-    contrast = " / ".join(arm_names(config)) if ratios else " − ".join(arm_names(config))
+        rows += [make_row(r) for _, r in part.iterrows()]
+    return rows
+
+
+def _measure_axis(config: dict[str, Any], ratios: bool, when: str = "") -> tuple[str, str]:
+    """The axis title (``when``: e.g. " at 12 months") and the band's legend entry of a
+    ratio or risk-difference figure."""
+    contrast = (" / " if ratios else " − ").join(arm_names(config))
     what = "Ratio (log scale)" if ratios else "Risk difference"
-    return _interval_figure(
-        rows, f"{what} at {month} ({contrast})", _level(config), favours_labels(config),
-        log=ratios, band_label="1/MCID to MCID" if ratios else "−MCID to +MCID")
+    return (f"{what}{when} ({contrast})",
+            "1/MCID to MCID" if ratios else "−MCID to +MCID")
+
+
+def measure_figure(data: pd.DataFrame, config: dict[str, Any], ratios: bool) -> Figure:
+    """Forest plot of :func:`measure_forest_data`: ratios on a log axis with the null line at
+    1, or risk differences on a linear axis at 0; each row's MCID band on its own scale."""
+    rows = _by_primary(data, lambda r: _measure_row(
+        f"{r['label']}: {r['effect_measure']}", r, (r["band_low"], r["band_high"]), ratios))
+    title, band = _measure_axis(
+        config, ratios, f" at {month_label(config['design']['primary_month'], -1)}")
+    return _interval_figure(rows, title, _level(config), favours_labels(config), log=ratios,
+                            band_label=band)
 
 
 def sensitivity_measure_figure(summary: pd.DataFrame, config: dict[str, Any],
@@ -234,20 +250,13 @@ def sensitivity_measure_figure(summary: pd.DataFrame, config: dict[str, Any],
     for label, part in summary.groupby("label", sort=False):
         rows.append({"heading": True, "label": str(label)})
         for _, r in part.iterrows():
-            low, high = measure_band(r)
-            label = str(r["analysis_label"])
-            if str(r["effect_measure"]) not in label:
-                label += f": {r['effect_measure']}"
-            rows.append(_measure_row(
-                sentence_case(label),
-                pd.Series({"estimate": r["estimate"], "ci_low": r["ci_low"],
-                           "ci_high": r["ci_high"], "band_low": low, "band_high": high,
-                           "converged": truthy(r["converged"])}), ratios))
-    contrast = " / ".join(arm_names(config)) if ratios else " − ".join(arm_names(config))
-    return _interval_figure(
-        rows, f"{'Ratio (log scale)' if ratios else 'Risk difference'} ({contrast})",
-        _level(config), favours_labels(config), log=ratios,
-        band_label="1/MCID to MCID" if ratios else "−MCID to +MCID")
+            name = str(r["analysis_label"])
+            if str(r["effect_measure"]) not in name:
+                name += f": {r['effect_measure']}"
+            rows.append(_measure_row(sentence_case(name), r, measure_band(r), ratios))
+    title, band = _measure_axis(config, ratios)
+    return _interval_figure(rows, title, _level(config), favours_labels(config), log=ratios,
+                            band_label=band)
 
 
 def sentence_case(text: str) -> str:
@@ -261,18 +270,13 @@ def _level(config: dict[str, Any]) -> str:
 
 def forest_figure(data: pd.DataFrame, config: dict[str, Any]) -> Figure:
     """Forest plot of :func:`forest_data`: primary outcomes, then secondary outcomes."""
-    rows = []
-    for is_primary, title in ((True, "Primary outcomes"), (False, "Secondary outcomes")):
-        part = data[data["primary"] == is_primary]
-        if part.empty:
-            continue
-        rows.append({"heading": True, "label": title})
-        rows += [{
-            "heading": False, "label": r.label, "estimate": r.effect_size, "low": r.es_ci_low,
-            "high": r.es_ci_high, "band": (-r.mcid_standardised, r.mcid_standardised),
-            "converged": r.converged,
-            "text": fmt_ci(r.effect_size, r.es_ci_low, r.es_ci_high, 2),
-        } for r in part.itertuples()]
+    rows = _by_primary(data, lambda r: {
+        "heading": False, "label": r["label"], "estimate": r["effect_size"],
+        "low": r["es_ci_low"], "high": r["es_ci_high"],
+        "band": (-r["mcid_standardised"], r["mcid_standardised"]),
+        "converged": r["converged"],
+        "text": fmt_ci(r["effect_size"], r["es_ci_low"], r["es_ci_high"], 2),
+    })
     month = month_label(config["design"]["primary_month"], -1)
     return _interval_figure(
         rows, f"Standardised effect at {month} (baseline SDs; {' − '.join(arm_names(config))})",
