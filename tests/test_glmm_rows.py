@@ -205,7 +205,8 @@ def test_default_workflow_runs_a_binary_and_count_trial(tmp_path):
     assert "mean (SD)" not in outcomes[:outcomes.index("*n and summary")]
     assert "12 months | 169 | 51.5 (10.0) | 202 | 46.9 (10.3) |" in outcomes  # mean (SD)
     assert "Admitted to hospital risk difference 0.05; GP consultations rate ratio 1.2" in report
-    assert "Binary outcomes were analysed with a logistic mixed model" in report
+    assert "Binary and count outcomes were analysed with generalised linear mixed" in report
+    assert "For binary outcomes the model is logistic" in report
     assert "Li P, Redden DT" in report
     forest = report[report.index("Figure 2."):]
     assert forest.startswith("Figure 2. Standardised effects at 12 months")

@@ -581,13 +581,15 @@ def sensitivity_table(
     level = f"{100 * (1 - alpha):g}%"
     w = words(config)
     measures = set(summary["effect_measure"].dropna()) - {MEAN_DIFFERENCE}
-    # the standardised-effect column only when a row has one (binary and count outcomes do not)
-    keep = [0, 1, 2, 4, 6] if summary["effect_size"].notna().any() or not measures else [
-        0, 1, 2, 6]
-    columns = ("Outcome and analysis", *(
-        (f"Analysed n ({w.clusters})",
-         f"{'Effect' if measures else 'Adjusted difference'} ({level} CI)", "p", "",
-         f"Standardised effect ({level} CI)", "", "MCID verdict")[k] for k in keep))
+    # columns: the cells of effect_cells by index; the standardised effect (4) only when a
+    # row has one (binary and count outcomes do not)
+    titles = {0: f"Analysed n ({w.clusters})",
+              1: f"{'Effect' if measures else 'Adjusted difference'} ({level} CI)", 2: "p",
+              4: f"Standardised effect ({level} CI)", 6: "MCID verdict"}
+    if measures and not summary["effect_size"].notna().any():
+        del titles[4]
+    keep = list(titles)
+    columns = ("Outcome and analysis", *titles.values())
     rows: list[tuple[str, ...]] = []
     depth: list[int] = []
     for label, part in summary.groupby("label", sort=False):
