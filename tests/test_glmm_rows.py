@@ -196,6 +196,11 @@ def test_default_workflow_runs_a_binary_and_count_trial(tmp_path):
     assert planned.loc["visits", "notes"].startswith("not planned")
     assert planned.loc["qol", "clusters_per_arm"] >= 2
     report = (trial / "reports" / "report.md").read_text()
+    # Table 1: the "no"/"yes" outcome at baseline is one row, n (%) of "yes" by arm
+    raw = pd.read_csv(FIXTURE / "patients.csv").merge(pd.read_csv(FIXTURE / "practices.csv"))
+    cells = [f"{(g.admitted_m0 == 'yes').sum()} ({100 * (g.admitted_m0 == 'yes').mean():.1f})"
+             for _, g in sorted(raw.groupby("arm"), key=lambda kv: kv[0] != "intervention")]
+    assert f"| \u2003Admitted to hospital, n (%) | {cells[0]} | {cells[1]} |" in report
     outcomes = report[report.index("Table 2."):report.index("Table 4.")]  # Tables 2 and 3
     assert "| 43 (23.9%) |" in outcomes and "| 54 (26.5%) |" in outcomes
     # OR, RD and RR side by side in the row of the outcome at 12 months
