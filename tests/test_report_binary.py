@@ -25,6 +25,7 @@ import pytest
 
 from trialstats.config import load_config
 from trialstats.contract import ODDS_RATIO, RISK_DIFFERENCE, RISK_RATIO
+from trialstats.report.disclosure import suppress_small_counts
 from trialstats.report.figures import measure_band, measure_figure, measure_forest_data
 from trialstats.report.measures import NOT_ESTIMABLE, glmm_cells, verdict_cell
 
@@ -270,3 +271,16 @@ def test_measure_band_on_each_scale():
     assert measure_band(row) == pytest.approx((-0.05, 0.05))
     assert np.isnan(measure_band(pd.Series({"effect_measure": ODDS_RATIO,
                                             "mcid": np.nan}))[0])
+
+
+def test_few_events_or_few_non_events_are_suppressed():
+    """A binary outcome's baseline row is suppressed when its events, or its non-events
+    (n - events, which the row reveals), are below ``report.min_cell``."""
+    summary = pd.DataFrame({
+        "summary": ["events"] * 3, "count": [3, 40, 20], "n": [50, 42, 40],
+        "percent": [6.0, 95.2, 50.0], "n_missing": [0, 0, 0],
+        **{c: np.nan for c in ("mean", "sd", "median", "q1", "q3")},
+    })
+    shown = suppress_small_counts(summary, 5)
+    assert shown["suppressed"].tolist() == [True, True, False]
+    assert shown["count"].isna().tolist() == [True, True, False]
