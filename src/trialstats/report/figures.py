@@ -1,9 +1,16 @@
-"""Figures of a trial report: forest plot of standardised effects and sensitivity comparison.
+"""Figures of a trial report: forest plots of the effects and the sensitivity comparison.
 
-Both show standardised effects (adjusted difference / baseline SD) with their confidence
-intervals, one row per outcome (or analysis), against a shaded band from −MCID to +MCID on the
-same standardised scale (the MCID divided by the outcome's baseline SD), so that an interval
-wholly inside the band rules out an important effect and one wholly outside shows one.
+Scores are shown as standardised effects (adjusted difference / baseline SD) with their
+confidence intervals, one row per outcome (or analysis), against a shaded band from −MCID to
++MCID on the same standardised scale (the MCID divided by the outcome's baseline SD), so that an
+interval wholly inside the band rules out an important effect and one wholly outside shows one.
+
+Binary and count outcomes have no standardised effect; their measures get figures of their
+own, never mixed with the standardised one: odds, risk and rate ratios on a logarithmic axis
+with the null line at 1 (a ratio and its reciprocal equally far from it), risk differences on
+a linear axis with the null line at 0. A row is banded only when the outcome's MCID is set on
+its measure (:func:`measure_band`): from 1/r to r for a ratio MCID r, from −d to +d for a risk
+difference d.
 """
 
 from __future__ import annotations
