@@ -11,7 +11,10 @@ in every format. Rounding happens only in the table functions, with the helpers 
 Continuous characteristics are summarised as mean (SD) when their pooled distribution is
 roughly symmetric (absolute sample skewness at most :data:`SKEW_LIMIT`), otherwise as median
 (IQR); categories as n (%) of the patients (or practices) with a value; missing values are
-counted separately. Following CONSORT, baseline tables carry no p-values.
+counted separately; a binary outcome at baseline as one n (%) row of its events, a count as a
+number whatever its values. Following CONSORT, baseline tables carry no p-values. The analysis
+cells of binary and count outcomes (OR beside RD and RR) are built by
+:mod:`trialstats.report.measures`.
 """
 
 from __future__ import annotations
