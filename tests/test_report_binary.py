@@ -23,11 +23,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trialstats.config import load_config
+from trialstats.config import load_config, resolve_paths
 from trialstats.contract import ODDS_RATIO, RISK_DIFFERENCE, RISK_RATIO
+from trialstats.data.validate import load_trial
 from trialstats.report.disclosure import suppress_small_counts
 from trialstats.report.figures import measure_band, measure_figure, measure_forest_data
 from trialstats.report.measures import NOT_ESTIMABLE, glmm_cells, verdict_cell
+from trialstats.report.tables import baseline_summary, baseline_table
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "fixtures" / "binary_report"
@@ -284,3 +286,13 @@ def test_few_events_or_few_non_events_are_suppressed():
     shown = suppress_small_counts(summary, 5)
     assert shown["suppressed"].tolist() == [True, True, False]
     assert shown["count"].isna().tolist() == [True, True, False]
+
+
+def test_binary_baseline_without_events_still_has_its_row():
+    """No events at baseline in either arm: the row reads 0 (0.0), it is not dropped."""
+    config = resolve_paths(load_config(FIXTURE / "config.yaml"), FIXTURE)
+    trial = load_trial(config)
+    patients = trial.patients.assign(hba1c_target_m0=trial.patients["hba1c_target_m0"] * 0)
+    table = baseline_table(baseline_summary(trial.practices, patients, trial.config),
+                           trial.config)
+    assert ("HbA1c at or below 58 mmol/mol, n (%)", "0 (0.0)", "0 (0.0)") in table.rows
