@@ -196,14 +196,22 @@ def test_default_workflow_runs_a_binary_and_count_trial(tmp_path):
     assert planned.loc["visits", "notes"].startswith("not planned")
     assert planned.loc["qol", "clusters_per_arm"] >= 2
     report = (trial / "reports" / "report.md").read_text()
+    # Table 1: the "no"/"yes" outcome at baseline is one row, n (%) of "yes" by arm
+    raw = pd.read_csv(FIXTURE / "patients.csv").merge(pd.read_csv(FIXTURE / "practices.csv"))
+    cells = [f"{(g.admitted_m0 == 'yes').sum()} ({100 * (g.admitted_m0 == 'yes').mean():.1f})"
+             for _, g in sorted(raw.groupby("arm"), key=lambda kv: kv[0] != "intervention")]
+    assert f"| \u2003Admitted to hospital, n (%) | {cells[0]} | {cells[1]} |" in report
     outcomes = report[report.index("Table 2."):report.index("Table 4.")]  # Tables 2 and 3
     assert "| 43 (23.9%) |" in outcomes and "| 54 (26.5%) |" in outcomes
-    assert "OR 0.84 (0.37 to 1.90)" in outcomes and "RD −0.027 (−0.152 to 0.098)" in outcomes
-    assert "RR 0.90 (0.54 to 1.49)" in outcomes and "rate ratio 0.63 (0.52 to 0.76)" in outcomes
-    assert "mean (SD)" not in outcomes[:outcomes.index("*Summary")]
+    # OR, RD and RR side by side in the row of the outcome at 12 months
+    assert ("| OR 0.84 (0.37 to 1.90) | 0.648 | −0.027 (−0.152 to 0.098) | 0.90 (0.54 to 1.49) |"
+            in outcomes)
+    assert "rate ratio 0.63 (0.52 to 0.76)" in outcomes
+    assert "mean (SD)" not in outcomes[:outcomes.index("*n and summary")]
     assert "12 months | 169 | 51.5 (10.0) | 202 | 46.9 (10.3) |" in outcomes  # mean (SD)
     assert "Admitted to hospital risk difference 0.05; GP consultations rate ratio 1.2" in report
-    assert "Binary outcomes were analysed with a logistic mixed model" in report
+    assert "Binary and count outcomes were analysed with generalised linear mixed" in report
+    assert "For binary outcomes the model is logistic" in report
     assert "Li P, Redden DT" in report
     forest = report[report.index("Figure 2."):]
     assert forest.startswith("Figure 2. Standardised effects at 12 months")

@@ -6,15 +6,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from trialstats.contract import RATIO_MEASURES, RISK_DIFFERENCE
 from trialstats.data.periods import is_period_design
 from trialstats.report.consort import consort_counts, flow_figure
 from trialstats.report.document import Report, Section
 from trialstats.report.figures import (
     forest_data,
     forest_figure,
+    measure_figure,
+    measure_forest_data,
     sensitivity_figure,
+    sensitivity_measure_figure,
     split_by_outcome,
 )
 from trialstats.report.format import month_label, printable, words
@@ -182,6 +187,20 @@ def build_report(
             f"Figure {figures}. Standardised effects at {primary_month} with confidence "
             "intervals; the shaded band runs from −MCID to +MCID for each outcome",
         ))
+    for ratios, caption in (
+            (True, "Odds, risk and rate ratios at {month} with confidence intervals, on a log "
+                   "scale (null value 1); the shaded band runs from 1/MCID to MCID where the "
+                   "MCID is set on that ratio"),
+            (False, "Risk differences at {month} with confidence intervals (null value 0); "
+                    "the shaded band runs from −MCID to +MCID where the MCID is set on the "
+                    "risk difference")):
+        measured = measure_forest_data(results, config, ratios)
+        if len(measured):
+            figures += 1
+            results_items.append(render_figure(
+                measure_figure(measured, config, ratios),
+                "forest_ratios" if ratios else "forest_risk_differences",
+                f"Figure {figures}. " + caption.format(month=primary_month)))
     if sensitivity is None:
         sensitivity = pd.DataFrame(columns=[*results.columns, "analysis"])
     subgroup = sensitivity["analysis"].astype(str).str.startswith(SUBGROUP)
@@ -260,11 +279,12 @@ def _supplement(
         items: list = [sensitivity_table(
             full, config, f"table_s{table}_sensitivity",
             f"Table S{table}. Sensitivity analyses of every outcome at every follow-up month")]
-        at_primary = sensitivity_summary(results, sensitivity, config)
-        # Figures show standardised effects, which binary and count outcomes do not have.
-        with_effects = at_primary.groupby("outcome")["effect_size"].transform(
+        every = sensitivity_summary(results, sensitivity, config)
+        # Standardised effects first; binary and count outcomes have none (their own figures
+        # follow).
+        with_effects = every.groupby("outcome")["effect_size"].transform(
             lambda e: e.notna().any())
-        at_primary = at_primary[with_effects.astype(bool)] if len(at_primary) else at_primary
+        at_primary = every[with_effects.astype(bool)] if len(every) else every
         for k, part in enumerate(split_by_outcome(at_primary), start=1):
             labels = ", ".join(dict.fromkeys(part["label"]))
             items.append(render_figure(
@@ -272,6 +292,7 @@ def _supplement(
                 f"Figure S{k}. Standardised effects of the primary and sensitivity analyses "
                 f"at {month_label(design['primary_month'], -1)}: {labels}; the shaded band "
                 "runs from −MCID to +MCID"))
+        items += _measure_figures(every, config, len(items))
         sections.append(Section("Sensitivity analyses", tuple(items)))
     if len(subgroups):
         table += 1
@@ -288,3 +309,25 @@ def _supplement(
                           "questionnaire"),
         )))
     return sections
+
+
+def _measure_figures(at_primary: pd.DataFrame, config: dict[str, Any], first: int) -> list:
+    """Supplementary figures of the binary and count outcomes' analyses at the primary month:
+    ratios on a log scale, then risk differences, each split by outcome to fit a page and
+    numbered from Figure S``first``."""
+    figures: list = []
+    month = month_label(config["design"]["primary_month"], -1)
+    estimated = at_primary[np.isfinite(at_primary["estimate"].astype(float))]
+    for ratios, stem, what in ((True, "ratios", "Odds, risk and rate ratios (log scale)"),
+                               (False, "risk_differences", "Risk differences")):
+        wanted = RATIO_MEASURES if ratios else (RISK_DIFFERENCE,)
+        part = estimated[estimated["effect_measure"].isin(wanted)]
+        for k, chunk in enumerate(split_by_outcome(part) if len(part) else [], start=1):
+            labels = ", ".join(dict.fromkeys(chunk["label"]))
+            figures.append(render_figure(
+                sensitivity_measure_figure(chunk, config, ratios),
+                f"supplement_sensitivity_{stem}_{k}",
+                f"Figure S{first + len(figures)}. {what} of the primary and sensitivity "
+                f"analyses at {month}: {labels}; the shaded band marks the MCID where it is "
+                "set on that measure"))
+    return figures

@@ -77,7 +77,8 @@ def withheld_rows(withheld: dict[str, tuple[str, str]], order: list[str]) -> lis
 def suppress_small_counts(summary: pd.DataFrame, min_cell: int) -> pd.DataFrame:
     """Blank every count below ``min_cell`` (and above 0) and what could reveal it.
 
-    Adds a boolean ``suppressed`` column. Category rows lose ``count`` and ``percent``;
+    Adds a boolean ``suppressed`` column. Category rows lose ``count`` and ``percent``, and
+    so does the events row of a binary outcome when its events or its non-events are few;
     missing counts are blanked in ``n_missing``; continuous rows summarising fewer than
     ``min_cell`` values lose their statistics.
     """
@@ -89,7 +90,11 @@ def suppress_small_counts(summary: pd.DataFrame, min_cell: int) -> pd.DataFrame:
         values = summary[column]
         return (values > 0) & (values < min_cell)
 
-    categories = (summary["summary"] == "n_percent") & small("count")
+    # a binary outcome's events row also reveals its non-events, n - count
+    events = summary["summary"] == "events"
+    rest = summary["n"] - summary["count"]
+    categories = ((summary["summary"].isin(["n_percent", "events"]) & small("count"))
+                  | (events & (rest > 0) & (rest < min_cell)))
     continuous = summary["summary"].isin(["mean_sd", "median_iqr"]) & small("n")
     missing = ~summary["summary"].isin(["count", "withheld"]) & small("n_missing")
     summary.loc[categories, ["count", "percent"]] = np.nan

@@ -10,12 +10,15 @@ caller gathers those facts (file I/O stays at the command's edge).
 from __future__ import annotations
 
 import platform
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from importlib import metadata
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from trialstats.analysis.glmm import DEFAULT_N_AGQ
+from trialstats.contract import MEAN_DIFFERENCE, RATE_RATIO
 from trialstats.report.consort import primary_outcome
 from trialstats.report.document import Table
 from trialstats.report.format import (
@@ -68,6 +71,11 @@ REFERENCES = {
     "pustejovsky-tipton": "Pustejovsky JE, Tipton E. Small-sample methods for cluster-robust "
                           "variance estimation and hypothesis testing in fixed effects models. "
                           "J Bus Econ Stat 2018;36:672–683.",
+    "lme4": "Bates D, Mächler M, Bolker B, Walker S. Fitting linear mixed-effects models "
+            "using lme4. J Stat Softw 2015;67(1):1–48.",
+    "localio": "Localio AR, Margolis DJ, Berlin JA. Relative risks and confidence intervals "
+               "were easily computed indirectly from multivariable logistic regression. "
+               "J Clin Epidemiol 2007;60:874–882.",
     "li-redden": "Li P, Redden DT. Comparing denominator degrees of freedom approximations "
                  "for the generalized linear mixed model in analyzing binary outcome in small "
                  "sample cluster-randomized trials. BMC Med Res Methodol 2015;15:38.",
@@ -130,39 +138,91 @@ def reference_keys(config: dict[str, Any], analyses: Sequence[str] = (),
         Keys cited by later sections (planning), appended in order when not yet cited.
     """
     keys = ["consort"]
-    for method in [*config["analysis"]["df_method"], *_glmm_methods(config)]:
+    if _has_continuous(config):
+        keys += [k for k in _DF_REFERENCES.get(config["analysis"]["df_method"][0], [])
+                 if k not in keys]
+    glmm = _glmm_methods(config)
+    if glmm:
+        keys += [k for k in ("lme4", *(("localio",) if "binary" in _types(config) else ()),
+                             *_DF_REFERENCES.get(glmm[0], [])) if k not in keys]
+    for method in config["analysis"]["df_method"][1:] if _has_continuous(config) else []:
         keys += [k for k in _DF_REFERENCES.get(method, []) if k not in keys]
     for family in _families(analyses):
         keys += [k for k in SENSITIVITY_REFERENCES.get(family, ()) if k not in keys]
     return keys + [k for k in dict.fromkeys(extra) if k not in keys]
 
 
+def _types(config: dict[str, Any]) -> set[str]:
+    """The outcome types of the trial."""
+    return {o.get("type", "continuous") for o in config["outcomes"]}
+
+
+def _has_continuous(config: dict[str, Any]) -> bool:
+    return "continuous" in _types(config)
+
+
 def _glmm_methods(config: dict[str, Any]) -> list[str]:
     """The GLMM df methods when the trial has binary or count outcomes ([] otherwise)."""
-    if all(o.get("type", "continuous") == "continuous" for o in config["outcomes"]):
+    if not _types(config) - {"continuous"}:
         return []
     return config["analysis"].get("glmm_df_method", ["between-within"])
 
 
-def _glmm_text(config: dict[str, Any], level: str, cites: list[str]) -> str:
-    """The methods sentence on binary and count outcomes ("" when there are none)."""
+def _families_used(results: pd.DataFrame) -> dict[str, list[str]]:
+    """Count outcomes by the GLMM family their primary fit used (``notes``: "family: ...")."""
+    used: dict[str, list[str]] = {}
+    for _, row in results.drop_duplicates("outcome").iterrows():
+        notes = str(row["notes"]) if pd.notna(row["notes"]) else ""
+        if row.get("effect_measure") == RATE_RATIO:
+            family = "negative binomial" if "family: negative binomial" in notes else "Poisson"
+            used.setdefault(family, []).append(str(row["outcome"]))
+    return used
+
+
+def _glmm_text(config: dict[str, Any], level: str, cites: list[str],
+               results: pd.DataFrame) -> str:
+    """The methods sentences on binary and count outcomes ("" when there are none)."""
     methods = _glmm_methods(config)
     if not methods:
         return ""
+    types = _types(config)
+    w = words(config)
+    labels = {o["name"]: o["label"] for o in config["outcomes"]}
+    nodes = config["analysis"].get("quadrature_points", DEFAULT_N_AGQ)
+    fitting = ("the Laplace approximation" if nodes == 1 else
+               f"adaptive Gauss-Hermite quadrature with {nodes} nodes")
     test = ("Wald z tests" if methods[0] == "z" else "t distributions with degrees of "
             f"freedom from {_DF_TEXT[methods[0]]} {_cite(_DF_REFERENCES[methods[0]], cites)}")
-    return (
-        " Binary outcomes were analysed with a logistic mixed model (the same terms and random "
-        "intercept, maximum likelihood with "
-        f"{config['analysis'].get('quadrature_points', 15)}-node adaptive Gauss-Hermite "
-        "quadrature): the treatment effect is the odds ratio, reported beside the marginal "
-        "risk difference and risk ratio standardised from the same model over the analysed "
-        "patients, and the ICC is on the latent scale. Count outcomes were analysed likewise "
-        "with a Poisson model (log link, log exposure offset), or a negative binomial one when "
-        "a likelihood-ratio test showed over-dispersion (p < 0.05), giving the rate ratio. "
-        f"Their {level} confidence intervals and p-values use {test.rstrip()}; they have no "
-        "standardised effect, and an MCID set on the scale of one effect measure judges that "
-        "measure only."
+    kinds = _join([k for k in ("binary", "count") if k in types])
+    text = (
+        f" {sentence(kinds)} outcomes were analysed with generalised linear mixed models: "
+        "the follow-up value regressed on arm, its baseline value on its own scale (where "
+        "measured) and the covariates, with a "
+        f"random intercept for {w.cluster}, fitted by maximum likelihood with {fitting} (as "
+        f"lme4's glmer {_cite(['lme4'], cites)})."
+    )
+    if "binary" in types:
+        text += (
+            " For binary outcomes the model is logistic and the treatment effect the odds "
+            "ratio; the marginal risk difference and risk ratio are standardised from the "
+            "same fit (the predicted risks of every analysed "
+            f"{w.participant} under each arm, averaged over the random intercept) with "
+            f"delta-method confidence intervals {_cite(['localio'], cites)}, and the ICC is on "
+            "the latent scale (residual variance π²/3)."
+        )
+    if "count" in types:
+        used = _families_used(results)
+        chosen = "; ".join(f"{family} for {_join([labels.get(n, n) for n in names])}"
+                           for family, names in used.items())
+        text += (
+            " For counts the model has a log link with the log exposure as an offset, Poisson "
+            "or negative binomial (chosen when a likelihood-ratio test of over-dispersion gave "
+            "p < 0.05" + (f"; {chosen}" if chosen else "") + "), and the treatment effect is "
+            "the rate ratio."
+        )
+    return text + (
+        f" Their {level} confidence intervals and p-values use {test.rstrip()}; they have no "
+        "standardised effect."
     )
 
 
@@ -195,8 +255,10 @@ def methods_paragraphs(
         Paragraphs citing :func:`reference_keys` by number (``[1]``).
     """
     design, analysis = config["design"], config["analysis"]
-    analyses = [] if sensitivity is None else list(
-        dict.fromkeys(sensitivity["analysis"].astype(str)))
+    ran = _ran(sensitivity)
+    analyses = list(dict.fromkeys(ran["analysis"].astype(str)))
+    glmm_analyses = set(ran.loc[ran["effect_measure"] != MEAN_DIFFERENCE, "analysis"]
+                        .astype(str).map(_family))
     cites = reference_keys(config, analyses)
     get = counts.set_index(["stage", "arm"])
     arms = arm_order(config, counts.loc[counts["arm"] != "all", "arm"])
@@ -206,9 +268,7 @@ def methods_paragraphs(
     months = [month_label(m, -1) for m in design["followup_months"]]
     level = f"{100 * (1 - analysis['alpha']):g}%"
     covariates = analysis["covariates"]
-    adjusted = "the baseline score of the same outcome" + (
-        f" and {_join(covariates)}" if covariates else ""
-    )
+    adjusted = _join(["the baseline score of the same outcome", *covariates])
     first, *others = analysis["df_method"]
     recruited = int(get.loc[("randomised", "all"), "patients"])
     design_text = (
@@ -218,8 +278,14 @@ def methods_paragraphs(
         "following the "
         f"CONSORT 2010 extension to cluster randomised trials {_cite(['consort'], cites)}."
     )
+    glmm = bool(_glmm_methods(config))
     model = (
         f"Each outcome at each follow-up ({_join(months)}; primary time point "
+        f"{month_label(design['primary_month'], -1)}) was analysed in the arm to which the "
+        f"{w.cluster} was allocated."
+    ) if not _has_continuous(config) else (
+        f"Each {'continuous ' if glmm else ''}outcome at each follow-up ({_join(months)}; "
+        f"primary time point "
         f"{month_label(design['primary_month'], -1)}) was analysed in the arm to which the "
         f"{w.cluster} was allocated with a linear mixed model: the follow-up score regressed on "
         f"arm and {adjusted}, with a random intercept for {w.cluster}, fitted by restricted "
@@ -229,7 +295,7 @@ def methods_paragraphs(
         f"{_df_text(first, w)} {_cite(_DF_REFERENCES[first], cites)}".rstrip()
         + "."
     )
-    if others:
+    if others and _has_continuous(config):
         checks = [f"{_df_text(m, w)} {_cite(_DF_REFERENCES[m], cites)}".rstrip()
                   for m in others]
         model += (
@@ -237,7 +303,7 @@ def methods_paragraphs(
             f"summarised with {_join(checks)}; these results are shown beside the primary "
             "analysis in the sensitivity tables."
         )
-    model += _glmm_text(config, level, cites)
+    model += _glmm_text(config, level, cites, results)
     name = primary_outcome(config)
     analysed = int(counts.loc[counts["stage"] == "analysed", "patients"].sum())
     clusters = int(counts.loc[counts["stage"] == "analysed", "clusters"].sum())
@@ -251,19 +317,26 @@ def methods_paragraphs(
     )
     effects = (
         f"The intracluster correlation coefficient (ICC) is the between-{w.cluster} variance as "
-        "a share of the total variance. Standardised effects divide the adjusted difference "
-        "and its confidence limits by the standard deviation of the outcome at baseline over "
-        f"all randomised {w.participants} with a baseline value, both arms pooled. Each "
-        "confidence "
+        "a share of the total variance."
+        + (" Standardised effects divide the adjusted difference "
+           "and its confidence limits by the standard deviation of the outcome at baseline over "
+           f"all randomised {w.participants} with a baseline value, both arms pooled."
+           if _has_continuous(config) else "")
+        + " Each confidence "
         "interval was compared with the outcome's minimal clinically important difference "
         f"(MCID; {_mcid_text(config)}): an important benefit (or harm) is shown when the "
         "interval lies wholly beyond +MCID (or −MCID), an important effect is ruled out when "
         "it lies wholly between −MCID and +MCID, and the result is inconclusive otherwise."
+        + (" For binary and count outcomes the MCID is set on the scale of one effect measure "
+           "and judges that measure's interval only: a risk difference d against −d to +d, a "
+           "ratio r against the band from 1/r to r on the log scale."
+           if glmm else "")
     )
     paragraphs = [design_text, model, missing + " " + effects]
     if analyses:
         paragraphs.append(
-            f"Sensitivity analyses: {'; '.join(_sensitivity_descriptions(analyses, cites, w))}. "
+            "Sensitivity analyses: "
+            f"{'; '.join(_sensitivity_descriptions(analyses, cites, w, glmm_analyses))}. "
             "For the primary outcomes at the primary time point they are compared with the "
             "primary analysis in the sensitivity table; every outcome and month, the "
             "subgroup analyses and the missing-data summary are in the supplement."
@@ -273,6 +346,14 @@ def methods_paragraphs(
         paragraphs.append(
             f"{failed} model fit{'s' if failed != 1 else ''} did not converge; "
             f"{'they are' if failed != 1 else 'it is'} reported, marked †, not dropped."
+        )
+    idle = sum(len(t) - len(_ran(t)) for t in (results, sensitivity) if t is not None)
+    if idle:
+        paragraphs.append(
+            f"{idle} outcome-by-analysis result{'s were' if idle != 1 else ' was'} not "
+            "estimable (an analysis that does not apply to the outcome's type, or data that "
+            f"do not allow it); {'they are' if idle != 1 else 'it is'} shown as not estimable "
+            "in the tables, with the reason in the notes column of the results files."
         )
     software = ", ".join(f"{k} {v}" for k, v in versions.items() if k != "Python")
     paragraphs.append(
@@ -305,6 +386,18 @@ SENSITIVITY_METHODS = {
 }
 
 
+#: What each family does for binary and count outcomes, appended to its description when it
+#: ran for one.
+GLMM_SENSITIVITY_METHODS = {
+    "cluster-level": "; for binary and count outcomes, {cluster} proportions (risk "
+    "difference) or log rates (rate ratio) compared by the same t-test, and the covariate-"
+    "adjusted ratio of observed to expected events per {cluster}, expected from a "
+    "{participant}-level logistic or Poisson regression without arm",
+    "gee": "; for binary and count outcomes with a logit or log link (odds or rate ratio)",
+    "cr2": "; for binary outcomes a linear probability model (risk difference)",
+}
+
+
 #: References of each family of sensitivity analyses (keys of :data:`REFERENCES`).
 SENSITIVITY_REFERENCES = {
     "multiple imputation": ("van-buuren", "rubin", "barnard-rubin"),
@@ -325,10 +418,12 @@ def _families(labels: Sequence[str]) -> list[str]:
 
 
 def _sensitivity_descriptions(labels: list[str], cites: Sequence[str] = (),
-                              w: Words | None = None) -> list[str]:
+                              w: Words | None = None,
+                              glmm: Collection[str] = ()) -> list[str]:
     """One description per family of sensitivity analyses, in the order they first appear,
     with its citations when ``cites`` (the citation order) is given; a label of an unknown
-    family is shown as it is."""
+    family is shown as it is. Families in ``glmm`` (those run for a binary or count outcome)
+    also say what they do for those outcomes."""
     described: dict[str, str] = {}
     for label in labels:
         family = _family(label)
@@ -336,6 +431,8 @@ def _sensitivity_descriptions(labels: list[str], cites: Sequence[str] = (),
             detail = label[len(family):].strip() if family in SENSITIVITY_METHODS else ""
             text = (_fill(SENSITIVITY_METHODS[family], w or Words())
                     if family in SENSITIVITY_METHODS else label)
+            if family in glmm and family in GLMM_SENSITIVITY_METHODS:
+                text += _fill(GLMM_SENSITIVITY_METHODS[family], w or Words())
             keys = [k for k in SENSITIVITY_REFERENCES.get(family, ()) if k in cites]
             cite = f" {_cite(keys, list(cites))}" if keys else ""
             described[family] = text.replace("{detail}", detail).replace("  ", " ") + cite
@@ -357,11 +454,19 @@ def _mcid_text(config: dict[str, Any]) -> str:
     return "; ".join(parts) if parts else "none set"
 
 
+def _ran(table: pd.DataFrame | None) -> pd.DataFrame:
+    """The rows of a results table with an estimate or a test (not the not-estimable ones)."""
+    if table is None:
+        return pd.DataFrame(columns=["analysis", "effect_measure", "converged"])
+    done = (np.isfinite(table["estimate"].astype(float))
+            | np.isfinite(table["p_value"].astype(float)))
+    return table[done.to_numpy()]
+
+
 def _not_converged(results: pd.DataFrame, sensitivity: pd.DataFrame | None) -> int:
-    count = int((~results["converged"].map(truthy)).sum())
-    if sensitivity is not None:
-        count += int((~sensitivity["converged"].map(truthy)).sum())
-    return count
+    """Fits with a result that did not converge (not-estimable rows are counted apart)."""
+    return sum(int((~_ran(t)["converged"].map(truthy)).sum())
+               for t in (results, sensitivity) if t is not None)
 
 
 def provenance_table(

@@ -303,12 +303,13 @@ _LATEX_SPECIAL = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
     "−": r"\textminus{}", "†": r"\textdagger{}", "\u2003": r"\quad{}", "<": r"\textless{}",
-    ">": r"\textgreater{}", "≤": r"$\leq$", "α": r"$\alpha$",
+    ">": r"\textgreater{}", "≤": r"$\leq$", "α": r"$\alpha$", "π": r"$\pi$",
+    "²": r"\textsuperscript{2}",
 }
 
 
 def latex_escape(text: str) -> str:
-    """Escape LaTeX's special characters (and map −, †, ≤, α to commands)."""
+    """Escape LaTeX's special characters (and map −, †, ≤, α, π, ² to commands)."""
     return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
 
 

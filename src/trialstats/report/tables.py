@@ -11,7 +11,10 @@ in every format. Rounding happens only in the table functions, with the helpers 
 Continuous characteristics are summarised as mean (SD) when their pooled distribution is
 roughly symmetric (absolute sample skewness at most :data:`SKEW_LIMIT`), otherwise as median
 (IQR); categories as n (%) of the patients (or practices) with a value; missing values are
-counted separately. Following CONSORT, baseline tables carry no p-values.
+counted separately; a binary outcome at baseline as one n (%) row of its events, a count as a
+number whatever its values. Following CONSORT, baseline tables carry no p-values. The analysis
+cells of binary and count outcomes (OR beside RD and RR) are built by
+:mod:`trialstats.report.measures`.
 """
 
 from __future__ import annotations
@@ -26,11 +29,6 @@ from scipy import stats
 from trialstats.contract import (
     COLUMNS,
     MEAN_DIFFERENCE,
-    ODDS_RATIO,
-    RATE_RATIO,
-    RATIO_MEASURES,
-    RISK_DIFFERENCE,
-    RISK_RATIO,
     check_columns,
     primary_method,
 )
@@ -48,9 +46,7 @@ from trialstats.report.format import (
     contrast_text,
     digits_for,
     fmt,
-    fmt_ci,
     fmt_count,
-    fmt_p,
     method_name,
     month_label,
     ordered_outcomes,
@@ -59,6 +55,13 @@ from trialstats.report.format import (
     truthy,
     variable_label,
     words,
+)
+from trialstats.report.measures import (
+    effect_cells,
+    estimable,
+    glmm_cells,
+    glmm_columns,
+    glmm_note,
 )
 
 #: Above this absolute skewness a continuous characteristic is shown as median (IQR).
@@ -80,11 +83,20 @@ def _as_numbers(series: pd.Series) -> pd.Series | None:
 
 
 def _describe(
-    values: pd.Series, arms: pd.Series, order: list[str], level: str, variable: str, label: str
+    values: pd.Series, arms: pd.Series, order: list[str], level: str, variable: str, label: str,
+    kind: str = "continuous",
 ) -> list[dict[str, Any]]:
-    """Summary rows of one characteristic, one per arm (and category)."""
+    """Summary rows of one characteristic, one per arm (and category); ``kind`` is the type
+    of an outcome at baseline: a ``count`` is always summarised as a number, a ``binary``
+    outcome by its events (summary ``events``, the category ``1``) only."""
     numbers = _as_numbers(values)
-    if numbers is not None and numbers.nunique() > 2:
+    if kind == "binary":
+        rows = _describe(values, arms, order, level, variable, label, "categories")
+        return [r | {"summary": "events"} for r in rows if r["category"] == "1"] or [
+            r | {"summary": "events", "category": "1", "count": 0,
+                 "percent": 0.0 if r["n"] else np.nan}
+            for r in rows if r["category"] == "0"]
+    if numbers is not None and (numbers.nunique() > 2 or kind == "count"):
         present = numbers.dropna()
         skew = float(stats.skew(present)) if len(present) > 2 else 0.0
         summary = "median_iqr" if abs(skew) > SKEW_LIMIT else "mean_sd"
@@ -170,7 +182,8 @@ def baseline_summary(
         ``level`` (``cluster`` or ``patient``), ``variable`` (data column, ``""`` for the
         counts of practices and patients), ``label``, ``category`` (``""`` for continuous
         ones), ``arm``, ``summary`` (``count``, ``mean_sd``, ``median_iqr``,
-        ``n_percent`` or ``median_range``), ``n`` (with a value), ``n_missing``, ``total``,
+        ``n_percent``, ``events`` (a binary outcome's events at baseline) or
+        ``median_range``), ``n`` (with a value), ``n_missing``, ``total``,
         ``mean``, ``sd``,
         ``median``, ``q1``, ``q3`` (minimum and maximum for ``median_range``, the patients
         per cluster), ``count``, ``percent`` (of ``n``), ``skewness`` (of
@@ -200,7 +213,7 @@ def baseline_summary(
             continue  # measured only at follow-up
         column = outcome_column(outcome["name"], design["baseline_month"])
         rows += _describe(patients[column], patients[arm], order, "patient", column,
-                          outcome["label"])
+                          outcome["label"], outcome.get("type", "continuous"))
     rows += withheld_rows(withheld, order)
     return suppress_small_counts(pd.DataFrame(rows), config.get("report", {}).get("min_cell", 0))
 
@@ -210,7 +223,7 @@ def _summary_cell(row: pd.Series, digits: int, min_cell: int) -> str:
         return small_cell(min_cell)
     if row["summary"] == "count":
         return fmt_count(row["count"])
-    if row["summary"] == "n_percent":
+    if row["summary"] in ("n_percent", "events"):
         return f"{fmt_count(row['count'])} ({fmt(row['percent'], 1)})"
     if row["summary"] == "median_range":
         return f"{fmt(row['median'], digits)} ({fmt(row['q1'], 0)} to {fmt(row['q3'], 0)})"
@@ -256,7 +269,10 @@ def baseline_table(summary: pd.DataFrame, config: dict[str, Any]) -> Table:
                     [_summary_cell(by_arm.loc[a], 1 if (group["median"] % 1).any() else 0,
                                    min_cell) for a in order], 1)
                 continue
-            if kind == "n_percent":
+            if kind == "events":  # a binary outcome at baseline: its events only
+                add(f"{label}, n (%)",
+                    [_summary_cell(by_arm.loc[a], 0, min_cell) for a in order], 1)
+            elif kind == "n_percent":
                 add(f"{label}, n (%)", [""] * len(order), 1)
                 for category, cat in group.groupby("category", sort=False):
                     cells = cat.set_index("arm")
@@ -308,12 +324,15 @@ def outcome_summary(patients: pd.DataFrame, config: dict[str, Any]) -> pd.DataFr
     -------
     DataFrame
         One row per outcome x month x arm (configuration order, intervention arm first) with
-        ``outcome, label, primary, month, arm, n, mean, sd, type`` (the outcome's type) and
-        ``total`` (the sum of the values: events of a binary outcome).
+        ``outcome, label, primary, month, arm, n, mean, sd, type`` (the outcome's type),
+        ``total`` (the sum of the values: events of a binary outcome or a count) and
+        ``exposure`` (a count's summed exposure over the patients with a follow-up value;
+        missing at baseline and for other outcomes).
     """
     design = config["design"]
     arm = design["arm"]
     order = arm_order(config, patients[arm])
+    baseline = design["baseline_month"]
     rows = []
     for outcome in ordered_outcomes(config):
         for month in outcome_months(outcome, design):
@@ -325,6 +344,8 @@ def outcome_summary(patients: pd.DataFrame, config: dict[str, Any]) -> pd.DataFr
                     "primary": bool(outcome["primary"]), "month": month, "arm": label,
                     "n": len(observed), "mean": observed.mean(), "sd": observed.std(ddof=1),
                     "type": outcome.get("type", "continuous"), "total": observed.sum(),
+                    "exposure": (patients.loc[observed.index, outcome["exposure"]].sum()
+                                 if "exposure" in outcome and month != baseline else np.nan),
                 })
     return pd.DataFrame(rows)
 
@@ -338,53 +359,27 @@ def _outcome_digits(results: pd.DataFrame, descriptive: pd.DataFrame, name: str)
 
 def _descriptive_cell(stats: pd.Series, digits: int) -> str:
     """One arm's observed values: mean (SD) of a score, events n (%) of a binary outcome,
-    mean count per patient of a count."""
+    total events / total exposure (rate) of a count with an exposure, else its mean (SD)."""
     kind = stats.get("type", "continuous")
     if kind == "binary":
         return f"{fmt_count(stats['total'])} ({fmt(100 * stats['mean'], 1)}%)"
+    if kind == "count" and np.isfinite(stats["exposure"]):
+        exposure = stats["exposure"]
+        return (f"{fmt_count(stats['total'])} / {fmt(exposure, 0 if exposure % 1 == 0 else 1)} "
+                f"({fmt(stats['total'] / exposure, 3)})")
     if kind == "count":
-        return f"{fmt(stats['mean'], 2)} per patient"
+        digits = 2
     return f"{fmt(stats['mean'], digits)} ({fmt(stats['sd'], digits)})"
 
 
-#: Short names of the effect measures in table cells.
-MEASURE_ABBREVIATIONS = {ODDS_RATIO: "OR", RISK_DIFFERENCE: "RD", RISK_RATIO: "RR",
-                         RATE_RATIO: "rate ratio"}
-
-
-def _measure_digits(row: pd.Series, digits: int) -> int:
-    """Decimals of a row's estimate: ratios 2, risk differences 3, else ``digits``."""
-    measure = row.get("effect_measure")
-    if measure in RATIO_MEASURES:
-        return 2
-    return 3 if measure == RISK_DIFFERENCE else digits
-
-
-def _mcid_cell(row: pd.Series, digits: int) -> str:
-    if not np.isfinite(row["mcid"]):
-        return ""
-    if not np.isfinite(row["sd_baseline"]):  # binary and count outcomes: on its own scale
-        return fmt(row["mcid"], _measure_digits(row, digits))
-    return f"{fmt(row['mcid'], digits)} ({fmt(row['mcid'] / row['sd_baseline'], 2)})"
-
-
-def _effect_cells(row: pd.Series | None, digits: int) -> list[str]:
-    """The analysis cells of one outcome x month (blank when there is no analysis row)."""
-    if row is None:
-        return [""] * 7
-    flag = "" if truthy(row["converged"]) else " †"
-    measure = MEASURE_ABBREVIATIONS.get(row.get("effect_measure"), "")
-    estimate = fmt_ci(row["estimate"], row["ci_low"], row["ci_high"],
-                      _measure_digits(row, digits))
-    return [
-        f"{fmt_count(row['n_patients'])} ({fmt_count(row['n_clusters'])})",
-        (f"{measure} {estimate}" if measure and estimate else estimate) + flag,
-        fmt_p(row["p_value"]),
-        fmt_ci(row["icc"], row["icc_ci_low"], row["icc_ci_high"], 3),
-        fmt_ci(row["effect_size"], row["es_ci_low"], row["es_ci_high"], 2),
-        _mcid_cell(row, digits),
-        "" if pd.isna(row["mcid_verdict"]) else str(row["mcid_verdict"]),
-    ]
+def _measure_cells(rows: pd.DataFrame, digits: int, shape: tuple[bool, bool] | None
+                   ) -> list[str]:
+    """The analysis cells of one outcome x month: :func:`effect_cells` of its first row in a
+    table of scores only (``shape`` None), else :func:`glmm_cells` with ``shape`` = (RD and
+    RR columns, standardised-effect column)."""
+    if shape is None:
+        return effect_cells(rows.iloc[0] if len(rows) else None, digits)
+    return glmm_cells(rows, digits, *shape)
 
 
 def outcome_table(
@@ -425,23 +420,27 @@ def outcome_table(
     order = list(dict.fromkeys(descriptive["arm"]))
     w = words(config)
     contrast = contrast_text(config)
-    continuous_only = ("type" not in descriptive
-                       or not descriptive["type"].isin(("binary", "count")).any())
+    kept = descriptive[[keep(bool(p), int(m)) for p, m in zip(
+        descriptive["primary"], descriptive["month"], strict=True)]]
+    kinds = set(kept["type"]) if "type" in kept else {"continuous"}
+    continuous_only = not kinds & {"binary", "count"}
+    shape = None if continuous_only else ("binary" in kinds, "continuous" in kinds)
     columns = (
         "Outcome and time",
         *(f"{arm_title(a, config)} {what}" for a in order
           for what in ("n", "mean (SD)" if continuous_only else "summary")),
-        f"Analysed n ({w.clusters})", f"Adjusted difference ({level} CI)", "p",
-        f"ICC ({level} CI)", f"Standardised effect ({level} CI)",
-        "MCID raw (standardised)", "MCID verdict",
+        f"Analysed n ({w.clusters})",
+        *((f"Adjusted difference ({level} CI)", "p", f"ICC ({level} CI)",
+           f"Standardised effect ({level} CI)", "MCID raw (standardised)")
+          if shape is None else glmm_columns(shape, level)),
+        "MCID verdict",
     )
     blank = [""] * (len(columns) - 1)
     rows: list[tuple[str, ...]] = []
     depth: list[int] = []
     data = []
     for is_primary, heading in ((True, "Primary outcomes"), (False, "Secondary outcomes")):
-        part = descriptive[(descriptive["primary"] == is_primary).to_numpy()
-                           & [keep(is_primary, int(m)) for m in descriptive["month"]]]
+        part = kept[(kept["primary"] == is_primary).to_numpy()]
         if part.empty:
             continue
         rows.append((heading, *blank))
@@ -457,53 +456,37 @@ def outcome_table(
                     cells += [fmt_count(by_arm.loc[a, "n"]),
                               _descriptive_cell(by_arm.loc[a], digits)]
                 match = shown[(shown["outcome"] == outcome_name) & (shown["month"] == month)]
-                row = match.iloc[0] if len(match) else None
                 rows.append((month_label(month, design["baseline_month"]), *cells,
-                             *_effect_cells(row, digits)))
+                             *_measure_cells(match, digits, shape)))
                 depth.append(2)
-                for _, further in match.iloc[1:].iterrows():  # RD and RR beside the OR
-                    rows.append((str(further["effect_measure"]), *[""] * len(cells),
-                                 *_effect_cells(further, digits)))
-                    depth.append(3)
                 record = {"outcome": outcome_name, "label": label, "primary": is_primary,
                           "month": month}
+                stats_ = ("n", "mean", "sd") if shape is None else (
+                    "n", "mean", "sd", "total", "exposure")
                 for a in order:
-                    record |= {f"{stat}_{a}": by_arm.loc[a, stat] for stat in ("n", "mean", "sd")}
-                if row is not None:
-                    record |= {c: row[c] for c in COLUMNS if c not in record}
-                data.append(record)
-    notes = (
-        ("" if continuous_only else _glmm_note(config, level))
-        + f"n and mean (SD): observed values of all recruited {w.participants}. Adjusted "
-        f"difference: {contrast} from a linear mixed model with a random intercept for "
-        f"{w.cluster}, adjusted for the baseline score"
-        + (f" and {', '.join(config['analysis']['covariates'])}"
-           if config["analysis"]["covariates"] else "")
-        + f"; {level} CI and p with {method_name(method)} degrees of freedom. ICC: "
-        "intracluster correlation coefficient. Standardised effect: adjusted difference "
-        "divided by the baseline SD (both arms pooled). MCID: minimal clinically important "
-        "difference, on the outcome's scale (and in baseline SDs)."
-        + (" †: the model did not converge (see the notes column of the CSV)."
-           if (~shown["converged"].map(truthy)).any() else "")
-    )
+                    record |= {f"{stat}_{a}": by_arm.loc[a, stat] for stat in stats_}
+                data += [record | {c: row[c] for c in COLUMNS if c not in record}
+                         for _, row in match.iterrows()] or [record]
+    flag = (" †: the model did not converge (see the notes column of the CSV)."
+            if any(estimable(r) and not truthy(r["converged"]) for r in _rows(shown))
+            else "")
+    if shape is not None:
+        notes = glmm_note(config, kinds) + flag
+    else:
+        notes = (
+            f"n and mean (SD): observed values of all recruited {w.participants}. Adjusted "
+            f"difference: {contrast} from a linear mixed model with a random intercept for "
+            f"{w.cluster}, adjusted for the baseline score"
+            + (f" and {', '.join(config['analysis']['covariates'])}"
+               if config["analysis"]["covariates"] else "")
+            + f"; {level} CI and p with {method_name(method)} degrees of freedom. ICC: "
+            "intracluster correlation coefficient. Standardised effect: adjusted difference "
+            "divided by the baseline SD (both arms pooled). MCID: minimal clinically important "
+            "difference, on the outcome's scale (and in baseline SDs)." + flag
+        )
     return Table(
         name=name, title=title, columns=columns, rows=tuple(rows), depth=tuple(depth), notes=notes,
         data=pd.DataFrame(data),
-    )
-
-
-def _glmm_note(config: dict[str, Any], level: str) -> str:
-    """Table 2's note on binary and count outcomes."""
-    method = config["analysis"].get("glmm_df_method", ["between-within"])[0]
-    return (
-        "Summary: mean (SD) of scores; events n (%) of binary outcomes; mean count per "
-        "patient of counts. Binary outcomes: odds ratio (OR) from a logistic mixed model "
-        "with a random intercept for practice (maximum likelihood, adaptive quadrature), "
-        "with the marginal risk difference (RD) and risk ratio (RR) standardised from it; "
-        "ICC on the latent scale. Counts: rate ratio from a Poisson or negative binomial "
-        f"mixed model. Their {level} CI and p use {method_name(method)} degrees of "
-        "freedom; they have no standardised effect, and the MCID is on the scale of its own "
-        "measure. For scores: "
     )
 
 
@@ -600,9 +583,16 @@ def sensitivity_table(
     alpha = config["analysis"]["alpha"]
     level = f"{100 * (1 - alpha):g}%"
     w = words(config)
-    columns = ("Outcome and analysis", f"Analysed n ({w.clusters})",
-               f"Adjusted difference ({level} CI)", "p", f"Standardised effect ({level} CI)",
-               "MCID verdict")
+    measures = set(summary["effect_measure"].dropna()) - {MEAN_DIFFERENCE}
+    # columns: the cells of effect_cells by index; the standardised effect (4) only when a
+    # row has one (binary and count outcomes do not)
+    titles = {0: f"Analysed n ({w.clusters})",
+              1: f"{'Effect' if measures else 'Adjusted difference'} ({level} CI)", 2: "p",
+              4: f"Standardised effect ({level} CI)", 6: "MCID verdict"}
+    if measures and not summary["effect_size"].notna().any():
+        del titles[4]
+    keep = list(titles)
+    columns = ("Outcome and analysis", *titles.values())
     rows: list[tuple[str, ...]] = []
     depth: list[int] = []
     for label, part in summary.groupby("label", sort=False):
@@ -611,20 +601,29 @@ def sensitivity_table(
         digits = digits_for(float(part["sd_baseline"].dropna().iloc[0])
                             if part["sd_baseline"].notna().any() else np.nan)
         for _, row in part.iterrows():
-            cells = _effect_cells(row, digits)
+            cells = effect_cells(row, digits)
             label = str(row["analysis_label"])
-            rows.append((label[:1].upper() + label[1:], cells[0], cells[1], cells[2], cells[4],
-                         cells[6]))
+            rows.append((label[:1].upper() + label[1:], *(cells[k] for k in keep)))
             depth.append(1)
     notes = (
         "Each sensitivity analysis beside the primary analysis of the same outcome at "
         f"{month_label(config['design']['primary_month'], -1)} unless a month is named. "
         "Adjusted difference: intervention minus control; standardised effect: adjusted "
         "difference divided by the baseline SD."
+        + (" OR: odds ratio; RD: risk difference; RR: risk ratio; rate ratio of counts; "
+           "each row is judged against the MCID only when the MCID is set on its measure."
+           if measures else "")
+        + (" Not estimable: the analysis does not apply or could not be fitted (the notes "
+           "column of the CSV says why)." if not all(map(estimable, _rows(summary))) else "")
         + (" †: the model did not converge (see the notes column of the CSV)."
-           if len(summary) and (~summary["converged"].map(truthy)).any() else "")
+           if any(estimable(r) and not truthy(r["converged"]) for r in _rows(summary))
+           else "")
     )
     return Table(
         name=name, title=title, columns=columns, rows=tuple(rows), depth=tuple(depth),
         notes=notes, data=summary,
     )
+
+
+def _rows(table: pd.DataFrame) -> list[pd.Series]:
+    return [row for _, row in table.iterrows()]
