@@ -21,6 +21,7 @@ from trialstats.config import load_config
 from trialstats.contract import (
     ADJUSTED,
     CR2,
+    FAY_GRAUBARD,
     KAUERMANN_CARROLL,
     MANCL_DEROUEN,
     SENSITIVITY_COLUMNS,
@@ -31,6 +32,8 @@ from trialstats.data.validate import load_trial
 FIXTURE = Path(__file__).parent / "fixtures" / "binary_trial"
 REFERENCE = json.loads((FIXTURE / "sensitivity_reference.json").read_text())
 GEE = json.loads((FIXTURE / "gee_reference.json").read_text())
+FAY_GRAUBARD_REFERENCE = json.loads(
+    (FIXTURE.parent / "fay_graubard" / "reference.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +112,16 @@ def test_gee_matches_geepack_and_the_corrections_their_formulas(trial, outcome, 
         row = _one(table, outcome, label)
         assert np.log(row.estimate) == pytest.approx(ref["beta"][1], rel=1e-8)
         assert row.se == pytest.approx(ref[key], rel=1e-8) and row.df == 12
+    # Fay-Graubard (bound 0.75) and its df d~_H: saws(method = "d5")
+    fg = FAY_GRAUBARD_REFERENCE[outcome]
+    assert fg["beta"] == pytest.approx(ref["beta"], rel=1e-10)
+    assert np.sqrt(np.diag(fit.vcov_fay_graubard)) == pytest.approx(fg["se_fay_graubard_all"],
+                                                                    rel=1e-8)
+    row = _one(table, outcome, FAY_GRAUBARD)
+    assert row.method == "fay-graubard"
+    assert row.se == pytest.approx(fg["se_fay_graubard"], rel=1e-8)
+    assert row.df == pytest.approx(fg["df_fay_graubard"], rel=1e-8)
+    assert row.p_value == pytest.approx(fg["p_value"][0][0], rel=1e-7)
 
 
 def test_analyses_for_continuous_outcomes_say_so(trial):
