@@ -75,7 +75,11 @@ _GENERATORS = {
 _DESIGN = ("cluster_size", "attrition", "rho_s", "rho_c", "effect", "alpha", "seed")
 
 
-def check_validity_table(study: pd.DataFrame, source: str) -> None:
+def check_validity_table(
+    study: pd.DataFrame, source: str, columns: Sequence[str] = COLUMNS,
+    fixed: Sequence[str] = _DESIGN, written_by: str = "validity.csv written by `trialstats "
+    "methods-check`",
+) -> None:
     """Raise a user-facing error when ``study`` is not a validity-study table.
 
     Parameters
@@ -84,19 +88,23 @@ def check_validity_table(study: pd.DataFrame, source: str) -> None:
         The table to check.
     source : str
         Where it came from, for the message.
+    columns, fixed : sequence of str
+        Required columns (default :data:`trialstats.simulation.validity.COLUMNS`) and those
+        that must hold one value (default the continuous study's mean cluster size,
+        attrition, correlations, effect, alpha and seed).
+    written_by : str
+        What the table should be, for the message.
 
     Raises
     ------
     TrialstatsError
-        When a column of :data:`trialstats.simulation.validity.COLUMNS` is absent, the table
-        is empty, or a fixed design value (mean cluster size, attrition, correlations,
-        effect, alpha, seed) differs between rows.
+        When a column of ``columns`` is absent, the table is empty, or a ``fixed`` design
+        value differs between rows.
     """
-    check_columns(study, source, COLUMNS,
-                  "is it the validity.csv written by `trialstats methods-check`?")
+    check_columns(study, source, columns, f"is it the {written_by}?")
     if study.empty:
         raise TrialstatsError(f"{source}: the validity table has no rows.")
-    mixed = [c for c in _DESIGN if (study[c] != study[c].iloc[0]).any()]
+    mixed = [c for c in fixed if (study[c] != study[c].iloc[0]).any()]
     if mixed:
         raise TrialstatsError(
             f"{source}: {', '.join(mixed)} differ between rows; the report describes one "

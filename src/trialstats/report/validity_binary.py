@@ -12,17 +12,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from trialstats.contract import (
-    ADJUSTED,
-    CLUSTER_DF,
-    FAY_GRAUBARD,
-    FAY_GRAUBARD_DF,
-    KAUERMANN_CARROLL,
-    MANCL_DEROUEN,
-    UNADJUSTED,
-    check_columns,
-)
-from trialstats.errors import TrialstatsError
+from trialstats import contract as c
 from trialstats.report.document import Report, Section, Table
 from trialstats.report.format import fmt, fmt_count
 from trialstats.report.methods import REFERENCES
@@ -30,6 +20,7 @@ from trialstats.report.render import render_figure
 from trialstats.report.validity import (
     DIGITS,
     FLAG,
+    check_validity_table,
     method_label,
     rate_summary,
     rate_table,
@@ -43,25 +34,28 @@ __all__ = ["BINARY_METHODS", "binary_validity_report", "check_binary_validity_ta
 _GEE = "GEE (exchangeable, logit link), "
 #: Column header, description and reference keys of each ``(analysis, method)``.
 BINARY_METHODS = {
-    (GLMM, "between-within"): ("GLMM B-W", "logistic GLMM (ML, adaptive quadrature), Wald t on "
-                               "J − 2 df (between-within)", ("li-redden",)),
+    (GLMM, "between-within"): (
+        "GLMM B-W", "logistic GLMM (ML, adaptive quadrature), Wald t on J − 2 df "
+        "(between-within)", ("li-redden",)),
     (GLMM, "residual"): ("GLMM resid", "logistic GLMM, t on patients − 2 df", ()),
     (GLMM, "z"): ("GLMM z", "logistic GLMM, Wald z", ()),
-    (MANCL_DEROUEN, CLUSTER_DF): ("MD t", _GEE + "Mancl–DeRouen SE, t on J − 2 df",
-                                  ("mancl-derouen",)),
-    (MANCL_DEROUEN, "z"): ("MD z", _GEE + "Mancl–DeRouen SE, z", ()),
-    (KAUERMANN_CARROLL, CLUSTER_DF): ("KC t", _GEE + "Kauermann–Carroll SE, t on J − 2 df",
-                                      ("kauermann-carroll",)),
-    (KAUERMANN_CARROLL, "z"): ("KC z", _GEE + "Kauermann–Carroll SE, z", ()),
-    (FAY_GRAUBARD, CLUSTER_DF): ("FG t", _GEE + "Fay–Graubard SE (b = 0.75), t on J − 2 df",
-                                 ("fay-graubard",)),
-    (FAY_GRAUBARD, "z"): ("FG z", _GEE + "Fay–Graubard SE, z", ()),
-    (FAY_GRAUBARD, FAY_GRAUBARD_DF): ("FG dH", _GEE + "Fay–Graubard SE, t on their df d̃_H",
-                                      ()),
-    (UNADJUSTED, CLUSTER_DF): ("CL-RD", "t test of practice proportions (risk difference), "
-                               "J − 2 df", ("hayes-moulton",)),
-    (ADJUSTED, CLUSTER_DF): ("CL-HM", "t test of log(observed/expected) events per practice "
-                             "(Hayes & Moulton ratio), J − 2 df", ()),
+    (c.MANCL_DEROUEN, c.CLUSTER_DF): (
+        "MD t", _GEE + "Mancl–DeRouen SE, t on J − 2 df", ("mancl-derouen",)),
+    (c.MANCL_DEROUEN, "z"): ("MD z", _GEE + "Mancl–DeRouen SE, z", ()),
+    (c.KAUERMANN_CARROLL, c.CLUSTER_DF): (
+        "KC t", _GEE + "Kauermann–Carroll SE, t on J − 2 df", ("kauermann-carroll",)),
+    (c.KAUERMANN_CARROLL, "z"): ("KC z", _GEE + "Kauermann–Carroll SE, z", ()),
+    (c.FAY_GRAUBARD, c.CLUSTER_DF): (
+        "FG t", _GEE + "Fay–Graubard SE (b = 0.75), t on J − 2 df", ("fay-graubard",)),
+    (c.FAY_GRAUBARD, "z"): ("FG z", _GEE + "Fay–Graubard SE, z", ()),
+    (c.FAY_GRAUBARD, c.FAY_GRAUBARD_DF): (
+        "FG dH", _GEE + "Fay–Graubard SE, t on their df d̃_H", ()),
+    (c.UNADJUSTED, c.CLUSTER_DF): (
+        "CL-RD", "t test of practice proportions (risk difference), J − 2 df",
+        ("hayes-moulton",)),
+    (c.ADJUSTED, c.CLUSTER_DF): (
+        "CL-HM", "t test of log(observed/expected) events per practice (Hayes & Moulton "
+        "ratio), J − 2 df", ()),
 }
 _CELL = ("prevalence", "icc")
 _FIXED = ("cluster_size", "cv", "odds_ratio", "alpha", "seed", "reps")
@@ -71,17 +65,9 @@ def check_binary_validity_table(study: pd.DataFrame, source: str) -> None:
     """Raise a user-facing error when ``study`` is not a binary validity-study table (a column
     of :data:`~trialstats.simulation.validity_binary.BINARY_COLUMNS` absent, no rows, or a fixed
     design value differing between rows)."""
-    check_columns(study, source, BINARY_COLUMNS,
-                  "is it the validity_binary.csv written by `trialstats methods-check "
-                  "--outcome-type binary`?")
-    if study.empty:
-        raise TrialstatsError(f"{source}: the validity table has no rows.")
-    mixed = [c for c in _FIXED if (study[c] != study[c].iloc[0]).any()]
-    if mixed:
-        raise TrialstatsError(
-            f"{source}: {', '.join(mixed)} differ between rows; the report describes one "
-            "study, so render each study's table separately."
-        )
+    check_validity_table(study, source, BINARY_COLUMNS, _FIXED,
+                         "validity_binary.csv written by `trialstats methods-check "
+                         "--outcome-type binary`")
 
 
 def _label(analysis: str, method: str) -> str:
