@@ -141,6 +141,10 @@ def gee_rows(
     note = (f"{'logit' if binary else 'log'}-link GEE, exchangeable working correlation "
             f"{fit.alpha:.4g}, scale {fit.scale:.4g}; uncorrected robust SE "
             f"{np.sqrt(fit.vcov_robust[arm, arm]):.4g}"
+            + ("" if fit.alpha == fit.alpha_moment else
+               f"; the moment estimate of the working correlation ({fit.alpha_moment:.4g}) was "
+               "below the bound for a positive-definite matrix; independence working "
+               "correlation used")
             + ("" if fit.converged else "; GEE iteration did not converge"))
     return [measure_row({**population.base, "sd_baseline": np.nan, "analysis": label,
                          "method": method, "converged": fit.converged,

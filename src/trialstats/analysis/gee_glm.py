@@ -11,7 +11,11 @@ or :math:`\mu`, so :math:`\partial\mu/\partial\eta = v(\mu)`. Practice *j*'s wor
 ``geepack``'s moment estimators from the Pearson residuals
 :math:`e_{ij} = (y_{ij} - \hat\mu_{ij})/\sqrt{v(\hat\mu_{ij})}`:
 :math:`\hat\phi = N^{-1}\sum e_{ij}^2` and :math:`\hat\alpha = \sum_j\sum_{i<k} e_{ij}e_{kj} /
-\{\hat\phi \sum_j n_j(n_j-1)/2\}` (Halekoh, Højsgaard & Yan 2006).
+\{\hat\phi \sum_j n_j(n_j-1)/2\}` (Halekoh, Højsgaard & Yan 2006). A moment estimate at or below
+:math:`-1/(n_{max} - 1)`, for which the working correlation of the largest practice is not
+positive definite (small ICC, large practices), is replaced by 0 at that iteration (the
+independence working correlation, whose estimates stay consistent), as for continuous outcomes;
+without this the iteration oscillates and does not converge.
 
 Variance
 --------
@@ -34,7 +38,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-from trialstats.analysis.robust import SandwichFit, Scores, sandwich_variances
+from trialstats.analysis.robust import GeeFit, Scores, sandwich_variances
 from trialstats.errors import TrialstatsError
 
 __all__ = ["gee_glm"]
@@ -54,7 +58,7 @@ def _mean(family: str, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def gee_glm(
     y: np.ndarray, X: np.ndarray, cluster_codes: np.ndarray, family: str,
     offset: np.ndarray | None = None,
-) -> SandwichFit:
+) -> GeeFit:
     """Exchangeable GEE of a binary (``family="binomial"``) or count (``"poisson"``) outcome.
 
     Parameters
@@ -67,9 +71,12 @@ def gee_glm(
 
     Returns
     -------
-    SandwichFit
+    GeeFit
         Estimates, working correlation, scale and the four sandwich variances (see the module
-        notes).
+        notes); ``alpha_moment`` is the last moment estimate of the working correlation, which
+        differs from ``alpha`` when it was at or below :math:`-1/(n_{max} - 1)` and the
+        independence working correlation (0) was used, as
+        :func:`~trialstats.analysis.robust.gee_exchangeable` does.
     """
     y, X = np.asarray(y, float), np.asarray(X, float)
     offset = np.zeros(len(y)) if offset is None else np.asarray(offset, float)
@@ -77,16 +84,18 @@ def gee_glm(
     if len(clusters) < 3:
         raise TrialstatsError("GEE needs at least three practices.")
     target = (special.logit((y + 0.5) / 2) if family == "binomial" else np.log(y + 0.5))
+    pairs = sum(len(i) * (len(i) - 1) / 2 for i in clusters)
     beta = np.linalg.lstsq(X, target - offset, rcond=None)[0]
     alpha, converged, iterations = 0.0, False, 0
+    bound = -1.0 / (max(len(i) for i in clusters) - 1.0) if pairs else -np.inf
     while iterations < _MAX_ITER and not converged:
         iterations += 1
         mu, v = _mean(family, X @ beta + offset)
         pearson = (y - mu) / np.sqrt(v)
         scale = float(np.mean(pearson**2))
-        pairs = sum(len(i) * (len(i) - 1) / 2 for i in clusters)
         cross = sum((pearson[i].sum() ** 2 - np.sum(pearson[i] ** 2)) / 2 for i in clusters)
-        alpha = float(cross / (scale * pairs)) if pairs else 0.0
+        alpha_moment = float(cross / (scale * pairs)) if pairs else 0.0
+        alpha = alpha_moment if alpha_moment > bound else 0.0
         m, u = _pieces(X, y - mu, v, alpha, clusters)
         step = np.linalg.solve(m.sum(axis=0), u.sum(axis=0))
         beta = beta + step
@@ -94,9 +103,9 @@ def gee_glm(
     mu, v = _mean(family, X @ beta + offset)
     m, u = _pieces(X, y - mu, v, alpha, clusters)
     scores = Scores(bread_inv=np.linalg.inv(m.sum(axis=0)), m=m, u=u)
-    return SandwichFit(beta=beta, alpha=alpha, scale=float(np.mean((y - mu) ** 2 / v)),
-                       converged=converged, iterations=iterations,
-                       **sandwich_variances(scores))
+    return GeeFit(beta=beta, alpha=alpha, scale=float(np.mean((y - mu) ** 2 / v)),
+                  converged=converged, iterations=iterations, alpha_moment=alpha_moment,
+                  **sandwich_variances(scores))
 
 
 def _pieces(X, r, v, alpha, clusters) -> tuple[np.ndarray, np.ndarray]:

@@ -175,7 +175,8 @@ class SandwichFit:
 
 @dataclass(frozen=True)
 class GeeFit(SandwichFit):
-    """A Gaussian GEE fit with exchangeable working correlation (:class:`SandwichFit`).
+    """A GEE fit with exchangeable working correlation (:class:`SandwichFit`): Gaussian
+    (:func:`gee_exchangeable`) or logit/log link (:func:`trialstats.analysis.gee_glm.gee_glm`).
 
     Attributes
     ----------

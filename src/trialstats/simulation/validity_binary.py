@@ -45,9 +45,9 @@ Analyses
   estimator of :func:`trialstats.analysis.gee_glm.gee_glm` on cluster summaries): the
   Mancl–DeRouen, Kauermann–Carroll and Fay–Graubard SEs, each with *t* on :math:`J - 2` (the
   clusters minus the two parameters) and ``z``, and Fay–Graubard also on its own df
-  :math:`\tilde d_H`. Not analysed when an arm has no events or only events, or the moment
-  estimate of the working correlation leaves a working covariance that is not positive
-  definite.
+  :math:`\tilde d_H`. Not analysed when the iteration did not converge (e.g. an arm without
+  events). As in ``gee_glm``, a moment estimate of the working correlation at or below
+  :math:`-1/(n_{max} - 1)` is replaced by 0 (independence).
 - The cluster-level analyses of :mod:`trialstats.analysis.binary_sensitivity` without
   covariates: the pooled-variance *t* test (:math:`J - 2` df) of practice proportions (risk
   difference) and of :math:`\log(O_j/E_j)` (Hayes & Moulton), the latter not analysed when a
@@ -263,17 +263,18 @@ def gee_summaries(events: np.ndarray, sizes: np.ndarray, X: np.ndarray) -> GeeSu
     weighted = np.einsum("rj,ja,jb->rab", n, X, X)
     beta = np.linalg.solve(weighted, np.einsum("rj,rj,ja->ra", n, target, X)[..., None])[..., 0]
     pairs = np.sum(n * (n - 1), axis=1) / 2
+    bound = -1.0 / (n.max(axis=1) - 1.0)
     converged = np.zeros(R, bool)
     with np.errstate(all="ignore"):
         for _ in range(_GEE_MAX_ITER):
-            mu, v, d, alpha = _moments(beta, y, n, X, pairs)
+            mu, v, d, alpha = _moments(beta, y, n, X, pairs, bound)
             m, u = _pieces(X, mu, v, d, y, n)
             step = np.linalg.solve(_safe(m.sum(axis=1)), u.sum(axis=1)[..., None])[..., 0]
             beta = beta + step
             converged = np.max(np.abs(step) / (1 + np.abs(beta)), axis=1) < _GEE_TOL
             if converged.all() or not np.isfinite(step[~converged]).any():
                 break
-        mu, v, d, alpha = _moments(beta, y, n, X, pairs)
+        mu, v, d, alpha = _moments(beta, y, n, X, pairs, bound)
         m, u = _pieces(X, mu, v, d, y, n)
         analysed = (converged & np.all(d > 0, axis=1) & np.all((mu > 0) & (mu < 1), axis=1)
                     & np.isfinite(beta).all(axis=1))
@@ -310,8 +311,9 @@ def _safe(matrix: np.ndarray) -> np.ndarray:
     return matrix
 
 
-def _moments(beta, y, n, X, pairs):
-    """Fitted risks, variances, :math:`d_j` and geepack's moment :math:`\\hat\\alpha`."""
+def _moments(beta, y, n, X, pairs, bound):
+    """Fitted risks, variances, :math:`d_j` and geepack's moment :math:`\\hat\\alpha`, 0 where
+    it is at or below ``bound`` (as :func:`~trialstats.analysis.gee_glm.gee_glm`)."""
     mu = special.expit(beta @ X.T)
     v = mu * (1 - mu)
     root = np.sqrt(v)
@@ -319,6 +321,7 @@ def _moments(beta, y, n, X, pairs):
     squares = (y * (1 - mu) ** 2 + (n - y) * mu**2) / v
     scale = squares.sum(axis=1) / n.sum(axis=1)
     alpha = np.sum(total**2 - squares, axis=1) / 2 / (scale * pairs)
+    alpha = np.where(alpha > bound, alpha, 0.0)
     return mu, v, 1 + (n - 1) * alpha[:, None], alpha
 
 
@@ -375,7 +378,7 @@ def method_tests(
             dfs[FAY_GRAUBARD_DF] = gee.fg_df
         for method, df in dfs.items():
             out[label, method] = (_tests(gee.beta[:, 1], se, df, gee.analysed, gee.converged,
-                                         gee.alpha <= 0), "marginal log OR")
+                                         gee.alpha == 0), "marginal log OR")
     treated = arm == 1
     props = events / sizes
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -432,8 +435,8 @@ def binary_validity_study(
         ``type_i_error``), ``type_i_error`` and its Monte Carlo SE, ``n_analysed_coverage``
         (non-null trials analysed), ``coverage`` and its Monte Carlo SE (NaN where the
         estimand has no exact target), ``median_df``, ``se_ratio`` (mean SE over the SD of the
-        estimates, null trials), ``boundary_share`` (GLMM: cluster variance 0; GEE: working
-        correlation <= 0), ``n_not_converged``, ``within_band`` (type I error inside
+        estimates, null trials), ``boundary_share`` (GLMM: cluster variance 0; GEE: independence
+        working correlation used), ``n_not_converged``, ``within_band`` (type I error inside
         :data:`~trialstats.simulation.validity.SIZE_BAND`) and ``seed``.
     """
     if reps < 2:
