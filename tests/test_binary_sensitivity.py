@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import statsmodels.api as sm
 
 from trialstats.analysis.gee_glm import gee_glm
 from trialstats.analysis.rows import primary_population
@@ -130,3 +131,19 @@ def test_analyses_for_continuous_outcomes_say_so(trial):
     assert table.notes.tolist() == ["not estimable: repeated-measures is for continuous "
                                     "outcomes"] * 2
     assert table.effect_measure.tolist() == ["odds ratio", "rate ratio"]
+
+
+def test_gee_falls_back_to_independence_below_the_positive_definite_bound():
+    # practices of 4 with 2 events each and one of 12 with 6: the Pearson residuals within a
+    # practice sum to 0, so the moment estimate of alpha is -16/96, below -1/11
+    sizes, events = [4, 4, 4, 4, 4, 12], [2, 2, 2, 2, 2, 6]
+    codes = np.repeat(np.arange(6), sizes)
+    y = np.concatenate([np.r_[np.ones(e), np.zeros(n - e)] for e, n in zip(events, sizes,
+                                                                           strict=True)])
+    age = np.linspace(-1, 1, codes.size)
+    X = np.column_stack([np.ones(codes.size), codes % 2, age])
+    fit = gee_glm(y, X, codes, "binomial")
+    assert fit.converged and fit.alpha == 0.0 and fit.alpha_moment < -1 / 11
+    # independence working correlation: the estimates of the ordinary logistic regression
+    glm = sm.GLM(y, X, family=sm.families.Binomial()).fit(tol=1e-14)
+    assert fit.beta == pytest.approx(glm.params, abs=1e-9)
