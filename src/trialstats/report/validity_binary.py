@@ -115,13 +115,18 @@ def _tables(study: pd.DataFrame) -> tuple[Table, Table]:
     alpha = float(study["alpha"].iloc[0])
     reps = fmt_count(study["reps"].iloc[0])
     size = rate_summary(study, "type_i_error", SIZE_BAND, _CELL, BINARY_METHODS)
-    least = int(study["n_analysed"].min())
+    fewest = study.loc[study["analysis"] != c.ADJUSTED, "n_analysed"].min()
+    hayes_moulton = study.loc[study["analysis"] == c.ADJUSTED, "n_analysed"]
+    other = study["analysis"] != c.ADJUSTED
     size_notes = (
         f"Share of the {reps} trials per cell without an effect rejecting at two-sided α "
-        f"{alpha:g}, among those the method could analyse (at least {fmt_count(least)}; the "
-        "Hayes–Moulton ratio needs events in every practice); Monte Carlo SE at most "
-        f"{fmt(size['type_i_error_mc_se'].max(), DIGITS)}. {FLAG}: outside "
-        f"[{SIZE_BAND[0]:g}, {SIZE_BAND[1]:g}]."
+        f"{alpha:g}, among those the method could analyse (at least {fmt_count(fewest)}"
+        + (f"; CL-HM {fmt_count(hayes_moulton.min())}–{fmt_count(hayes_moulton.max())}, as it "
+           "needs an event in every practice" if len(hayes_moulton) else "")
+        + "); Monte Carlo SE at most "
+        f"{fmt(study.loc[other, 'type_i_error_mc_se'].max(), DIGITS)}"
+        + (" (CL-HM: larger where few trials were analysable)" if len(hayes_moulton) else "")
+        + f". {FLAG}: outside [{SIZE_BAND[0]:g}, {SIZE_BAND[1]:g}]."
     )
     band = (1.0 - SIZE_BAND[1], 1.0 - SIZE_BAND[0])
     covered = study[study["coverage"].notna()]
