@@ -151,7 +151,7 @@ def test_type_i_error_and_coverage_equal_a_direct_loop_over_the_same_trials(smal
 
 def test_gee_from_cluster_summaries_is_gee_glm_on_the_patients():
     design = BinaryDesign(10, 0.1, 0.05, 0.4)
-    sizes, events = draw_binary_trials(design, SETTINGS, reps=15, seed=3, scenario=0)
+    events, sizes = draw_binary_trials(design, SETTINGS, reps=15, seed=3, scenario=0)
     X = np.column_stack([np.ones(10), design.arm])
     batch = gee_summaries(events, sizes, X)
     compared = 0

@@ -192,8 +192,9 @@ def binary_designs(
 def draw_binary_trials(
     design: BinaryDesign, settings: BinarySettings, *, reps: int, seed: int, scenario: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Cluster sizes and events (both ``(reps, J)``); trial *r* from
-    :func:`~trialstats.simulation.draw.replicate_rng` ``(seed, scenario, r)``."""
+    """Events and cluster sizes (both ``(reps, J)``), the first two arguments of
+    :func:`method_tests`; trial *r* from :func:`~trialstats.simulation.draw.replicate_rng`
+    ``(seed, scenario, r)``."""
     J = design.n_clusters
     sizes = np.empty((reps, J), dtype=np.int64)
     normal, uniform = np.empty((reps, J)), np.empty((reps, J))
@@ -202,7 +203,7 @@ def draw_binary_trials(
         sizes[r] = draw_cluster_sizes(rng, J, settings.cluster_size, settings.cv, 2)
         normal[r], uniform[r] = rng.standard_normal(J), rng.random(J)
     eta = special.logit(design.prevalence) + design.log_or * design.arm + design.sigma * normal
-    return sizes, stats.binom.ppf(uniform, sizes, special.expit(eta))
+    return stats.binom.ppf(uniform, sizes, special.expit(eta)), sizes
 
 
 def marginal_risks(design: BinaryDesign, nodes: int = 200) -> tuple[float, float]:
@@ -334,6 +335,8 @@ def _pieces(X, mu, v, d, y, n):
 
 
 def _tests(estimate, se, df, analysed, converged, boundary) -> MethodTests:
+    """:class:`~trialstats.simulation.analyse.MethodTests` over the ``analysed`` trials with a
+    finite estimate and a finite positive SE; NaN elsewhere."""
     ok = analysed & np.isfinite(estimate) & np.isfinite(se) & (se > 0)
     return MethodTests(estimate=np.where(ok, estimate, np.nan), se=np.where(ok, se, np.nan),
                        df=np.where(ok, df, np.nan), analysed=ok, converged=converged & ok,
@@ -447,8 +450,7 @@ def binary_validity_study(
         shifted = BinaryDesign(design.n_clusters, design.prevalence, design.icc, log_or)
         null, alternative = (
             method_tests(*draw_binary_trials(d, settings, reps=reps, seed=seed,
-                                             scenario=2 * cell + k)[::-1], d.arm,
-                         settings.n_agq)
+                                             scenario=2 * cell + k), d.arm, settings.n_agq)
             for k, d in enumerate((design, shifted)))
         targets = _targets(shifted)
         for key, (tests, estimand) in null.items():
