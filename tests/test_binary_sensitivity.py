@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import statsmodels.api as sm
 
 from trialstats.analysis.gee_glm import gee_glm
 from trialstats.analysis.rows import primary_population
@@ -21,6 +22,7 @@ from trialstats.config import load_config
 from trialstats.contract import (
     ADJUSTED,
     CR2,
+    FAY_GRAUBARD,
     KAUERMANN_CARROLL,
     MANCL_DEROUEN,
     SENSITIVITY_COLUMNS,
@@ -31,6 +33,8 @@ from trialstats.data.validate import load_trial
 FIXTURE = Path(__file__).parent / "fixtures" / "binary_trial"
 REFERENCE = json.loads((FIXTURE / "sensitivity_reference.json").read_text())
 GEE = json.loads((FIXTURE / "gee_reference.json").read_text())
+FAY_GRAUBARD_REFERENCE = json.loads(
+    (FIXTURE.parent / "fay_graubard" / "reference.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +113,16 @@ def test_gee_matches_geepack_and_the_corrections_their_formulas(trial, outcome, 
         row = _one(table, outcome, label)
         assert np.log(row.estimate) == pytest.approx(ref["beta"][1], rel=1e-8)
         assert row.se == pytest.approx(ref[key], rel=1e-8) and row.df == 12
+    # Fay-Graubard (bound 0.75) and its df d~_H: saws(method = "d5")
+    fg = FAY_GRAUBARD_REFERENCE[outcome]
+    assert fg["beta"] == pytest.approx(ref["beta"], rel=1e-10)
+    assert np.sqrt(np.diag(fit.vcov_fay_graubard)) == pytest.approx(fg["se_fay_graubard_all"],
+                                                                    rel=1e-8)
+    row = _one(table, outcome, FAY_GRAUBARD)
+    assert row.method == "fay-graubard"
+    assert row.se == pytest.approx(fg["se_fay_graubard"], rel=1e-8)
+    assert row.df == pytest.approx(fg["df_fay_graubard"], rel=1e-8)
+    assert row.p_value == pytest.approx(fg["p_value"][0][0], rel=1e-7)
 
 
 def test_analyses_for_continuous_outcomes_say_so(trial):
@@ -117,3 +131,19 @@ def test_analyses_for_continuous_outcomes_say_so(trial):
     assert table.notes.tolist() == ["not estimable: repeated-measures is for continuous "
                                     "outcomes"] * 2
     assert table.effect_measure.tolist() == ["odds ratio", "rate ratio"]
+
+
+def test_gee_falls_back_to_independence_below_the_positive_definite_bound():
+    # practices of 4 with 2 events each and one of 12 with 6: the Pearson residuals within a
+    # practice sum to 0, so the moment estimate of alpha is -16/96, below -1/11
+    sizes, events = [4, 4, 4, 4, 4, 12], [2, 2, 2, 2, 2, 6]
+    codes = np.repeat(np.arange(6), sizes)
+    y = np.concatenate([np.r_[np.ones(e), np.zeros(n - e)] for e, n in zip(events, sizes,
+                                                                           strict=True)])
+    age = np.linspace(-1, 1, codes.size)
+    X = np.column_stack([np.ones(codes.size), codes % 2, age])
+    fit = gee_glm(y, X, codes, "binomial")
+    assert fit.converged and fit.alpha == 0.0 and fit.alpha_moment < -1 / 11
+    # independence working correlation: the estimates of the ordinary logistic regression
+    glm = sm.GLM(y, X, family=sm.families.Binomial()).fit(tol=1e-14)
+    assert fit.beta == pytest.approx(glm.params, abs=1e-9)

@@ -31,11 +31,13 @@ from trialstats.analysis.robust import (
     gee_exchangeable,
 )
 from trialstats.config import load_config
-from trialstats.contract import SENSITIVITY_COLUMNS
+from trialstats.contract import FAY_GRAUBARD, SENSITIVITY_COLUMNS
 from trialstats.data.validate import load_trial
 
 FIXTURE = Path(__file__).parent / "fixtures" / "sensitivity"
 REFERENCE = json.loads((FIXTURE / "reference.json").read_text())
+FAY_GRAUBARD_REFERENCE = json.loads(
+    (FIXTURE.parent / "fay_graubard" / "reference.json").read_text())
 MONTHS = [6, 12]
 
 
@@ -72,6 +74,19 @@ def test_gee_matches_geepack(trial, month):
         expected["se_mancl_derouen"], rel=1e-8)
     assert np.sqrt(fit.vcov_kauermann_carroll[1, 1]) == pytest.approx(
         expected["se_kauermann_carroll"], rel=1e-8)
+
+
+@pytest.mark.parametrize("month", MONTHS)
+def test_fay_graubard_matches_saws(trial, month):
+    expected = FAY_GRAUBARD_REFERENCE[f"score_m{month}"]
+    data = _data(trial[0], month)
+    fit = gee_exchangeable(data.y, data.X, data.cluster_codes)
+    assert fit.beta == pytest.approx(expected["beta"], rel=1e-8)
+    # every coefficient: the bias correction H_j acts coordinate by coordinate
+    assert np.sqrt(np.diag(fit.vcov_fay_graubard)) == pytest.approx(
+        expected["se_fay_graubard_all"], rel=1e-8)
+    assert fit.fay_graubard_df(np.eye(len(fit.beta))[1]) == pytest.approx(
+        expected["df_fay_graubard"], rel=1e-8)
 
 
 @pytest.mark.parametrize("month", MONTHS)
@@ -137,6 +152,31 @@ def test_gee_corrections_match_direct_matrix_formulas(seed):
                                rtol=1e-10)
     assert fit.vcov_robust[1, 1] < fit.vcov_kauermann_carroll[1, 1] < fit.vcov_mancl_derouen[1, 1]
 
+    # Fay-Graubard: U_j scaled by diag(1 - min(0.75, diag(Omega_j B^-1)))^-1/2, and the df
+    # d~_H from saws' dfCalc written out with its pK x pK matrices
+    omega = [X[i].T @ w @ X[i] for i, w in zip(blocks, working, strict=True)]
+    u = [X[i].T @ w @ r[i] for i, w in zip(blocks, working, strict=True)]
+    h = [np.diag((1 - np.minimum(0.75, np.diag(o @ bread_inv))) ** -0.5) for o in omega]
+    hu = np.array([hj @ uj for hj, uj in zip(h, u, strict=True)])
+    np.testing.assert_allclose(fit.vcov_fay_graubard, bread_inv @ hu.T @ hu @ bread_inv,
+                               rtol=1e-10)
+    c, p, k = np.eye(4)[1], 4, len(blocks)
+    G = np.zeros((p * k, p * k))
+    M = np.zeros((p * k, p * k))
+    psi = np.zeros((p * k, p * k))
+    bread = linalg.inv(bread_inv)
+    for j in range(k):
+        rows_j = slice(j * p, (j + 1) * p)
+        G[rows_j] = -np.tile(omega[j] @ bread_inv, k)
+        G[rows_j, rows_j] += np.eye(p)
+        a = h[j] @ bread_inv @ c
+        M[rows_j, rows_j] = np.outer(a, a)
+        weight = c @ (linalg.inv(bread - omega[j]) - bread_inv) @ c
+        psi[rows_j, rows_j] = weight * hu.T @ hu
+    product = psi @ G.T @ M @ G
+    direct = np.trace(product) ** 2 / np.sum(product * product.T)
+    assert fit.fay_graubard_df(c) == pytest.approx(direct, rel=1e-10)
+
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_cr2_matches_direct_matrix_formulas(seed):
@@ -197,10 +237,19 @@ def rows(trial) -> pd.DataFrame:
 
 def test_rows(rows):
     assert list(rows.columns) == list(SENSITIVITY_COLUMNS)
-    assert list(rows["analysis"]) == [MANCL_DEROUEN, KAUERMANN_CARROLL] * 2 + [CR2] * 2
-    gee = rows[rows["analysis"] != CR2]
+    assert list(rows["analysis"]) == [MANCL_DEROUEN, KAUERMANN_CARROLL, FAY_GRAUBARD] * 2 + [
+        CR2] * 2
+    gee = rows[rows["analysis"].isin([MANCL_DEROUEN, KAUERMANN_CARROLL])]
     assert (gee["df"] == REFERENCE["n_clusters"] - 2).all()
     assert (gee["method"] == "J-2").all()
+    for month in MONTHS:
+        fg = rows[(rows["analysis"] == FAY_GRAUBARD) & (rows["month"] == month)].iloc[0]
+        expected = FAY_GRAUBARD_REFERENCE[f"score_m{month}"]
+        assert fg["method"] == "fay-graubard"
+        assert fg["se"] == pytest.approx(expected["se_fay_graubard"], rel=1e-8)
+        assert fg["df"] == pytest.approx(expected["df_fay_graubard"], rel=1e-8)
+        assert fg["p_value"] == pytest.approx(expected["p_value"][0][0], rel=1e-7)
+        assert "Fay-Graubard bias-corrected SE (bound 0.75)" in fg["notes"]
     assert rows[["icc", "var_cluster", "var_residual"]].isna().all().all()
     assert rows["converged"].all()
     md12 = rows[(rows["analysis"] == MANCL_DEROUEN) & (rows["month"] == 12)].iloc[0]

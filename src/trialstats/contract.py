@@ -8,11 +8,11 @@ that of the log ratio); its inference is
 ``se``, ``df``, ``ci_low``/``ci_high`` and ``p_value``; ``effect_size = estimate /
 sd_baseline`` with ``es_ci_*`` its interval; ``mcid_verdict`` one of :data:`MCID_VERDICTS`.
 The words a row may hold in ``method`` (:data:`DF_METHODS`, :data:`GLMM_DF_METHODS`,
-:data:`CLUSTER_DF`, :data:`BELL_MCCAFFREY`) and in ``analysis`` (the labels below) are
-defined here once, as is the ``effect_measure`` vocabulary (:data:`EFFECT_MEASURES`). Tables
-are written by :func:`write_tidy` and read back by :func:`read_tidy`, so every reader parses
-them alike (empty cell = missing, every other text kept as written, floats round-trip
-exactly).
+:data:`CLUSTER_DF`, :data:`BELL_MCCAFFREY`, :data:`FAY_GRAUBARD_DF`) and in ``analysis``
+(the labels below) are defined here once, as is the ``effect_measure`` vocabulary
+(:data:`EFFECT_MEASURES`). Tables are written by :func:`write_tidy` and read back by
+:func:`read_tidy`, so every reader parses them alike (empty cell = missing, every other text
+kept as written, floats round-trip exactly).
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ __all__ = [
     "CR2",
     "DF_METHODS",
     "EFFECT_MEASURES",
+    "FAY_GRAUBARD",
+    "FAY_GRAUBARD_DF",
     "GLMM_DF_METHODS",
     "KAUERMANN_CARROLL",
     "MANCL_DEROUEN",
@@ -79,6 +81,8 @@ GLMM_DF_METHODS = ("between-within", "z", "residual")
 CLUSTER_DF = "J-2"
 #: ``method`` of the CR2 test (Bell-McCaffrey df).
 BELL_MCCAFFREY = "bell-mccaffrey"
+#: ``method`` of the Fay-Graubard GEE test (their df d~_H, saws' method "d5").
+FAY_GRAUBARD_DF = "fay-graubard"
 
 #: ``mcid_verdict`` values (empty when there is no MCID or no interval).
 MCID_VERDICTS = (
@@ -101,6 +105,7 @@ ADJUSTED = "cluster-level (Hayes & Moulton)"
 UNADJUSTED = "cluster-level, unadjusted practice means"
 MANCL_DEROUEN = "GEE (Mancl-DeRouen)"
 KAUERMANN_CARROLL = "GEE (Kauermann-Carroll)"
+FAY_GRAUBARD = "GEE (Fay-Graubard)"
 CR2 = "CR2 (Bell-McCaffrey)"
 REPEATED_MEASURES = "repeated measures"
 

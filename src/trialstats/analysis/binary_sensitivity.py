@@ -21,7 +21,9 @@ GEE (logit or log link)
 -----------------------
 The exchangeable GEE of :mod:`trialstats.analysis.gee_glm` on the primary model's columns, its
 arm coefficient the population-averaged log odds (rate) ratio with the Mancl-DeRouen and
-Kauermann-Carroll corrected SEs and *t* on :math:`J - 2` df.
+Kauermann-Carroll corrected SEs and *t* on :math:`J - 2` df, and the Fay-Graubard corrected SE
+(bound 0.75) with *t* on Fay & Graubard's :math:`\tilde d_H` df
+(:func:`~trialstats.analysis.robust.gee_tests`).
 
 CR2 linear probability model (binary only)
 ------------------------------------------
@@ -43,15 +45,13 @@ import statsmodels.api as sm
 from trialstats.analysis.cluster_level import practice_t_test
 from trialstats.analysis.gee_glm import gee_glm
 from trialstats.analysis.glmm_rows import measure_row, measures_of
-from trialstats.analysis.robust import cr2_test
+from trialstats.analysis.robust import GEE_METHODS, cr2_test, gee_df_note, gee_tests
 from trialstats.analysis.rows import join_notes, primary_population
 from trialstats.contract import (
     ADJUSTED,
     BELL_MCCAFFREY,
     CLUSTER_DF,
     CR2,
-    KAUERMANN_CARROLL,
-    MANCL_DEROUEN,
     RATE_RATIO,
     RISK_DIFFERENCE,
     RISK_RATIO,
@@ -123,7 +123,8 @@ def cluster_level_rows(
 def gee_rows(
     patients: pd.DataFrame, outcome: dict[str, Any], month: int, config: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    """The GEE rows (Mancl-DeRouen, Kauermann-Carroll) of a binary or count outcome."""
+    """The GEE rows (Mancl-DeRouen, Kauermann-Carroll, Fay-Graubard) of a binary or count
+    outcome."""
     population = primary_population(patients, outcome, month, config)
     data, problem, measure = population.data, population.problem, measures_of(outcome)[0]
     binary = outcome["type"] == "binary"
@@ -134,20 +135,24 @@ def gee_rows(
         except (TrialstatsError, np.linalg.LinAlgError) as error:
             problem = f"not estimable: {error}"
     if problem:
-        return [_blank(population, outcome, label, CLUSTER_DF, measure, problem)
-                for label in (MANCL_DEROUEN, KAUERMANN_CARROLL)]
-    arm, df = data.columns.index(TREATED), data.n_clusters - 2.0
+        return [_blank(population, outcome, label, method, measure, problem)
+                for label, method in GEE_METHODS.items()]
+    arm = data.columns.index(TREATED)
     note = (f"{'logit' if binary else 'log'}-link GEE, exchangeable working correlation "
             f"{fit.alpha:.4g}, scale {fit.scale:.4g}; uncorrected robust SE "
-            f"{np.sqrt(fit.vcov_robust[arm, arm]):.4g}; t on J - 2 = {df:.0f} df"
+            f"{np.sqrt(fit.vcov_robust[arm, arm]):.4g}"
+            + ("" if fit.alpha == fit.alpha_moment else
+               f"; the moment estimate of the working correlation ({fit.alpha_moment:.4g}) was "
+               "below the bound for a positive-definite matrix; independence working "
+               "correlation used")
             + ("" if fit.converged else "; GEE iteration did not converge"))
-    base = {**population.base, "sd_baseline": np.nan, "method": CLUSTER_DF,
-            "converged": fit.converged, "notes": join_notes(population.exclusions, note)}
-    return [measure_row({**base, "analysis": label}, outcome, measure,
-                        estimate=float(fit.beta[arm]), se=float(np.sqrt(vcov[arm, arm])),
-                        df=df, alpha=config["analysis"]["alpha"])
-            for label, vcov in ((MANCL_DEROUEN, fit.vcov_mancl_derouen),
-                                (KAUERMANN_CARROLL, fit.vcov_kauermann_carroll))]
+    return [measure_row({**population.base, "sd_baseline": np.nan, "analysis": label,
+                         "method": method, "converged": fit.converged,
+                         "notes": join_notes(population.exclusions,
+                                             f"{note}; {gee_df_note(method, df)}")},
+                        outcome, measure, estimate=float(fit.beta[arm]), se=se, df=df,
+                        alpha=config["analysis"]["alpha"])
+            for label, method, se, df in gee_tests(fit, arm, data.n_clusters)]
 
 
 def cr2_rows(

@@ -29,10 +29,17 @@ and
 - Mancl & DeRouen (2001, *Biometrics* 57:126): :math:`\tilde U_j = X_j^\top W_j (I - H_{jj})^{-1}
   r_j`;
 - Kauermann & Carroll (2001, *JASA* 96:1387): :math:`\tilde U_j = X_j^\top W_j
-  (I - H_{jj})^{-1/2} r_j` (principal square root),
+  (I - H_{jj})^{-1/2} r_j` (principal square root);
+- Fay & Graubard (2001, *Biometrics* 57:1198): :math:`\tilde U_j = H_j U_j`,
+  :math:`H_j = \operatorname{diag}\{1 - \min(b, [M_j B^{-1}]_{kk})\}^{-1/2}` with the bound
+  :math:`b = 0.75` (:data:`FG_BOUND`; theirs, and the default of ``saws`` and ``geesmv``),
 
 where :math:`H_{jj} = X_j B^{-1} X_j^\top W_j` is the practice's block of the hat matrix. The
-arm effect is tested with *t* on :math:`J - 2` df (Li & Redden 2015, *Stat. Med.* 34:281).
+arm effect is tested with *t* on :math:`J - 2` df (Li & Redden 2015, *Stat. Med.* 34:281) for
+Mancl–DeRouen and Kauermann–Carroll, and for Fay–Graubard on their df :math:`\tilde d_H`
+(their section 2.3, ``saws(method = "d5")``; :func:`fay_graubard_df`), which estimates the
+variance of each practice's contribution from all practices' scores. The same variances serve
+the logit/log-link GEE of :mod:`trialstats.analysis.gee_glm` (:func:`sandwich_variances`).
 
 CR2 cluster-robust variance (Bell & McCaffrey 2002; Pustejovsky & Tipton 2018)
 -------------------------------------------------------------------------------
@@ -75,6 +82,8 @@ from trialstats.contract import (
     BELL_MCCAFFREY,
     CLUSTER_DF,
     CR2,
+    FAY_GRAUBARD,
+    FAY_GRAUBARD_DF,
     KAUERMANN_CARROLL,
     MANCL_DEROUEN,
 )
@@ -82,23 +91,47 @@ from trialstats.data.validate import TREATED
 from trialstats.errors import TrialstatsError
 
 __all__ = [
+    "FG_BOUND",
+    "GEE_METHODS",
     "CR2Test",
     "GeeFit",
+    "SandwichFit",
+    "Scores",
     "cr2_analysis",
     "cr2_test",
+    "fay_graubard_df",
+    "fay_graubard_factors",
     "gee_analysis",
+    "gee_df_note",
     "gee_exchangeable",
+    "gee_tests",
+    "sandwich_variances",
 ]
 
 # clubSandwich (Sym_power) drops eigenvalues of I - H_jj below this from the inverse root.
 _SINGULAR_TOL = 1e-12
 # Below this eigenvalue of K_j, g_q(x) is evaluated by its Taylor series.
 _SERIES_TOL = 1e-6
+#: Fay & Graubard's bound b on a practice's leverage (their choice, and saws' and geesmv's
+#: default).
+FG_BOUND = 0.75
 
 
 @dataclass(frozen=True)
-class GeeFit:
-    """A Gaussian GEE fit with exchangeable working correlation.
+class Scores:
+    """Per-practice pieces of a sandwich: bread inverse :math:`B^{-1}`, :math:`M_j` and
+    scores :math:`U_j` (the GLM case: :math:`M_j = D_j^\\top V_j^{-1} D_j`,
+    :math:`U_j = D_j^\\top V_j^{-1} r_j`)."""
+
+    bread_inv: np.ndarray  # (p, p)
+    m: np.ndarray  # (J, p, p)
+    u: np.ndarray  # (J, p)
+
+
+@dataclass(frozen=True)
+class SandwichFit:
+    """A GEE fit with its four sandwich variances (this module and
+    :mod:`trialstats.analysis.gee_glm`).
 
     Attributes
     ----------
@@ -108,18 +141,17 @@ class GeeFit:
         Working correlation :math:`\\hat\\alpha`.
     scale : float
         :math:`\\hat\\phi` (geepack's ``gamma``).
-    vcov_robust, vcov_mancl_derouen, vcov_kauermann_carroll : ndarray (p, p)
-        Sandwich variances: uncorrected, Mancl–DeRouen, Kauermann–Carroll.
+    vcov_robust, vcov_mancl_derouen, vcov_kauermann_carroll, vcov_fay_graubard : ndarray (p, p)
+        Sandwich variances: uncorrected, Mancl–DeRouen, Kauermann–Carroll, Fay–Graubard
+        (bound :data:`FG_BOUND`).
     iterations : int
-        Fisher-scoring (here: GLS) iterations used.
+        Fisher-scoring (Gaussian: GLS) iterations used.
     converged : bool
         Whether successive estimates agreed to the tolerance.
     singular : bool
         Whether a practice had leverage 1, so that the corrections used a pseudo-inverse root.
-    alpha_moment : float
-        The moment estimate of the working correlation before truncation; it differs from
-        ``alpha`` only when it was below the positive-definite bound and independence (0) was
-        used instead.
+    scores : Scores
+        The per-practice pieces, for :meth:`fay_graubard_df`.
     """
 
     beta: np.ndarray
@@ -128,9 +160,32 @@ class GeeFit:
     vcov_robust: np.ndarray
     vcov_mancl_derouen: np.ndarray
     vcov_kauermann_carroll: np.ndarray
+    vcov_fay_graubard: np.ndarray
     iterations: int
     converged: bool
     singular: bool
+    scores: Scores
+
+    def fay_graubard_df(self, contrast: np.ndarray) -> float:
+        """Fay & Graubard's :math:`\\tilde d_H` for :math:`c^\\top\\beta` (see
+        :func:`fay_graubard_df`)."""
+        s = self.scores
+        return float(fay_graubard_df(s.bread_inv, s.m, s.u, np.asarray(contrast, float)))
+
+
+@dataclass(frozen=True)
+class GeeFit(SandwichFit):
+    """A GEE fit with exchangeable working correlation (:class:`SandwichFit`): Gaussian
+    (:func:`gee_exchangeable`) or logit/log link (:func:`trialstats.analysis.gee_glm.gee_glm`).
+
+    Attributes
+    ----------
+    alpha_moment : float
+        The moment estimate of the working correlation before truncation; it differs from
+        ``alpha`` only when it was below the positive-definite bound and independence (0) was
+        used instead.
+    """
+
     alpha_moment: float
 
 
@@ -155,15 +210,6 @@ class CR2Test:
     singular: bool
 
 
-@dataclass(frozen=True)
-class _Scores:
-    """Per-practice pieces of a sandwich: bread inverse, ``M_j`` and scores ``U_j``."""
-
-    bread_inv: np.ndarray  # (p, p)
-    m: np.ndarray  # (J, p, p)
-    u: np.ndarray  # (J, p)
-
-
 def _indicator(codes: np.ndarray, n_clusters: int) -> sparse.csr_matrix:
     return sparse.csr_matrix(
         (np.ones(codes.size), (codes, np.arange(codes.size))), shape=(n_clusters, codes.size)
@@ -182,7 +228,7 @@ def _g(x: np.ndarray, power: float) -> tuple[np.ndarray, bool]:
     return np.where(small, series, (powered - 1.0) / safe_x), bool(np.any(singular))
 
 
-def _transforms(scores: _Scores, power: float) -> tuple[np.ndarray, bool]:
+def _transforms(scores: Scores, power: float) -> tuple[np.ndarray, bool]:
     """:math:`T_j = I + L g_q(K_j) L^\\top M_j` (so that the corrected score is
     :math:`T_j^\\top U_j`), shape (J, p, p), and whether a leverage was 1."""
     chol = np.linalg.cholesky(scores.bread_inv)
@@ -194,9 +240,80 @@ def _transforms(scores: _Scores, power: float) -> tuple[np.ndarray, bool]:
     return np.eye(p) + chol @ g_k @ chol.T @ scores.m, singular
 
 
-def _sandwich(scores: _Scores, transforms: np.ndarray | None) -> np.ndarray:
+def _sandwich(scores: Scores, transforms: np.ndarray | None) -> np.ndarray:
     u = scores.u if transforms is None else np.einsum("jab,ja->jb", transforms, scores.u)
     return scores.bread_inv @ (u.T @ u) @ scores.bread_inv
+
+
+def fay_graubard_factors(bread_inv: np.ndarray, m: np.ndarray,
+                         bound: float = FG_BOUND) -> np.ndarray:
+    """Fay–Graubard's :math:`H_j = \\operatorname{diag}\\{1 - \\min(b, [M_j B^{-1}]_{kk})
+    \\}^{-1/2}` as an array (..., J, p) of diagonals; leading batch axes allowed."""
+    leverage = np.einsum("...jab,...ba->...ja", m, bread_inv)
+    return (1.0 - np.minimum(bound, leverage)) ** -0.5
+
+
+def fay_graubard_df(
+    bread_inv: np.ndarray, m: np.ndarray, u: np.ndarray, contrast: np.ndarray,
+    bound: float = FG_BOUND,
+) -> np.ndarray:
+    """Fay & Graubard's (2001, §2.3) :math:`\\tilde d_H` df of :math:`c^\\top\\hat\\beta`
+    with the Fay–Graubard variance, as ``saws(..., method = "d5")``; leading batch axes of
+    ``bread_inv`` (..., p, p), ``m`` (..., J, p, p) and ``u`` (..., J, p) allowed.
+
+    With :math:`a_l = H_l B^{-1}c`, :math:`b_l = B^{-1}M_l a_l`,
+    :math:`S = \\sum_k H_k U_k U_k^\\top H_k`, :math:`w_l = c^\\top\\{(B - M_l)^{-1} -
+    B^{-1}\\}c` and :math:`W = \\sum_l w_l`, the :math:`J\\times J` matrix
+
+    .. math::
+
+        C_{lm} = \\delta_{lm} w_l a_l^\\top S a_l - w_l a_l^\\top S b_m
+        - w_m b_l^\\top S a_m + W b_l^\\top S b_m
+
+    is :math:`Z^\\top\\tilde\\Psi Z` of saws' ``dfCalc`` (its :math:`\\tilde\\Psi_l =
+    w_l S`, :math:`Z` the columns :math:`G^\\top` maps the contrast through), and
+    :math:`\\tilde d_H = \\max\\{1, (\\operatorname{tr} C)^2/\\operatorname{tr} C^2\\}`
+    (saws floors the df at 1). A practice with leverage 1 makes :math:`B - M_l` singular and
+    the df NaN.
+    """
+    h = fay_graubard_factors(bread_inv, m, bound)
+    hu = h * u
+    S = np.einsum("...ja,...jb->...ab", hu, hu)
+    g = bread_inv @ contrast
+    a = h * g[..., None, :]
+    b = np.einsum("...ab,...jbc,...jc->...ja", bread_inv, m, a)
+    bread = np.linalg.inv(bread_inv)
+    with np.errstate(all="ignore"):
+        try:
+            left_out = np.linalg.inv(bread[..., None, :, :] - m)
+        except np.linalg.LinAlgError:
+            left_out = np.full(m.shape, np.nan)
+    w = np.einsum("a,...jab,b->...j", contrast, left_out, contrast) - (g @ contrast)[..., None]
+    sa = np.einsum("...ab,...jb->...ja", S, a)
+    ab = np.einsum("...la,...ab,...mb->...lm", a, S, b)
+    bb = np.einsum("...la,...ab,...mb->...lm", b, S, b)
+    weighted = w[..., :, None] * ab
+    C = w.sum(axis=-1)[..., None, None] * bb - weighted - weighted.swapaxes(-1, -2)
+    diagonal = np.arange(C.shape[-1])
+    C[..., diagonal, diagonal] += w * np.einsum("...ja,...ja->...j", a, sa)
+    with np.errstate(all="ignore"):
+        return np.maximum(1.0, np.trace(C, axis1=-2, axis2=-1) ** 2
+                          / np.sum(C**2, axis=(-2, -1)))
+
+
+def sandwich_variances(scores: Scores, bound: float = FG_BOUND) -> dict[str, object]:
+    """The four sandwich variances of :class:`SandwichFit` from ``scores``, with
+    ``singular`` (a leverage of 1 met by the Mancl–DeRouen or Kauermann–Carroll root)."""
+    md, singular_md = _transforms(scores, -1.0)
+    kc, singular_kc = _transforms(scores, -0.5)
+    h = fay_graubard_factors(scores.bread_inv, scores.m, bound)
+    hu = h * scores.u
+    return {
+        "vcov_robust": _sandwich(scores, None), "vcov_mancl_derouen": _sandwich(scores, md),
+        "vcov_kauermann_carroll": _sandwich(scores, kc),
+        "vcov_fay_graubard": scores.bread_inv @ (hu.T @ hu) @ scores.bread_inv,
+        "singular": singular_md or singular_kc, "scores": scores,
+    }
 
 
 def _per_cluster(
@@ -292,20 +409,14 @@ def gee_exchangeable(
         beta = new
         converged = bool(change <= tol)
     residual = y - X @ beta
-    scores = _Scores(
+    scores = Scores(
         bread_inv=np.linalg.inv(bread),
         m=sums["xtx"] - w[:, None, None] * xsum[:, :, None] * xsum[:, None, :],
         u=np.asarray(indicator @ (X * residual[:, None])) - (w * (indicator @ residual))[:, None]
         * xsum,
     )
-    md, singular_md = _transforms(scores, -1.0)
-    kc, singular_kc = _transforms(scores, -0.5)
-    return GeeFit(
-        beta=beta, alpha=alpha, scale=scale, vcov_robust=_sandwich(scores, None),
-        vcov_mancl_derouen=_sandwich(scores, md), vcov_kauermann_carroll=_sandwich(scores, kc),
-        iterations=iterations, converged=converged, singular=singular_md or singular_kc,
-        alpha_moment=alpha_moment,
-    )
+    return GeeFit(beta=beta, alpha=alpha, scale=scale, iterations=iterations,
+                  converged=converged, alpha_moment=alpha_moment, **sandwich_variances(scores))
 
 
 def cr2_test(
@@ -334,7 +445,7 @@ def cr2_test(
     bread_inv = np.linalg.inv(X.T @ X)
     beta = bread_inv @ (X.T @ y)
     residual = y - X @ beta
-    scores = _Scores(bread_inv=bread_inv, m=sums["xtx"],
+    scores = Scores(bread_inv=bread_inv, m=sums["xtx"],
                      u=np.asarray(sums["indicator"] @ (X * residual[:, None])))
     transforms, singular = _transforms(scores, -0.5)
     vcov = _sandwich(scores, transforms)
@@ -349,6 +460,31 @@ def cr2_test(
                    vcov=vcov, singular=singular)
 
 
+#: ``analysis`` label -> ``method`` of the GEE rows (continuous, binary and count outcomes).
+GEE_METHODS = {MANCL_DEROUEN: CLUSTER_DF, KAUERMANN_CARROLL: CLUSTER_DF,
+               FAY_GRAUBARD: FAY_GRAUBARD_DF}
+
+
+def gee_tests(fit: SandwichFit, arm: int, n_clusters: int) -> list[tuple[str, str, float, float]]:
+    """``(analysis, method, se, df)`` of the arm coefficient for each of :data:`GEE_METHODS`:
+    the Mancl–DeRouen and Kauermann–Carroll SEs on J − 2 df, the Fay–Graubard SE on its
+    :math:`\\tilde d_H` df."""
+    contrast = np.eye(len(fit.beta))[arm]
+    se = {MANCL_DEROUEN: fit.vcov_mancl_derouen, KAUERMANN_CARROLL: fit.vcov_kauermann_carroll,
+          FAY_GRAUBARD: fit.vcov_fay_graubard}
+    return [(label, method, float(np.sqrt(se[label][arm, arm])),
+             fit.fay_graubard_df(contrast) if method == FAY_GRAUBARD_DF else n_clusters - 2.0)
+            for label, method in GEE_METHODS.items()]
+
+
+def gee_df_note(method: str, df: float) -> str:
+    """How a GEE row was tested, for its notes."""
+    if method == FAY_GRAUBARD_DF:
+        return (f"Fay-Graubard bias-corrected SE (bound {FG_BOUND:g}), t on their df "
+                f"{df:.4g}")
+    return f"t on J - 2 = {df:.0f} df"
+
+
 _SINGULAR_NOTE = ("a practice has leverage 1 (it alone determines a coefficient): eigenvalues "
                   "of I - H_jj below 1e-12 dropped from the inverse root, as clubSandwich")
 
@@ -360,8 +496,7 @@ def _outcome_rows(
     population = primary_population(patients, outcome, month, config)
     data, base, exclusions = population.data, population.base, population.exclusions
     problem, analysis = population.problem, config["analysis"]
-    labels = (MANCL_DEROUEN, KAUERMANN_CARROLL) if which == "gee" else (CR2,)
-    method = CLUSTER_DF if which == "gee" else BELL_MCCAFFREY
+    methods = GEE_METHODS if which == "gee" else {CR2: BELL_MCCAFFREY}
     arm = data.columns.index(TREATED)
     if not problem:
         try:
@@ -375,35 +510,31 @@ def _outcome_rows(
             problem = f"not estimable: {error}"
     if problem:
         return [{**base, "analysis": label, "method": method, "converged": False,
-                 "notes": join_notes(problem, exclusions)} for label in labels]
+                 "notes": join_notes(problem, exclusions)} for label, method in methods.items()]
     direction = {"alpha": analysis["alpha"], "higher_is_better": outcome["higher_is_better"]}
     if which == "cr2":
         note = ("OLS with CR2 cluster-robust SE (working model: independence) and "
                 "Bell-McCaffrey (Satterthwaite) df")
         return [t_row(
-            {**base, "analysis": CR2, "method": method, "converged": True,
+            {**base, "analysis": CR2, "method": BELL_MCCAFFREY, "converged": True,
              "notes": join_notes(exclusions, note, _SINGULAR_NOTE if test.singular else "")},
             estimate=test.estimate, se=test.se, df=test.df, **direction,
         )]
-    df = data.n_clusters - 2.0
     fitted = (f"exchangeable working correlation {fit.alpha:.4g}, scale {fit.scale:.4g}; "
-              f"uncorrected robust SE {np.sqrt(fit.vcov_robust[arm, arm]):.4g}; "
-              f"t on J - 2 = {df:.0f} df")
+              f"uncorrected robust SE {np.sqrt(fit.vcov_robust[arm, arm]):.4g}")
     truncated = "" if fit.alpha == fit.alpha_moment else (
         f"the moment estimate of the working correlation ({fit.alpha_moment:.4g}) was below "
         "the bound for a positive-definite matrix; independence working correlation used")
     unconverged = "" if fit.converged else (
         f"GEE iteration did not converge in {fit.iterations} steps; estimates are unreliable")
     rows = []
-    for label, vcov in [(MANCL_DEROUEN, fit.vcov_mancl_derouen),
-                        (KAUERMANN_CARROLL, fit.vcov_kauermann_carroll)]:
-        notes = join_notes(exclusions, fitted, truncated, unconverged,
-                           _SINGULAR_NOTE if fit.singular else "")
+    for label, method, se, df in gee_tests(fit, arm, data.n_clusters):
+        notes = join_notes(exclusions, f"{fitted}; {gee_df_note(method, df)}", truncated,
+                           unconverged, _SINGULAR_NOTE if fit.singular else "")
         rows.append(t_row(
             {**base, "analysis": label, "method": method, "converged": fit.converged,
              "notes": notes},
-            estimate=float(fit.beta[arm]), se=float(np.sqrt(vcov[arm, arm])), df=df,
-            **direction,
+            estimate=float(fit.beta[arm]), se=se, df=df, **direction,
         ))
     return rows
 
@@ -417,11 +548,12 @@ def gee_analysis(
     -------
     DataFrame
         :data:`~trialstats.contract.SENSITIVITY_COLUMNS`; per outcome and month
-        the rows ``analysis = "GEE (Mancl-DeRouen)"`` and ``"GEE (Kauermann-Carroll)"``:
-        the GEE estimate of the arm effect, its corrected SE and *t* on J − 2 df
-        (``method = "J-2"``); effect size and verdict as the primary analysis; variance
-        components and ICC NaN; ``notes`` give exclusions, :math:`\\hat\\alpha`,
-        :math:`\\hat\\phi` and the uncorrected robust SE.
+        the rows ``analysis = "GEE (Mancl-DeRouen)"`` and ``"GEE (Kauermann-Carroll)"``
+        (the GEE estimate of the arm effect, its corrected SE and *t* on J − 2 df,
+        ``method = "J-2"``) and ``"GEE (Fay-Graubard)"`` (Fay–Graubard SE, *t* on their
+        :math:`\\tilde d_H` df, ``method = "fay-graubard"``); effect size and verdict as
+        the primary analysis; variance components and ICC NaN; ``notes`` give exclusions,
+        :math:`\\hat\\alpha`, :math:`\\hat\\phi` and the uncorrected robust SE.
     """
     return each_outcome_month(patients, config, outcomes, partial(_outcome_rows, which="gee"))
 

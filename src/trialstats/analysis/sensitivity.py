@@ -11,8 +11,9 @@ primary columns (:data:`trialstats.contract.COLUMNS`) plus ``analysis``:
 - ``cluster-level`` — two-stage covariate-adjusted practice-level t-test on J − 2 df, and the
   unadjusted practice-mean t-test (:mod:`trialstats.analysis.cluster_level`);
 - ``gee`` — exchangeable GEE with Mancl–DeRouen and Kauermann–Carroll corrected sandwich
-  variances, t on J − 2 df, and ``cr2`` — baseline-adjusted OLS with CR2 cluster-robust SEs
-  and Bell–McCaffrey df (:mod:`trialstats.analysis.robust`);
+  variances, t on J − 2 df, and the Fay–Graubard variance on their df; and ``cr2`` —
+  baseline-adjusted OLS with CR2 cluster-robust SEs and Bell–McCaffrey df
+  (:mod:`trialstats.analysis.robust`);
 - ``delta-adjustment`` — the imputations of ``multiple-imputation`` with the imputed follow-up
   scores of one arm shifted by each delta of ``sensitivity.delta`` (missing not at random),
   one row per delta with an extra ``delta`` column (:mod:`trialstats.analysis.delta`);

@@ -66,6 +66,8 @@ REFERENCES = {
                      "small-sample properties. Biometrics 2001;57:126–134.",
     "kauermann-carroll": "Kauermann G, Carroll RJ. A note on the efficiency of sandwich "
                          "covariance matrix estimation. J Am Stat Assoc 2001;96:1387–1396.",
+    "fay-graubard": "Fay MP, Graubard BI. Small-sample adjustments for Wald-type tests using "
+                    "sandwich estimators. Biometrics 2001;57:1198–1206.",
     "bell-mccaffrey": "Bell RM, McCaffrey DF. Bias reduction in standard errors for linear "
                       "regression with multi-stage samples. Surv Methodol 2002;28:169–181.",
     "pustejovsky-tipton": "Pustejovsky JE, Tipton E. Small-sample methods for cluster-robust "
@@ -378,7 +380,8 @@ SENSITIVITY_METHODS = {
     "unadjusted {cluster} means",
     "gee": "generalised estimating equations with an exchangeable working correlation and "
     "Mancl–DeRouen and Kauermann–Carroll small-sample corrected sandwich variances (t on "
-    "J − 2 degrees of freedom)",
+    "J − 2 degrees of freedom) and the Fay–Graubard corrected variance (bound 0.75) with "
+    "their degrees of freedom",
     "cr2": "the baseline-adjusted regression with CR2 cluster-robust standard errors and "
     "Bell–McCaffrey degrees of freedom",
     "subgroup": "exploratory subgroup analyses: the arm × subgroup interaction (F test) and "
@@ -403,7 +406,7 @@ SENSITIVITY_REFERENCES = {
     "multiple imputation": ("van-buuren", "rubin", "barnard-rubin"),
     "repeated measures": ("satterthwaite",),
     "cluster-level": ("hayes-moulton",),
-    "gee": ("liang-zeger", "mancl-derouen", "kauermann-carroll"),
+    "gee": ("liang-zeger", "mancl-derouen", "kauermann-carroll", "fay-graubard"),
     "cr2": ("bell-mccaffrey", "pustejovsky-tipton"),
 }
 

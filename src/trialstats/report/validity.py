@@ -14,6 +14,8 @@ number of clusters.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
+
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -40,6 +42,10 @@ from trialstats.simulation.validity import COLUMNS, SIZE_BAND
 FLAG = "†"
 #: Decimals of the rates in the tables.
 DIGITS = 4
+#: Design columns that define a cell of the continuous study after the number of clusters,
+#: and their names in the tables.
+CELL = ("icc", "cv")
+CELL_NAMES = {"icc": "ICC", "cv": "CV", "prevalence": "prevalence"}
 
 #: Column header, description and reference keys of each ``(analysis, method)`` of the study.
 METHODS = {
@@ -69,7 +75,11 @@ _GENERATORS = {
 _DESIGN = ("cluster_size", "attrition", "rho_s", "rho_c", "effect", "alpha", "seed")
 
 
-def check_validity_table(study: pd.DataFrame, source: str) -> None:
+def check_validity_table(
+    study: pd.DataFrame, source: str, columns: Sequence[str] = COLUMNS,
+    fixed: Sequence[str] = _DESIGN, written_by: str = "validity.csv written by `trialstats "
+    "methods-check`",
+) -> None:
     """Raise a user-facing error when ``study`` is not a validity-study table.
 
     Parameters
@@ -78,19 +88,23 @@ def check_validity_table(study: pd.DataFrame, source: str) -> None:
         The table to check.
     source : str
         Where it came from, for the message.
+    columns, fixed : sequence of str
+        Required columns (default :data:`trialstats.simulation.validity.COLUMNS`) and those
+        that must hold one value (default the continuous study's mean cluster size,
+        attrition, correlations, effect, alpha and seed).
+    written_by : str
+        What the table should be, for the message.
 
     Raises
     ------
     TrialstatsError
-        When a column of :data:`trialstats.simulation.validity.COLUMNS` is absent, the table
-        is empty, or a fixed design value (mean cluster size, attrition, correlations,
-        effect, alpha, seed) differs between rows.
+        When a column of ``columns`` is absent, the table is empty, or a ``fixed`` design
+        value differs between rows.
     """
-    check_columns(study, source, COLUMNS,
-                  "is it the validity.csv written by `trialstats methods-check`?")
+    check_columns(study, source, columns, f"is it the {written_by}?")
     if study.empty:
         raise TrialstatsError(f"{source}: the validity table has no rows.")
-    mixed = [c for c in _DESIGN if (study[c] != study[c].iloc[0]).any()]
+    mixed = [c for c in fixed if (study[c] != study[c].iloc[0]).any()]
     if mixed:
         raise TrialstatsError(
             f"{source}: {', '.join(mixed)} differ between rows; the report describes one "
@@ -98,10 +112,10 @@ def check_validity_table(study: pd.DataFrame, source: str) -> None:
         )
 
 
-def method_label(analysis: str, method: str) -> str:
-    """Column header of ``(analysis, method)``: the abbreviation of :data:`METHODS`, or
-    ``"analysis (method)"`` for an analysis not listed there."""
-    known = METHODS.get((analysis, method))
+def method_label(analysis: str, method: str, methods: Mapping = METHODS) -> str:
+    """Column header of ``(analysis, method)``: the abbreviation of ``methods`` (default
+    :data:`METHODS`), or ``"analysis (method)"`` for an analysis not listed there."""
+    known = methods.get((analysis, method))
     return known[0] if known else f"{analysis} ({method})"
 
 
@@ -130,7 +144,10 @@ def _reps_text(study: pd.DataFrame) -> str:
     return "; ".join(parts)
 
 
-def rate_summary(study: pd.DataFrame, rate: str, band: tuple[float, float]) -> pd.DataFrame:
+def rate_summary(
+    study: pd.DataFrame, rate: str, band: tuple[float, float], cell: Sequence[str] = CELL,
+    methods: Mapping = METHODS,
+) -> pd.DataFrame:
     """One rate of every cell and method, with whether it lies outside ``band``.
 
     Parameters
@@ -141,25 +158,30 @@ def rate_summary(study: pd.DataFrame, rate: str, band: tuple[float, float]) -> p
         Which rate.
     band : (float, float)
         Acceptance band, inclusive.
+    cell : sequence of str
+        The design columns that, after ``n_clusters``, define a cell (:data:`CELL`).
+    methods : mapping
+        Column headers (:data:`METHODS`).
 
     Returns
     -------
     pandas.DataFrame
         Sorted by cell, columns ``analysis``, ``method``, ``label`` (column header),
-        ``n_clusters``, ``icc``, ``cv``, ``reps``, ``n_analysed``, the rate and its
+        ``n_clusters``, the ``cell`` columns, ``reps``, ``n_analysed``, the rate and its
         ``*_mc_se`` (unrounded) and ``flagged`` (the rate is outside ``band``; False when it
         is missing).
     """
-    summary = study[["analysis", "method", "n_clusters", "icc", "cv", "reps", "n_analysed",
+    summary = study[["analysis", "method", "n_clusters", *cell, "reps", "n_analysed",
                      rate, f"{rate}_mc_se"]].copy()
-    summary.insert(2, "label", [method_label(a, m) for a, m in
+    summary.insert(2, "label", [method_label(a, m, methods) for a, m in
                                 zip(summary["analysis"], summary["method"], strict=True)])
     values = summary[rate]
     summary["flagged"] = values.notna() & ~values.between(*band)
-    return summary.sort_values(["n_clusters", "icc", "cv"], kind="stable").reset_index(drop=True)
+    return summary.sort_values(["n_clusters", *cell], kind="stable").reset_index(drop=True)
 
 
-def rate_table(summary: pd.DataFrame, rate: str, *, name: str, title: str, notes: str) -> Table:
+def rate_table(summary: pd.DataFrame, rate: str, *, name: str, title: str, notes: str,
+               cell: Sequence[str] = CELL) -> Table:
     """The display form of :func:`rate_summary`: clusters as headings, one row per ICC and CV.
 
     Parameters
@@ -170,12 +192,15 @@ def rate_table(summary: pd.DataFrame, rate: str, *, name: str, title: str, notes
         The rate column shown.
     name, title, notes : str
         As in :class:`~trialstats.report.tables.Table`.
+    cell : sequence of str
+        The design columns of a row after ``n_clusters`` (:data:`CELL`).
 
     Returns
     -------
     Table
         Columns ``Design`` then one per method; a heading row per number of clusters, then
-        one row per ICC and CV. Cells hold the rate to :data:`DIGITS` decimals, followed by
+        one row per value of the ``cell`` columns (e.g. ``ICC 0.05, CV 0.8``). Cells hold the
+        rate to :data:`DIGITS` decimals, followed by
         :data:`FLAG` when it is outside the band; empty when the method has no rate there.
     """
     labels = list(dict.fromkeys(summary["label"]))
@@ -184,9 +209,11 @@ def rate_table(summary: pd.DataFrame, rate: str, *, name: str, title: str, notes
     for n_clusters, group in summary.groupby("n_clusters", sort=False):
         rows.append((f"{fmt_count(n_clusters)} clusters", *[""] * len(labels)))
         depth.append(0)
-        for (icc, cv), cell in group.groupby(["icc", "cv"], sort=False):
-            by_label = {r.label: r for r in cell.itertuples()}
-            rows.append((f"ICC {icc:g}, CV {cv:g}", *(
+        for values, part in group.groupby(list(cell), sort=False):
+            by_label = {r.label: r for r in part.itertuples()}
+            heading = ", ".join(f"{CELL_NAMES.get(c, c)} {v:g}"
+                                for c, v in zip(cell, values, strict=True))
+            rows.append((heading, *(
                 fmt(getattr(by_label[label], rate), DIGITS)
                 + (FLAG if by_label[label].flagged else "") if label in by_label else ""
                 for label in labels
@@ -305,67 +332,81 @@ _INK = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#56B4E9", "#E69F00", "#0000
         "#882255", "#999933")
 
 
-def validity_figure(table: pd.DataFrame) -> Figure:
+def validity_figure(
+    table: pd.DataFrame, *, panel: str = "icc", style: str = "cv",
+    label: Callable[[str, str], str] | None = None, title: str | None = None,
+) -> Figure:
     """Type I error (top row) and coverage (bottom row) against the number of clusters.
 
-    One column per ICC; one colour per analysis method; solid lines for equal cluster sizes,
-    dashed for the largest CV. Bars are 95% Monte Carlo intervals (``± 1.96 mc_se``); the
-    grey bands are :data:`SIZE_BAND` and its mirror around the nominal coverage.
+    One column per value of ``panel`` (default ICC); one colour per analysis method; solid
+    lines for the first value of ``style`` (default cluster-size CV), dashed for the others.
+    Bars are 95% Monte Carlo intervals (``± 1.96 mc_se``); the grey bands are
+    :data:`SIZE_BAND` and its mirror around the nominal coverage.
 
     Parameters
     ----------
     table : pandas.DataFrame
-        Output of :func:`trialstats.simulation.validity.validity_study`.
+        Output of :func:`trialstats.simulation.validity.validity_study` (or of
+        :func:`trialstats.simulation.validity_binary.binary_validity_study` with
+        ``panel="prevalence", style="icc"``).
+    panel, style : str
+        Design columns of the panels and of the line styles.
+    label : callable, optional
+        Legend label of ``(analysis, method)``; default the df method for the mixed model and
+        the analysis otherwise.
+    title : str, optional
+        Figure title; default that of the continuous study.
 
     Returns
     -------
     matplotlib.figure.Figure
     """
-    iccs = sorted(table["icc"].unique())
-    cvs = sorted(table["cv"].unique())
+    panels = sorted(table[panel].unique())
+    styled = sorted(table[style].unique())
     keyed = table.assign(label=[
-        m if a == MIXED_MODEL else a
+        label(a, m) if label is not None else (m if a == MIXED_MODEL else a)
         for a, m in zip(table["analysis"], table["method"], strict=True)
     ])
     labels = list(dict.fromkeys(keyed["label"]))
     alpha = float(table["alpha"].iloc[0])
     figure = Figure(figsize=(10.0, 6.0))
-    axes = figure.subplots(2, len(iccs), sharex=True, sharey="row", squeeze=False)
-    styles = {cv: ("-" if i == 0 else "--", "o" if i == 0 else "s") for i, cv in enumerate(cvs)}
+    axes = figure.subplots(2, len(panels), sharex=True, sharey="row", squeeze=False)
+    styles = {v: ("-" if i == 0 else "--", "o" if i == 0 else "s") for i, v in enumerate(styled)}
     rows = (("type_i_error", "type I error", SIZE_BAND),
             ("coverage", "coverage", (1.0 - SIZE_BAND[1], 1.0 - SIZE_BAND[0])))
     offsets = np.linspace(-0.04, 0.04, len(labels)) if len(labels) > 1 else np.zeros(1)
     for r, (column, name, band) in enumerate(rows):
-        for c, icc in enumerate(iccs):
+        for c, value in enumerate(panels):
             ax = axes[r, c]
             ax.axhspan(*band, color="#dddddd", zorder=0)
             ax.axhline(alpha if r == 0 else 1.0 - alpha, color="#777777", lw=0.8, zorder=1)
-            for k, label in enumerate(labels):
-                for cv in cvs:
-                    part = keyed[(keyed["icc"] == icc) & (keyed["cv"] == cv)
-                                 & (keyed["label"] == label)].sort_values("n_clusters")
-                    line, marker = styles[cv]
+            for k, name_k in enumerate(labels):
+                for v in styled:
+                    part = keyed[(keyed[panel] == value) & (keyed[style] == v)
+                                 & (keyed["label"] == name_k)].sort_values("n_clusters")
+                    line, marker = styles[v]
                     ax.errorbar(
                         part["n_clusters"] * np.exp(offsets[k]), part[column],
                         yerr=1.96 * part[f"{column}_mc_se"], color=_INK[k % len(_INK)],
                         ls=line, marker=marker, ms=3, lw=1.0, capsize=1.5,
-                        label=f"{label}, CV {cv:g}" if r == 0 and c == 0 else None,
+                        label=(f"{name_k}, {CELL_NAMES.get(style, style)} {v:g}"
+                               if r == 0 and c == 0 else None),
                     )
             ax.set_xscale("log")
             ticks = sorted(table["n_clusters"].unique())
             ax.set_xticks(ticks, [str(t) for t in ticks])
             ax.minorticks_off()
             if r == 0:
-                ax.set_title(f"ICC {icc:g}", fontsize=9)
+                ax.set_title(f"{CELL_NAMES.get(panel, panel)} {value:g}", fontsize=9)
             else:
                 ax.set_xlabel("clusters (both arms)")
             if c == 0:
                 ax.set_ylabel(name)
     first = table.iloc[0]
-    figure.suptitle(
+    figure.suptitle(title or (
         f"Validity of the primary analysis: {int(first['reps']):,} trials per cell and "
         f"hypothesis; mean cluster size {first['cluster_size']:g}, attrition "
-        f"{first['attrition']:g}, effect {first['effect']:g} SD for coverage",
+        f"{first['attrition']:g}, effect {first['effect']:g} SD for coverage"),
         fontsize=9,
     )
     figure.legend(loc="lower center", ncol=min(len(labels), 5), fontsize=7, frameon=False)

@@ -84,6 +84,7 @@ __all__ = [
     "PATIENT_ANALYSES",
     "SIZE_BAND",
     "StudySettings",
+    "mc_rate",
     "simulate_icc_coverage",
     "study_designs",
     "validity_study",
@@ -191,7 +192,9 @@ def study_designs(
     ]
 
 
-def _rate(hits: np.ndarray) -> tuple[float, float]:
+def mc_rate(hits: np.ndarray) -> tuple[float, float]:
+    """Share of True in ``hits`` and its Monte Carlo SE :math:`\\sqrt{\\hat p(1-\\hat p)/R}`
+    (NaN for no trials)."""
     if hits.size == 0:
         return math.nan, math.nan
     rate = float(hits.mean())
@@ -207,9 +210,9 @@ def _rejects(tests: MethodTests, effect: float, alpha: float) -> np.ndarray:
 def _summarise(
     null: MethodTests, alternative: MethodTests, effect: float, alpha: float
 ) -> dict[str, float | int | bool]:
-    size, size_se = _rate(_rejects(null, 0.0, alpha))
-    miss, miss_se = _rate(_rejects(alternative, effect, alpha))
-    power, power_se = _rate(_rejects(alternative, 0.0, alpha))
+    size, size_se = mc_rate(_rejects(null, 0.0, alpha))
+    miss, miss_se = mc_rate(_rejects(alternative, effect, alpha))
+    power, power_se = mc_rate(_rejects(alternative, 0.0, alpha))
     ok = null.analysed
     estimates = null.estimate[ok]
     spread = float(estimates.std(ddof=1)) if estimates.size > 1 else math.nan
