@@ -259,10 +259,10 @@ def draw_cluster_sizes(
 
 def draw_glmm_replicates(
     seed: int, reps: int, n_clusters: int, cluster_size: float, cv: float, min_size: int = 2,
-    *, per_patient: bool = False,
+    *, per_patient: bool = False, scenario: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | list[np.ndarray]]:
     """The random draws of ``reps`` trials analysed by a GLMM, replicate ``r`` from
-    :func:`replicate_rng` ``(seed, 0, r)``.
+    :func:`replicate_rng` ``(seed, scenario, r)``.
 
     Parameters
     ----------
@@ -288,7 +288,7 @@ def draw_glmm_replicates(
     z = np.empty((reps, n_clusters))
     uniforms = [] if per_patient else np.empty((reps, n_clusters))
     for r in range(reps):
-        rng = replicate_rng(seed, 0, r)
+        rng = replicate_rng(seed, scenario, r)
         sizes[r] = draw_cluster_sizes(rng, n_clusters, cluster_size, cv, min_size)
         z[r] = rng.standard_normal(n_clusters)
         if per_patient:

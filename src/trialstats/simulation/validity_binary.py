@@ -63,7 +63,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import special, stats
+from scipy import special
 
 from trialstats.analysis.glmm import DEFAULT_N_AGQ, fit_glmm
 from trialstats.analysis.glmm_likelihood import binary_cluster_data
@@ -79,7 +79,7 @@ from trialstats.contract import (
 )
 from trialstats.errors import TrialstatsError
 from trialstats.simulation.analyse import MethodTests, rejects
-from trialstats.simulation.draw import draw_cluster_sizes, replicate_rng
+from trialstats.simulation.draw import binary_events, draw_glmm_replicates
 from trialstats.simulation.validity import SIZE_BAND, mc_rate
 
 __all__ = [
@@ -195,15 +195,10 @@ def draw_binary_trials(
     """Events and cluster sizes (both ``(reps, J)``), the first two arguments of
     :func:`method_tests`; trial *r* from :func:`~trialstats.simulation.draw.replicate_rng`
     ``(seed, scenario, r)``."""
-    J = design.n_clusters
-    sizes = np.empty((reps, J), dtype=np.int64)
-    normal, uniform = np.empty((reps, J)), np.empty((reps, J))
-    for r in range(reps):
-        rng = replicate_rng(seed, scenario, r)
-        sizes[r] = draw_cluster_sizes(rng, J, settings.cluster_size, settings.cv, 2)
-        normal[r], uniform[r] = rng.standard_normal(J), rng.random(J)
+    sizes, normal, uniform = draw_glmm_replicates(
+        seed, reps, design.n_clusters, settings.cluster_size, settings.cv, 2, scenario=scenario)
     eta = special.logit(design.prevalence) + design.log_or * design.arm + design.sigma * normal
-    return stats.binom.ppf(uniform, sizes, special.expit(eta)), sizes
+    return binary_events(uniform, sizes, special.expit(eta)), sizes
 
 
 def marginal_risks(design: BinaryDesign, nodes: int = 200) -> tuple[float, float]:
