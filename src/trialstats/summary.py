@@ -20,9 +20,21 @@ def _statuses(table: pd.DataFrame) -> str:
     return f"{int(not_estimable.sum())} not estimable, {int(not_converged.sum())} not converged"
 
 
+# Columns that, where present, tell one model's rows from another's (a model of a binary
+# outcome has one row per effect measure; the MCID judges one of them).
+_MODEL_KEYS = ("analysis", "method", "subgroup", "level", "delta", "outcome", "month")
+
+
 def _verdicts(table: pd.DataFrame) -> str:
-    counts = table["mcid_verdict"].fillna("no verdict").value_counts()
-    return ", ".join(f"{n} {verdict}" for verdict, n in counts.items())
+    """Verdicts against the MCID counted once per model: the verdicts of its rows that have
+    one (the measure the MCID is set on), else one "no verdict"."""
+    keys = [key for key in _MODEL_KEYS if key in table.columns]
+    verdict = table["mcid_verdict"]
+    judged = verdict.notna().groupby([table[k] for k in keys], sort=False,
+                                     dropna=False).transform("any")
+    unjudged = table.loc[~judged, keys].drop_duplicates()
+    counts = pd.concat([verdict[judged], pd.Series("no verdict", index=unjudged.index)])
+    return ", ".join(f"{n} {v}" for v, n in counts.value_counts().items())
 
 
 def stage_lines(results: Path, reports: Path) -> list[str]:

@@ -1,1 +1,3 @@
-"""data."""
+"""The trial's data: strict readers of the input tables (CSV, Excel, Parquet; wide or long),
+validation against the configuration into analysis-ready tables with their fingerprint,
+outcome types and period designs, and the synthetic trials used for the default run and tests."""
