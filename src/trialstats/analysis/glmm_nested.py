@@ -111,6 +111,9 @@ _HESS_STEP = 1e-4
 _STEP_TOL = 1e-9
 _MAX_ITER = 100
 _MAX_HALVINGS = 40
+# A parameter beyond this (log odds or rate ratio, or SD) is drifting to infinity (separated
+# data): the search stops, not converged.
+_DIVERGED = 30.0
 # Intermediate node counts between the Laplace fit and the one asked for.
 _LADDER = (5,)
 # An SD below this is refitted at exactly 0, and kept there when the log-likelihood is no
@@ -439,6 +442,8 @@ def _maximise(data, start, n_agq, free, information=None):
         params, loglik, grad = trial, ll, new_grad
         if np.max(np.abs(size * step) / (1.0 + np.abs(params[index]))) < _STEP_TOL:
             converged = True
+            break
+        if np.max(np.abs(params)) > _DIVERGED:  # separation: drifting to infinity
             break
     return params, loglik, converged, information
 
