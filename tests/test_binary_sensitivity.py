@@ -127,10 +127,15 @@ def test_gee_matches_geepack_and_the_corrections_their_formulas(trial, outcome, 
 
 def test_analyses_for_continuous_outcomes_say_so(trial):
     patients, config = trial
-    table = run_analysis("repeated-measures", patients, config, ["admitted", "visits"])
-    assert table.notes.tolist() == ["not estimable: repeated-measures is for continuous "
+    table = run_analysis("permutation-test", patients, config, ["admitted", "visits"])
+    assert table.notes.tolist() == ["not estimable: permutation-test is for continuous "
                                     "outcomes"] * 2
     assert table.effect_measure.tolist() == ["odds ratio", "rate ratio"]
+    # repeated measures handle them (tests/test_glmm_repeated.py), but this trial has one
+    # follow-up month
+    table = run_analysis("repeated-measures", patients, config, ["admitted", "visits"])
+    assert table.notes.tolist() == ["not estimable: repeated measures need at least two "
+                                    "follow-up months"] * 2
 
 
 def test_gee_falls_back_to_independence_below_the_positive_definite_bound():

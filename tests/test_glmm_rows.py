@@ -184,7 +184,14 @@ def test_default_workflow_runs_a_binary_and_count_trial(tmp_path):
     sensitivity = pd.read_csv(trial / "results" / "sensitivity.csv")
     glmm = sensitivity[sensitivity.outcome != "qol"]
     handled = glmm.analysis.str.startswith(("cluster-level", "CR2", "GEE"))
-    assert glmm[~handled].notes.str.endswith("is for continuous outcomes").all()
+    # repeated measures and subgroups handle them too, but this trial has one follow-up month
+    # and no condition column
+    own = glmm.analysis.str.startswith(("repeated measures", "subgroup"))
+    assert glmm[own].notes.str.startswith((
+        "not estimable: repeated measures need at least two follow-up months",
+        "skipped: the subgroup variable 'condition'")).all()
+    assert glmm[own].analysis.str.startswith("repeated measures").sum() == 2
+    assert glmm[~handled & ~own].notes.str.endswith("is for continuous outcomes").all()
     # per outcome: 2 cluster-level, 3 GEE (MD, KC, FG), CR2; not estimable: the adjusted
     # cluster-level ratio of admitted (a practice without events) and CR2 of the count
     assert glmm[handled].estimate.notna().sum() == 10

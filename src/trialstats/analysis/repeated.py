@@ -67,6 +67,9 @@ class RepeatedData:
         Reason → patients excluded for it (first reason that applies).
     n_randomised : int
         Patients in the input table.
+    offset : ndarray (N,)
+        Log exposure of each observation (count outcomes with an ``exposure`` column, the same
+        for every month; zeros otherwise).
     """
 
     y: np.ndarray
@@ -77,6 +80,7 @@ class RepeatedData:
     practice_codes: np.ndarray
     excluded: dict[str, int]
     n_randomised: int
+    offset: np.ndarray | None = None
 
     @property
     def n_patients(self) -> int:
@@ -95,13 +99,14 @@ class RepeatedData:
 
 def repeated_data(
     patients: pd.DataFrame, outcome: str, months: list[int], *, cluster: str,
-    baseline_month: int | None, covariates: list[str],
+    baseline_month: int | None, covariates: list[str], exposure: str | None = None,
 ) -> RepeatedData:
     """Assemble the long-format repeated-measures model for ``outcome``.
 
     Patients need the baseline score (unless ``baseline_month`` is None: no baseline term),
-    every covariate and at least one of the follow-up scores at ``months``; each contributes
-    one observation per follow-up score observed.
+    every covariate, the ``exposure`` when given (its log is every observation's offset) and
+    at least one of the follow-up scores at ``months``; each contributes one observation per
+    follow-up score observed.
     """
     baseline = None if baseline_month is None else outcome_column(outcome, baseline_month)
     followups = [outcome_column(outcome, month) for month in months]
@@ -109,6 +114,7 @@ def repeated_data(
         (f"without any of {', '.join(followups)}", patients[followups].isna().all(axis=1)),
         *([(f"without {baseline}", patients[baseline].isna())] if baseline else []),
         *[(f"without {c}", patients[c].isna()) for c in covariates],
+        *([(f"without {exposure}", patients[exposure].isna())] if exposure else []),
     ])
     analysed = patients.loc[keep].reset_index(drop=True)
     # One row per observed patient-month; the month's score is put in the first follow-up's
@@ -120,7 +126,7 @@ def repeated_data(
         ignore_index=True,
     )
     base = model_data(long, outcome, months[0], cluster=cluster, baseline_month=baseline_month,
-                      covariates=covariates)
+                      covariates=covariates, exposure=exposure)
     month = long["_month"].to_numpy()
     treated = base.X[:, base.columns.index(TREATED)]
     later = {f"month[{m}]": (month == m).astype(float) for m in months[1:]}
@@ -134,7 +140,7 @@ def repeated_data(
     return RepeatedData(
         y=base.y, X=X, columns=columns, month=month,
         patient_codes=patient_codes.astype(np.intp), practice_codes=base.cluster_codes,
-        excluded=excluded, n_randomised=len(patients),
+        excluded=excluded, n_randomised=len(patients), offset=base.offset,
     )
 
 

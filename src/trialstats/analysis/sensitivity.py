@@ -29,8 +29,10 @@ parallel designs.
 Binary and count outcomes get the cluster-level analysis (Hayes & Moulton ratio residuals,
 practice proportions or log rates), logit/log-link GEE with the same corrections and, binary
 only, the CR2 linear probability model for the risk difference
-(:mod:`trialstats.analysis.binary_sensitivity`); the other analyses are for continuous outcomes
-and give a row saying so.
+(:mod:`trialstats.analysis.binary_sensitivity`), the subgroups in the GLMM
+(:mod:`trialstats.analysis.glmm_subgroups`) and the repeated-measures GLMM with practice and
+patient intercepts (:mod:`trialstats.analysis.glmm_repeated`); the other analyses are for
+continuous outcomes and give a row saying so.
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ import pandas as pd
 from trialstats.analysis.binary_sensitivity import cluster_level_rows, cr2_rows, gee_rows
 from trialstats.analysis.cluster_level import cluster_level_analysis
 from trialstats.analysis.delta import DELTA_COLUMNS, delta_adjustment
+from trialstats.analysis.glmm_repeated import glmm_repeated_analysis
 from trialstats.analysis.glmm_rows import measures_of
+from trialstats.analysis.glmm_subgroups import glmm_subgroup_analysis
 from trialstats.analysis.imputation import multiple_imputation
 from trialstats.analysis.period_sensitivity import period_sensitivity
 from trialstats.analysis.permutation import permutation_analysis
@@ -79,6 +83,22 @@ def _subgroups(patients: pd.DataFrame, config: dict[str, Any], outcomes: list[st
                              variable=config["sensitivity"]["subgroup"])
 
 
+def _glmm_subgroups(patients: pd.DataFrame, config: dict[str, Any],
+                    outcomes: list[str] | None):
+    return glmm_subgroup_analysis(patients, config, outcomes,
+                                  variable=config["sensitivity"]["subgroup"])
+
+
+def _each_month(outcome_rows: OutcomeRows) -> Analysis:
+    """The analysis giving the rows of ``outcome_rows`` at every follow-up month."""
+    return partial(_month_by_month, outcome_rows=outcome_rows)
+
+
+def _month_by_month(patients: pd.DataFrame, config: dict[str, Any], outcomes: list[str] | None,
+                    *, outcome_rows: OutcomeRows) -> pd.DataFrame:
+    return each_outcome_month(patients, config, outcomes, outcome_rows)
+
+
 #: Every sensitivity analysis by its configuration name.
 ANALYSES: dict[str, Analysis] = {
     "multiple-imputation": _imputation,
@@ -93,11 +113,14 @@ ANALYSES: dict[str, Analysis] = {
 
 
 #: The sensitivity analyses that handle binary and count outcomes, by configuration name
-#: (:mod:`trialstats.analysis.binary_sensitivity`); the others are for continuous outcomes.
-GLMM_ANALYSES: dict[str, OutcomeRows] = {
-    "cluster-level": cluster_level_rows,
-    "gee": gee_rows,
-    "cr2": cr2_rows,
+#: (:mod:`trialstats.analysis.binary_sensitivity`, :mod:`trialstats.analysis.glmm_subgroups`,
+#: :mod:`trialstats.analysis.glmm_repeated`); the others are for continuous outcomes.
+GLMM_ANALYSES: dict[str, Analysis] = {
+    "repeated-measures": glmm_repeated_analysis,
+    "cluster-level": _each_month(cluster_level_rows),
+    "gee": _each_month(gee_rows),
+    "cr2": _each_month(cr2_rows),
+    "subgroups": _glmm_subgroups,
 }
 
 
@@ -157,8 +180,7 @@ def _rows_by_type(
         tables.append(table.assign(effect_measure=MEAN_DIFFERENCE))
     other = [o for o in chosen if o["name"] not in continuous]
     if other and name in GLMM_ANALYSES:
-        tables.append(each_outcome_month(patients, config, [o["name"] for o in other],
-                                         GLMM_ANALYSES[name]))
+        tables.append(GLMM_ANALYSES[name](patients, config, [o["name"] for o in other]))
     elif other:
         tables.append(pd.DataFrame([
             {"outcome": o["name"], "month": month, "effect_measure": measures_of(o)[0],

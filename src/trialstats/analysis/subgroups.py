@@ -27,6 +27,7 @@ one arm cannot have an interaction term and is left out, with a note.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -34,7 +35,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from trialstats.analysis.design import model_data
+from trialstats.analysis.design import ModelData, model_data
 from trialstats.analysis.inference import contrast_test, satterthwaite_df
 from trialstats.analysis.reml import ClusterSums, RemlFit
 from trialstats.analysis.rows import (
@@ -49,7 +50,8 @@ from trialstats.analysis.rows import (
 from trialstats.contract import subgroup_interaction_label, subgroup_label
 from trialstats.data.validate import TREATED, baseline_month_of, outcome_column
 
-__all__ = ["interaction_f_test", "subgroup_analysis"]
+__all__ = ["SubgroupDesign", "interaction_f_test", "skipped_note", "subgroup_analysis",
+           "subgroup_design"]
 
 # Relative eigenvalue tolerance of L Phi L' (lmerTest contestMD: eps = sqrt(.Machine$double.eps)).
 _RANK_TOL = np.sqrt(np.finfo(float).eps)
@@ -102,21 +104,68 @@ def interaction_f_test(
     return f, float(q), den, float(stats.f.sf(f, q, den))
 
 
-def _outcome_rows(
-    patients: pd.DataFrame, outcome: dict[str, Any], month: int, config: dict[str, Any], *,
+@dataclass(frozen=True)
+class SubgroupDesign:
+    """The interaction model of one outcome at one month (shared by the GLMM version).
+
+    Attributes
+    ----------
+    data : ModelData
+        The primary model's data with ``variable`` among the covariates (levels in one arm
+        left out); ``data.X`` has no interaction columns.
+    X : ndarray (n, p + K - 1)
+        ``data.X`` followed by ``treated:<variable>[<level>]`` for every level after the first.
+    columns : list of str
+        Names of the columns of ``X``.
+    levels : list of str
+        The analysed levels, sorted (the first is the reference).
+    level_of : ndarray (n,)
+        Level of each analysed patient, aligned with ``data.y``.
+    exclusions : str
+        Patients left out by reason, levels left out, and the scale note.
+    problem : str
+        Why the model cannot be fitted ("" when it can).
+    """
+
+    data: ModelData
+    X: np.ndarray
+    columns: list[str]
+    levels: list[str]
+    level_of: np.ndarray
+    exclusions: str
+    problem: str
+
+    def interaction_contrasts(self, variable: str) -> np.ndarray:
+        """Rows selecting the interaction coefficients :math:`\\delta_2, \\dots, \\delta_K`."""
+        L = np.zeros((len(self.levels) - 1, len(self.columns)))
+        for row, level in enumerate(self.levels[1:]):
+            L[row, self.columns.index(f"{TREATED}:{variable}[{level}]")] = 1.0
+        return L
+
+    def level_contrast(self, variable: str, level: str) -> np.ndarray:
+        """The arm effect in ``level``: ``treated`` plus its interaction after the first level."""
+        contrast = np.zeros(len(self.columns))
+        contrast[self.columns.index(TREATED)] = 1.0
+        if level != self.levels[0]:
+            contrast[self.columns.index(f"{TREATED}:{variable}[{level}]")] = 1.0
+        return contrast
+
+
+def skipped_note(variable: str) -> str:
+    """The note of an outcome whose subgroup variable is not a patients column."""
+    return f"skipped: the subgroup variable '{variable}' is not a column of the patients table"
+
+
+def subgroup_design(
+    patients: pd.DataFrame, outcome: dict[str, Any], month: int, config: dict[str, Any],
     variable: str,
-) -> list[dict[str, Any]]:
+) -> SubgroupDesign:
+    """The interaction model of ``outcome`` at ``month`` (``variable`` must be a column):
+    the primary population with ``variable`` among the covariates (and the outcome's
+    exposure for counts); a level whose analysable patients are all in one arm is left out."""
     design, analysis = config["design"], config["analysis"]
     name = outcome["name"]
-    interaction_label = subgroup_interaction_label(variable)
-    method = analysis["df_method"][0]
-    base = {"outcome": name, "month": month, "method": method,
-            **outcome_scale(patients, outcome, design, month)}
     baseline_month = baseline_month_of(outcome, design)
-    if variable not in patients.columns:
-        return [{**base, "analysis": interaction_label, "converged": False,
-                 "notes": f"skipped: the subgroup variable '{variable}' is not a column of "
-                          "the patients table"}]
     covariates = [*analysis["covariates"], *([variable] if variable not in
                                              analysis["covariates"] else [])]
     frame_ = patients.assign(**{variable: patients[variable].map(_level_text)
@@ -135,20 +184,45 @@ def _outcome_rows(
                    "one arm")
         frame_ = frame_.loc[~in_one_arm]
     data = model_data(frame_, name, month, cluster=design["cluster"],
-                      baseline_month=baseline_month, covariates=covariates)
+                      baseline_month=baseline_month, covariates=covariates,
+                      exposure=outcome.get("exposure"))
     levels = sorted(frame_.loc[analysable.loc[frame_.index], variable].unique())
     dummies = [f"{variable}[{level}]" for level in levels[1:]]
     treated = data.X[:, data.columns.index(TREATED)]
     X = np.column_stack([data.X, *[treated * data.X[:, data.columns.index(d)]
                                    for d in dummies]])
     columns = [*data.columns, *[f"{TREATED}:{d}" for d in dummies]]
-    base |= {"n_patients": len(data.y), "n_clusters": data.n_clusters}
     exclusions = join_notes(data.exclusion_note(), dropped, scale_note(outcome, design, month))
     problem = too_few_clusters(data)
     if not problem and len(levels) < 2:
         problem = f"not estimable: fewer than two levels of {variable} in both arms"
+    # model_data keeps the analysable rows in order, so their levels line up with data.y
+    kept = analysable.loc[frame_.index]
+    if outcome.get("exposure"):
+        kept &= frame_[outcome["exposure"]].notna()
+    return SubgroupDesign(data=data, X=X, columns=columns, levels=levels,
+                          level_of=frame_.loc[kept, variable].to_numpy(),
+                          exclusions=exclusions, problem=problem)
+
+
+def _outcome_rows(
+    patients: pd.DataFrame, outcome: dict[str, Any], month: int, config: dict[str, Any], *,
+    variable: str,
+) -> list[dict[str, Any]]:
+    design, analysis = config["design"], config["analysis"]
+    interaction_label = subgroup_interaction_label(variable)
+    method = analysis["df_method"][0]
+    base = {"outcome": outcome["name"], "month": month, "method": method,
+            **outcome_scale(patients, outcome, design, month)}
+    if variable not in patients.columns:
+        return [{**base, "analysis": interaction_label, "converged": False,
+                 "notes": skipped_note(variable)}]
+    model = subgroup_design(patients, outcome, month, config, variable)
+    data, levels, exclusions, problem = model.data, model.levels, model.exclusions, model.problem
+    base |= {"n_patients": len(data.y), "n_clusters": data.n_clusters}
     if not problem:
-        sums, fit, problem = fit_or_problem(data.y, X, data.cluster_codes, data.n_clusters)
+        sums, fit, problem = fit_or_problem(data.y, model.X, data.cluster_codes,
+                                            data.n_clusters)
     if problem:
         return [{**base, "analysis": interaction_label, "converged": False,
                  "notes": join_notes(problem, exclusions)}]
@@ -160,10 +234,8 @@ def _outcome_rows(
         "practice variance estimated at 0 (boundary fit)" if bool(fit.boundary) else "",
         "" if bool(fit.converged) else "REML optimisation did not converge; estimates are "
                                        "unreliable")]
-    L = np.zeros((len(dummies), len(columns)))
-    for row, dummy in enumerate(dummies):
-        L[row, columns.index(f"{TREATED}:{dummy}")] = 1.0
-    f, num_df, den_df, p_value = interaction_f_test(sums, fit, L)
+    f, num_df, den_df, p_value = interaction_f_test(sums, fit,
+                                                    model.interaction_contrasts(variable))
     rows = [{
         **base, **components, "analysis": interaction_label, "method": "satterthwaite",
         "df": den_df, "p_value": p_value,
@@ -173,15 +245,9 @@ def _outcome_rows(
             f"interaction (levels {', '.join(levels)}); denominator df as lmerTest contest "
             "(Satterthwaite per eigen-contrast)", *flags),
     }]
-    # model_data keeps the analysable rows in order, so their levels line up with data.y
-    level_of = frame_.loc[analysable.loc[frame_.index], variable].to_numpy()
     for level in levels:
-        contrast = np.zeros(len(columns))
-        contrast[columns.index(TREATED)] = 1.0
-        if level != levels[0]:
-            contrast[columns.index(f"{TREATED}:{variable}[{level}]")] = 1.0
-        test = contrast_test(sums, fit, contrast, method)
-        in_level = level_of == level
+        test = contrast_test(sums, fit, model.level_contrast(variable, level), method)
+        in_level = model.level_of == level
         rows.append(t_row(
             {**base, **components, "analysis": subgroup_label(level),
              "n_patients": int(in_level.sum()),
