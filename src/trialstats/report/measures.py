@@ -97,7 +97,10 @@ def _flag(row: pd.Series) -> str:
     return " †" if estimable(row) and not truthy(row["converged"]) else ""
 
 
-def _estimate_cell(row: pd.Series, digits: int, named: bool = True) -> str:
+def estimate_cell(row: pd.Series, digits: int, named: bool = True) -> str:
+    """A row's estimate (CI) at its measure's decimals, prefixed with the measure's short name
+    when ``named`` (``OR 2.27 (1.32 to 3.91)``; a mean difference has none), "not estimable"
+    without an estimate, and " †" after an estimate of a fit that did not converge."""
     if not estimable(row):
         return NOT_ESTIMABLE
     measure = MEASURE_ABBREVIATIONS.get(row.get("effect_measure"), "") if named else ""
@@ -113,7 +116,7 @@ def effect_cells(row: pd.Series | None, digits: int) -> list[str]:
         return [""] * 7
     return [
         f"{fmt_count(row['n_patients'])} ({fmt_count(row['n_clusters'])})",
-        _estimate_cell(row, digits),
+        estimate_cell(row, digits),
         fmt_p(row["p_value"]),
         fmt_ci(row["icc"], row["icc_ci_low"], row["icc_ci_high"], 3),
         fmt_ci(row["effect_size"], row["es_ci_low"], row["es_ci_high"], 2),
@@ -164,10 +167,10 @@ def glmm_cells(rows: pd.DataFrame | None, digits: int, binary: bool,
     by_measure = {m: rows.iloc[k] for k, m in enumerate(measures)}
     judged = rows[np.isfinite(rows["mcid"].astype(float))]
     cells = [f"{fmt_count(main['n_patients'])} ({fmt_count(main['n_clusters'])})",
-             _estimate_cell(main, digits, main["effect_measure"] != MEAN_DIFFERENCE),
+             estimate_cell(main, digits, main["effect_measure"] != MEAN_DIFFERENCE),
              fmt_p(main["p_value"])]
     if binary:
-        cells += ["" if m not in by_measure else _estimate_cell(by_measure[m], digits, False)
+        cells += ["" if m not in by_measure else estimate_cell(by_measure[m], digits, False)
                   for m in (RISK_DIFFERENCE, RISK_RATIO)]
     cells.append(fmt_ci(main["icc"], main["icc_ci_low"], main["icc_ci_high"], 3))
     if standardised:

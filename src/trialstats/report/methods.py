@@ -398,6 +398,12 @@ GLMM_SENSITIVITY_METHODS = {
     "{participant}-level logistic or Poisson regression without arm",
     "gee": "; for binary and count outcomes with a logit or log link (odds or rate ratio)",
     "cr2": "; for binary outcomes a linear probability model (risk difference)",
+    "repeated measures": "; for binary and count outcomes the logistic or Poisson mixed model "
+    "with the same terms and random intercepts, fitted by maximum likelihood with nested "
+    "adaptive Gauss–Hermite quadrature ({cluster} integral outside, each {participant}'s "
+    "inside), odds or rate ratios per month with between-within degrees of freedom",
+    "subgroup": "; for binary and count outcomes the interaction in the logistic or Poisson "
+    "mixed model (Wald test) and the odds or rate ratio within each subgroup",
 }
 
 

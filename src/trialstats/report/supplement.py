@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from trialstats.contract import MEAN_DIFFERENCE
 from trialstats.data.validate import TREATED
 from trialstats.report.document import Table
 from trialstats.report.format import (
@@ -30,6 +31,7 @@ from trialstats.report.format import (
     sentence,
     words,
 )
+from trialstats.report.measures import estimate_cell
 
 __all__ = ["SUBGROUP", "completeness_table", "dropout_table", "subgroup_table"]
 
@@ -57,8 +59,10 @@ def subgroup_table(subgroups: pd.DataFrame, config: dict[str, Any], name: str,
     """
     level = _level(config)
     w = words(config)
+    scores = subgroups["effect_measure"].fillna(MEAN_DIFFERENCE).eq(MEAN_DIFFERENCE)
+    effect = "Adjusted difference" if scores.all() else "Adjusted effect"
     columns = ("Outcome, month and subgroup", f"Analysed n ({w.clusters})",
-               f"Adjusted difference ({level} CI)", f"Standardised effect ({level} CI)", "p",
+               f"{effect} ({level} CI)", f"Standardised effect ({level} CI)", "p",
                "Interaction p")
     rows: list[tuple[str, ...]] = []
     depth: list[int] = []
@@ -83,7 +87,7 @@ def subgroup_table(subgroups: pd.DataFrame, config: dict[str, Any], name: str,
                     rows.append((
                         label[:1].upper() + label[1:],
                         f"{fmt_count(row['n_patients'])} ({fmt_count(row['n_clusters'])})",
-                        fmt_ci(row["estimate"], row["ci_low"], row["ci_high"], digits),
+                        estimate_cell(row, digits),
                         fmt_ci(row["effect_size"], row["es_ci_low"], row["es_ci_high"], 2),
                         fmt_p(row["p_value"]), "",
                     ))
@@ -91,8 +95,11 @@ def subgroup_table(subgroups: pd.DataFrame, config: dict[str, Any], name: str,
     notes = (
         "Exploratory analyses, not powered to detect differences between subgroups: no MCID "
         "verdicts are given. Interaction p: test of the arm x subgroup interaction (does the "
-        f"effect differ between subgroups?). Adjusted difference: {contrast_text(config)} "
-        "within the subgroup; standardised effect: divided by the baseline SD."
+        f"effect differ between subgroups?). {effect}: {contrast_text(config)} within the "
+        "subgroup"
+        + ("" if scores.all() else " (OR: odds ratio, rate ratio: ratio of event rates, "
+           "from the logistic or Poisson GLMM)")
+        + ("; standardised effect: divided by the baseline SD." if scores.any() else ".")
     )
     return Table(name=name, title=title, columns=columns, rows=tuple(rows),
                  depth=tuple(depth), notes=notes, data=subgroups.reset_index(drop=True))
