@@ -391,6 +391,9 @@ def gee_exchangeable(
         iterations += 1
         residual = y - X @ beta
         scale = float(np.mean(residual**2))
+        if scale == 0.0:
+            raise TrialstatsError("the model fits every observation exactly (e.g. a constant "
+                                  "outcome): no working correlation can be estimated.")
         totals = indicator @ residual
         alpha_moment = float(
             np.sum(totals**2 - indicator @ residual**2) / 2.0 / (scale * pairs_total)

@@ -59,7 +59,8 @@ def subgroup_table(subgroups: pd.DataFrame, config: dict[str, Any], name: str,
     """
     level = _level(config)
     w = words(config)
-    scores = subgroups["effect_measure"].fillna(MEAN_DIFFERENCE).eq(MEAN_DIFFERENCE)
+    measure = subgroups["effect_measure"]
+    scores = measure.isna() | measure.eq(MEAN_DIFFERENCE)
     effect = "Adjusted difference" if scores.all() else "Adjusted effect"
     columns = ("Outcome, month and subgroup", f"Analysed n ({w.clusters})",
                f"{effect} ({level} CI)", f"Standardised effect ({level} CI)", "p",
