@@ -64,6 +64,7 @@ from scipy import optimize
 
 from trialstats.analysis.effects import mcid_verdict
 from trialstats.analysis.imputation import ImputedTrial, impute_trial, pooled_row
+from trialstats.analysis.imputation_glmm import glmm_pooled_rows
 from trialstats.analysis.rows import SENSITIVITY_COLUMNS, chosen_outcomes
 from trialstats.data.validate import outcome_column
 from trialstats.errors import TrialstatsError
@@ -136,11 +137,14 @@ def delta_rows(
     config : dict
         The validated configuration.
     deltas : list of float
-        The shifts, in the unit of ``scale``.
+        The shifts, in the unit of ``scale``; for binary and count outcomes always on the
+        log-odds or log-rate scale, added to the linear predictor of the imputed values before
+        they are redrawn (:mod:`trialstats.analysis.imputation_glmm`).
     arm : {"intervention", "control", "both"}
         Whose imputed scores are shifted.
     scale : {"raw", "standardised"}
-        ``raw``: outcome units; ``standardised``: multiples of the outcome's baseline SD.
+        ``raw``: outcome units; ``standardised``: multiples of the outcome's baseline SD
+        (continuous outcomes only).
     outcomes : list of str, optional
         Outcomes to report (default all).
 
@@ -149,7 +153,9 @@ def delta_rows(
     DataFrame
         :data:`DELTA_COLUMNS`: the columns and meanings of the multiple-imputation rows, with
         ``analysis`` = ``"delta-adjustment"``, ``delta`` the shift in the unit of ``scale``, and
-        the shift, the arm and the number of shifted scores first in ``notes``.
+        the shift, the arm and the number of shifted scores first in ``notes``. Binary and
+        count outcomes give the rows of
+        :func:`~trialstats.analysis.imputation_glmm.glmm_pooled_rows` per delta.
     """
     _check(arm, scale)
     out = []
@@ -157,17 +163,33 @@ def delta_rows(
         for month in config["design"]["followup_months"]:
             sd = trial.scales[(outcome["name"], month)]["sd_baseline"]
             cells = shifted_cells(trial, outcome["name"], month, arm)
+            arms = f"{arm} {'arms' if arm == 'both' else 'arm'}"
             for delta in deltas:
-                raw = float(delta) * (sd if scale == "standardised" else 1.0)
-                row = pooled_row(trial, config, outcome, month, offset=raw * cells)
-                note = (f"delta adjustment: {_unit(scale, sd, float(delta))} added to the "
-                        f"{int(cells.sum())} imputed month-{month} scores of the {arm} "
-                        f"{'arms' if arm == 'both' else 'arm'}")
-                notes = (f"{row['notes']}; {note}" if row["notes"].startswith("not estimable")
-                         else f"{note}; {row['notes']}")
-                out.append({**row, "analysis": ANALYSIS, "delta": float(delta),
-                            "notes": notes})
+                if outcome.get("type", "continuous") == "continuous":
+                    raw = float(delta) * (sd if scale == "standardised" else 1.0)
+                    rows = [pooled_row(trial, config, outcome, month, offset=raw * cells)]
+                    note = (f"delta adjustment: {_unit(scale, sd, float(delta))} added to the "
+                            f"{int(cells.sum())} imputed month-{month} scores of the {arms}")
+                else:
+                    rows = glmm_pooled_rows(trial, config, outcome, month, delta=float(delta),
+                                            cells=cells > 0)
+                    note = _glmm_note(outcome["type"], float(delta), int(cells.sum()), month,
+                                      arms)
+                for row in rows:
+                    notes = (f"{row['notes']}; {note}" if row["notes"].startswith(
+                        "not estimable") else f"{note}; {row['notes']}")
+                    out.append({**row, "analysis": ANALYSIS, "delta": float(delta),
+                                "notes": notes})
     return pd.DataFrame(out, columns=list(DELTA_COLUMNS))
+
+
+def _glmm_note(kind: str, delta: float, cells: int, month: int, arms: str) -> str:
+    """The delta-adjustment note of a binary or count outcome (delta on the link scale)."""
+    scale, ratio = (("log-odds", "odds ratio") if kind == "binary"
+                    else ("log-rate", "rate ratio"))
+    return (f"delta adjustment: {delta:g} on the {scale} scale ({ratio} {np.exp(delta):.4g}) "
+            f"added to the linear predictor of the {cells} imputed month-{month} values of "
+            f"the {arms} before they were redrawn (delta_scale does not apply)")
 
 
 def delta_adjustment(
@@ -236,14 +258,10 @@ def tipping_points(
 
     Parameters
     ----------
-    trial : ImputedTrial
-        The MAR imputation (:func:`trialstats.analysis.imputation.impute_trial`).
-    config : dict
-        The validated configuration (``design.primary_month``, the primary outcomes,
-        ``analysis.alpha``).
-    arm, scale : str
-        Whose imputed scores are shifted, and the unit of the reported delta, as in
-        :func:`delta_rows`.
+    trial, config, arm, scale
+        As :func:`delta_rows` (``scale`` is the unit of the reported delta); the primary
+        outcomes at ``design.primary_month`` and ``analysis.alpha`` are used. Binary and count
+        outcomes get a row saying the search is for continuous outcomes.
     limit, step : float
         The scan reaches ±``limit`` baseline SDs in steps of ``step`` SDs (module notes).
 
@@ -269,6 +287,13 @@ def tipping_points(
     out = []
     for outcome in config["outcomes"]:
         if not outcome.get("primary", False):
+            continue
+        if outcome.get("type", "continuous") != "continuous":
+            out += [{"outcome": outcome["name"], "month": month, "criterion": criterion,
+                     "delta": np.nan, "conclusion_mar": "", "conclusion_tipped": "",
+                     "notes": f"not estimable: the tipping-point search is for continuous "
+                     f"outcomes (see the delta-adjustment rows of this {outcome['type']} "
+                     f"outcome)"} for criterion in ("significance", "mcid verdict")]
             continue
         scale_ = trial.scales[(outcome["name"], month)]
         sd, mcid = scale_["sd_baseline"], scale_["mcid"]

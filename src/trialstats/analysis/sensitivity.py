@@ -28,7 +28,10 @@ parallel designs.
 Binary and count outcomes get the cluster-level analysis (Hayes & Moulton ratio residuals,
 practice proportions or log rates), logit/log-link GEE with the same corrections and, binary
 only, the CR2 linear probability model for the risk difference
-(:mod:`trialstats.analysis.binary_sensitivity`); the other analyses are for continuous outcomes
+(:mod:`trialstats.analysis.binary_sensitivity`); multiple imputation and the delta adjustment
+impute every outcome in one model (two-level logistic or Poisson draws for binary and count
+columns) and give them the pooled GLMM rows, delta on the log-odds or log-rate scale
+(:mod:`trialstats.analysis.imputation_glmm`); the other analyses are for continuous outcomes
 and give a row saying so.
 """
 
@@ -44,7 +47,7 @@ from trialstats.analysis.binary_sensitivity import cluster_level_rows, cr2_rows,
 from trialstats.analysis.cluster_level import cluster_level_analysis
 from trialstats.analysis.delta import DELTA_COLUMNS, delta_adjustment
 from trialstats.analysis.glmm_rows import measures_of
-from trialstats.analysis.imputation import multiple_imputation
+from trialstats.analysis.imputation_glmm import imputed_outcome_rows
 from trialstats.analysis.period_sensitivity import period_sensitivity
 from trialstats.analysis.permutation import permutation_analysis
 from trialstats.analysis.repeated import repeated_measures_analysis
@@ -68,9 +71,7 @@ Analysis = Callable[[pd.DataFrame, dict[str, Any], list[str] | None], pd.DataFra
 
 def _imputation(patients: pd.DataFrame, config: dict[str, Any], outcomes: list[str] | None,
                 progress: Callable[[float], None] | None = None):
-    settings = config["sensitivity"]
-    return multiple_imputation(patients, config, imputations=settings["imputations"],
-                               seed=settings["seed"], outcomes=outcomes, progress=progress)
+    return imputed_outcome_rows(patients, config, outcomes, progress=progress)
 
 
 def _subgroups(patients: pd.DataFrame, config: dict[str, Any], outcomes: list[str] | None):
@@ -91,7 +92,11 @@ ANALYSES: dict[str, Analysis] = {
 }
 
 
-#: The sensitivity analyses that handle binary and count outcomes, by configuration name
+#: The analyses of the one multilevel imputation of every outcome: they give rows for every
+#: outcome type from the same imputations (:mod:`trialstats.analysis.imputation_glmm`).
+IMPUTATION_ANALYSES = ("multiple-imputation", "delta-adjustment")
+
+#: The other sensitivity analyses that handle binary and count outcomes, by configuration name
 #: (:mod:`trialstats.analysis.binary_sensitivity`); the others are for continuous outcomes.
 GLMM_ANALYSES: dict[str, OutcomeRows] = {
     "cluster-level": cluster_level_rows,
@@ -115,7 +120,8 @@ def run_analysis(
     of missing information of multiple imputation) are in ``notes``; ``delta-adjustment``
     adds the ``delta`` column (:data:`~trialstats.analysis.delta.DELTA_COLUMNS`). The analyses
     are those of continuous outcomes (``effect_measure`` mean difference); a binary or count
-    outcome gets the rows of :data:`GLMM_ANALYSES` where the analysis has them, otherwise per
+    outcome gets the rows of :data:`IMPUTATION_ANALYSES` or :data:`GLMM_ANALYSES` where the
+    analysis has them, otherwise per
     month one row (its first measure) saying "not estimable: <name> is for continuous
     outcomes". An analysis that fails on the data (a numerical error such as numpy's
     ``LinAlgError``, or a :class:`~trialstats.errors.TrialstatsError` such as a covariate
@@ -147,8 +153,13 @@ def _rows_by_type(
     chosen: list[dict[str, Any]],
 ) -> pd.DataFrame:
     """The rows of ``analysis`` for continuous outcomes, and for binary and count outcomes
-    those of :data:`GLMM_ANALYSES` (or a row saying the analysis is for continuous outcomes),
-    in configuration order."""
+    those of :data:`IMPUTATION_ANALYSES` (every type from one imputation) or
+    :data:`GLMM_ANALYSES` (or a row saying the analysis is for continuous outcomes), in
+    configuration order."""
+    if name in IMPUTATION_ANALYSES:  # continuous rows have no effect_measure of their own
+        rows = analysis(patients, config, [o["name"] for o in chosen])
+        return rows.assign(effect_measure=rows["effect_measure"].fillna(MEAN_DIFFERENCE)
+                           if "effect_measure" in rows else MEAN_DIFFERENCE)
     continuous = [o["name"] for o in chosen if o.get("type", "continuous") == "continuous"]
     tables = []
     if continuous:
