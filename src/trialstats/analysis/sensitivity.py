@@ -156,10 +156,8 @@ def _rows_by_type(
     those of :data:`IMPUTATION_ANALYSES` (every type from one imputation) or
     :data:`GLMM_ANALYSES` (or a row saying the analysis is for continuous outcomes), in
     configuration order."""
-    if name in IMPUTATION_ANALYSES:  # continuous rows have no effect_measure of their own
-        rows = analysis(patients, config, [o["name"] for o in chosen])
-        return rows.assign(effect_measure=rows["effect_measure"].fillna(MEAN_DIFFERENCE)
-                           if "effect_measure" in rows else MEAN_DIFFERENCE)
+    if name in IMPUTATION_ANALYSES:  # rows of every type, effect_measure set
+        return analysis(patients, config, [o["name"] for o in chosen])
     continuous = [o["name"] for o in chosen if o.get("type", "continuous") == "continuous"]
     tables = []
     if continuous:
