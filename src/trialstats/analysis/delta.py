@@ -37,6 +37,20 @@ imputation per trial value. When only the follow-up score is missing (complete b
 follow-up month) the two coincide in distribution; ``tests/fixtures/delta`` checks agreement with
 ``mnar.norm`` there.
 
+Binary and count outcomes
+-------------------------
+For a binary or count outcome :math:`\delta` is on the logit (log-rate) scale, whatever
+``delta_scale`` says: the imputed follow-up values of the arms in :math:`\mathcal A` are
+redrawn from their last imputation step's linear predictor plus :math:`\delta` with the same
+uniforms, :math:`y = F^{-1}(u; \eta + \delta)`, so the odds (rate) of the outcome among them is
+:math:`e^{\delta}` times that under MAR (Carpenter & Kenward 2013, sec. 10.2; Leacy et al.
+2017, *Am J Epidemiol* 185:304); :math:`\delta = 0` is again the MAR analysis exactly
+(:mod:`trialstats.analysis.imputation_glmm`). The rows are the pooled GLMM rows (odds ratio,
+risk difference, risk ratio; or rate ratio) at each :math:`\delta`; the tipping search runs in
+log-odds units on the odds-ratio row (significance) and the row of the MCID's measure (the
+verdict). The redrawn values are whole numbers, so the pooled results are step functions of
+:math:`\delta` and a tipping point is located at the step where the conclusion changes.
+
 Tipping point
 -------------
 For a primary outcome at the primary month, let :math:`L(\delta), U(\delta)` be the pooled
