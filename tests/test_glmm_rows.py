@@ -184,7 +184,13 @@ def test_default_workflow_runs_a_binary_and_count_trial(tmp_path):
     sensitivity = pd.read_csv(trial / "results" / "sensitivity.csv")
     glmm = sensitivity[sensitivity.outcome != "qol"]
     handled = glmm.analysis.str.startswith(("cluster-level", "CR2", "GEE"))
-    assert glmm[~handled].notes.str.endswith("is for continuous outcomes").all()
+    imputed = glmm.analysis.str.startswith("multiple imputation")
+    assert glmm[~handled & ~imputed].notes.str.endswith("is for continuous outcomes").all()
+    mi = glmm[imputed].set_index(["outcome", "effect_measure"])
+    assert list(mi.index) == [("admitted", "odds ratio"), ("admitted", "risk difference"),
+                              ("admitted", "risk ratio"), ("visits", "rate ratio")]
+    assert mi.loc[("admitted", "odds ratio"), "estimate"] == pytest.approx(0.84, abs=0.15)
+    assert "exposure offset is not implemented" in mi.loc[("visits", "rate ratio"), "notes"]
     assert glmm[handled].estimate.notna().sum() == 8  # one not estimable, CR2 of a count
     qol = sensitivity[sensitivity.outcome == "qol"]
     assert (qol.effect_measure == "mean difference").all()
