@@ -183,8 +183,7 @@ def delta_rows(
             for delta in deltas:
                 if outcome.get("type", "continuous") == "continuous":
                     raw = float(delta) * (sd if scale == "standardised" else 1.0)
-                    rows = [{**pooled_row(trial, config, outcome, month, offset=raw * cells),
-                             "effect_measure": MEAN_DIFFERENCE}]
+                    rows = [pooled_row(trial, config, outcome, month, offset=raw * cells)]
                     note = (f"delta adjustment: {_unit(scale, sd, float(delta))} added to the "
                             f"{int(cells.sum())} imputed month-{month} scores of the {arms}")
                 else:
@@ -333,8 +332,8 @@ def _outcome_tipping(trial: ImputedTrial, config: dict[str, Any], outcome: dict[
 
     def evaluate(raw: float) -> dict[str, dict[str, Any]]:
         if raw not in cache:
-            rows = ([{**pooled_row(trial, config, outcome, month, offset=raw * cells),
-                      "effect_measure": MEAN_DIFFERENCE}] if continuous
+            rows = ([pooled_row(trial, config, outcome, month, offset=raw * cells)]
+                    if continuous
                     else glmm_pooled_rows(trial, config, outcome, month, delta=raw,
                                           cells=cells > 0))
             cache[raw] = {row["effect_measure"]: row for row in rows}

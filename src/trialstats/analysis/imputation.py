@@ -55,7 +55,7 @@ from trialstats.analysis.rows import (
     outcome_scale,
     scale_note,
 )
-from trialstats.contract import COLUMNS, imputation_label
+from trialstats.contract import COLUMNS, MEAN_DIFFERENCE, imputation_label
 from trialstats.data.validate import TREATED, outcome_column, outcome_months
 from trialstats.errors import TrialstatsError
 
@@ -317,7 +317,7 @@ def pooled_row(
     sd0, mcid = scale["sd_baseline"], scale["mcid"]
     base = {"outcome": name, "month": month, "method": method, "n_patients": len(frame.y),
             "n_clusters": frame.n_clusters, "sd_baseline": sd0, "mcid": mcid,
-            "analysis": imputation_label(imputations)}
+            "analysis": imputation_label(imputations), "effect_measure": MEAN_DIFFERENCE}
     column = trial.score_columns.index(outcome_column(name, month))
     observed = ~trial.missing[:, column]
     problem = arms_problem(clusters_per_arm(trial.treated[observed],

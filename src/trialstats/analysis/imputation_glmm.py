@@ -60,7 +60,7 @@ from trialstats.analysis.imputation import (
 from trialstats.analysis.inference import between_within_df
 from trialstats.analysis.marginal import marginal_effects
 from trialstats.analysis.rows import arms_problem, chosen_outcomes, clusters_per_arm, join_notes
-from trialstats.contract import MEAN_DIFFERENCE, RISK_DIFFERENCE, RISK_RATIO, imputation_label
+from trialstats.contract import RISK_DIFFERENCE, RISK_RATIO, imputation_label
 from trialstats.data.validate import TREATED, outcome_column
 from trialstats.errors import TrialstatsError
 
@@ -256,8 +256,7 @@ def imputed_outcome_rows(
     for outcome in chosen_outcomes(config, outcomes):
         for month in config["design"]["followup_months"]:
             if outcome.get("type", "continuous") == "continuous":
-                rows.append({**pooled_row(trial, config, outcome, month),
-                             "effect_measure": MEAN_DIFFERENCE})
+                rows.append(pooled_row(trial, config, outcome, month))
             else:
                 rows += glmm_pooled_rows(trial, config, outcome, month)
     return pd.DataFrame(rows, columns=list(IMPUTATION_COLUMNS))
