@@ -17,9 +17,10 @@ For patient *i* in practice *j* and the column being imputed, :math:`y_{ij}`,
 logit link and Bernoulli :math:`y` for a binary column, log link and Poisson :math:`y` for a
 count column (no over-dispersion term and no exposure offset in the imputation model).
 
-The draw (one per imputation and visit; Jolani, Debray, Koffijberg, van Buuren & Moons 2015,
-*Stat Med* 34:1841, the algorithm of micemd's ``2l.glm.bin``/``2l.glm.pois`` and mice's
-``2l.bin``; van Buuren 2018, *Flexible Imputation of Missing Data*, 2nd ed., sec. 7.6):
+The draw (one per imputation and visit) follows mice 3.15's ``mice.impute.2l.bin`` (read from
+its source; after Jolani, Debray, Koffijberg, van Buuren & Moons 2015, *Stat Med* 34:1841;
+van Buuren 2018, *Flexible Imputation of Missing Data*, 2nd ed., ch. 7) in steps 1–3 and 5,
+and departs from it in step 4:
 
 1. fit the GLMM by maximum likelihood to the rows with :math:`y` observed
    (:func:`~trialstats.analysis.glmm.fit_glmm`, adaptive Gauss–Hermite quadrature), giving
@@ -35,10 +36,11 @@ The draw (one per imputation and visit; Jolani, Debray, Koffijberg, van Buuren &
    :math:`p(z_j \mid \cdot) \propto \phi(z_j) \prod_{i\,\mathrm{obs}} f(y_{ij} \mid
    x_{ij}^\top\beta_* + \sigma_* z_j)`, a log-concave density drawn by inverse CDF on
    :data:`_GRID` nodes spanning :math:`\pm` :data:`_SPAN` of its Laplace SD around its mode,
-   the density linear between nodes (micemd draws this posterior; mice's ``2l.bin`` draws
-   :math:`b_j` from :math:`N(0, \sigma_*^2)`, ignoring the practice's observed rows, which
-   weakens the within-practice association of imputed and observed values); a practice
-   without observed rows gets :math:`z_j \sim N(0, 1)`;
+   the density linear between nodes; a practice without observed rows gets :math:`z_j \sim
+   N(0, 1)`. mice's ``2l.bin`` draws every :math:`b_j` from :math:`N(0, \sigma_*^2)`,
+   ignoring the practice's observed rows, which weakens the association of a practice's
+   imputed values with its observed ones; the posterior draw is the one a proper Bayesian
+   (Gibbs) imputation makes;
 5. for every missing :math:`y_{ij}`: the linear predictor :math:`\eta_{ij} = x_{ij}^\top
    \beta_* + \sigma_* z_j` and a uniform :math:`u_{ij}`, and :math:`y_{ij} =
    F^{-1}(u_{ij}; \eta_{ij})` (:func:`draw_values`: :math:`I\{u < \mathrm{expit}(\eta)\}`, or
