@@ -191,7 +191,13 @@ def test_default_workflow_runs_a_binary_and_count_trial(tmp_path):
         "not estimable: repeated measures need at least two follow-up months",
         "skipped: the subgroup variable 'condition'")).all()
     assert glmm[own].analysis.str.startswith("repeated measures").sum() == 2
-    assert glmm[~handled & ~own].notes.str.endswith("is for continuous outcomes").all()
+    imputed = glmm.analysis.str.startswith("multiple imputation")
+    assert glmm[~handled & ~own & ~imputed].notes.str.endswith("is for continuous outcomes").all()
+    mi = glmm[imputed].set_index(["outcome", "effect_measure"])
+    assert list(mi.index) == [("admitted", "odds ratio"), ("admitted", "risk difference"),
+                              ("admitted", "risk ratio"), ("visits", "rate ratio")]
+    assert mi.loc[("admitted", "odds ratio"), "estimate"] == pytest.approx(0.84, abs=0.15)
+    assert "exposure offset is not implemented" in mi.loc[("visits", "rate ratio"), "notes"]
     # per outcome: 2 cluster-level, 3 GEE (MD, KC, FG), CR2; not estimable: the adjusted
     # cluster-level ratio of admitted (a practice without events) and CR2 of the count
     assert glmm[handled].estimate.notna().sum() == 10

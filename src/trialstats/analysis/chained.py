@@ -60,13 +60,14 @@ imputation and analysis and counted, as in the primary analysis.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 from scipy import sparse
 from threadpoolctl import threadpool_limits
 
+from trialstats.analysis.chained_glmm import GLMM_FAMILIES, draw_glmm_column
 from trialstats.errors import TrialstatsError
 
 __all__ = ["imputation_batches", "impute_chained", "impute_missing"]
@@ -162,10 +163,19 @@ def impute_missing(
     iterations: int,
     seed: int | np.random.SeedSequence,
     progress: Callable[[float], None] | None = None,
+    kinds: Sequence[str] | None = None,
+    n_agq: int = 1,
+    latent: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> list[np.ndarray]:
     """:func:`impute_chained` keeping only the imputed cells: column *k*'s draws, shape
     (M, number of missing values of column *k*), in row order (memory grows with the
-    missing cells, not with M x n x K)."""
+    missing cells, not with M x n x K).
+
+    ``kinds`` gives each column's outcome type: ``binary`` and ``count`` columns are drawn
+    from a two-level logistic or Poisson model fitted with ``n_agq`` quadrature nodes
+    (:mod:`trialstats.analysis.chained_glmm`), the others as continuous (the default for
+    all). ``latent``, when given, receives for each of those columns the linear predictors
+    and uniforms of its last draw, (M, missing values) each."""
     y = np.asarray(values, dtype=float)
     codes = np.asarray(cluster_codes, dtype=np.intp)
     n_obs, n_cols = y.shape
@@ -185,6 +195,10 @@ def impute_missing(
     complete = np.concatenate([np.ones((n_obs, 1)), x, y], axis=1) - shift
     targets = [k for k in range(n_cols) if missing[:, k].any()]
     draws = [np.empty((imputations, int(missing[:, k].sum()))) for k in range(n_cols)]
+    glmm = {k: GLMM_FAMILIES[kinds[k]] for k in targets
+            if kinds is not None and kinds[k] in GLMM_FAMILIES}
+    if latent is not None:
+        latent.update({k: (np.empty_like(draws[k]), np.empty_like(draws[k])) for k in glmm})
     for batch in imputation_batches(imputations, complete.nbytes):
         chunk = streams[batch.start:batch.stop]
         data = np.array(np.broadcast_to(complete, (len(chunk), *complete.shape)), order="C")
@@ -198,12 +212,24 @@ def impute_missing(
             state = _Crossproducts(data, codes, int(codes.max()) + 1)
             for _ in range(iterations):
                 for k in targets:
-                    _draw_column(state, n_fixed + k, ~missing[:, k], chunk)
+                    if k not in glmm:
+                        _draw_column(state, n_fixed + k, ~missing[:, k], chunk)
+                        continue
+                    drawn, *last = draw_glmm_column(
+                        data, codes, n_fixed + k, ~missing[:, k], chunk, family=glmm[k],
+                        shift=shift[n_fixed + k], n_agq=n_agq)
+                    state.update(n_fixed + k, np.flatnonzero(missing[:, k]),
+                                 drawn - shift[n_fixed + k])
+                    if latent is not None:
+                        for store, value in zip(latent[k], last, strict=True):
+                            store[batch.start:batch.stop] = value
                 if progress is not None:
                     progress(len(chunk) / imputations)
         for k in targets:
             draws[k][batch.start:batch.stop] = (data[:, missing[:, k], n_fixed + k]
                                                   + shift[n_fixed + k])
+            if k in glmm:  # whole numbers again after the centring
+                draws[k][batch.start:batch.stop] = np.round(draws[k][batch.start:batch.stop])
         del data, state
     return draws
 

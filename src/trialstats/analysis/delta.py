@@ -37,6 +37,20 @@ imputation per trial value. When only the follow-up score is missing (complete b
 follow-up month) the two coincide in distribution; ``tests/fixtures/delta`` checks agreement with
 ``mnar.norm`` there.
 
+Binary and count outcomes
+-------------------------
+For a binary or count outcome :math:`\delta` is on the logit (log-rate) scale, whatever
+``delta_scale`` says: the imputed follow-up values of the arms in :math:`\mathcal A` are
+redrawn from their last imputation step's linear predictor plus :math:`\delta` with the same
+uniforms, :math:`y = F^{-1}(u; \eta + \delta)`, so the odds (rate) of the outcome among them is
+:math:`e^{\delta}` times that under MAR (Carpenter & Kenward 2013, sec. 10.2; Leacy et al.
+2017, *Am J Epidemiol* 185:304); :math:`\delta = 0` is again the MAR analysis exactly
+(:mod:`trialstats.analysis.imputation_glmm`). The rows are the pooled GLMM rows (odds ratio,
+risk difference, risk ratio; or rate ratio) at each :math:`\delta`; the tipping search runs in
+log-odds units on the odds-ratio row (significance) and the row of the MCID's measure (the
+verdict). The redrawn values are whole numbers, so the pooled results are step functions of
+:math:`\delta` and a tipping point is located at the step where the conclusion changes.
+
 Tipping point
 -------------
 For a primary outcome at the primary month, let :math:`L(\delta), U(\delta)` be the pooled
@@ -63,8 +77,11 @@ import pandas as pd
 from scipy import optimize
 
 from trialstats.analysis.effects import mcid_verdict
+from trialstats.analysis.glmm_rows import measures_of
 from trialstats.analysis.imputation import ImputedTrial, impute_trial, pooled_row
+from trialstats.analysis.imputation_glmm import glmm_pooled_rows
 from trialstats.analysis.rows import SENSITIVITY_COLUMNS, chosen_outcomes
+from trialstats.contract import MEAN_DIFFERENCE, RISK_DIFFERENCE
 from trialstats.data.validate import outcome_column
 from trialstats.errors import TrialstatsError
 
@@ -136,11 +153,14 @@ def delta_rows(
     config : dict
         The validated configuration.
     deltas : list of float
-        The shifts, in the unit of ``scale``.
+        The shifts, in the unit of ``scale``; for binary and count outcomes always on the
+        log-odds or log-rate scale, added to the linear predictor of the imputed values before
+        they are redrawn (:mod:`trialstats.analysis.imputation_glmm`).
     arm : {"intervention", "control", "both"}
         Whose imputed scores are shifted.
     scale : {"raw", "standardised"}
-        ``raw``: outcome units; ``standardised``: multiples of the outcome's baseline SD.
+        ``raw``: outcome units; ``standardised``: multiples of the outcome's baseline SD
+        (continuous outcomes only).
     outcomes : list of str, optional
         Outcomes to report (default all).
 
@@ -149,7 +169,9 @@ def delta_rows(
     DataFrame
         :data:`DELTA_COLUMNS`: the columns and meanings of the multiple-imputation rows, with
         ``analysis`` = ``"delta-adjustment"``, ``delta`` the shift in the unit of ``scale``, and
-        the shift, the arm and the number of shifted scores first in ``notes``.
+        the shift, the arm and the number of shifted scores first in ``notes``. Binary and
+        count outcomes give the rows of
+        :func:`~trialstats.analysis.imputation_glmm.glmm_pooled_rows` per delta.
     """
     _check(arm, scale)
     out = []
@@ -157,17 +179,33 @@ def delta_rows(
         for month in config["design"]["followup_months"]:
             sd = trial.scales[(outcome["name"], month)]["sd_baseline"]
             cells = shifted_cells(trial, outcome["name"], month, arm)
+            arms = f"{arm} {'arms' if arm == 'both' else 'arm'}"
             for delta in deltas:
-                raw = float(delta) * (sd if scale == "standardised" else 1.0)
-                row = pooled_row(trial, config, outcome, month, offset=raw * cells)
-                note = (f"delta adjustment: {_unit(scale, sd, float(delta))} added to the "
-                        f"{int(cells.sum())} imputed month-{month} scores of the {arm} "
-                        f"{'arms' if arm == 'both' else 'arm'}")
-                notes = (f"{row['notes']}; {note}" if row["notes"].startswith("not estimable")
-                         else f"{note}; {row['notes']}")
-                out.append({**row, "analysis": ANALYSIS, "delta": float(delta),
-                            "notes": notes})
+                if outcome.get("type", "continuous") == "continuous":
+                    raw = float(delta) * (sd if scale == "standardised" else 1.0)
+                    rows = [pooled_row(trial, config, outcome, month, offset=raw * cells)]
+                    note = (f"delta adjustment: {_unit(scale, sd, float(delta))} added to the "
+                            f"{int(cells.sum())} imputed month-{month} scores of the {arms}")
+                else:
+                    rows = glmm_pooled_rows(trial, config, outcome, month, delta=float(delta),
+                                            cells=cells > 0)
+                    note = _glmm_note(outcome["type"], float(delta), int(cells.sum()), month,
+                                      arms)
+                for row in rows:
+                    notes = (f"{row['notes']}; {note}" if row["notes"].startswith(
+                        "not estimable") else f"{note}; {row['notes']}")
+                    out.append({**row, "analysis": ANALYSIS, "delta": float(delta),
+                                "notes": notes})
     return pd.DataFrame(out, columns=list(DELTA_COLUMNS))
+
+
+def _glmm_note(kind: str, delta: float, cells: int, month: int, arms: str) -> str:
+    """The delta-adjustment note of a binary or count outcome (delta on the link scale)."""
+    scale, ratio = (("log-odds", "odds ratio") if kind == "binary"
+                    else ("log-rate", "rate ratio"))
+    return (f"delta adjustment: {delta:g} on the {scale} scale ({ratio} {np.exp(delta):.4g}) "
+            f"added to the linear predictor of the {cells} imputed month-{month} values of "
+            f"the {arms} before they were redrawn (delta_scale does not apply)")
 
 
 def delta_adjustment(
@@ -236,14 +274,10 @@ def tipping_points(
 
     Parameters
     ----------
-    trial : ImputedTrial
-        The MAR imputation (:func:`trialstats.analysis.imputation.impute_trial`).
-    config : dict
-        The validated configuration (``design.primary_month``, the primary outcomes,
-        ``analysis.alpha``).
-    arm, scale : str
-        Whose imputed scores are shifted, and the unit of the reported delta, as in
-        :func:`delta_rows`.
+    trial, config, arm, scale
+        As :func:`delta_rows` (``scale`` is the unit of the reported delta); the primary
+        outcomes at ``design.primary_month`` and ``analysis.alpha`` are used. For binary and
+        count outcomes delta, ``limit`` and ``step`` are in log-odds (log-rate) units.
     limit, step : float
         The scan reaches ±``limit`` baseline SDs in steps of ``step`` SDs (module notes).
 
@@ -264,57 +298,91 @@ def tipping_points(
     See the module docstring; the roots are reproducible to :math:`10^{-6}` baseline SD.
     """
     _check(arm, scale)
-    month = config["design"]["primary_month"]
-    alpha = float(config["analysis"]["alpha"])
     out = []
     for outcome in config["outcomes"]:
         if not outcome.get("primary", False):
             continue
+        out += _outcome_tipping(trial, config, outcome, arm=arm, scale=scale, limit=limit,
+                                step=step)
+    return pd.DataFrame(out, columns=list(TIPPING_COLUMNS))
+
+
+def _outcome_tipping(trial: ImputedTrial, config: dict[str, Any], outcome: dict[str, Any], *,
+                     arm: str, scale: str, limit: float, step: float) -> list[dict[str, Any]]:
+    """The two tipping-point rows of one primary outcome (:func:`tipping_points`).
+
+    A continuous outcome is searched in baseline SDs on its mean-difference row; a binary or
+    count outcome in log-odds (log-rate) units, significance on its odds-ratio (rate-ratio)
+    row (threshold 1) and the verdict on the row of its MCID's measure, ratios compared on the
+    ratio scale (thresholds 1/r and r)."""
+    month = config["design"]["primary_month"]
+    alpha = float(config["analysis"]["alpha"])
+    cells = shifted_cells(trial, outcome["name"], month, arm)
+    cache: dict[float, dict[str, dict[str, Any]]] = {}
+    continuous = outcome.get("type", "continuous") == "continuous"
+    if continuous:
         scale_ = trial.scales[(outcome["name"], month)]
         sd, mcid = scale_["sd_baseline"], scale_["mcid"]
-        cells = shifted_cells(trial, outcome["name"], month, arm)
-        cache: dict[float, dict[str, Any]] = {}
+        unit, units = (1.0, "outcome units") if scale == "raw" else (sd, "baseline SDs")
+        first = MEAN_DIFFERENCE
+    else:
+        sd = unit = 1.0
+        units = "log-odds" if outcome["type"] == "binary" else "log-rate units"
+        first = measures_of(outcome)[0]
 
-        def evaluate(raw: float, outcome=outcome, cells=cells, cache=cache) -> dict[str, Any]:
-            if raw not in cache:
-                cache[raw] = pooled_row(trial, config, outcome, month, offset=raw * cells)
-            return cache[raw]
+    def evaluate(raw: float) -> dict[str, dict[str, Any]]:
+        if raw not in cache:
+            rows = ([pooled_row(trial, config, outcome, month, offset=raw * cells)]
+                    if continuous
+                    else glmm_pooled_rows(trial, config, outcome, month, delta=raw,
+                                          cells=cells > 0))
+            cache[raw] = {row["effect_measure"]: row for row in rows}
+        return cache[raw]
 
-        unit = 1.0 if scale == "raw" else sd
-        problem = evaluate(0.0)["notes"]
-        if problem.startswith("not estimable"):
-            out += [{"outcome": outcome["name"], "month": month, "criterion": criterion,
-                     "delta": np.nan, "conclusion_mar": "", "conclusion_tipped": "",
-                     "notes": problem} for criterion in ("significance", "mcid verdict")]
+    problem = evaluate(0.0)[first]["notes"]
+    if problem.startswith("not estimable"):
+        return [{"outcome": outcome["name"], "month": month, "criterion": criterion,
+                 "delta": np.nan, "conclusion_mar": "", "conclusion_tipped": "",
+                 "notes": problem} for criterion in ("significance", "mcid verdict")]
+    verdict_on = next((m for m, row in evaluate(0.0).items() if np.isfinite(row["mcid"])),
+                      first)
+    if not continuous:
+        mcid = evaluate(0.0)[verdict_on]["mcid"]
+    ratio = first != MEAN_DIFFERENCE and verdict_on != RISK_DIFFERENCE
+    out = []
+    for criterion, measure, thresholds in (
+            ("significance", first, [1.0 if first != MEAN_DIFFERENCE else 0.0]),
+            ("mcid verdict", verdict_on, [1 / mcid, mcid] if ratio else [-mcid, mcid])):
+        def picked(raw: float, measure=measure) -> dict[str, Any]:
+            return evaluate(raw)[measure]
+
+        def conclusion(row, criterion=criterion):
+            if criterion == "mcid verdict" and not continuous:
+                return row["mcid_verdict"]
+            return _conclusion(criterion, row, alpha, outcome["higher_is_better"])
+
+        base = {"outcome": outcome["name"], "month": month, "criterion": criterion,
+                "conclusion_mar": conclusion(picked(0.0))}
+        how = (f"imputed month-{month} {'scores' if continuous else 'values'} of the {arm} "
+               f"{'arms' if arm == 'both' else 'arm'} shifted; delta in {units}")
+        if not np.isfinite(mcid) and criterion == "mcid verdict":
+            out.append({**base, "delta": np.nan, "conclusion_tipped": "",
+                        "notes": "no MCID configured"})
             continue
-        for criterion, thresholds in (("significance", [0.0]),
-                                      ("mcid verdict", [-mcid, mcid])):
-            def conclusion(row, criterion=criterion, outcome=outcome):
-                return _conclusion(criterion, row, alpha, outcome["higher_is_better"])
-
-            base = {"outcome": outcome["name"], "month": month, "criterion": criterion,
-                    "conclusion_mar": conclusion(evaluate(0.0))}
-            how = (f"imputed month-{month} scores of the {arm} "
-                   f"{'arms' if arm == 'both' else 'arm'} shifted; delta in "
-                   f"{'outcome units' if scale == 'raw' else 'baseline SDs'}")
-            if not np.isfinite(mcid) and criterion == "mcid verdict":
-                out.append({**base, "delta": np.nan, "conclusion_tipped": "",
-                            "notes": "no MCID configured"})
-                continue
-            raw = _tipping(evaluate, conclusion, thresholds, step=step * sd,
-                           steps=round(limit / step), xtol=_XTOL * sd)
-            if np.isnan(raw):
-                out.append({**base, "delta": np.nan, "conclusion_tipped": "", "notes":
-                            f"{how}; the conclusion holds for |delta| up to {limit:g} "
-                            f"baseline SD"})
-                continue
-            at = evaluate(raw)
-            tipped = conclusion(evaluate(raw + 4 * np.sign(raw) * _XTOL * sd))
-            out.append({**base, "delta": raw / unit, "estimate": at["estimate"],
-                        "ci_low": at["ci_low"], "ci_high": at["ci_high"],
-                        "p_value": at["p_value"], "conclusion_tipped": tipped,
-                        "notes": f"{how}; root to {_XTOL:g} baseline SD"})
-    return pd.DataFrame(out, columns=list(TIPPING_COLUMNS))
+        raw = _tipping(picked, conclusion, thresholds, step=step * sd,
+                       steps=round(limit / step), xtol=_XTOL * sd)
+        span = "baseline SD" if continuous else units
+        if np.isnan(raw):
+            out.append({**base, "delta": np.nan, "conclusion_tipped": "", "notes":
+                        f"{how}; the conclusion holds for |delta| up to {limit:g} {span}"})
+            continue
+        at = picked(raw)
+        tipped = conclusion(picked(raw + 4 * np.sign(raw) * _XTOL * sd))
+        out.append({**base, "delta": raw / unit, "estimate": at["estimate"],
+                    "ci_low": at["ci_low"], "ci_high": at["ci_high"],
+                    "p_value": at["p_value"], "conclusion_tipped": tipped,
+                    "notes": f"{how}; root to {_XTOL:g} {span}"})
+    return out
 
 
 def tipping_analysis(patients: pd.DataFrame, config: dict[str, Any]) -> pd.DataFrame:

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -45,6 +45,7 @@ from scipy import stats
 from trialstats.analysis.chained import imputation_batches, impute_chained, impute_missing
 from trialstats.analysis.design import ModelData, model_data
 from trialstats.analysis.effects import mcid_verdict
+from trialstats.analysis.glmm import DEFAULT_N_AGQ
 from trialstats.analysis.inference import contrast_test
 from trialstats.analysis.reml import ClusterSums, fit_reml
 from trialstats.analysis.rows import (
@@ -54,7 +55,7 @@ from trialstats.analysis.rows import (
     outcome_scale,
     scale_note,
 )
-from trialstats.contract import COLUMNS, imputation_label
+from trialstats.contract import COLUMNS, MEAN_DIFFERENCE, imputation_label
 from trialstats.data.validate import TREATED, outcome_column, outcome_months
 from trialstats.errors import TrialstatsError
 
@@ -171,6 +172,10 @@ class ImputedTrial:
         analysis (:func:`trialstats.analysis.rows.outcome_scale`).
     note : str
         How the data were imputed, for the rows' ``notes``.
+    latent : dict
+        Score column index -> (linear predictors, uniforms), each shaped like its ``draws``,
+        of the binary and count columns' last draws
+        (:mod:`trialstats.analysis.chained_glmm`; empty when every outcome is continuous).
     """
 
     values: np.ndarray
@@ -179,6 +184,7 @@ class ImputedTrial:
     frame: ModelData
     scales: dict[tuple[str, int], dict[str, float]]
     note: str
+    latent: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     @property
     def missing(self) -> np.ndarray:
@@ -233,17 +239,25 @@ def impute_trial(
     for name in covariates:
         kept &= patients[name].notna()
     values = patients.loc[kept, score_columns].to_numpy(dtype=float)
+    kinds = [o.get("type", "continuous") for o in config["outcomes"]
+             for _ in outcome_months(o, design)]
+    latent: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     draws = impute_missing(
         values, np.delete(frame.X, [0], axis=1), frame.cluster_codes,
         imputations=imputations, iterations=iterations, seed=seed, progress=progress,
+        kinds=kinds, n_agq=analysis.get("quadrature_points", DEFAULT_N_AGQ), latent=latent,
     )
     scales = {(o["name"], month): outcome_scale(patients, o, design, month)
               for o in config["outcomes"] for month in design["followup_months"]}
-    note = (f"chained-equations imputation (two-level Bayesian linear regression, "
+    others = sorted({k for k in kinds if k != "continuous"})
+    models = "two-level Bayesian linear regression" + "".join(
+        f"; {kind}: two-level {'logistic' if kind == 'binary' else 'Poisson'} GLMM draws"
+        for kind in others)
+    note = (f"chained-equations imputation ({models}, "
             f"random practice intercept) of all {len(known)} outcomes at months "
             f"{', '.join(str(m) for m in months)}, {iterations} iterations")
     return ImputedTrial(values=values, draws=draws, score_columns=score_columns,
-                        frame=frame, scales=scales, note=note)
+                        frame=frame, scales=scales, note=note, latent=latent)
 
 
 def _imputed_sums(frame: ModelData, response: np.ndarray,
@@ -303,7 +317,7 @@ def pooled_row(
     sd0, mcid = scale["sd_baseline"], scale["mcid"]
     base = {"outcome": name, "month": month, "method": method, "n_patients": len(frame.y),
             "n_clusters": frame.n_clusters, "sd_baseline": sd0, "mcid": mcid,
-            "analysis": imputation_label(imputations)}
+            "analysis": imputation_label(imputations), "effect_measure": MEAN_DIFFERENCE}
     column = trial.score_columns.index(outcome_column(name, month))
     observed = ~trial.missing[:, column]
     problem = arms_problem(clusters_per_arm(trial.treated[observed],

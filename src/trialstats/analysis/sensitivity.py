@@ -31,7 +31,10 @@ practice proportions or log rates), logit/log-link GEE with the same corrections
 only, the CR2 linear probability model for the risk difference
 (:mod:`trialstats.analysis.binary_sensitivity`), the subgroups in the GLMM
 (:mod:`trialstats.analysis.glmm_subgroups`) and the repeated-measures GLMM with practice and
-patient intercepts (:mod:`trialstats.analysis.glmm_repeated`); the other analyses are for
+patient intercepts (:mod:`trialstats.analysis.glmm_repeated`); multiple imputation and the
+delta adjustment impute every outcome in one model (two-level logistic or Poisson draws for
+binary and count columns) and give them the pooled GLMM rows, delta on the log-odds or
+log-rate scale (:mod:`trialstats.analysis.imputation_glmm`); the other analyses are for
 continuous outcomes and give a row saying so.
 """
 
@@ -49,7 +52,7 @@ from trialstats.analysis.delta import DELTA_COLUMNS, delta_adjustment
 from trialstats.analysis.glmm_repeated import glmm_repeated_analysis
 from trialstats.analysis.glmm_rows import measures_of
 from trialstats.analysis.glmm_subgroups import glmm_subgroup_analysis
-from trialstats.analysis.imputation import multiple_imputation
+from trialstats.analysis.imputation_glmm import imputed_outcome_rows
 from trialstats.analysis.period_sensitivity import period_sensitivity
 from trialstats.analysis.permutation import permutation_analysis
 from trialstats.analysis.repeated import repeated_measures_analysis
@@ -73,9 +76,7 @@ Analysis = Callable[[pd.DataFrame, dict[str, Any], list[str] | None], pd.DataFra
 
 def _imputation(patients: pd.DataFrame, config: dict[str, Any], outcomes: list[str] | None,
                 progress: Callable[[float], None] | None = None):
-    settings = config["sensitivity"]
-    return multiple_imputation(patients, config, imputations=settings["imputations"],
-                               seed=settings["seed"], outcomes=outcomes, progress=progress)
+    return imputed_outcome_rows(patients, config, outcomes, progress=progress)
 
 
 def _subgroups(patients: pd.DataFrame, config: dict[str, Any], outcomes: list[str] | None):
@@ -112,7 +113,11 @@ ANALYSES: dict[str, Analysis] = {
 }
 
 
-#: The sensitivity analyses that handle binary and count outcomes, by configuration name
+#: The analyses of the one multilevel imputation of every outcome: they give rows for every
+#: outcome type from the same imputations (:mod:`trialstats.analysis.imputation_glmm`).
+IMPUTATION_ANALYSES = ("multiple-imputation", "delta-adjustment")
+
+#: The other sensitivity analyses that handle binary and count outcomes, by configuration name
 #: (:mod:`trialstats.analysis.binary_sensitivity`, :mod:`trialstats.analysis.glmm_subgroups`,
 #: :mod:`trialstats.analysis.glmm_repeated`); the others are for continuous outcomes.
 GLMM_ANALYSES: dict[str, Analysis] = {
@@ -139,7 +144,8 @@ def run_analysis(
     of missing information of multiple imputation) are in ``notes``; ``delta-adjustment``
     adds the ``delta`` column (:data:`~trialstats.analysis.delta.DELTA_COLUMNS`). The analyses
     are those of continuous outcomes (``effect_measure`` mean difference); a binary or count
-    outcome gets the rows of :data:`GLMM_ANALYSES` where the analysis has them, otherwise per
+    outcome gets the rows of :data:`IMPUTATION_ANALYSES` or :data:`GLMM_ANALYSES` where the
+    analysis has them, otherwise per
     month one row (its first measure) saying "not estimable: <name> is for continuous
     outcomes". An analysis that fails on the data (a numerical error such as numpy's
     ``LinAlgError``, or a :class:`~trialstats.errors.TrialstatsError` such as a covariate
@@ -171,8 +177,11 @@ def _rows_by_type(
     chosen: list[dict[str, Any]],
 ) -> pd.DataFrame:
     """The rows of ``analysis`` for continuous outcomes, and for binary and count outcomes
-    those of :data:`GLMM_ANALYSES` (or a row saying the analysis is for continuous outcomes),
-    in configuration order."""
+    those of :data:`IMPUTATION_ANALYSES` (every type from one imputation) or
+    :data:`GLMM_ANALYSES` (or a row saying the analysis is for continuous outcomes), in
+    configuration order."""
+    if name in IMPUTATION_ANALYSES:  # rows of every type, effect_measure set
+        return analysis(patients, config, [o["name"] for o in chosen])
     continuous = [o["name"] for o in chosen if o.get("type", "continuous") == "continuous"]
     tables = []
     if continuous:
