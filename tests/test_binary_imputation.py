@@ -222,3 +222,27 @@ def test_tipping_point_on_the_log_odds_scale():
     odds = rows[rows["effect_measure"] == "odds ratio"]
     assert verdict["conclusion_mar"] == odds["mcid_verdict"].iloc[0]
     assert np.isfinite(odds["mcid"].iloc[0])
+
+
+def test_tipping_figure_and_sentence_of_a_binary_outcome():
+    """The report draws a binary outcome's tipping analysis as one odds-ratio curve on a log
+    axis (null line at 1), delta in log-odds units, not the OR, RD and RR rows as one curve."""
+    from trialstats.report.tipping import tipping_figure, tipping_sentences
+
+    patients, config = _simulated_trial(4)
+    config["outcomes"][0]["label"] = "On target"
+    config["sensitivity"] = {"delta_arm": "intervention", "delta_scale": "raw"}
+    imputed = impute_trial(patients, config, imputations=5, seed=3, iterations=1)
+    tipping = tipping_points(imputed, config, limit=6.0, step=0.5)
+    rows = delta_rows(imputed, config, [0.0, -1.0, -2.0]).assign(analysis="delta-adjustment")
+    ax = tipping_figure(rows, tipping, "y", config).axes[0]
+    assert ax.get_yscale() == "log" and "Odds ratio" in ax.get_ylabel()
+    assert "log-odds units" in ax.get_xlabel()
+    odds = rows[rows["effect_measure"] == "odds ratio"]
+    points = ax.lines[[len(line.get_xdata()) for line in ax.lines].index(len(odds))]
+    np.testing.assert_allclose(points.get_ydata(), odds["estimate"])  # the grid: OR rows only
+    assert [line.get_ydata()[0] for line in ax.lines
+            if line.get_linestyle() == "-" and len(line.get_xdata()) == 2
+            and line.get_ydata()[0] == line.get_ydata()[1]] == [1]  # null line at 1
+    sentence = tipping_sentences(tipping, config)["y"]
+    assert "log-odds units" in sentence and "missing values" in sentence
