@@ -24,25 +24,8 @@ from numpy.typing import ArrayLike
 from scipy import optimize, stats
 
 from trialstats.errors import TrialstatsError
+from trialstats.power import solving
 from trialstats.power.design_effect import design_effect
-from trialstats.power.solving import (
-    DISTRIBUTIONS,
-    XTOL,
-    add_solve_columns,
-    analysed_size,
-    arm_sizes,
-    broadcast_terms,
-    check_choice,
-    check_unknown_given,
-    limit_power,
-    scenario_goal,
-    size_columns,
-    solve_each,
-    solve_trial_size,
-    t_df,
-    terms_at,
-    two_sided_power,
-)
 
 __all__ = [
     "BINARY_UNKNOWNS",
@@ -172,23 +155,23 @@ alpha, attrition, distribution
         raise TrialstatsError(
             f"Unknown quantity {unknown!r}; choose one of {', '.join(BINARY_UNKNOWNS)}."
         )
-    check_choice(distribution, DISTRIBUTIONS, "distribution")
-    check_choice(direction, ("increase", "decrease"), "direction")
+    solving.check_choice(distribution, solving.DISTRIBUTIONS, "distribution")
+    solving.check_choice(direction, ("increase", "decrease"), "direction")
     given = {
         "clusters_per_arm": clusters_per_arm,
         "cluster_size": cluster_size,
         "p_intervention": p_intervention,
     }
-    check_unknown_given(unknown, given)
+    solving.check_unknown_given(unknown, given)
     if unknown == "power":
         frame = power_binary(
             p_control=p_control, p_intervention=p_intervention, cluster_size=cluster_size, icc=icc,
             clusters_per_arm=clusters_per_arm, allocation_ratio=allocation_ratio, cv=cv,
             alpha=alpha, attrition=attrition, distribution=distribution,
         )
-        return add_solve_columns(frame, unknown, np.nan)
+        return solving.add_solve_columns(frame, unknown, np.nan)
 
-    flat, solved = solve_each(
+    flat, solved = solving.solve_each(
         {
             "target_power": target_power, "p_control": p_control, "p_intervention": p_intervention,
             "cluster_size": cluster_size, "icc": icc, "k_control": clusters_per_arm,
@@ -202,7 +185,7 @@ alpha, attrition, distribution
         k_intervention=solved["k_intervention"], cv=flat["cv"], alpha=flat["alpha"],
         attrition=flat["attrition"], distribution=distribution,
     )
-    return add_solve_columns(frame, unknown, flat["target_power"], solved)
+    return solving.add_solve_columns(frame, unknown, flat["target_power"], solved)
 
 
 def clusters_hayes_bennett(
@@ -281,24 +264,24 @@ def _binary_terms(
     p0 = np.asarray(p_control, dtype=float)
     p1 = np.asarray(p_intervention, dtype=float)
     _check_proportions(p0, p1)
-    k_c, k_i = arm_sizes(k_control, allocation_ratio, k_intervention)
-    m_a = analysed_size(cluster_size, attrition)
+    k_c, k_i = solving.arm_sizes(k_control, allocation_ratio, k_intervention)
+    m_a = solving.analysed_size(cluster_size, attrition)
     deff = design_effect(m_a, icc, cv)
     var = deff * (p0 * (1 - p0) / k_c + p1 * (1 - p1) / k_i) / m_a
     ncp = np.abs(p1 - p0) / np.sqrt(var)
-    df = t_df(k_c, k_i, distribution)
-    power = two_sided_power(ncp, alpha, df)
-    return terms_at(power, k_control=k_c, k_intervention=k_i, cluster_size=cluster_size,
+    df = solving.t_df(k_c, k_i, distribution)
+    power = solving.two_sided_power(ncp, alpha, df)
+    return solving.terms_at(power, k_control=k_c, k_intervention=k_i, cluster_size=cluster_size,
                     cluster_size_analysed=m_a, p_control=p0, p_intervention=p1, icc=icc, cv=cv,
                     alpha=alpha, attrition=attrition, design_effect=deff, noncentrality=ncp, df=df,
                     distribution=distribution)
 
 
 def _binary_frame(terms: dict) -> pd.DataFrame:
-    col = broadcast_terms(terms)
+    col = solving.broadcast_terms(terms)
     return pd.DataFrame(
         {
-            **size_columns(col),
+            **solving.size_columns(col),
             "p_control": col["p_control"], "p_intervention": col["p_intervention"],
             "difference": col["p_intervention"] - col["p_control"], "icc": col["icc"],
             "cv": col["cv"], "alpha": col["alpha"], "attrition": col["attrition"],
@@ -311,7 +294,7 @@ def _binary_frame(terms: dict) -> pd.DataFrame:
 def _solve_binary_scenario(
     unknown: str, s: dict[str, float], direction: str, distribution: str
 ) -> dict[str, float]:
-    target, alpha, ratio = scenario_goal(s)
+    target, alpha, ratio = solving.scenario_goal(s)
     p0 = s["p_control"]
 
     def power_at(k_c: float, k_i: float, m: float, p1: float) -> float:
@@ -327,7 +310,7 @@ def _solve_binary_scenario(
     out = {"k_control_exact": k_c, "cluster_size_exact": m, "p_intervention": p1}
     if p1 == p0 and unknown in ("clusters_per_arm", "cluster_size"):
         raise TrialstatsError("Equal proportions cannot be told apart with any trial size.")
-    size = solve_trial_size(
+    size = solving.solve_trial_size(
         unknown, lambda kc, ki, mm: power_at(kc, ki, mm, p1), target=target, ratio=ratio,
         k_control=k_c, cluster_size=m, attrition=s["attrition"], icc=s["icc"],
         bound=lambda kc, ki: _binary_power_bound(s, kc, ki, p1, distribution),
@@ -345,7 +328,7 @@ def _solve_binary_scenario(
             f"with power {target:g} by this design; add clusters or participants."
         )
     delta = optimize.brentq(
-        lambda x: power_at(k_c, k_i, m, p0 + sign * x) - target, 0.0, edge, xtol=XTOL,
+        lambda x: power_at(k_c, k_i, m, p0 + sign * x) - target, 0.0, edge, xtol=solving.XTOL,
     )
     out.update(p_intervention=p0 + sign * delta, k_control=k_c, k_intervention=k_i, cluster_size=m)
     return out
@@ -357,4 +340,4 @@ def _binary_power_bound(
     """Limit of the power as the cluster size tends to infinity (:func:`limit_power`)."""
     p0 = s["p_control"]
     var_inf = (s["cv"] ** 2 + 1.0) * s["icc"] * (p0 * (1 - p0) / k_c + p1 * (1 - p1) / k_i)
-    return limit_power(p1 - p0, var_inf, k_c, k_i, s["alpha"], distribution)
+    return solving.limit_power(p1 - p0, var_inf, k_c, k_i, s["alpha"], distribution)

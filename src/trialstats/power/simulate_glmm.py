@@ -317,17 +317,8 @@ def simulate_count_power(
     dispersion : float, default 0
         0: Poisson counts and the Poisson GLMM; :math:`k > 0`: negative binomial counts,
         :math:`\\operatorname{Var} = \\mu + k\\mu^2`, and the negative binomial GLMM.
-    k_intervention : int, optional
-        Intervention clusters (default ``clusters_per_arm``).
-    reps, seed : int
-        Simulated trials and base seed (replicate *r* uses
-        :func:`~trialstats.simulation.draw.replicate_rng` ``(seed, 0, r)``).
-    df_method : {"between-within", "z", "residual"}
-        Reference distribution of the Wald test.
-    alpha : float
-        Two-sided level.
-    n_agq : int
-        Adaptive quadrature nodes (1 = Laplace).
+    k_intervention, reps, seed, df_method, alpha, n_agq
+        As :func:`simulate_binary_power`.
 
     Returns
     -------
