@@ -71,21 +71,9 @@ def _prepare(
 
 
 def satterthwaite_periods(sums: PeriodSums, fit: PeriodFit, contrast: Any) -> np.ndarray:
-    """Satterthwaite denominator df for :math:`L^\\top\\beta`, as lmerTest, vectorised.
-
-    Parameters
-    ----------
-    sums : PeriodSums
-        The data the model was fitted to.
-    fit : PeriodFit
-        :func:`fit_period_reml` of ``sums``.
-    contrast : array_like, shape (p,) or (..., p)
-        :math:`L`.
-
-    Returns
-    -------
-    ndarray
-        Degrees of freedom, batch shape.
+    """:func:`~trialstats.analysis.inference.satterthwaite_df` for the period model:
+    ``sums`` and its :func:`fit_period_reml` ``fit``, contrast :math:`L` of shape (p,) or
+    (..., p); degrees of freedom of the batch shape.
 
     Notes
     -----
