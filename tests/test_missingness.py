@@ -79,3 +79,22 @@ def test_no_dropout_is_reported_not_fitted(patients):
     assert dropout["odds_ratio"].isna().all()
     assert not dropout["converged"].any()
     assert dropout["notes"].str.contains("every analysed patient returned").all()
+
+
+def test_binary_baseline_is_a_yes_no_predictor_not_per_sd(patients):
+    """A binary outcome's baseline enters the dropout model as 0/1 (odds ratio 1 vs 0),
+    checked against statsmodels' formula interface on the unstandardised column."""
+    data = patients.assign(b_m0=(patients["w_m0"] > patients["w_m0"].median()).astype(float)
+                           .where(patients["w_m0"].notna()),
+                           b_m6=patients["w_m6"], b_m12=patients["w_m12"])
+    config = {**CONFIG, "outcomes": [{"name": "y"}, {"name": "b", "type": "binary"}]}
+    _, dropout = missing_data_summary(data, config)
+    ours = dropout[dropout["month"] == 12].set_index("term")
+    assert ours.loc["b_m0", "contrast"] == "1 vs 0"
+    data = data.assign(returned=data[["y_m12", "b_m12"]].notna().any(axis=1).astype(float))
+    data = data.dropna(subset=["y_m0", "b_m0", "condition"]).copy()
+    data["y_m0"] = (data["y_m0"] - data["y_m0"].mean()) / data["y_m0"].std()
+    fit = smf.glm("returned ~ treated + C(condition) + y_m0 + b_m0", data=data,
+                  family=sm.families.Binomial()).fit(
+        cov_type="cluster", cov_kwds={"groups": pd.factorize(data["practice_id"])[0]})
+    assert ours.loc["b_m0", "odds_ratio"] == pytest.approx(np.exp(fit.params["b_m0"]), rel=1e-7)

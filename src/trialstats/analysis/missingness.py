@@ -13,7 +13,8 @@ questionnaire (any configured outcome observed at month *t*),
 with :math:`T_j` the intervention indicator, :math:`x_i` the configured covariates (text
 covariates as treatment-coded dummies against the first level in sorted order, numeric ones
 standardised) and :math:`z^{(0)}_{ik}` the baseline score of outcome *k* standardised by its SD
-among the analysed patients, so every continuous odds ratio is per standard deviation. Fitted by
+among the analysed patients, so every continuous odds ratio is per standard deviation (the
+baseline of a binary outcome enters as 0/1: its odds ratio is 1 vs 0). Fitted by
 maximum likelihood (statsmodels ``GLM``, binomial family) to the patients with every predictor
 observed; the standard errors are cluster-robust by practice (sandwich with statsmodels'
 small-sample factor), and intervals and p values are Wald *z*. Odds ratios above 1 mean
@@ -71,7 +72,9 @@ def _predictors(
             continue  # measured only at follow-up: no baseline score to predict return
         column = outcome_column(outcome["name"], design["baseline_month"])
         columns[column] = patients[column].astype(float)
-        contrasts[column] = "per SD"
+        # a binary baseline is a yes/no predictor, a score or count one per SD
+        contrasts[column] = ("1 vs 0" if outcome.get("type", "continuous") == "binary"
+                             else "per SD")
     return pd.DataFrame(columns, index=patients.index), contrasts
 
 
@@ -121,9 +124,11 @@ def _dropout_rows(
         contrast = contrasts[term]
         if term in sds:
             contrast = f"per SD ({sds[term]:.4g})"
+        with np.errstate(over="ignore"):  # a separated fit: flagged in notes, shown as inf
+            ratio, low, high = np.exp([estimate, estimate - z * se, estimate + z * se])
         rows.append({
-            **base, "term": term, "contrast": contrast, "odds_ratio": np.exp(estimate),
-            "ci_low": np.exp(estimate - z * se), "ci_high": np.exp(estimate + z * se),
+            **base, "term": term, "contrast": contrast, "odds_ratio": ratio,
+            "ci_low": low, "ci_high": high,
             "p_value": float(fit.pvalues[position]), "converged": converged,
             "notes": "; ".join(notes),
         })
