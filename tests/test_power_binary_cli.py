@@ -75,11 +75,26 @@ def test_count_power_matches_cpa_count(case, capsys):
     if case["unknown"] == "power":
         assert result["power"] == pytest.approx(_two_sided(case["value"], case["flags"], 0),
                                                 rel=1e-9)
-    else:
+    elif case["unknown"] == "clusters_per_arm_exact":
         # cpa.count's help page: "nclusters of greater than 24, suggests 25 clusters"
         assert result["clusters_per_arm_exact"] == pytest.approx(case["value"], rel=5e-6)
         assert result["clusters_per_arm_exact"] < case["value"]
         assert result["clusters_per_arm"] == 25
+    else:
+        # person-time or the detectable reduction: cpa.count solves its upper-tail power for
+        # 0.8, so at its answer our two-sided power is 0.8 plus the lower tail at that
+        # noncentrality; our own answer (two-sided 0.8) needs a little less person-time and
+        # detects a slightly smaller reduction
+        solved = result["person_time" if case["unknown"] == "person_time" else "rate1"]
+        assert solved == pytest.approx(case["value"], rel=1e-4)
+        assert result["solved"] == ("person_time" if case["unknown"] == "person_time"
+                                    else "rate_ratio")
+        assert result["power"] == pytest.approx(0.8, abs=1e-10)
+        given = (f"--cluster-size {case['value']!r}" if case["unknown"] == "person_time"
+                 else f"--rate-ratio {case['value'] / result['rate0']!r}")
+        at_theirs = _cli(case["flags"].replace("--target-power 0.8", given), capsys)
+        assert at_theirs["power"] == pytest.approx(_two_sided(0.8, case["flags"], 0), rel=1e-9)
+        assert (solved < case["value"]) == (case["unknown"] == "person_time")
 
 
 def test_count_flags_that_do_not_apply_are_refused(capsys):

@@ -304,9 +304,10 @@ def _run_count_analytic(args: argparse.Namespace) -> None:
     from trialstats.errors import TrialstatsError
     from trialstats.power.rates import power_rates
 
-    if args.rate0 is None or args.rate_ratio is None or args.cluster_size is None:
-        raise TrialstatsError("A count outcome needs --rate0, --rate-ratio and --cluster-size "
-                              "(person-time per cluster).")
+    if args.rate0 is None:
+        raise TrialstatsError("A count outcome needs --rate0 (with --rate-ratio and "
+                              "--cluster-size, the person-time per cluster, unless one of them "
+                              "is solved for with --target-power).")
     unused = [flag for flag, value in (
         ("--design", args.design), ("--icc", args.icc), ("--effect", args.effect),
         ("--p0", args.p0), ("--p1", args.p1), ("--from", args.from_dir),

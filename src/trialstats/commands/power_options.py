@@ -47,7 +47,9 @@ def count_arguments(parser: argparse.ArgumentParser, *, simulation: bool = False
         "count outcome",
         "--rate0 R0 --rate-ratio RR: two event rates, Hayes & Bennett (1999) (see "
         "trialstats.power.rates); --cluster-size is then the person-time per cluster; give "
-        "--clusters-per-arm for power or --target-power for clusters per arm" if not simulation
+        "--clusters-per-arm for power, or leave out one of --clusters-per-arm, --cluster-size "
+        "and --rate-ratio (the detectable reduction) and give --target-power to solve for it"
+        if not simulation
         else "--rate0 R0 --rate-ratio RR simulate counts analysed by the random-intercept "
         "Poisson (or, with --dispersion, negative binomial) GLMM (see "
         "trialstats.power.simulate_glmm); --cluster-size is the mean number of patients per "
