@@ -34,7 +34,6 @@ Laplace fit); the measured choice is in :mod:`trialstats.analysis.glmm_nested`.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -42,8 +41,7 @@ import pandas as pd
 
 from trialstats.analysis.glmm import DEFAULT_N_AGQ
 from trialstats.analysis.glmm_nested import fit_nested_glmm, nested_data
-from trialstats.analysis.glmm_rows import measure_row, measures_of
-from trialstats.analysis.inference import between_within_df
+from trialstats.analysis.glmm_rows import glmm_df, measure_row, measures_of
 from trialstats.analysis.repeated import month_contrasts, repeated_data
 from trialstats.analysis.rows import (
     arms_problem,
@@ -58,16 +56,6 @@ from trialstats.data.validate import TREATED, baseline_month_of
 from trialstats.errors import TrialstatsError
 
 __all__ = ["glmm_repeated_analysis"]
-
-
-def _df(method: str, data, contrast: np.ndarray) -> float:
-    """Reference df of a month contrast (inf for the Wald z test)."""
-    if method == "z":
-        return np.inf
-    if method == "residual":
-        return float(data.y.size - data.X.shape[1])
-    cluster_data = SimpleNamespace(y=data.y, X=data.X, cluster_codes=data.practice_codes)
-    return float(between_within_df(cluster_data, contrast))
 
 
 def _outcome_rows(
@@ -140,7 +128,9 @@ def _outcome_rows(
             rows.append(measure_row(row, outcome, measure,
                                     estimate=float(contrast @ fit.beta),
                                     se=float(np.sqrt(contrast @ cov @ contrast)),
-                                    df=_df(method, data, contrast), alpha=analysis["alpha"]))
+                                    df=glmm_df(method, data.y, data.X, data.practice_codes,
+                                               contrast),
+                                    alpha=analysis["alpha"]))
     return rows
 
 

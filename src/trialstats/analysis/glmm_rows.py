@@ -42,6 +42,7 @@ for binary or count outcomes).
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -88,15 +89,19 @@ def measures_of(outcome: dict[str, Any]) -> tuple[str, ...]:
     return (RATE_RATIO,)
 
 
-def _df(method: str, data: ModelData, arm: int) -> float:
-    """Reference df of the arm test (inf for the Wald z test)."""
+def glmm_df(method: str, y: np.ndarray, X: np.ndarray, cluster_codes: np.ndarray,
+            contrast: np.ndarray) -> float:
+    """Reference df of a GLMM Wald test of ``contrast`` (a row of coefficients, or rows whose
+    smallest df is taken) for ``analysis.glmm_df_method``: ``z`` inf, ``residual``
+    :math:`N - p`, ``between-within`` Li & Redden's (2015) between-within df
+    (:func:`~trialstats.analysis.inference.between_within_df`) of the design ``X`` with
+    clusters ``cluster_codes``."""
     if method == "z":
         return np.inf
     if method == "residual":
-        return float(len(data.y) - data.X.shape[1])
-    contrast = np.zeros(data.X.shape[1])
-    contrast[arm] = 1.0
-    return float(between_within_df(data, contrast))
+        return float(len(y) - X.shape[1])
+    data = SimpleNamespace(y=y, X=X, cluster_codes=cluster_codes)
+    return float(min(between_within_df(data, row) for row in np.atleast_2d(contrast)))
 
 
 def _mcid(outcome: dict[str, Any], measure: str) -> tuple[float, float]:
@@ -243,7 +248,8 @@ def glmm_outcome_rows(
                     icc_ci_low=float(latent_icc(low)), icc_ci_high=float(latent_icc(high)))
     rows = []
     for method in methods:
-        df = _df(method, data, arm)
+        df = glmm_df(method, data.y, data.X, data.cluster_codes,
+                     np.eye(data.X.shape[1])[arm])
         row = {**base, "method": method}
         first = measures_of(outcome)[0]
         rows.append(measure_row(row, outcome, first, estimate=float(fit.beta[arm]),

@@ -41,23 +41,13 @@ from scipy import stats
 
 from trialstats.analysis.glmm import DEFAULT_N_AGQ, fit_glmm, latent_icc
 from trialstats.analysis.glmm_likelihood import glmm_data
-from trialstats.analysis.glmm_rows import _count_fit, measure_row, measures_of
-from trialstats.analysis.inference import between_within_df
+from trialstats.analysis.glmm_rows import _count_fit, glmm_df, measure_row, measures_of
 from trialstats.analysis.rows import each_outcome_month, join_notes
 from trialstats.analysis.subgroups import skipped_note, subgroup_design
 from trialstats.contract import subgroup_interaction_label, subgroup_label
 from trialstats.errors import TrialstatsError
 
 __all__ = ["glmm_subgroup_analysis"]
-
-
-def _df(method: str, data, contrast: np.ndarray) -> float:
-    """Reference df of a contrast (or the smallest over rows; inf for z)."""
-    if method == "z":
-        return np.inf
-    if method == "residual":
-        return float(data.y.size - data.X.shape[1])
-    return float(min(between_within_df(data, row) for row in np.atleast_2d(contrast)))
 
 
 def _outcome_rows(
@@ -111,7 +101,7 @@ def _outcome_rows(
     wald = (float(delta @ np.linalg.solve(L @ cov @ L.T, delta)) if np.all(np.isfinite(cov))
             else np.nan)  # information not positive definite: no test
     q = L.shape[0]
-    den = _df(method, design, L)
+    den = glmm_df(method, design.y, design.X, design.cluster_codes, L)
     if np.isfinite(den):
         test = f"Wald F({q}, {den:.4g}) = {wald / q:.4g}"
         p_value = float(stats.f.sf(wald / q, q, den))
@@ -138,7 +128,9 @@ def _outcome_rows(
                    f"x {variable} interaction ({len(data.y):,} patients); {method} df", *flags)}
         rows.append(measure_row(row, outcome, measure, estimate=float(contrast @ fit.beta),
                                 se=float(np.sqrt(contrast @ cov @ contrast)),
-                                df=_df(method, design, contrast), alpha=analysis["alpha"]))
+                                df=glmm_df(method, design.y, design.X, design.cluster_codes,
+                                           contrast),
+                                alpha=analysis["alpha"]))
     return rows
 
 

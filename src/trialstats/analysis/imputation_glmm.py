@@ -40,7 +40,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -49,7 +48,7 @@ import pandas as pd
 from trialstats.analysis.chained_glmm import GLMM_FAMILIES, draw_values
 from trialstats.analysis.glmm import DEFAULT_N_AGQ, fit_glmm, latent_icc
 from trialstats.analysis.glmm_likelihood import glmm_data
-from trialstats.analysis.glmm_rows import measure_row, measures_of
+from trialstats.analysis.glmm_rows import glmm_df, measure_row, measures_of
 from trialstats.analysis.imputation import (
     IMPUTATION_COLUMNS,
     ImputedTrial,
@@ -57,7 +56,6 @@ from trialstats.analysis.imputation import (
     pooled_row,
     rubin_pool,
 )
-from trialstats.analysis.inference import between_within_df
 from trialstats.analysis.marginal import marginal_effects
 from trialstats.analysis.rows import arms_problem, chosen_outcomes, clusters_per_arm, join_notes
 from trialstats.contract import RISK_DIFFERENCE, RISK_RATIO, imputation_label
@@ -84,18 +82,6 @@ def redrawn_response(trial: ImputedTrial, column: str, delta: float,
     response[:, missing[chosen]] = draw_values(eta[:, chosen] + delta, uniforms[:, chosen],
                                                family)
     return response
-
-
-def _complete_df(method: str, X: np.ndarray, y: np.ndarray, codes: np.ndarray,
-                 arm: int) -> float:
-    """Complete-data df of the arm test for ``analysis.glmm_df_method`` (inf for z)."""
-    if method == "z":
-        return np.inf
-    if method == "residual":
-        return float(len(y) - X.shape[1])
-    contrast = np.zeros(X.shape[1])
-    contrast[arm] = 1.0
-    return float(between_within_df(SimpleNamespace(X=X, y=y, cluster_codes=codes), contrast))
 
 
 def glmm_pooled_rows(
@@ -181,7 +167,8 @@ def glmm_pooled_rows(
     sigma = np.concatenate([np.ravel(f.sigma) for f in fits])
     converged = np.concatenate([np.ravel(f.converged) for f in fits])
     boundary = np.concatenate([np.ravel(f.boundary) for f in fits])
-    dfcom = _complete_df(method, X[0], response[0], frame.cluster_codes, arm)
+    dfcom = glmm_df(method, response[0], X[0], frame.cluster_codes,
+                    np.eye(X.shape[-1])[arm])
     estimates = {measures_of(outcome)[0]: (beta[:, arm], se[:, arm] ** 2)}
     if kind == "binary":
         effects = [marginal_effects(_one(fits, m), X[0 if shared else m], arm)
