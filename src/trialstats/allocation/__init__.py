@@ -11,3 +11,9 @@
 The accepted set of a constrained randomisation is what the clustered permutation test of
 :mod:`trialstats.analysis.permutation` permutes over.
 """
+
+__all__ = [
+    "balance",
+    "constrained",
+    "sequential",
+]

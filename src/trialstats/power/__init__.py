@@ -13,6 +13,8 @@ __all__ = [
     "analytic",
     "binary",
     "design_effect",
+    "design_power",
+    "designs",
     "grid",
     "plan",
     "rates",

@@ -10,17 +10,25 @@ HTML, Word, LaTeX, Markdown and CSV (``render``) and written to disk determinist
 """
 
 __all__ = [
+    "allocation",
     "build",
     "consort",
+    "disclosure",
     "document",
     "figures",
     "files",
     "format",
+    "layout",
+    "measures",
     "methods",
     "periods",
     "planning",
     "power_curves",
     "render",
+    "schematic",
+    "supplement",
     "tables",
+    "tipping",
     "validity",
+    "validity_binary",
 ]

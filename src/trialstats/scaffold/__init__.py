@@ -34,6 +34,8 @@ OUTCOME_EXAMPLES: dict[str, list[dict[str, Any]]] = {
 # Columns of the input templates besides the outcomes: the design's default column names,
 # and for ``sms`` the covariates the default run's config and report refer to, in
 # data_synthetic's order.
+__all__ = ["MONTHS", "PATIENT_COLUMNS", "PRACTICE_COLUMNS", "outcomes_block", "scaffold_files"]
+
 PRACTICE_COLUMNS = {"starter": ("practice_id", "arm", "withdrawn"),
                     "sms": ("practice_id", "arm", "list_size", "imd_score", "withdrawn")}
 PATIENT_COLUMNS = {"starter": ("patient_id", "practice_id"),

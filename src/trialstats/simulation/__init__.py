@@ -18,4 +18,5 @@ __all__ = [
     "draw",
     "periods",
     "validity",
+    "validity_binary",
 ]
