@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+__all__ = ["MONTHS", "PATIENT_COLUMNS", "PRACTICE_COLUMNS", "outcomes_block", "scaffold_files"]
+
 # Example outcome sets (``starter``, ``sms``) and the comment above them in the config, from
 # the packaged ``examples.yaml`` beside this module.
 _EXAMPLES: dict[str, dict[str, Any]] = yaml.safe_load(
@@ -34,8 +36,6 @@ OUTCOME_EXAMPLES: dict[str, list[dict[str, Any]]] = {
 # Columns of the input templates besides the outcomes: the design's default column names,
 # and for ``sms`` the covariates the default run's config and report refer to, in
 # data_synthetic's order.
-__all__ = ["MONTHS", "PATIENT_COLUMNS", "PRACTICE_COLUMNS", "outcomes_block", "scaffold_files"]
-
 PRACTICE_COLUMNS = {"starter": ("practice_id", "arm", "withdrawn"),
                     "sms": ("practice_id", "arm", "list_size", "imd_score", "withdrawn")}
 PATIENT_COLUMNS = {"starter": ("patient_id", "practice_id"),
