@@ -50,3 +50,16 @@ def test_summary_counts_binary_outcomes_once_with_their_own_method(tmp_path, cap
     assert line.startswith("primary: 2 outcome x month models (satterthwaite, between-within "
                            "df), 0 not estimable, 0 not converged;")
     assert "1 inconclusive" in line and "1 no verdict" in line  # once per model, not per measure
+
+
+def test_summary_uses_the_trials_words(tmp_path):
+    from trialstats.report.format import Words
+    from trialstats.summary import stage_lines
+
+    results = tmp_path / "results"
+    (results / "data").mkdir(parents=True)
+    pd.DataFrame({"practice_id": ["A", "B"]}).to_parquet(results / "data" / "practices.parquet")
+    pd.DataFrame({"treated": [1, 0, 1]}).to_parquet(results / "data" / "patients.parquet")
+    words = Words(cluster="school", clusters="schools", participant="pupil",
+                  participants="pupils")
+    assert stage_lines(results, tmp_path, words)[0] == "data: 2 schools randomised, 3 pupils"

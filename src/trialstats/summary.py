@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from trialstats.report.format import Words
+
 
 def _statuses(table: pd.DataFrame) -> str:
     """Models that could not be estimated (a reason in ``notes``) and fits that did not
@@ -37,13 +39,16 @@ def _verdicts(table: pd.DataFrame) -> str:
     return ", ".join(f"{n} {v}" for v, n in counts.value_counts().items())
 
 
-def stage_lines(results: Path, reports: Path) -> list[str]:
+def stage_lines(results: Path, reports: Path, words: Words | None = None) -> list[str]:
     """One line per stage whose output exists under ``results`` (and the report's path).
 
     Parameters
     ----------
     results, reports : Path
         The run's results and reports directories.
+    words : Words, optional
+        The trial's own words for its clusters and participants (default practices and
+        patients).
 
     Returns
     -------
@@ -51,12 +56,14 @@ def stage_lines(results: Path, reports: Path) -> list[str]:
         ``data``, ``primary``, ``sensitivity``, ``power`` and ``report`` lines, in that order,
         for the stages that have run.
     """
+    w = words or Words()
     lines = []
     patients = results / "data" / "patients.parquet"
     if patients.exists():
         practices = pd.read_parquet(results / "data" / "practices.parquet")
         n_patients = len(pd.read_parquet(patients, columns=["treated"]))
-        lines.append(f"data: {len(practices)} practices randomised, {n_patients:,} patients")
+        lines.append(f"data: {len(practices)} {w.clusters} randomised, {n_patients:,} "
+                     f"{w.participants}")
     primary = results / "primary.csv"
     if primary.exists():
         table = pd.read_csv(primary)

@@ -14,6 +14,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Summarise a finished run from its tidy results: data, primary analysis "
         "(models and MCID verdicts), sensitivity analyses, power scenarios, report.",
     )
+    parser.add_argument("--config", type=Path,
+                        help="the run's configuration: the summary uses its words for "
+                        "clusters and participants (default practices and patients)")
     parser.add_argument("--results", type=Path, default=Path("results"),
                         help="results directory (default: results)")
     parser.add_argument("--reports", type=Path, default=Path("reports"),
@@ -23,7 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Print the summary lines."""
+    from trialstats.config import load_config
+    from trialstats.report.format import words
     from trialstats.summary import stage_lines
 
-    for line in stage_lines(args.results, args.reports):
+    w = None if args.config is None else words(load_config(args.config))
+    for line in stage_lines(args.results, args.reports, w):
         print(line)
