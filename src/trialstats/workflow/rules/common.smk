@@ -72,4 +72,6 @@ def code_version(command):
 
 # When the whole run succeeds, print one line per stage (the details are in logs/).
 onsuccess:
-    shell("trialstats summary --config {CONFIG_FILE:q} --results results --reports reports")
+    shell(
+        "trialstats summary --config {CONFIG_FILE:q} --results results --reports reports"
+    )
