@@ -49,8 +49,23 @@ predictors):
 5. :math:`y_{ik} = x_{ik}^\top \beta_* + u_{c(i)*} + \sigma_* \epsilon_i` for the missing
    :math:`y_{ik}`, :math:`\epsilon_i \sim N(0, 1)`.
 
+Computation
+-----------
 Everything needs only the cross products and practice totals of the completed data, kept
-current as columns are re-imputed, so a visit costs :math:`O(n_{mis} p^2)`. Missing values
+current as columns are re-imputed; the observed-row statistics of :math:`y_k` are the full ones
+minus those of the rows missing :math:`y_k`. Missing scores come in few *patterns* (a
+questionnaire not returned leaves every score of that month missing), so rows are grouped by
+the set of columns they miss and each pattern with at least :math:`q` rows (:math:`q` the
+number of columns: intercept, covariates and scores) keeps its own cross products, :math:`q
+\times q` per imputation, no more memory than its rows' data. Re-imputing :math:`y_k`
+changes row and column *k* of the patterns missing it, :math:`O(n_P q)` each, so a visit costs
+:math:`O(n_{mis} q)` instead of the :math:`O(n_{mis} q^2)` of forming the missing rows' cross
+products afresh; rows of rarer patterns do the latter (the *direct* path). When patterns are
+so many that those of :math:`q` rows or more hold under half the rows, every row takes the
+direct path: the saving is then at most twofold and not worth the patterns' memory. The
+weights :math:`w_j` depend on a practice only through :math:`n_j`, so :math:`\sum_j w_j s_j
+s_j^\top = \sum_n w(n) \sum_{j: n_j = n} s_j s_j^\top` is evaluated on the grid of step 1 over
+the distinct observed counts rather than over the practices. Missing values
 start as random draws from the observed values (mice's default) and the cycle over
 :math:`y_1, \dots, y_K` is repeated ``iterations`` times. Imputed values are neither rounded nor
 clipped to the outcome's range: the analysis model is linear, and rounding biases it (Horton,
@@ -81,6 +96,10 @@ _LOG_POST_DROP = 12.0
 # Working data of the imputations advancing together (M x n x columns doubles) is capped
 # near this size; larger trials impute in batches of imputations.
 _BATCH_BYTES = 256 * 2**20
+# A pattern keeps its own cross products with at least _PATTERN_ROWS x q rows, if such patterns
+# hold at least _PATTERN_SHARE of the rows (module notes).
+_PATTERN_ROWS = 1.0
+_PATTERN_SHARE = 0.5
 
 
 def imputation_batches(imputations: int, bytes_each: int) -> list[range]:
@@ -103,7 +122,18 @@ def _cluster_sums(values: np.ndarray, codes: np.ndarray, n_clusters: int) -> np.
     return np.ascontiguousarray(np.moveaxis(totals, 0, 1))
 
 
-def impute_chained(
+def impute_chained(values: Any, *args: Any, **options: Any) -> np.ndarray:
+    """:func:`impute_missing` returning the completed scores, shape (M, n, K), observed values
+    unchanged; it takes the same arguments."""
+    y = np.asarray(values, dtype=float)
+    draws = impute_missing(y, *args, **options)
+    completed = np.array(np.broadcast_to(y, (draws[0].shape[0], *y.shape)))
+    for k, column in enumerate(draws):
+        completed[:, np.isnan(y[:, k]), k] = column
+    return completed
+
+
+def impute_missing(
     values: Any,
     covariates: Any,
     cluster_codes: Any,
@@ -112,7 +142,7 @@ def impute_chained(
     iterations: int,
     seed: int | np.random.SeedSequence,
     progress: Callable[[float], None] | None = None,
-) -> np.ndarray:
+) -> list[np.ndarray]:
     """Impute every incomplete column of ``values`` by chained two-level Bayesian regressions.
 
     Parameters
@@ -134,38 +164,17 @@ def impute_chained(
 
     Returns
     -------
-    ndarray, shape (M, n, K)
-        The completed scores (observed values unchanged).
+    list of ndarray
+        Column *k*'s draws, shape (M, number of missing values of column *k*), in row order
+        (memory grows with the missing cells, not with M x n x K).
 
     Notes
     -----
-    The model and the draws are given in the module docstring. Imputations are independent
-    chains: they advance together in batches of about ``_BATCH_BYTES`` of working data, at
-    least two at a time (:func:`imputation_batches`; all of them at once for an ordinary
-    trial), which changes no value.
+    The model, the draws and how they are computed are given in the module docstring.
+    Imputations are independent chains: they advance together in batches of about
+    ``_BATCH_BYTES`` of working data, at least two at a time (:func:`imputation_batches`;
+    all of them at once for an ordinary trial), which changes no value.
     """
-    y = np.asarray(values, dtype=float)
-    completed = np.array(np.broadcast_to(y, (imputations, *y.shape)))
-    draws = impute_missing(y, covariates, cluster_codes, imputations=imputations,
-                           iterations=iterations, seed=seed, progress=progress)
-    for k, column in enumerate(draws):
-        completed[:, np.isnan(y[:, k]), k] = column
-    return completed
-
-
-def impute_missing(
-    values: Any,
-    covariates: Any,
-    cluster_codes: Any,
-    *,
-    imputations: int,
-    iterations: int,
-    seed: int | np.random.SeedSequence,
-    progress: Callable[[float], None] | None = None,
-) -> list[np.ndarray]:
-    """:func:`impute_chained` keeping only the imputed cells: column *k*'s draws, shape
-    (M, number of missing values of column *k*), in row order (memory grows with the
-    missing cells, not with M x n x K)."""
     y = np.asarray(values, dtype=float)
     codes = np.asarray(cluster_codes, dtype=np.intp)
     n_obs, n_cols = y.shape
@@ -185,7 +194,8 @@ def impute_missing(
     complete = np.concatenate([np.ones((n_obs, 1)), x, y], axis=1) - shift
     targets = [k for k in range(n_cols) if missing[:, k].any()]
     draws = [np.empty((imputations, int(missing[:, k].sum()))) for k in range(n_cols)]
-    for batch in imputation_batches(imputations, complete.nbytes):
+    layout = _Layout(np.pad(missing, ((0, 0), (n_fixed, 0))), codes, int(codes.max()) + 1)
+    for batch in imputation_batches(imputations, layout.bytes_each):
         chunk = streams[batch.start:batch.stop]
         data = np.array(np.broadcast_to(complete, (len(chunk), *complete.shape)), order="C")
         for k in targets:
@@ -195,7 +205,7 @@ def impute_missing(
         # The products are small and many: one BLAS thread is several times faster than two
         # that synchronise on every call (and much faster when other processes share the cores).
         with threadpool_limits(limits=1, user_api="blas"):
-            state = _Crossproducts(data, codes, int(codes.max()) + 1)
+            state = _Crossproducts(data, layout)
             for _ in range(iterations):
                 for k in targets:
                     _draw_column(state, n_fixed + k, ~missing[:, k], chunk)
@@ -208,23 +218,147 @@ def impute_missing(
     return draws
 
 
+class _Missing:
+    """The rows missing one column: those of kept patterns first, pattern by pattern (each in
+    row order), then those of rarer patterns in row order.
+
+    Attributes
+    ----------
+    rows : ndarray of int
+        The rows in that order; ``rows[i]`` is the ``rank[i]``-th missing row in row order.
+    rank : ndarray of int
+    codes : ndarray of int
+        Their practices.
+    indicator : sparse matrix, shape (J, len(rows))
+        Sums them by practice.
+    starts, patterns : ndarray of int
+        Where each kept pattern's rows begin in ``rows``, and which pattern they are.
+    kept : int
+        ``rows[:kept]`` are of kept patterns, ``rows[kept:]`` take the direct path.
+    """
+
+    def __init__(self, rows: np.ndarray, key: np.ndarray, n_kept: int, codes: np.ndarray,
+                 n_clusters: int) -> None:
+        self.rank = np.argsort(key, kind="stable")
+        self.rows, key = rows[self.rank], key[self.rank]
+        self.codes = codes[self.rows]
+        self.indicator = sparse.csr_matrix(
+            (np.ones(len(self.rows)), (self.codes, np.arange(len(self.rows)))),
+            shape=(n_clusters, len(self.rows)))
+        self.kept = int(np.searchsorted(key, n_kept))
+        self.starts = np.flatnonzero(np.diff(key[:self.kept], prepend=-1))
+        self.patterns = key[self.starts]
+
+
+class _Layout:
+    """Missingness patterns of the rows and, per incomplete column, its :class:`_Missing`.
+
+    ``missing`` (n, q) marks the missing cells of the completed data's columns; patterns of at
+    least ``_PATTERN_ROWS`` x q rows are kept (numbered ``0 .. n_kept - 1``) when they hold at
+    least ``_PATTERN_SHARE`` of the rows, and ``rest`` (rows or a slice of all rows) are the
+    others.
+    """
+
+    def __init__(self, missing: np.ndarray, codes: np.ndarray, n_clusters: int) -> None:
+        n_rows, width = missing.shape
+        self.missing, self.codes, self.n_clusters = missing, codes, n_clusters
+        _, pattern, counts = np.unique(np.packbits(missing, axis=1), axis=0,
+                                       return_inverse=True, return_counts=True)
+        pattern = pattern.reshape(-1)
+        kept = counts >= _PATTERN_ROWS * width
+        if counts[kept].sum() < _PATTERN_SHARE * n_rows:
+            kept[:] = False
+        self.n_kept = int(kept.sum())
+        number = np.where(kept, np.cumsum(kept) - 1, self.n_kept)
+        key = number[pattern]  # kept pattern of each row, n_kept for the rest
+        by_key = np.argsort(key, kind="stable")
+        self.pattern_rows = np.split(by_key, np.cumsum(np.bincount(key, minlength=self.n_kept
+                                                                   + 1))[:-1])
+        rest = self.pattern_rows.pop()
+        self.rest: np.ndarray | slice = slice(None) if len(rest) == n_rows else rest
+        self.columns = {c: _Missing(np.flatnonzero(missing[:, c]), key[missing[:, c]],
+                                    self.n_kept, codes, n_clusters)
+                        for c in range(width) if missing[:, c].any()}
+        most = max(len(m.rows) for m in self.columns.values())
+        #: Working bytes per imputation: the data, the patterns' cross products and the
+        #: missing rows of a column gathered with their products.
+        self.bytes_each = 8 * width * (n_rows + self.n_kept * width + 2 * most)
+
+
 class _Crossproducts:
-    """Completed data (M, n, q) with its cross products and practice totals kept current."""
+    """Completed data (M, n, q) with what the draws need kept current.
 
-    def __init__(self, data: np.ndarray, codes: np.ndarray, n_clusters: int) -> None:
-        self.data, self.codes, self.n_clusters = data, codes, n_clusters
-        self.cross = np.swapaxes(data, 1, 2) @ data  # (M, q, q)
-        self.sums = _cluster_sums(data, codes, n_clusters)  # (M, J, q)
+    ``cross`` (M, q, q) and ``sums`` (M, J, q) are the cross products and practice totals of
+    all rows; ``patterns`` (M, P, q, q) the cross products of each kept pattern's rows and
+    ``rest`` (M, q, q) those of the other rows, so that ``cross`` is their sum; ``fixed`` (J, q)
+    the practice totals of the observed cells.
+    """
 
-    def update(self, column: int, rows: np.ndarray, values: np.ndarray) -> None:
-        """Set ``data[:, rows, column] = values`` and refresh that column's sums."""
-        self.data[:, rows, column] = values
-        current = self.data[:, None, :, column]
-        products = (current @ self.data)[:, 0, :]
-        self.cross[:, column, :] = products
-        self.cross[:, :, column] = products
-        self.sums[:, :, column] = _cluster_sums(
-            np.swapaxes(current, 1, 2), self.codes, self.n_clusters)[:, :, 0]
+    def __init__(self, data: np.ndarray, layout: _Layout) -> None:
+        self.data, self.layout = data, layout
+        self.codes, self.n_clusters = layout.codes, layout.n_clusters
+        self.patterns = np.stack([np.swapaxes(data[:, rows], 1, 2) @ data[:, rows]
+                                  for rows in layout.pattern_rows], axis=1) \
+            if layout.n_kept else np.zeros((len(data), 0, data.shape[2], data.shape[2]))
+        rest = data[:, layout.rest]
+        self.rest = np.swapaxes(rest, 1, 2) @ rest
+        self.cross = self.patterns.sum(axis=1) + self.rest
+        self.fixed = _cluster_sums(np.where(layout.missing, 0.0, data[0])[None], self.codes,
+                                   self.n_clusters)[0]
+        self.sums = np.array(np.broadcast_to(self.fixed, (len(data), *self.fixed.shape)))
+        for column, where in layout.columns.items():
+            self.sums[:, :, column] += (where.indicator @ data[:, where.rows, column].T).T
+
+    def gather(self, column: int) -> np.ndarray:
+        """The rows missing ``column``, in the order of its :class:`_Missing`: (M, n_mis, q)."""
+        return self.data[:, self.layout.columns[column].rows]
+
+    def observed(self, column: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Cross products (M, q, q) and practice totals (M, J, q) of the rows observing
+        ``column``, given the rows missing it (:meth:`gather`)."""
+        where = self.layout.columns[column]
+        rare = rows[:, where.kept:]
+        cross = (self.cross - self.patterns[:, where.patterns].sum(axis=1)
+                 - np.swapaxes(rare, 1, 2) @ rare)
+        sums = self.sums - np.stack([where.indicator @ block for block in rows])
+        return cross, sums
+
+    def update(self, column: int, values: np.ndarray, rows: np.ndarray) -> None:
+        """Set the missing cells of ``column`` to ``values`` (M, n_mis), in row order, and
+        bring the statistics up to date; ``rows`` are the gathered missing rows (changed)."""
+        where = self.layout.columns[column]
+        ordered = values[:, where.rank]
+        self.data[:, where.rows, column] = ordered
+        self.sums[:, :, column] = self.fixed[:, column] + (where.indicator @ ordered.T).T
+        rows[:, :, column] = ordered
+        if where.kept:
+            products = np.add.reduceat(rows[:, :where.kept] * ordered[:, :where.kept, None],
+                                       where.starts, axis=1)
+            self.patterns[:, where.patterns, column, :] = products
+            np.swapaxes(self.patterns, 2, 3)[:, where.patterns, column, :] = products
+        if where.kept < len(where.rows):
+            rest = self.data[:, self.layout.rest]
+            products = (np.swapaxes(rest[:, :, column, None], 1, 2) @ rest)[:, 0]
+            self.rest[:, column, :] = products
+            self.rest[:, :, column] = products
+        total = self.patterns[:, :, column, :].sum(axis=1) + self.rest[:, column, :]
+        self.cross[:, column, :] = total
+        self.cross[:, :, column] = total
+
+
+def _grouped_outer(sums: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Distinct practice counts ``sizes`` (D,), how many practices have each, and for each the
+    sum of the outer products of those practices' totals, :math:`S_g^\top S_g`: (M, D,
+    width^2) from ``sums`` (M, J, width)."""
+    n_imp, _, width = sums.shape
+    sizes, group, multiplicity = np.unique(n, return_inverse=True, return_counts=True)
+    ordered = sums[:, np.argsort(group, kind="stable")]
+    bounds = np.concatenate([[0], np.cumsum(multiplicity)])
+    outer = np.empty((n_imp, len(sizes), width * width))
+    for g, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+        block = ordered[:, start:stop]
+        outer[:, g] = (np.swapaxes(block, 1, 2) @ block).reshape(n_imp, width * width)
+    return sizes, multiplicity.astype(float), outer
 
 
 class _Regression:
@@ -237,29 +371,32 @@ class _Regression:
     """
 
     def __init__(self, cross: np.ndarray, sums: np.ndarray, n: np.ndarray) -> None:
-        n_imp, n_clusters, width = sums.shape
+        width = sums.shape[2]
         self.p = width - 1
         self.n = n
         self.sums = sums
         ridge = _RIDGE * np.einsum("mkk->mk", cross)
         ridge[:, -1] = 0.0
         self.cross = cross + ridge[:, :, None] * np.eye(width)
-        self.outer = (sums[:, :, :, None] * sums[:, :, None, :]).reshape(
-            n_imp, n_clusters, width * width)
+        self.sizes, self.multiplicity, self.outer = _grouped_outer(sums, n)
 
-    def at(self, gamma: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Log posterior of rho, the augmented Cholesky factor and the weights :math:`w_j` at
-        variance ratios ``gamma`` (M, G); shapes (M, G), (M, G, p + 1, p + 1), (M, G, J)."""
+    def weights(self, gamma: np.ndarray) -> np.ndarray:
+        """:math:`w_j = \\gamma / (1 + \\gamma n_j)` for variance ratios ``gamma`` (M,): (M, J)."""
+        return gamma[:, None] / (1.0 + gamma[:, None] * self.n)
+
+    def at(self, gamma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Log posterior of rho and the augmented Cholesky factor at variance ratios ``gamma``
+        (M, G); shapes (M, G) and (M, G, p + 1, p + 1)."""
         width = self.p + 1
-        w = np.ascontiguousarray(gamma[..., None] / (1.0 + gamma[..., None] * self.n))
+        w = gamma[..., None] / (1.0 + gamma[..., None] * self.sizes)
         augmented = self.cross[:, None] - (w @ self.outer).reshape(*gamma.shape, width, width)
         chol = np.linalg.cholesky(augmented)
         diagonal = np.maximum(np.diagonal(chol, axis1=-2, axis2=-1), 1e-150)
         dof = self.n.sum() - self.p
-        log_post = (-0.5 * np.sum(np.log1p(gamma[..., None] * self.n), axis=-1)
+        log_post = (-0.5 * (np.log1p(gamma[..., None] * self.sizes) @ self.multiplicity)
                     - np.sum(np.log(diagonal[..., :-1]), axis=-1)
                     - dof * np.log(diagonal[..., -1]))
-        return log_post, chol, w
+        return log_post, chol
 
 
 def _draw_rho(stats_: _Regression, uniforms: np.ndarray) -> np.ndarray:
@@ -304,38 +441,43 @@ def _draw_column(
 ) -> None:
     """One two-level Bayesian-regression draw of the missing entries of ``target``, in place.
 
-    The observed-row cross products are the full-data ones minus the missing rows' own.
+    The observed-row statistics are the full-data ones minus the missing rows' own
+    (:meth:`_Crossproducts.observed`).
     """
-    width = state.data.shape[2]
+    n_imp, _, width = state.data.shape
     n_clusters = state.n_clusters
     predictors = np.delete(np.arange(width), target)
     n_pred = len(predictors)
-    unobserved = np.flatnonzero(~observed)
-    miss_rows = state.data[:, unobserved, :]
-    miss_codes = state.codes[unobserved]
-    sums = state.sums - _cluster_sums(miss_rows, miss_codes, n_clusters)
-    cross = state.cross - np.swapaxes(miss_rows, 1, 2) @ miss_rows
     dof = int(observed.sum()) - n_pred
     if dof < 1:
         raise TrialstatsError(
             f"Too few observed values to impute score column {target}: {int(observed.sum())} "
             f"observed for {n_pred} predictors."
         )
+    rows = state.gather(target)
+    cross, sums = state.observed(target, rows)
     order = np.append(predictors, target)
     regression = _Regression(
         cross[:, order][:, :, order], sums[:, :, order],
         np.bincount(state.codes[observed], minlength=n_clusters).astype(float),
     )
+    n_missing = rows.shape[1]
     uniforms = np.stack([rng.random(2) for rng in streams])
     chi2 = np.array([rng.chisquare(dof) for rng in streams])
-    z = np.stack([rng.standard_normal(n_pred + n_clusters + unobserved.size) for rng in streams])
+    z = np.stack([rng.standard_normal(n_pred + n_clusters + n_missing) for rng in streams])
     rho = _draw_rho(regression, uniforms)
-    _, chol, w = (v[:, 0] for v in regression.at((rho / (1.0 - rho))[:, None]))
+    gamma = rho / (1.0 - rho)
+    chol = regression.at(gamma[:, None])[1][:, 0]
+    w = regression.weights(gamma)
     sigma = np.abs(chol[:, -1, -1]) / np.sqrt(chi2)
     # beta* = L^-T (L^-1 c + sigma z): beta-hat plus a N(0, sigma^2 A^-1) draw
     beta = np.linalg.solve(np.swapaxes(chol[:, :-1, :-1], 1, 2),
                            (chol[:, -1, :-1] + sigma[:, None] * z[:, :n_pred])[..., None])[..., 0]
     residual = regression.sums[:, :, -1] - (regression.sums[:, :, :-1] @ beta[:, :, None])[..., 0]
     u = w * residual + sigma[:, None] * np.sqrt(w) * z[:, n_pred:n_pred + n_clusters]
-    fitted = u[:, miss_codes] + (miss_rows[:, :, predictors] @ beta[:, :, None])[..., 0]
-    state.update(target, unobserved, fitted + sigma[:, None] * z[:, n_pred + n_clusters:])
+    coefficients = np.zeros((n_imp, width, 1))  # beta at the predictors, 0 at the target
+    coefficients[:, predictors, 0] = beta
+    where = state.layout.columns[target]
+    values = np.empty((n_imp, n_missing))
+    values[:, where.rank] = u[:, where.codes] + (rows @ coefficients)[..., 0]
+    state.update(target, values + sigma[:, None] * z[:, n_pred + n_clusters:], rows)
