@@ -75,6 +75,7 @@ imputation and analysis and counted, as in the primary analysis.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -195,155 +196,180 @@ def impute_missing(
     targets = [k for k in range(n_cols) if missing[:, k].any()]
     draws = [np.empty((imputations, int(missing[:, k].sum()))) for k in range(n_cols)]
     layout = _Layout(np.pad(missing, ((0, 0), (n_fixed, 0))), codes, int(codes.max()) + 1)
+    working = complete[layout.order]
     for batch in imputation_batches(imputations, layout.bytes_each):
         chunk = streams[batch.start:batch.stop]
-        data = np.array(np.broadcast_to(complete, (len(chunk), *complete.shape)), order="C")
+        data = np.array(np.broadcast_to(working, (len(chunk), *working.shape)), order="C")
         for k in targets:
-            observed = data[0, ~missing[:, k], n_fixed + k]
+            observed = complete[~missing[:, k], n_fixed + k]
+            rows = layout.position[missing[:, k]]
             for m, rng in enumerate(chunk):
-                data[m, missing[:, k], n_fixed + k] = rng.choice(observed, missing[:, k].sum())
+                data[m, rows, n_fixed + k] = rng.choice(observed, len(rows))
         # The products are small and many: one BLAS thread is several times faster than two
         # that synchronise on every call (and much faster when other processes share the cores).
         with threadpool_limits(limits=1, user_api="blas"):
-            state = _Crossproducts(data, layout)
+            state = _Crossproducts(data, layout, np.pad(missing, ((0, 0), (n_fixed, 0))))
             for _ in range(iterations):
                 for k in targets:
                     _draw_column(state, n_fixed + k, ~missing[:, k], chunk)
                 if progress is not None:
                     progress(len(chunk) / imputations)
         for k in targets:
-            draws[k][batch.start:batch.stop] = (data[:, missing[:, k], n_fixed + k]
+            draws[k][batch.start:batch.stop] = (data[:, layout.position[missing[:, k]], n_fixed + k]
                                                   + shift[n_fixed + k])
         del data, state
     return draws
 
 
-class _Missing:
-    """The rows missing one column: those of kept patterns first, pattern by pattern (each in
-    row order), then those of rarer patterns in row order.
+class _Layout:
+    """Where the missing cells are, and the row order of the working data.
+
+    Rows are grouped by missingness pattern (the set of columns they miss); patterns of at
+    least ``_PATTERN_ROWS`` x q rows are *kept* when they hold at least ``_PATTERN_SHARE`` of
+    the rows (module notes). The working data hold the rows of kept pattern 0, 1, ... and
+    then the other rows (the *rest*), each group sorted by practice.
 
     Attributes
     ----------
-    rows : ndarray of int
-        The rows in that order; ``rows[i]`` is the ``rank[i]``-th missing row in row order.
-    rank : ndarray of int
-    codes : ndarray of int
-        Their practices.
-    indicator : sparse matrix, shape (J, len(rows))
-        Sums them by practice.
-    starts, patterns : ndarray of int
-        Where each kept pattern's rows begin in ``rows``, and which pattern they are.
-    kept : int
-        ``rows[:kept]`` are of kept patterns, ``rows[kept:]`` take the direct path.
-    """
-
-    def __init__(self, rows: np.ndarray, key: np.ndarray, n_kept: int, codes: np.ndarray,
-                 n_clusters: int) -> None:
-        self.rank = np.argsort(key, kind="stable")
-        self.rows, key = rows[self.rank], key[self.rank]
-        self.codes = codes[self.rows]
-        self.indicator = sparse.csr_matrix(
-            (np.ones(len(self.rows)), (self.codes, np.arange(len(self.rows)))),
-            shape=(n_clusters, len(self.rows)))
-        self.kept = int(np.searchsorted(key, n_kept))
-        self.starts = np.flatnonzero(np.diff(key[:self.kept], prepend=-1))
-        self.patterns = key[self.starts]
-
-
-class _Layout:
-    """Missingness patterns of the rows and, per incomplete column, its :class:`_Missing`.
-
-    ``missing`` (n, q) marks the missing cells of the completed data's columns; patterns of at
-    least ``_PATTERN_ROWS`` x q rows are kept (numbered ``0 .. n_kept - 1``) when they hold at
-    least ``_PATTERN_SHARE`` of the rows, and ``rest`` (rows or a slice of all rows) are the
-    others.
+    order, position : ndarray of int, shape (n,)
+        Working row *r* is row ``order[r]``; row *i* is working row ``position[i]``.
+    blocks : ndarray of int, shape (P + 1,)
+        Kept pattern *p* is working rows ``blocks[p]:blocks[p + 1]``; the rest follow.
+    totals : list of (sparse matrix, ndarray)
+        Per kept pattern, the matrix summing its rows by practice and those practices.
+    columns : dict
+        Per incomplete column *c*: ``patterns`` (the kept patterns missing it), ``rest``
+        (working rows of the rest missing it), ``rank`` (the *i*-th missing value in working
+        order, kept patterns first, is the ``rank[i]``-th in row order) and ``codes`` (their
+        practices, in working order).
     """
 
     def __init__(self, missing: np.ndarray, codes: np.ndarray, n_clusters: int) -> None:
         n_rows, width = missing.shape
-        self.missing, self.codes, self.n_clusters = missing, codes, n_clusters
-        _, pattern, counts = np.unique(np.packbits(missing, axis=1), axis=0,
-                                       return_inverse=True, return_counts=True)
-        pattern = pattern.reshape(-1)
+        self.n_clusters = n_clusters
+        patterns, pattern, counts = np.unique(np.packbits(missing, axis=1), axis=0,
+                                              return_inverse=True, return_counts=True)
         kept = counts >= _PATTERN_ROWS * width
         if counts[kept].sum() < _PATTERN_SHARE * n_rows:
             kept[:] = False
-        self.n_kept = int(kept.sum())
-        number = np.where(kept, np.cumsum(kept) - 1, self.n_kept)
-        key = number[pattern]  # kept pattern of each row, n_kept for the rest
-        by_key = np.argsort(key, kind="stable")
-        self.pattern_rows = np.split(by_key, np.cumsum(np.bincount(key, minlength=self.n_kept
-                                                                   + 1))[:-1])
-        rest = self.pattern_rows.pop()
-        self.rest: np.ndarray | slice = slice(None) if len(rest) == n_rows else rest
-        self.columns = {c: _Missing(np.flatnonzero(missing[:, c]), key[missing[:, c]],
-                                    self.n_kept, codes, n_clusters)
-                        for c in range(width) if missing[:, c].any()}
-        most = max(len(m.rows) for m in self.columns.values())
+        number = np.where(kept, np.cumsum(kept) - 1, kept.sum())
+        key = number[pattern.reshape(-1)]  # kept pattern of each row; P for the rest
+        self.order = np.lexsort((codes, key))
+        self.position = np.empty(n_rows, dtype=np.intp)
+        self.position[self.order] = np.arange(n_rows)
+        self.codes = codes[self.order]
+        self.blocks = np.concatenate([[0], np.cumsum(counts[kept])])
+        self.totals = []
+        for start, stop in itertools.pairwise(self.blocks):
+            first = np.flatnonzero(np.diff(self.codes[start:stop], prepend=-1))
+            indicator = sparse.csr_matrix(
+                (np.ones(stop - start), np.arange(stop - start), np.append(first, stop - start)),
+                shape=(len(first), stop - start))
+            self.totals.append((indicator, self.codes[start + first]))
+        missed = np.unpackbits(patterns[kept], axis=1, count=width).astype(bool)
+        self.columns = {}
+        for column in np.flatnonzero(missing.any(axis=0)):
+            where = np.sort(self.position[missing[:, column]])
+            blocks = np.flatnonzero(missed[:, column])
+            rest = where[where >= self.blocks[-1]]
+            working = np.concatenate([*(np.arange(self.blocks[p], self.blocks[p + 1])
+                                        for p in blocks), rest])
+            self.columns[int(column)] = {
+                "patterns": blocks, "rest": rest, "codes": self.codes[working],
+                "rank": np.searchsorted(np.flatnonzero(missing[:, column]),
+                                        self.order[working])}
+        most = max(len(c["rank"]) for c in self.columns.values())
         #: Working bytes per imputation: the data, the patterns' cross products and the
-        #: missing rows of a column gathered with their products.
-        self.bytes_each = 8 * width * (n_rows + self.n_kept * width + 2 * most)
+        #: missing values of a column with their products.
+        self.bytes_each = 8 * width * (n_rows + len(kept) * width) + 32 * most
 
 
 class _Crossproducts:
-    """Completed data (M, n, q) with what the draws need kept current.
+    """Completed data (M, n, q), rows in the working order of ``layout``, with the cross
+    products and practice totals the draws need kept current.
 
-    ``cross`` (M, q, q) and ``sums`` (M, J, q) are the cross products and practice totals of
-    all rows; ``patterns`` (M, P, q, q) the cross products of each kept pattern's rows and
-    ``rest`` (M, q, q) those of the other rows, so that ``cross`` is their sum; ``fixed`` (J, q)
-    the practice totals of the observed cells.
+    ``cross`` (M, q, q) and ``sums`` (M, J, q) are those of all rows; ``patterns`` (M, P, q, q)
+    the cross products of each kept pattern and ``rest`` (M, q, q) those of the other rows, so
+    that ``cross`` is their sum; ``fixed`` (J, q) the practice totals of the observed cells.
     """
 
-    def __init__(self, data: np.ndarray, layout: _Layout) -> None:
-        self.data, self.layout = data, layout
-        self.codes, self.n_clusters = layout.codes, layout.n_clusters
-        self.patterns = np.stack([np.swapaxes(data[:, rows], 1, 2) @ data[:, rows]
-                                  for rows in layout.pattern_rows], axis=1) \
-            if layout.n_kept else np.zeros((len(data), 0, data.shape[2], data.shape[2]))
-        rest = data[:, layout.rest]
+    def __init__(self, data: np.ndarray, layout: _Layout, missing: np.ndarray) -> None:
+        self.data, self.layout, self.n_clusters = data, layout, layout.n_clusters
+        blocks = layout.blocks
+        self.patterns = np.zeros((len(data), len(blocks) - 1, data.shape[2], data.shape[2]))
+        for p, (start, stop) in enumerate(itertools.pairwise(blocks)):
+            self.patterns[:, p] = np.swapaxes(data[:, start:stop], 1, 2) @ data[:, start:stop]
+        rest = data[:, blocks[-1]:]
         self.rest = np.swapaxes(rest, 1, 2) @ rest
         self.cross = self.patterns.sum(axis=1) + self.rest
-        self.fixed = _cluster_sums(np.where(layout.missing, 0.0, data[0])[None], self.codes,
-                                   self.n_clusters)[0]
+        self.fixed = _cluster_sums(np.where(missing[layout.order], 0.0, data[0])[None],
+                                   layout.codes, self.n_clusters)[0]
         self.sums = np.array(np.broadcast_to(self.fixed, (len(data), *self.fixed.shape)))
-        for column, where in layout.columns.items():
-            self.sums[:, :, column] += (where.indicator @ data[:, where.rows, column].T).T
+        for column in layout.columns:
+            self.sums[:, :, column] = self._totals(column, self._values(column))
 
-    def gather(self, column: int) -> np.ndarray:
-        """The rows missing ``column``, in the order of its :class:`_Missing`: (M, n_mis, q)."""
-        return self.data[:, self.layout.columns[column].rows]
+    def _values(self, column: int) -> np.ndarray:
+        """The missing values of ``column`` in working order, (M, n_mis)."""
+        where, blocks = self.layout.columns[column], self.layout.blocks
+        return np.concatenate([*(self.data[:, blocks[p]:blocks[p + 1], column]
+                                 for p in where["patterns"]),
+                               self.data[:, where["rest"], column]], axis=1)
 
-    def observed(self, column: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _totals(self, column: int, values: np.ndarray) -> np.ndarray:
+        """Practice totals (M, J) of ``column`` with its missing cells set to ``values``."""
+        codes = self.layout.columns[column]["codes"]
+        return self.fixed[:, column] + np.stack(
+            [np.bincount(codes, weights=v, minlength=self.n_clusters) for v in values])
+
+    def observed(self, column: int) -> tuple[np.ndarray, np.ndarray]:
         """Cross products (M, q, q) and practice totals (M, J, q) of the rows observing
-        ``column``, given the rows missing it (:meth:`gather`)."""
-        where = self.layout.columns[column]
-        rare = rows[:, where.kept:]
-        cross = (self.cross - self.patterns[:, where.patterns].sum(axis=1)
-                 - np.swapaxes(rare, 1, 2) @ rare)
-        sums = self.sums - np.stack([where.indicator @ block for block in rows])
+        ``column``: those of all rows minus those of the rows missing it."""
+        where, blocks = self.layout.columns[column], self.layout.blocks
+        rest = self.data[:, where["rest"]]
+        cross = (self.cross - self.patterns[:, where["patterns"]].sum(axis=1)
+                 - np.swapaxes(rest, 1, 2) @ rest)
+        sums = self.sums - _cluster_sums(rest, self.layout.codes[where["rest"]],
+                                         self.n_clusters)
+        for p in where["patterns"]:
+            indicator, practices = self.layout.totals[p]
+            sums[:, practices] -= np.stack([indicator @ block for block
+                                            in self.data[:, blocks[p]:blocks[p + 1]]])
         return cross, sums
 
-    def update(self, column: int, values: np.ndarray, rows: np.ndarray) -> None:
+    def predict(self, column: int, coefficients: np.ndarray) -> np.ndarray:
+        """``coefficients`` (M, q) times the rows missing ``column``: (M, n_mis) in row order."""
+        where, blocks = self.layout.columns[column], self.layout.blocks
+        rows = [self.data[:, blocks[p]:blocks[p + 1]] for p in where["patterns"]]
+        rows.append(self.data[:, where["rest"]])
+        working = np.concatenate([(r @ coefficients[:, :, None])[..., 0] for r in rows], axis=1)
+        out = np.empty_like(working)
+        out[:, where["rank"]] = working
+        return out
+
+    def update(self, column: int, values: np.ndarray) -> None:
         """Set the missing cells of ``column`` to ``values`` (M, n_mis), in row order, and
-        bring the statistics up to date; ``rows`` are the gathered missing rows (changed)."""
-        where = self.layout.columns[column]
-        ordered = values[:, where.rank]
-        self.data[:, where.rows, column] = ordered
-        self.sums[:, :, column] = self.fixed[:, column] + (where.indicator @ ordered.T).T
-        rows[:, :, column] = ordered
-        if where.kept:
-            products = np.add.reduceat(rows[:, :where.kept] * ordered[:, :where.kept, None],
-                                       where.starts, axis=1)
-            self.patterns[:, where.patterns, column, :] = products
-            np.swapaxes(self.patterns, 2, 3)[:, where.patterns, column, :] = products
-        if where.kept < len(where.rows):
-            rest = self.data[:, self.layout.rest]
+        bring the statistics up to date."""
+        where, blocks = self.layout.columns[column], self.layout.blocks
+        working = values[:, where["rank"]]
+        offset = 0
+        for p in where["patterns"]:
+            start, stop = blocks[p], blocks[p + 1]
+            part = working[:, offset:offset + stop - start]
+            self.data[:, start:stop, column] = part
+            products = (part[:, None, :] @ self.data[:, start:stop])[:, 0]
+            self.patterns[:, p, column, :] = products
+            self.patterns[:, p, :, column] = products
+            offset += stop - start
+        if offset < working.shape[1]:
+            self.data[:, where["rest"], column] = working[:, offset:]
+            rest = self.data[:, blocks[-1]:]
             products = (np.swapaxes(rest[:, :, column, None], 1, 2) @ rest)[:, 0]
             self.rest[:, column, :] = products
             self.rest[:, :, column] = products
         total = self.patterns[:, :, column, :].sum(axis=1) + self.rest[:, column, :]
         self.cross[:, column, :] = total
         self.cross[:, :, column] = total
+        self.sums[:, :, column] = self._totals(column, working)
 
 
 def _grouped_outer(sums: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -355,7 +381,7 @@ def _grouped_outer(sums: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, ...]:
     ordered = sums[:, np.argsort(group, kind="stable")]
     bounds = np.concatenate([[0], np.cumsum(multiplicity)])
     outer = np.empty((n_imp, len(sizes), width * width))
-    for g, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+    for g, (start, stop) in enumerate(itertools.pairwise(bounds)):
         block = ordered[:, start:stop]
         outer[:, g] = (np.swapaxes(block, 1, 2) @ block).reshape(n_imp, width * width)
     return sizes, multiplicity.astype(float), outer
@@ -454,14 +480,14 @@ def _draw_column(
             f"Too few observed values to impute score column {target}: {int(observed.sum())} "
             f"observed for {n_pred} predictors."
         )
-    rows = state.gather(target)
-    cross, sums = state.observed(target, rows)
+    cross, sums = state.observed(target)
     order = np.append(predictors, target)
     regression = _Regression(
         cross[:, order][:, :, order], sums[:, :, order],
-        np.bincount(state.codes[observed], minlength=n_clusters).astype(float),
+        np.bincount(state.layout.codes[observed[state.layout.order]],
+                    minlength=n_clusters).astype(float),
     )
-    n_missing = rows.shape[1]
+    n_missing = int(observed.size - observed.sum())
     uniforms = np.stack([rng.random(2) for rng in streams])
     chi2 = np.array([rng.chisquare(dof) for rng in streams])
     z = np.stack([rng.standard_normal(n_pred + n_clusters + n_missing) for rng in streams])
@@ -475,9 +501,9 @@ def _draw_column(
                            (chol[:, -1, :-1] + sigma[:, None] * z[:, :n_pred])[..., None])[..., 0]
     residual = regression.sums[:, :, -1] - (regression.sums[:, :, :-1] @ beta[:, :, None])[..., 0]
     u = w * residual + sigma[:, None] * np.sqrt(w) * z[:, n_pred:n_pred + n_clusters]
-    coefficients = np.zeros((n_imp, width, 1))  # beta at the predictors, 0 at the target
-    coefficients[:, predictors, 0] = beta
-    where = state.layout.columns[target]
-    values = np.empty((n_imp, n_missing))
-    values[:, where.rank] = u[:, where.codes] + (rows @ coefficients)[..., 0]
-    state.update(target, values + sigma[:, None] * z[:, n_pred + n_clusters:], rows)
+    coefficients = np.zeros((n_imp, width))  # beta at the predictors, 0 at the target
+    coefficients[:, predictors] = beta
+    codes = state.layout.columns[target]["codes"]
+    fitted = state.predict(target, coefficients)
+    fitted[:, state.layout.columns[target]["rank"]] += u[:, codes]
+    state.update(target, fitted + sigma[:, None] * z[:, n_pred + n_clusters:])
