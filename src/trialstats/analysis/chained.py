@@ -192,16 +192,17 @@ def impute_missing(
     # Columns centred at their observed means (better conditioned cross products; the
     # intercept absorbs the shift), restored on return.
     shift = np.concatenate([[0.0], x.mean(axis=0), np.nanmean(y, axis=0)])
-    complete = np.concatenate([np.ones((n_obs, 1)), x, y], axis=1) - shift
     targets = [k for k in range(n_cols) if missing[:, k].any()]
     draws = [np.empty((imputations, int(missing[:, k].sum()))) for k in range(n_cols)]
     layout = _Layout(np.pad(missing, ((0, 0), (n_fixed, 0))), codes, int(codes.max()) + 1)
-    working = complete[layout.order]
     for batch in imputation_batches(imputations, layout.bytes_each):
         chunk = streams[batch.start:batch.stop]
-        data = np.array(np.broadcast_to(working, (len(chunk), *working.shape)), order="C")
+        data = np.empty((len(chunk), n_obs, n_fixed + n_cols))
+        for c, column in enumerate([np.ones(n_obs), *x.T, *y.T]):  # centred, working order
+            data[0, :, c] = column[layout.order] - shift[c]
+        data[1:] = data[0]
         for k in targets:
-            observed = complete[~missing[:, k], n_fixed + k]
+            observed = y[~missing[:, k], k] - shift[n_fixed + k]
             rows = layout.position[missing[:, k]]
             for m, rng in enumerate(chunk):
                 data[m, rows, n_fixed + k] = rng.choice(observed, len(rows))
@@ -278,7 +279,7 @@ class _Layout:
                 "patterns": blocks, "rest": rest, "codes": self.codes[working],
                 "rank": np.searchsorted(np.flatnonzero(missing[:, column]),
                                         self.order[working])}
-        most = max(len(c["rank"]) for c in self.columns.values())
+        most = max((len(c["rank"]) for c in self.columns.values()), default=0)
         #: Working bytes per imputation: the data, the patterns' cross products and the
         #: missing values of a column with their products.
         self.bytes_each = 8 * width * (n_rows + len(kept) * width) + 32 * most

@@ -34,15 +34,15 @@ and the fraction of missing information :math:`\mathrm{FMI} = (r + 2/(\nu + 3)) 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import sparse, stats
 
-from trialstats.analysis.chained import imputation_batches, impute_chained, impute_missing
+from trialstats.analysis.chained import impute_chained, impute_missing
 from trialstats.analysis.design import ModelData, model_data
 from trialstats.analysis.effects import mcid_verdict
 from trialstats.analysis.inference import contrast_test
@@ -193,8 +193,12 @@ class ImputedTrial:
     def completed(self, column: str) -> np.ndarray:
         """The completed scores of ``column`` (one of ``score_columns``), shape (M, n)."""
         k = self.score_columns.index(column)
-        out = np.array(np.broadcast_to(self.values[:, k], (self.imputations, len(self.values))))
-        out[:, np.isnan(self.values[:, k])] = self.draws[k]
+        return np.stack([self.completed_one(k, m) for m in range(self.imputations)])
+
+    def completed_one(self, k: int, imputation: int) -> np.ndarray:
+        """The completed scores of score column ``k`` in one imputation, shape (n,)."""
+        out = self.values[:, k].copy()
+        out[np.isnan(out)] = self.draws[k][imputation]
         return out
 
     @property
@@ -225,8 +229,8 @@ def impute_trial(
                      for m in outcome_months(o, design)]
 
     # The primary design with every score present, so only missing covariates exclude.
-    placeholder = patients.copy()
-    placeholder[score_columns] = 0.0
+    placeholder = patients[[TREATED, design["cluster"], *covariates]].assign(
+        **{outcome_column(known[0], design["followup_months"][0]): 0.0})
     frame = model_data(placeholder, known[0], design["followup_months"][0],
                        cluster=design["cluster"], baseline_month=None, covariates=covariates)
     kept = pd.Series(True, index=patients.index)
@@ -246,25 +250,47 @@ def impute_trial(
                         frame=frame, scales=scales, note=note)
 
 
-def _imputed_sums(frame: ModelData, response: np.ndarray,
-                  base_scores: np.ndarray | None) -> ClusterSums:
-    """Cluster sums of the primary model in every completed dataset: ``response`` (M, n) on
-    the design of ``frame`` with ``base_scores`` (M, n) inserted as its third column, formed in
-    batches of imputations (:func:`~trialstats.analysis.chained.imputation_batches`; the
-    per-row products and their copy take 16 n p^2 bytes each) so that the (M, n, p, p)
-    products never exist at once."""
-    imputations, (n_rows, width) = len(response), frame.X.shape
-    width += base_scores is not None
-    parts = []
-    for batch in imputation_batches(imputations, 16 * n_rows * width * width):
-        rows = slice(batch.start, batch.stop)
-        X = np.array(np.broadcast_to(frame.X, (len(response[rows]), *frame.X.shape)))
-        if base_scores is not None:
-            X = np.insert(X, 2, base_scores[rows], axis=2)
-        parts.append(ClusterSums.from_data(response[rows], X, frame.cluster_codes,
-                                           frame.n_clusters))
-    return ClusterSums(**{field.name: np.concatenate([getattr(p, field.name) for p in parts])
-                          for field in fields(ClusterSums)})
+def _imputed_sums(frame: ModelData,
+                  completed: Iterable[tuple[np.ndarray, np.ndarray | None]]) -> ClusterSums:
+    """Cluster sums of the primary model in every completed dataset: from ``completed``, per
+    imputation the response (n,) and the baseline score (n,) inserted as the third column of
+    the design of ``frame`` (None: no baseline column).
+
+    The same numbers as :meth:`~trialstats.analysis.reml.ClusterSums.from_data` on the
+    stacked data (each total adds the same row products in the same order), but one
+    imputation at a time and the products of the fixed columns once, in O(n p) memory instead
+    of the (M, n, p, p) products.
+    """
+    X, codes, n_clusters = frame.X, frame.cluster_codes, frame.n_clusters
+    n_rows, width = X.shape
+    indicator = sparse.csr_matrix((np.ones(n_rows), (codes, np.arange(n_rows))),
+                                  shape=(n_clusters, n_rows))
+
+    def total(columns: np.ndarray) -> np.ndarray:
+        return np.asarray(indicator @ columns.reshape(n_rows, -1))
+
+    fixed = np.stack([total(X * X[:, [a]]) for a in range(width)], axis=1)  # (J, p, p)
+    parts: dict[str, list[np.ndarray]] = {"xtx": [], "xty": [], "yty": [], "xsum": [],
+                                          "ysum": []}
+    for y, base in completed:
+        design = X if base is None else np.insert(X, 2, base, axis=1)
+        if not (np.all(np.isfinite(y)) and np.all(np.isfinite(design))):
+            raise TrialstatsError("y and X must be finite (drop incomplete rows before fitting).")
+        if base is None:
+            xtx = fixed
+        else:
+            xtx = np.empty((n_clusters, width + 1, width + 1))
+            others = np.delete(np.arange(width + 1), 2)
+            xtx[:, others[:, None], others] = fixed
+            xtx[:, 2, :] = xtx[:, :, 2] = total(design * base[:, None])
+        parts["xtx"].append(xtx)
+        parts["xty"].append(total(design * y[:, None]))
+        parts["yty"].append(total(y * y)[:, 0])
+        parts["xsum"].append(total(design))
+        parts["ysum"].append(total(y)[:, 0])
+    stacked = {name: np.stack(part) for name, part in parts.items()}
+    counts = np.bincount(codes, minlength=n_clusters).astype(float)
+    return ClusterSums(n=np.array(np.broadcast_to(counts, stacked["ysum"].shape)), **stacked)
 
 
 def pooled_row(
@@ -317,13 +343,14 @@ def pooled_row(
     baseline = outcome.get("baseline", True)  # the imputed baseline after intercept and arm
     contrast = np.zeros(frame.X.shape[1] + baseline)
     contrast[frame.columns.index(TREATED)] = 1.0
-    response = trial.completed(outcome_column(name, month))
-    if offset is not None:
-        response = response + offset
-    base_scores = trial.completed(outcome_column(name, design["baseline_month"])) \
+    response = trial.score_columns.index(outcome_column(name, month))
+    base_column = trial.score_columns.index(outcome_column(name, design["baseline_month"])) \
         if baseline else None
     notes = [trial.note]
-    sums = _imputed_sums(frame, response, base_scores)
+    sums = _imputed_sums(frame, (
+        (trial.completed_one(response, m) + (0.0 if offset is None else offset),
+         None if base_column is None else trial.completed_one(base_column, m))
+        for m in range(imputations)))
     try:
         fit = fit_reml(sums)
         test = contrast_test(sums, fit, contrast, method)
