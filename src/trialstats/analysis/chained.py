@@ -76,7 +76,7 @@ imputation and analysis and counted, as in the primary analysis.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -85,7 +85,7 @@ from threadpoolctl import threadpool_limits
 
 from trialstats.errors import TrialstatsError
 
-__all__ = ["imputation_batches", "impute_chained", "impute_missing"]
+__all__ = ["imputation_batches", "impute_batches", "impute_chained", "impute_missing"]
 
 # mice's ridge penalty (estimice, ridge = 1e-5), as a share of the diagonal of X'X.
 _RIDGE = 1e-5
@@ -124,7 +124,7 @@ def _cluster_sums(values: np.ndarray, codes: np.ndarray, n_clusters: int) -> np.
 
 
 def impute_chained(values: Any, *args: Any, **options: Any) -> np.ndarray:
-    """:func:`impute_missing` returning the completed scores, shape (M, n, K), observed values
+    """:func:`impute_batches` returning the completed scores, shape (M, n, K), observed values
     unchanged; it takes the same arguments."""
     y = np.asarray(values, dtype=float)
     draws = impute_missing(y, *args, **options)
@@ -134,7 +134,20 @@ def impute_chained(values: Any, *args: Any, **options: Any) -> np.ndarray:
     return completed
 
 
-def impute_missing(
+def impute_missing(values: Any, *args: Any, **options: Any) -> list[np.ndarray]:
+    """:func:`impute_batches` keeping only the imputed cells of all imputations: column *k*'s
+    draws, shape (M, number of missing values of column *k*), in row order (memory grows
+    with the missing cells, not with M x n x K); it takes the same arguments."""
+    draws: list[np.ndarray] = []
+    for batch, part in impute_batches(values, *args, **options):
+        if not draws:
+            draws = [np.empty((options["imputations"], column.shape[1])) for column in part]
+        for k, column in enumerate(part):
+            draws[k][batch.start:batch.stop] = column
+    return draws
+
+
+def impute_batches(
     values: Any,
     covariates: Any,
     cluster_codes: Any,
@@ -143,8 +156,9 @@ def impute_missing(
     iterations: int,
     seed: int | np.random.SeedSequence,
     progress: Callable[[float], None] | None = None,
-) -> list[np.ndarray]:
-    """Impute every incomplete column of ``values`` by chained two-level Bayesian regressions.
+) -> Iterator[tuple[range, list[np.ndarray]]]:
+    """Impute every incomplete column of ``values`` by chained two-level Bayesian regressions,
+    one batch of imputations at a time.
 
     Parameters
     ----------
@@ -163,11 +177,11 @@ def impute_missing(
         Called after each cycle through the columns with the share of the imputations that
         cycle advanced (1 in all; less when imputations run in several batches).
 
-    Returns
-    -------
-    list of ndarray
-        Column *k*'s draws, shape (M, number of missing values of column *k*), in row order
-        (memory grows with the missing cells, not with M x n x K).
+    Yields
+    ------
+    range, list of ndarray
+        The imputations of the batch, and column *k*'s draws in them, shape (batch size,
+        number of missing values of column *k*), in row order.
 
     Notes
     -----
@@ -193,7 +207,6 @@ def impute_missing(
     # intercept absorbs the shift), restored on return.
     shift = np.concatenate([[0.0], x.mean(axis=0), np.nanmean(y, axis=0)])
     targets = [k for k in range(n_cols) if missing[:, k].any()]
-    draws = [np.empty((imputations, int(missing[:, k].sum()))) for k in range(n_cols)]
     layout = _Layout(np.pad(missing, ((0, 0), (n_fixed, 0))), codes, int(codes.max()) + 1)
     for batch in imputation_batches(imputations, layout.bytes_each):
         chunk = streams[batch.start:batch.stop]
@@ -215,11 +228,10 @@ def impute_missing(
                     _draw_column(state, n_fixed + k, ~missing[:, k], chunk)
                 if progress is not None:
                     progress(len(chunk) / imputations)
-        for k in targets:
-            draws[k][batch.start:batch.stop] = (data[:, layout.position[missing[:, k]], n_fixed + k]
-                                                  + shift[n_fixed + k])
+        part = [data[:, layout.position[missing[:, k]], n_fixed + k] + shift[n_fixed + k]
+                for k in range(n_cols)]
         del data, state
-    return draws
+        yield batch, part
 
 
 class _Layout:

@@ -11,9 +11,11 @@ Analysis and pooling
 --------------------
 Each completed dataset is analysed with the primary model
 (:func:`trialstats.analysis.primary.analyse_outcome`: follow-up ~ treated + baseline +
-covariates + (1 | practice), exact REML) using the primary df method, all imputations in one
-batched fit. With per-imputation estimates :math:`\hat Q_m`, variances :math:`U_m` (squared
-standard errors, Kenward–Roger adjusted for that method) and complete-data df
+covariates + (1 | practice), exact REML) using the primary df method, each batch of
+imputations in one batched fit as it is made (the draws of all imputations are never held at
+once, and a fit does not depend on the others in its batch). With per-imputation
+estimates :math:`\hat Q_m`, variances :math:`U_m` (squared standard errors, Kenward–Roger
+adjusted for that method) and complete-data df
 :math:`\nu_{com}` (the mean of the per-imputation df), Rubin's rules give
 :math:`\bar Q = \frac1M\sum_m \hat Q_m`, :math:`\bar U = \frac1M\sum_m U_m`,
 :math:`B = \frac{1}{M-1}\sum_m (\hat Q_m - \bar Q)^2`, :math:`T = \bar U + (1 + 1/M) B`; the
@@ -34,7 +36,7 @@ and the fraction of missing information :math:`\mathrm{FMI} = (r + 2/(\nu + 3)) 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +44,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse, stats
 
-from trialstats.analysis.chained import impute_chained, impute_missing
+from trialstats.analysis.chained import impute_batches, impute_chained, impute_missing
 from trialstats.analysis.design import ModelData, model_data
 from trialstats.analysis.effects import mcid_verdict
 from trialstats.analysis.inference import contrast_test
@@ -65,6 +67,7 @@ __all__ = [
     "impute_chained",
     "impute_missing",
     "impute_trial",
+    "imputed_batches",
     "multiple_imputation",
     "pooled_row",
     "rubin_pool",
@@ -207,20 +210,11 @@ class ImputedTrial:
         return self.frame.X[:, self.frame.columns.index(TREATED)]
 
 
-def impute_trial(
-    patients: pd.DataFrame,
-    config: dict[str, Any],
-    *,
-    imputations: int = 20,
-    seed: int,
-    iterations: int = ITERATIONS,
-    progress: Callable[[float], None] | None = None,
-) -> ImputedTrial:
-    """Impute every configured outcome at every month (the model of the module docstring).
-
-    Parameters are those of :func:`multiple_imputation`; the imputation does not depend on
-    which outcomes are later analysed.
-    """
+def _imputation_inputs(
+    patients: pd.DataFrame, config: dict[str, Any], iterations: int,
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """The fields of :class:`ImputedTrial` but ``draws``, and the covariates (arm, covariate
+    dummies) and practice codes the imputation model takes."""
     design, analysis = config["design"], config["analysis"]
     covariates = list(analysis["covariates"])
     known = [o["name"] for o in config["outcomes"]]
@@ -236,18 +230,53 @@ def impute_trial(
     kept = pd.Series(True, index=patients.index)
     for name in covariates:
         kept &= patients[name].notna()
-    values = patients.loc[kept, score_columns].to_numpy(dtype=float)
-    draws = impute_missing(
-        values, np.delete(frame.X, [0], axis=1), frame.cluster_codes,
-        imputations=imputations, iterations=iterations, seed=seed, progress=progress,
-    )
     scales = {(o["name"], month): outcome_scale(patients, o, design, month)
               for o in config["outcomes"] for month in design["followup_months"]}
     note = (f"chained-equations imputation (two-level Bayesian linear regression, "
             f"random practice intercept) of all {len(known)} outcomes at months "
             f"{', '.join(str(m) for m in months)}, {iterations} iterations")
-    return ImputedTrial(values=values, draws=draws, score_columns=score_columns,
-                        frame=frame, scales=scales, note=note)
+    fields = {"values": patients.loc[kept, score_columns].to_numpy(dtype=float),
+              "score_columns": score_columns, "frame": frame, "scales": scales, "note": note}
+    return fields, np.delete(frame.X, [0], axis=1), frame.cluster_codes
+
+
+def impute_trial(
+    patients: pd.DataFrame,
+    config: dict[str, Any],
+    *,
+    imputations: int = 20,
+    seed: int,
+    iterations: int = ITERATIONS,
+    progress: Callable[[float], None] | None = None,
+) -> ImputedTrial:
+    """Impute every configured outcome at every month (the model of the module docstring).
+
+    Parameters are those of :func:`multiple_imputation`; the imputation does not depend on
+    which outcomes are later analysed.
+    """
+    fields, covariates, codes = _imputation_inputs(patients, config, iterations)
+    draws = impute_missing(fields["values"], covariates, codes, imputations=imputations,
+                           iterations=iterations, seed=seed, progress=progress)
+    return ImputedTrial(draws=draws, **fields)
+
+
+def imputed_batches(
+    patients: pd.DataFrame,
+    config: dict[str, Any],
+    *,
+    imputations: int = 20,
+    seed: int,
+    iterations: int = ITERATIONS,
+    progress: Callable[[float], None] | None = None,
+) -> Iterator[ImputedTrial]:
+    """:func:`impute_trial` one batch of imputations at a time
+    (:func:`~trialstats.analysis.chained.impute_batches`): the same draws, but those of all
+    imputations never held at once."""
+    fields, covariates, codes = _imputation_inputs(patients, config, iterations)
+    for _, draws in impute_batches(fields["values"], covariates, codes,
+                                   imputations=imputations, iterations=iterations, seed=seed,
+                                   progress=progress):
+        yield ImputedTrial(draws=draws, **fields)
 
 
 def _imputed_sums(frame: ModelData,
@@ -293,6 +322,59 @@ def _imputed_sums(frame: ModelData,
     return ClusterSums(n=np.array(np.broadcast_to(counts, stacked["ysum"].shape)), **stacked)
 
 
+def _not_estimable(trial: ImputedTrial, outcome: dict[str, Any], month: int) -> str | None:
+    """Why the completed data cannot estimate the effect on ``outcome`` at ``month``, or None."""
+    frame = trial.frame
+    column = trial.score_columns.index(outcome_column(outcome["name"], month))
+    observed = ~trial.missing[:, column]
+    problem = arms_problem(clusters_per_arm(trial.treated[observed],
+                                            frame.cluster_codes[observed]))
+    if problem:  # an arm's scores would come from the other arm's model alone
+        return (f"{problem} with an observed month-{month} score; "
+                f"imputation cannot stand in for an arm's outcome")
+    if np.linalg.matrix_rank(frame.X) < frame.X.shape[1]:
+        return ("not estimable: the fixed-effects design is rank deficient "
+                "(a covariate aliased with arm, or a covariate level with no patients)")
+    return None
+
+
+def _fit_imputed(
+    trial: ImputedTrial,
+    config: dict[str, Any],
+    outcome: dict[str, Any],
+    month: int,
+    offset: np.ndarray | None = None,
+) -> dict[str, np.ndarray] | str:
+    """The primary model fitted to each completed dataset of ``trial`` (``offset`` as in
+    :func:`pooled_row`): per imputation the arm contrast's ``estimate``, ``se`` and ``df`` and
+    the fit's ``var_cluster``, ``var_residual``, ``boundary`` and ``converged``; or why the
+    fits failed. Each imputation's numbers do not depend on the others fitted with it."""
+    design, frame = config["design"], trial.frame
+    baseline = outcome.get("baseline", True)  # the imputed baseline after intercept and arm
+    contrast = np.zeros(frame.X.shape[1] + baseline)
+    contrast[frame.columns.index(TREATED)] = 1.0
+    response = trial.score_columns.index(outcome_column(outcome["name"], month))
+    base_column = trial.score_columns.index(
+        outcome_column(outcome["name"], design["baseline_month"])) if baseline else None
+
+    def completed(m: int) -> tuple[np.ndarray, np.ndarray | None]:
+        y = trial.completed_one(response, m)
+        return (y if offset is None else y + offset,
+                None if base_column is None else trial.completed_one(base_column, m))
+
+    sums = _imputed_sums(frame, (completed(m) for m in range(trial.imputations)))
+    try:
+        fit = fit_reml(sums)
+        test = contrast_test(sums, fit, contrast, config["analysis"]["df_method"][0])
+    except TrialstatsError as error:  # e.g. a constant outcome: say why, without batch words
+        why = re.sub(r"^\d+ replicate\(s\), first at batch index \([^)]*\): ", "", str(error))
+        return f"not estimable: in the imputed datasets, {why}"
+    return {"estimate": np.asarray(test.estimate), "se": np.asarray(test.se),
+            "df": np.asarray(test.df), "var_cluster": np.asarray(fit.var_cluster),
+            "var_residual": np.asarray(fit.var_residual),
+            "boundary": np.asarray(fit.boundary), "converged": np.asarray(fit.converged)}
+
+
 def pooled_row(
     trial: ImputedTrial,
     config: dict[str, Any],
@@ -321,61 +403,53 @@ def pooled_row(
     dict
         The row described in :func:`multiple_imputation`.
     """
+    fits = _not_estimable(trial, outcome, month) or [
+        _fit_imputed(trial, config, outcome, month, offset)]
+    return _pooled(trial, config, outcome, month, fits, trial.imputations)
+
+
+def _pooled(
+    trial: ImputedTrial,
+    config: dict[str, Any],
+    outcome: dict[str, Any],
+    month: int,
+    fits: str | list[dict[str, np.ndarray] | str],
+    imputations: int,
+) -> dict[str, Any]:
+    """The row of :func:`pooled_row` from the fits of :func:`_fit_imputed` to consecutive
+    batches of the ``imputations``, or from why they were not made."""
     design, analysis = config["design"], config["analysis"]
     alpha, method = float(analysis["alpha"]), analysis["df_method"][0]
     frame, name = trial.frame, outcome["name"]
-    imputations = trial.imputations
     scale = trial.scales[(name, month)]
     sd0, mcid = scale["sd_baseline"], scale["mcid"]
+    failed = fits if isinstance(fits, str) else next(
+        (fit for fit in fits if isinstance(fit, str)), None)
     base = {"outcome": name, "month": month, "method": method, "n_patients": len(frame.y),
             "n_clusters": frame.n_clusters, "sd_baseline": sd0, "mcid": mcid,
             "analysis": imputation_label(imputations)}
-    column = trial.score_columns.index(outcome_column(name, month))
-    observed = ~trial.missing[:, column]
-    problem = arms_problem(clusters_per_arm(trial.treated[observed],
-                                            frame.cluster_codes[observed]))
-    if problem:  # an arm's scores would come from the other arm's model alone
-        return {**base, "notes": f"{problem} with an observed month-{month} score; "
-                f"imputation cannot stand in for an arm's outcome"}
-    if np.linalg.matrix_rank(frame.X) < frame.X.shape[1]:
-        return {**base, "notes": "not estimable: the fixed-effects design is rank deficient "
-                "(a covariate aliased with arm, or a covariate level with no patients)"}
-    baseline = outcome.get("baseline", True)  # the imputed baseline after intercept and arm
-    contrast = np.zeros(frame.X.shape[1] + baseline)
-    contrast[frame.columns.index(TREATED)] = 1.0
-    response = trial.score_columns.index(outcome_column(name, month))
-    base_column = trial.score_columns.index(outcome_column(name, design["baseline_month"])) \
-        if baseline else None
+    if failed:
+        return {**base, "notes": failed}
+    fit = {key: np.concatenate([part[key] for part in fits]) for key in fits[0]}
     notes = [trial.note]
-    sums = _imputed_sums(frame, (
-        (trial.completed_one(response, m) + (0.0 if offset is None else offset),
-         None if base_column is None else trial.completed_one(base_column, m))
-        for m in range(imputations)))
-    try:
-        fit = fit_reml(sums)
-        test = contrast_test(sums, fit, contrast, method)
-    except TrialstatsError as error:  # e.g. a constant outcome: say why, without batch words
-        why = re.sub(r"^\d+ replicate\(s\), first at batch index \([^)]*\): ", "", str(error))
-        return {**base, "notes": f"not estimable: in the imputed datasets, {why}"}
-    pooled = rubin_pool(test.estimate, np.asarray(test.se) ** 2, np.mean(test.df))
+    pooled = rubin_pool(fit["estimate"], fit["se"] ** 2, np.mean(fit["df"]))
     estimate, se, df = float(pooled.estimate), float(pooled.se), float(pooled.df)
     if not (np.isfinite(estimate) and np.isfinite(se) and se > 0 and df >= _MIN_DF):
         return {**base, "notes": f"not estimable: the pooled fit is degenerate (estimate "
                 f"{estimate:.4g}, SE {se:.4g} on {df:.4g} df)"}
     half = stats.t.ppf(1 - alpha / 2, df) * se
     low, high = estimate - half, estimate + half
-    var_cluster = np.asarray(fit.var_cluster)
-    var_residual = np.asarray(fit.var_residual)
+    var_cluster, var_residual = fit["var_cluster"], fit["var_residual"]
     notes.append(f"FMI {float(pooled.fmi):.3f}, relative increase in variance "
                  f"{float(pooled.riv):.3f}")
     notes.append("variance components and ICC averaged over imputations; "
                  "ICC CI not computed")
-    boundary = int(np.sum(fit.boundary))
+    boundary = int(np.sum(fit["boundary"]))
     if boundary:
         notes.append(f"practice variance at 0 in {boundary} of {imputations} "
                      "imputed datasets")
-    if not np.all(fit.converged):
-        notes.append(f"REML did not converge in {int(np.sum(~fit.converged))} of "
+    if not np.all(fit["converged"]):
+        notes.append(f"REML did not converge in {int(np.sum(~fit['converged']))} of "
                      f"{imputations} imputed datasets; estimates are unreliable")
     notes += [n for n in (frame.exclusion_note(), scale_note(outcome, design, month)) if n]
     return {
@@ -388,7 +462,7 @@ def pooled_row(
         "icc_ci_low": np.nan, "icc_ci_high": np.nan,
         "effect_size": estimate / sd0, "es_ci_low": low / sd0, "es_ci_high": high / sd0,
         "mcid_verdict": mcid_verdict(low, high, mcid, outcome["higher_is_better"]),
-        "converged": bool(np.all(fit.converged)), "notes": "; ".join(notes),
+        "converged": bool(np.all(fit["converged"])), "notes": "; ".join(notes),
         "fmi": float(pooled.fmi),
         "riv": float(pooled.riv),
     }
@@ -443,9 +517,16 @@ def multiple_imputation(
     The imputation model, the draws and the pooling are stated in the module docstring
     (van Buuren 2018; Rubin 1987; Barnard & Rubin 1999; Andridge 2011).
     """
-    chosen = chosen_outcomes(config, outcomes)
-    trial = impute_trial(patients, config, imputations=imputations, seed=seed,
-                         iterations=iterations, progress=progress)
-    out = [pooled_row(trial, config, outcome, month) for outcome in chosen
-           for month in config["design"]["followup_months"]]
+    chosen = [(outcome, month) for outcome in chosen_outcomes(config, outcomes)
+              for month in config["design"]["followup_months"]]
+    fits: list[str | list[dict[str, np.ndarray] | str]] = []
+    for trial in imputed_batches(patients, config, imputations=imputations, seed=seed,
+                                 iterations=iterations, progress=progress):
+        if not fits:  # the same for every batch: the observed data decide
+            fits = [_not_estimable(trial, outcome, month) or [] for outcome, month in chosen]
+        for (outcome, month), found in zip(chosen, fits, strict=True):
+            if isinstance(found, list):
+                found.append(_fit_imputed(trial, config, outcome, month))
+    out = [_pooled(trial, config, outcome, month, found, imputations)
+           for (outcome, month), found in zip(chosen, fits, strict=True)]
     return pd.DataFrame(out, columns=list(IMPUTATION_COLUMNS))
