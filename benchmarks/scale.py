@@ -15,17 +15,19 @@ writes it as CSV, and runs, each in its own subprocess,
    analysis as the workflow runs it; ``--skip-sensitivity`` leaves it out),
 
 reporting wall time and peak resident memory of each (``os.wait4`` rusage of a process
-started by a small launcher, so each figure is that process's own peak). The same two steps
-run on the committed 44-practice synthetic trial (config/config.yaml) for comparison.
+started by a small launcher, so each figure is that process's own peak) and the machine's
+1-minute load average when it ended (other processes slow it down). The same steps run on
+the committed 44-practice synthetic trial (config/config.yaml) for comparison.
 
     .venv/bin/python benchmarks/scale.py [--practices 2000] [--patients 250000] [--seed 1]
-        [--skip-sensitivity]
+        [--skip-sensitivity | --analyses multiple-imputation ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import os
 import subprocess
 import sys
 import tempfile
@@ -96,8 +98,8 @@ def measure(label: str, config: Path, out: Path,
     for step, args in steps:
         seconds, peak = run_measured(args)
         rows.append((label, step, seconds, peak))
-        print(f"  {label:<28} {step:<20} {seconds:8.1f} s  {peak / 2**20:8.0f} MiB",
-              flush=True)
+        print(f"  {label:<28} {step:<20} {seconds:8.1f} s  {peak / 2**20:8.0f} MiB  "
+              f"(load {os.getloadavg()[0]:.1f})", flush=True)
     return rows
 
 
@@ -108,6 +110,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--skip-sensitivity", action="store_true",
                         help="validate and analyse only")
+    parser.add_argument("--analyses", nargs="+", metavar="NAME",
+                        help="these sensitivity analyses only (default: the configuration's)")
     args = parser.parse_args()
 
     base = read_yaml(ROOT / "config" / "config.yaml")
@@ -132,7 +136,7 @@ def main() -> None:
             configs[name].write_text(yaml.safe_dump(config, sort_keys=False))
         n_fits = len(base["outcomes"]) * len(base["design"]["followup_months"])
         print(f"each analyse: {n_fits} models x {base['analysis']['df_method']}")
-        analyses = [] if args.skip_sensitivity else list(load_config(
+        analyses = [] if args.skip_sensitivity else args.analyses or list(load_config(
             configs["small"])["sensitivity"]["analyses"])
         rows = measure("44-practice synthetic trial", configs["small"], tmp / "small",
                        analyses)

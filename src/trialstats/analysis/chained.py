@@ -207,7 +207,8 @@ def impute_batches(
     # intercept absorbs the shift), restored on return.
     shift = np.concatenate([[0.0], x.mean(axis=0), np.nanmean(y, axis=0)])
     targets = [k for k in range(n_cols) if missing[:, k].any()]
-    layout = _Layout(np.pad(missing, ((0, 0), (n_fixed, 0))), codes, int(codes.max()) + 1)
+    cells = np.pad(missing, ((0, 0), (n_fixed, 0)))  # missing cells of [1, x, y]
+    layout = _Layout(cells, codes, int(codes.max()) + 1)
     for batch in imputation_batches(imputations, layout.bytes_each):
         chunk = streams[batch.start:batch.stop]
         data = np.empty((len(chunk), n_obs, n_fixed + n_cols))
@@ -222,7 +223,7 @@ def impute_batches(
         # The products are small and many: one BLAS thread is several times faster than two
         # that synchronise on every call (and much faster when other processes share the cores).
         with threadpool_limits(limits=1, user_api="blas"):
-            state = _Crossproducts(data, layout, np.pad(missing, ((0, 0), (n_fixed, 0))))
+            state = _Crossproducts(data, layout, cells)
             for _ in range(iterations):
                 for k in targets:
                     _draw_column(state, n_fixed + k, ~missing[:, k], chunk)
@@ -315,8 +316,9 @@ class _Crossproducts:
         rest = data[:, blocks[-1]:]
         self.rest = np.swapaxes(rest, 1, 2) @ rest
         self.cross = self.patterns.sum(axis=1) + self.rest
-        self.fixed = _cluster_sums(np.where(missing[layout.order], 0.0, data[0])[None],
-                                   layout.codes, self.n_clusters)[0]
+        self.fixed = np.stack([np.bincount(layout.codes, weights=np.where(
+            missing[layout.order, c], 0.0, data[0, :, c]), minlength=self.n_clusters)
+            for c in range(data.shape[2])], axis=1)
         self.sums = np.array(np.broadcast_to(self.fixed, (len(data), *self.fixed.shape)))
         for column in layout.columns:
             self.sums[:, :, column] = self._totals(column, self._values(column))
