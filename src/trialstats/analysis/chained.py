@@ -63,6 +63,8 @@ changes row and column *k* of the patterns missing it, :math:`O(n_P q)` each, so
 products afresh; rows of rarer patterns do the latter (the *direct* path). When patterns are
 so many that those of :math:`q` rows or more hold under half the rows, every row takes the
 direct path: the saving is then at most twofold and not worth the patterns' memory. The
+working data hold the rows of each kept pattern together (sorted by practice), so these
+updates, the missing rows' practice totals and their fitted values read the rows in place. The
 weights :math:`w_j` depend on a practice only through :math:`n_j`, so :math:`\sum_j w_j s_j
 s_j^\top = \sum_n w(n) \sum_{j: n_j = n} s_j s_j^\top` is evaluated on the grid of step 1 over
 the distinct observed counts rather than over the practices. Missing values
@@ -295,7 +297,7 @@ class _Layout:
         most = max((len(c["rank"]) for c in self.columns.values()), default=0)
         #: Working bytes per imputation: the data, the patterns' cross products and the
         #: missing values of a column with their products.
-        self.bytes_each = 8 * width * (n_rows + len(kept) * width) + 32 * most
+        self.bytes_each = 8 * width * (n_rows + int(kept.sum()) * width) + 32 * most
 
 
 class _Crossproducts:
