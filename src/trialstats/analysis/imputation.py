@@ -260,22 +260,14 @@ def impute_trial(
     return ImputedTrial(draws=draws, **fields)
 
 
-def imputed_batches(
-    patients: pd.DataFrame,
-    config: dict[str, Any],
-    *,
-    imputations: int = 20,
-    seed: int,
-    iterations: int = ITERATIONS,
-    progress: Callable[[float], None] | None = None,
-) -> Iterator[ImputedTrial]:
-    """:func:`impute_trial` one batch of imputations at a time
+def imputed_batches(patients: pd.DataFrame, config: dict[str, Any],
+                    **options: Any) -> Iterator[ImputedTrial]:
+    """:func:`impute_trial` (the same arguments) one batch of imputations at a time
     (:func:`~trialstats.analysis.chained.impute_batches`): the same draws, but those of all
     imputations never held at once."""
-    fields, covariates, codes = _imputation_inputs(patients, config, iterations)
-    for _, draws in impute_batches(fields["values"], covariates, codes,
-                                   imputations=imputations, iterations=iterations, seed=seed,
-                                   progress=progress):
+    options = {"imputations": 20, "iterations": ITERATIONS, **options}
+    fields, covariates, codes = _imputation_inputs(patients, config, options["iterations"])
+    for _, draws in impute_batches(fields["values"], covariates, codes, **options):
         yield ImputedTrial(draws=draws, **fields)
 
 
