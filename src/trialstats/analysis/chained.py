@@ -334,9 +334,11 @@ class _Crossproducts:
 
     def _totals(self, column: int, values: np.ndarray) -> np.ndarray:
         """Practice totals (M, J) of ``column`` with its missing cells set to ``values``."""
-        codes = self.layout.columns[column]["codes"]
-        return self.fixed[:, column] + np.stack(
-            [np.bincount(codes, weights=v, minlength=self.n_clusters) for v in values])
+        n_imp, n_clusters = len(values), self.n_clusters
+        bins = self.layout.columns[column]["codes"] + n_clusters * np.arange(n_imp)[:, None]
+        return self.fixed[:, column] + np.bincount(
+            bins.ravel(), weights=values.ravel(), minlength=n_imp * n_clusters).reshape(
+                n_imp, n_clusters)
 
     def observed(self, column: int) -> tuple[np.ndarray, np.ndarray]:
         """Cross products (M, q, q) and practice totals (M, J, q) of the rows observing
@@ -347,10 +349,12 @@ class _Crossproducts:
                  - np.swapaxes(rest, 1, 2) @ rest)
         sums = self.sums - _cluster_sums(rest, self.layout.codes[where["rest"]],
                                          self.n_clusters)
+        n_imp, _, width = self.data.shape
         for p in where["patterns"]:
             indicator, practices = self.layout.totals[p]
-            sums[:, practices] -= np.stack([indicator @ block for block
-                                            in self.data[:, blocks[p]:blocks[p + 1]]])
+            rows = np.swapaxes(self.data[:, blocks[p]:blocks[p + 1]], 0, 1)  # (n_P, M, q)
+            totals = indicator @ rows.reshape(len(rows), n_imp * width)
+            sums[:, practices] -= np.swapaxes(totals.reshape(-1, n_imp, width), 0, 1)
         return cross, sums
 
     def predict(self, column: int, coefficients: np.ndarray) -> np.ndarray:
@@ -398,8 +402,12 @@ def _grouped_outer(sums: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, ...]:
     ordered = sums[:, np.argsort(group, kind="stable")]
     bounds = np.concatenate([[0], np.cumsum(multiplicity)])
     outer = np.empty((n_imp, len(sizes), width * width))
-    for g, (start, stop) in enumerate(itertools.pairwise(bounds)):
-        block = ordered[:, start:stop]
+    single = multiplicity == 1  # a practice of its own count: one product per entry
+    alone = ordered[:, bounds[:-1][single]]
+    outer[:, single] = (alone[..., :, None] * alone[..., None, :]).reshape(
+        n_imp, -1, width * width)
+    for g in np.flatnonzero(~single):
+        block = ordered[:, bounds[g]:bounds[g + 1]]
         outer[:, g] = (np.swapaxes(block, 1, 2) @ block).reshape(n_imp, width * width)
     return sizes, multiplicity.astype(float), outer
 
