@@ -14,9 +14,10 @@ writes it as CSV, and runs, each in its own subprocess,
    configuration's ``sensitivity.analyses`` (the whole sensitivity stage, one process per
    analysis as the workflow runs it; ``--skip-sensitivity`` leaves it out),
 
-reporting wall time and peak resident memory of each (``os.wait4`` rusage of a process
-started by a small launcher, so each figure is that process's own peak) and the machine's
-1-minute load average when it ended (other processes slow it down). The same steps run on
+reporting wall time, CPU time (user + system) and peak resident memory of each
+(``os.wait4`` rusage of a process started by a small launcher, so each figure is that
+process's own) and the machine's 1-minute load average when it ended (other processes slow
+the wall time down, much less the CPU time). The same steps run on
 the committed 44-practice synthetic trial (config/config.yaml) for comparison.
 
     .venv/bin/python benchmarks/scale.py [--practices 2000] [--patients 250000] [--seed 1]
@@ -66,13 +67,13 @@ pid = os.fork()
 if pid == 0:
     os.execv(sys.argv[1], sys.argv[1:])
 _, status, usage = os.wait4(pid, 0)
-print("MAXRSS_KIB", usage.ru_maxrss, file=sys.stderr)
+print("MAXRSS_KIB", usage.ru_maxrss, usage.ru_utime + usage.ru_stime, file=sys.stderr)
 sys.exit(os.waitstatus_to_exitcode(status))
 """
 
 
-def run_measured(args: list[str]) -> tuple[float, int]:
-    """Run ``python -m trialstats *args``; wall seconds and peak RSS in bytes."""
+def run_measured(args: list[str]) -> tuple[float, int, float]:
+    """Run ``python -m trialstats *args``; wall seconds, peak RSS in bytes, CPU seconds."""
     start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", LAUNCHER, sys.executable, "-m", "trialstats", *args],
@@ -81,8 +82,8 @@ def run_measured(args: list[str]) -> tuple[float, int]:
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"trialstats {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
-    peak = next(line for line in done.stderr.splitlines() if line.startswith("MAXRSS_KIB"))
-    return seconds, int(peak.split()[1]) * 1024
+    usage = next(line for line in done.stderr.splitlines() if line.startswith("MAXRSS_KIB"))
+    return seconds, int(usage.split()[1]) * 1024, float(usage.split()[2])
 
 
 def measure(label: str, config: Path, out: Path,
@@ -96,10 +97,10 @@ def measure(label: str, config: Path, out: Path,
               for name in analyses]
     rows = []
     for step, args in steps:
-        seconds, peak = run_measured(args)
+        seconds, peak, cpu = run_measured(args)
         rows.append((label, step, seconds, peak))
-        print(f"  {label:<28} {step:<20} {seconds:8.1f} s  {peak / 2**20:8.0f} MiB  "
-              f"(load {os.getloadavg()[0]:.1f})", flush=True)
+        print(f"  {label:<28} {step:<20} {seconds:8.1f} s ({cpu:7.1f} s CPU) "
+              f"{peak / 2**20:8.0f} MiB  (load {os.getloadavg()[0]:.1f})", flush=True)
     return rows
 
 
