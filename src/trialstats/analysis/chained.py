@@ -492,8 +492,11 @@ def _draw_column(
 ) -> None:
     """One two-level Bayesian-regression draw of the missing entries of ``target``, in place.
 
-    The observed-row statistics are the full-data ones minus the missing rows' own
-    (:meth:`_Crossproducts.observed`).
+    ``observed`` (n,) marks the rows observing ``target``, in row order. The state is used
+    through :meth:`_Crossproducts.observed` (the observed rows' statistics: the full-data ones
+    minus the missing rows' own), :meth:`~_Crossproducts.predict` and
+    :meth:`~_Crossproducts.update`, which take and give the missing values in row order, so
+    that a draw of another kind can stand beside this one.
     """
     n_imp, _, width = state.data.shape
     n_clusters = state.n_clusters
@@ -528,7 +531,7 @@ def _draw_column(
     u = w * residual + sigma[:, None] * np.sqrt(w) * z[:, n_pred:n_pred + n_clusters]
     coefficients = np.zeros((n_imp, width))  # beta at the predictors, 0 at the target
     coefficients[:, predictors] = beta
-    codes = state.layout.columns[target]["codes"]
+    where = state.layout.columns[target]
     fitted = state.predict(target, coefficients)
-    fitted[:, state.layout.columns[target]["rank"]] += u[:, codes]
+    fitted[:, where["rank"]] += u[:, where["codes"]]
     state.update(target, fitted + sigma[:, None] * z[:, n_pred + n_clusters:])
