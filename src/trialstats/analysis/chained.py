@@ -419,6 +419,7 @@ class _Regression:
     its practice totals; ``n`` (J,) the observed rows per practice. At a variance ratio the
     Cholesky factor of the augmented matrix :math:`[[A, c], [c^\top, y^\top y - \\sum_j w_j
     t_j^2]]` holds :math:`\\log|A|`, :math:`L^{-1}c` and :math:`\\mathrm{RSS} = L_{p+1,p+1}^2`.
+    The factorisation reads the lower triangle only, so only that is formed on the grid.
     """
 
     def __init__(self, cross: np.ndarray, sums: np.ndarray, n: np.ndarray) -> None:
@@ -429,7 +430,9 @@ class _Regression:
         ridge = _RIDGE * np.einsum("mkk->mk", cross)
         ridge[:, -1] = 0.0
         self.cross = cross + ridge[:, :, None] * np.eye(width)
-        self.sizes, self.multiplicity, self.outer = _grouped_outer(sums, n)
+        self.lower = np.tril_indices(width)
+        self.sizes, self.multiplicity, outer = _grouped_outer(sums, n)
+        self.outer = outer[:, :, self.lower[0] * width + self.lower[1]]
 
     def weights(self, gamma: np.ndarray) -> np.ndarray:
         """:math:`w_j = \\gamma / (1 + \\gamma n_j)` for variance ratios ``gamma`` (M,): (M, J)."""
@@ -440,8 +443,9 @@ class _Regression:
         (M, G); shapes (M, G) and (M, G, p + 1, p + 1)."""
         width = self.p + 1
         w = gamma[..., None] / (1.0 + gamma[..., None] * self.sizes)
-        augmented = self.cross[:, None] - (w @ self.outer).reshape(*gamma.shape, width, width)
-        chol = np.linalg.cholesky(augmented)
+        augmented = np.array(np.broadcast_to(self.cross[:, None], (*gamma.shape, width, width)))
+        augmented[..., self.lower[0], self.lower[1]] -= w @ self.outer
+        chol = np.linalg.cholesky(augmented)  # the upper triangle is not read
         diagonal = np.maximum(np.diagonal(chol, axis1=-2, axis2=-1), 1e-150)
         dof = self.n.sum() - self.p
         log_post = (-0.5 * (np.log1p(gamma[..., None] * self.sizes) @ self.multiplicity)
