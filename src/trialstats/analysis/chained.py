@@ -96,8 +96,9 @@ _RIDGE = 1e-5
 _COARSE = 12
 _FINE = 32
 _LOG_POST_DROP = 12.0
-# Working data of the imputations advancing together (M x n x columns doubles) is capped
-# near this size; larger trials impute in batches of imputations.
+# Working memory of the imputations advancing together (the M x n x columns data with the
+# patterns' cross products: _Layout.bytes_each) is capped near this size; larger trials impute
+# in batches of imputations.
 _BATCH_BYTES = 256 * 2**20
 # A pattern keeps its own cross products with at least _PATTERN_ROWS x q rows, if such patterns
 # hold at least _PATTERN_SHARE of the rows (module notes).
