@@ -236,6 +236,7 @@ def impute_batches(
                 for k in range(n_cols)]
         del data, state
         yield batch, part
+        del part  # not held while the next batch is imputed
 
 
 class _Layout:

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -516,9 +516,11 @@ def multiple_imputation(
                                  iterations=iterations, progress=progress):
         if not fits:  # the same for every batch: the observed data decide
             fits = [_not_estimable(trial, outcome, month) or [] for outcome, month in chosen]
+            observed = replace(trial, draws=[])
         for (outcome, month), found in zip(chosen, fits, strict=True):
             if isinstance(found, list):
                 found.append(_fit_imputed(trial, config, outcome, month))
-    out = [_pooled(trial, config, outcome, month, found, imputations)
+        del trial  # its draws are not held while the next batch is imputed
+    out = [_pooled(observed, config, outcome, month, found, imputations)
            for (outcome, month), found in zip(chosen, fits, strict=True)]
     return pd.DataFrame(out, columns=list(IMPUTATION_COLUMNS))
