@@ -14,18 +14,21 @@ writes it as CSV, and runs, each in its own subprocess,
    configuration's ``sensitivity.analyses`` (the whole sensitivity stage, one process per
    analysis as the workflow runs it; ``--skip-sensitivity`` leaves it out),
 
-reporting wall time and peak resident memory of each (``os.wait4`` rusage of a process
-started by a small launcher, so each figure is that process's own peak). The same two steps
-run on the committed 44-practice synthetic trial (config/config.yaml) for comparison.
+reporting wall time, CPU time (user + system) and peak resident memory of each
+(``os.wait4`` rusage of a process started by a small launcher, so each figure is that
+process's own) and the machine's 1-minute load average when it ended (other processes slow
+the wall time down, much less the CPU time). The same steps run on
+the committed 44-practice synthetic trial (config/config.yaml) for comparison.
 
     .venv/bin/python benchmarks/scale.py [--practices 2000] [--patients 250000] [--seed 1]
-        [--skip-sensitivity]
+        [--skip-sensitivity | --analyses multiple-imputation ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import os
 import subprocess
 import sys
 import tempfile
@@ -64,13 +67,13 @@ pid = os.fork()
 if pid == 0:
     os.execv(sys.argv[1], sys.argv[1:])
 _, status, usage = os.wait4(pid, 0)
-print("MAXRSS_KIB", usage.ru_maxrss, file=sys.stderr)
+print("MAXRSS_KIB", usage.ru_maxrss, usage.ru_utime + usage.ru_stime, file=sys.stderr)
 sys.exit(os.waitstatus_to_exitcode(status))
 """
 
 
-def run_measured(args: list[str]) -> tuple[float, int]:
-    """Run ``python -m trialstats *args``; wall seconds and peak RSS in bytes."""
+def run_measured(args: list[str]) -> tuple[float, int, float]:
+    """Run ``python -m trialstats *args``; wall seconds, peak RSS in bytes, CPU seconds."""
     start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", LAUNCHER, sys.executable, "-m", "trialstats", *args],
@@ -79,8 +82,8 @@ def run_measured(args: list[str]) -> tuple[float, int]:
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"trialstats {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
-    peak = next(line for line in done.stderr.splitlines() if line.startswith("MAXRSS_KIB"))
-    return seconds, int(peak.split()[1]) * 1024
+    usage = next(line for line in done.stderr.splitlines() if line.startswith("MAXRSS_KIB"))
+    return seconds, int(usage.split()[1]) * 1024, float(usage.split()[2])
 
 
 def measure(label: str, config: Path, out: Path,
@@ -95,10 +98,10 @@ def measure(label: str, config: Path, out: Path,
               for name in analyses]
     rows = []
     for step, args in steps:
-        seconds, peak = run_measured(args)
+        seconds, peak, cpu = run_measured(args)
         rows.append((label, step, seconds, peak))
-        print(f"  {label:<28} {step:<20} {seconds:8.1f} s  {peak / 2**20:8.0f} MiB",
-              flush=True)
+        print(f"  {label:<28} {step:<20} {seconds:8.1f} s ({cpu:7.1f} s CPU) "
+              f"{peak / 2**20:8.0f} MiB  (load {os.getloadavg()[0]:.1f})", flush=True)
     return rows
 
 
@@ -109,6 +112,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--skip-sensitivity", action="store_true",
                         help="validate and analyse only")
+    parser.add_argument("--analyses", nargs="+", metavar="NAME",
+                        help="these sensitivity analyses only (default: the configuration's)")
     args = parser.parse_args()
 
     base = read_yaml(ROOT / "config" / "config.yaml")
@@ -133,7 +138,7 @@ def main() -> None:
             configs[name].write_text(yaml.safe_dump(config, sort_keys=False))
         n_fits = len(base["outcomes"]) * len(base["design"]["followup_months"])
         print(f"each analyse: {n_fits} models x {base['analysis']['df_method']}")
-        analyses = [] if args.skip_sensitivity else list(load_config(
+        analyses = [] if args.skip_sensitivity else args.analyses or list(load_config(
             configs["small"])["sensitivity"]["analyses"])
         rows = measure("44-practice synthetic trial", configs["small"], tmp / "small",
                        analyses)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +20,10 @@ import pytest
 from scipy import stats
 
 from trialstats.analysis import chained
+from trialstats.analysis.design import ModelData
 from trialstats.analysis.imputation import (
     IMPUTATION_COLUMNS,
+    _imputed_sums,
     impute_chained,
     multiple_imputation,
     rubin_pool,
@@ -182,6 +185,65 @@ def test_impute_chained_rejects_an_empty_column():
     with pytest.raises(TrialstatsError, match="no observed value"):
         impute_chained(np.full((10, 1), np.nan), np.zeros((10, 0)), np.arange(10) % 2,
                        imputations=2, iterations=1, seed=0)
+
+
+def _patterned(rng):
+    """Scores in 12 practices with questionnaire-like missingness: the last two columns of a
+    month not returned, single scores missing at random, one row missing every score (a
+    pattern of one row) and practice 0 missing column 1 in every row."""
+    x, y, codes = _two_level(rng, n_clusters=12, size=30)
+    scores = np.column_stack([y + rng.standard_normal(len(y)) for _ in range(4)])
+    scores[rng.random(len(y)) < 0.3, 2:] = np.nan
+    scores[rng.random(scores.shape) < 0.05] = np.nan
+    scores[codes == 0, 1] = np.nan
+    scores[7] = np.nan
+    return scores, x, codes
+
+
+@pytest.mark.parametrize("rows", [0.0, 1.0])
+def test_pattern_path_draws_as_the_direct_path(monkeypatch, rows):
+    """Cross products kept per missingness pattern (all patterns: rows 0, including the
+    one-row pattern; patterns of at least q rows: rows 1, the rest direct) give the draws of
+    forming every missing row's products afresh (no pattern kept), to rounding."""
+    scores, x, codes = _patterned(np.random.default_rng(4))
+    missing = np.pad(np.isnan(scores), ((0, 0), (3, 0)))
+    monkeypatch.setattr(chained, "_PATTERN_ROWS", np.inf)
+    assert chained._Layout(missing, codes, 12).blocks.tolist() == [0]  # every row direct
+    direct = chained.impute_missing(scores, x, codes, imputations=3, iterations=4, seed=6)
+    monkeypatch.setattr(chained, "_PATTERN_ROWS", rows)
+    layout = chained._Layout(missing, codes, 12)
+    sizes = np.diff(layout.blocks)
+    if rows == 0.0:
+        assert layout.blocks[-1] == len(scores) and sizes.min() == 1
+    else:
+        assert sizes.min() >= missing.shape[1] and 0 < layout.blocks[-1] < len(scores)
+    patterned = chained.impute_missing(scores, x, codes, imputations=3, iterations=4, seed=6)
+    for ours, theirs in zip(patterned, direct, strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-10)
+    assert not np.array_equal(patterned[1][0], patterned[1][1])
+
+
+def test_imputed_sums_are_those_of_the_stacked_data():
+    """One imputation at a time, the fixed columns' products once: the very numbers of
+    ClusterSums.from_data on the (M, n, p) stack."""
+    rng = np.random.default_rng(12)
+    n, n_clusters = 300, 9
+    codes = np.sort(rng.integers(0, n_clusters, n))
+    X = np.column_stack([np.ones(n), rng.integers(0, 2, n), rng.standard_normal((n, 2))])
+    frame = ModelData(y=np.zeros(n), X=X, columns=("a", "b", "c", "d"), cluster_codes=codes,
+                      cluster_ids=tuple(map(str, range(n_clusters))), excluded={},
+                      n_randomised=n, offset=np.zeros(n))
+    response = 50 + 30 * rng.standard_normal((3, n))
+    base = 40 + 20 * rng.standard_normal((3, n))
+    for scores in (base, None):
+        stacked = np.broadcast_to(X, (3, *X.shape))
+        if scores is not None:
+            stacked = np.insert(stacked, 2, scores, axis=2)
+        expected = ClusterSums.from_data(response, stacked, codes, n_clusters)
+        ours = _imputed_sums(frame, ((response[m], None if scores is None else scores[m])
+                                     for m in range(3)))
+        for field in fields(ClusterSums):
+            assert np.array_equal(getattr(ours, field.name), getattr(expected, field.name))
 
 
 # --- multiple_imputation --------------------------------------------------------------------

@@ -11,9 +11,11 @@ Analysis and pooling
 --------------------
 Each completed dataset is analysed with the primary model
 (:func:`trialstats.analysis.primary.analyse_outcome`: follow-up ~ treated + baseline +
-covariates + (1 | practice), exact REML) using the primary df method, all imputations in one
-batched fit. With per-imputation estimates :math:`\hat Q_m`, variances :math:`U_m` (squared
-standard errors, Kenward–Roger adjusted for that method) and complete-data df
+covariates + (1 | practice), exact REML) using the primary df method, each batch of
+imputations in one batched fit as it is made (the draws of all imputations are never held at
+once, and a fit does not depend on the others in its batch). With per-imputation
+estimates :math:`\hat Q_m`, variances :math:`U_m` (squared standard errors, Kenward–Roger
+adjusted for that method) and complete-data df
 :math:`\nu_{com}` (the mean of the per-imputation df), Rubin's rules give
 :math:`\bar Q = \frac1M\sum_m \hat Q_m`, :math:`\bar U = \frac1M\sum_m U_m`,
 :math:`B = \frac{1}{M-1}\sum_m (\hat Q_m - \bar Q)^2`, :math:`T = \bar U + (1 + 1/M) B`; the
@@ -34,15 +36,15 @@ and the fraction of missing information :math:`\mathrm{FMI} = (r + 2/(\nu + 3)) 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import sparse, stats
 
-from trialstats.analysis.chained import imputation_batches, impute_chained, impute_missing
+from trialstats.analysis.chained import impute_batches, impute_chained, impute_missing
 from trialstats.analysis.design import ModelData, model_data
 from trialstats.analysis.effects import mcid_verdict
 from trialstats.analysis.glmm import DEFAULT_N_AGQ
@@ -66,6 +68,7 @@ __all__ = [
     "impute_chained",
     "impute_missing",
     "impute_trial",
+    "imputed_batches",
     "multiple_imputation",
     "pooled_row",
     "rubin_pool",
@@ -199,14 +202,57 @@ class ImputedTrial:
     def completed(self, column: str) -> np.ndarray:
         """The completed scores of ``column`` (one of ``score_columns``), shape (M, n)."""
         k = self.score_columns.index(column)
-        out = np.array(np.broadcast_to(self.values[:, k], (self.imputations, len(self.values))))
-        out[:, np.isnan(self.values[:, k])] = self.draws[k]
+        return np.stack([self.completed_one(k, m) for m in range(self.imputations)])
+
+    def completed_one(self, k: int, imputation: int) -> np.ndarray:
+        """The completed scores of score column ``k`` in one imputation, shape (n,)."""
+        out = self.values[:, k].copy()
+        out[np.isnan(out)] = self.draws[k][imputation]
         return out
 
     @property
     def treated(self) -> np.ndarray:
         """The intervention indicator of each analysed patient, shape (n,)."""
         return self.frame.X[:, self.frame.columns.index(TREATED)]
+
+
+def _imputation_inputs(
+    patients: pd.DataFrame, config: dict[str, Any], iterations: int,
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """The fields of :class:`ImputedTrial` but ``draws``, the covariates (arm, covariate
+    dummies) and practice codes the imputation model takes, and the options of
+    :func:`~trialstats.analysis.chained.impute_batches` for binary and count columns (each
+    column's ``kinds``, the quadrature nodes ``n_agq``)."""
+    design, analysis = config["design"], config["analysis"]
+    covariates = list(analysis["covariates"])
+    known = [o["name"] for o in config["outcomes"]]
+    months = sorted({m for o in config["outcomes"] for m in outcome_months(o, design)})
+    score_columns = [outcome_column(o["name"], m) for o in config["outcomes"]
+                     for m in outcome_months(o, design)]
+
+    # The primary design with every score present, so only missing covariates exclude.
+    placeholder = patients[[TREATED, design["cluster"], *covariates]].assign(
+        **{outcome_column(known[0], design["followup_months"][0]): 0.0})
+    frame = model_data(placeholder, known[0], design["followup_months"][0],
+                       cluster=design["cluster"], baseline_month=None, covariates=covariates)
+    kept = pd.Series(True, index=patients.index)
+    for name in covariates:
+        kept &= patients[name].notna()
+    scales = {(o["name"], month): outcome_scale(patients, o, design, month)
+              for o in config["outcomes"] for month in design["followup_months"]}
+    kinds = [o.get("type", "continuous") for o in config["outcomes"]
+             for _ in outcome_months(o, design)]
+    others = sorted({k for k in kinds if k != "continuous"})
+    models = "two-level Bayesian linear regression" + "".join(
+        f"; {kind}: two-level {'logistic' if kind == 'binary' else 'Poisson'} GLMM draws"
+        for kind in others)
+    note = (f"chained-equations imputation ({models}, "
+            f"random practice intercept) of all {len(known)} outcomes at months "
+            f"{', '.join(str(m) for m in months)}, {iterations} iterations")
+    fields = {"values": patients.loc[kept, score_columns].to_numpy(dtype=float),
+              "score_columns": score_columns, "frame": frame, "scales": scales, "note": note}
+    options = {"kinds": kinds, "n_agq": analysis.get("quadrature_points", DEFAULT_N_AGQ)}
+    return fields, np.delete(frame.X, [0], axis=1), frame.cluster_codes, options
 
 
 def impute_trial(
@@ -223,62 +269,120 @@ def impute_trial(
     Parameters are those of :func:`multiple_imputation`; the imputation does not depend on
     which outcomes are later analysed.
     """
-    design, analysis = config["design"], config["analysis"]
-    covariates = list(analysis["covariates"])
-    known = [o["name"] for o in config["outcomes"]]
-    months = sorted({m for o in config["outcomes"] for m in outcome_months(o, design)})
-    score_columns = [outcome_column(o["name"], m) for o in config["outcomes"]
-                     for m in outcome_months(o, design)]
-
-    # The primary design with every score present, so only missing covariates exclude.
-    placeholder = patients.copy()
-    placeholder[score_columns] = 0.0
-    frame = model_data(placeholder, known[0], design["followup_months"][0],
-                       cluster=design["cluster"], baseline_month=None, covariates=covariates)
-    kept = pd.Series(True, index=patients.index)
-    for name in covariates:
-        kept &= patients[name].notna()
-    values = patients.loc[kept, score_columns].to_numpy(dtype=float)
-    kinds = [o.get("type", "continuous") for o in config["outcomes"]
-             for _ in outcome_months(o, design)]
+    fields, covariates, codes, options = _imputation_inputs(patients, config, iterations)
     latent: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    draws = impute_missing(
-        values, np.delete(frame.X, [0], axis=1), frame.cluster_codes,
-        imputations=imputations, iterations=iterations, seed=seed, progress=progress,
-        kinds=kinds, n_agq=analysis.get("quadrature_points", DEFAULT_N_AGQ), latent=latent,
-    )
-    scales = {(o["name"], month): outcome_scale(patients, o, design, month)
-              for o in config["outcomes"] for month in design["followup_months"]}
-    others = sorted({k for k in kinds if k != "continuous"})
-    models = "two-level Bayesian linear regression" + "".join(
-        f"; {kind}: two-level {'logistic' if kind == 'binary' else 'Poisson'} GLMM draws"
-        for kind in others)
-    note = (f"chained-equations imputation ({models}, "
-            f"random practice intercept) of all {len(known)} outcomes at months "
-            f"{', '.join(str(m) for m in months)}, {iterations} iterations")
-    return ImputedTrial(values=values, draws=draws, score_columns=score_columns,
-                        frame=frame, scales=scales, note=note, latent=latent)
+    draws = impute_missing(fields["values"], covariates, codes, imputations=imputations,
+                           iterations=iterations, seed=seed, progress=progress, latent=latent,
+                           **options)
+    return ImputedTrial(draws=draws, latent=latent, **fields)
 
 
-def _imputed_sums(frame: ModelData, response: np.ndarray,
-                  base_scores: np.ndarray | None) -> ClusterSums:
-    """Cluster sums of the primary model in every completed dataset: ``response`` (M, n) on
-    the design of ``frame`` with ``base_scores`` (M, n) inserted as its third column, formed in
-    batches of imputations (:func:`~trialstats.analysis.chained.imputation_batches`; the
-    per-row products and their copy take 16 n p^2 bytes each) so that the (M, n, p, p)
-    products never exist at once."""
-    imputations, (n_rows, width) = len(response), frame.X.shape
-    width += base_scores is not None
-    parts = []
-    for batch in imputation_batches(imputations, 16 * n_rows * width * width):
-        rows = slice(batch.start, batch.stop)
-        X = np.array(np.broadcast_to(frame.X, (len(response[rows]), *frame.X.shape)))
-        if base_scores is not None:
-            X = np.insert(X, 2, base_scores[rows], axis=2)
-        parts.append(ClusterSums.from_data(response[rows], X, frame.cluster_codes,
-                                           frame.n_clusters))
-    return ClusterSums(**{field.name: np.concatenate([getattr(p, field.name) for p in parts])
-                          for field in fields(ClusterSums)})
+def imputed_batches(patients: pd.DataFrame, config: dict[str, Any],
+                    **options: Any) -> Iterator[ImputedTrial]:
+    """:func:`impute_trial` (the same arguments) one batch of imputations at a time
+    (:func:`~trialstats.analysis.chained.impute_batches`): the same draws, but those of all
+    imputations never held at once."""
+    options = {"imputations": 20, "iterations": ITERATIONS, **options}
+    fields, covariates, codes, types = _imputation_inputs(patients, config,
+                                                          options["iterations"])
+    for _, draws in impute_batches(fields["values"], covariates, codes, **options, **types):
+        yield ImputedTrial(draws=draws, **fields)
+
+
+def _imputed_sums(frame: ModelData,
+                  completed: Iterable[tuple[np.ndarray, np.ndarray | None]]) -> ClusterSums:
+    """Cluster sums of the primary model in every completed dataset: from ``completed``, per
+    imputation the response (n,) and the baseline score (n,) inserted as the third column of
+    the design of ``frame`` (None: no baseline column).
+
+    The same numbers as :meth:`~trialstats.analysis.reml.ClusterSums.from_data` on the
+    stacked data (each total adds the same row products in the same order), but one
+    imputation at a time and the products of the fixed columns once, in O(n p) memory instead
+    of the (M, n, p, p) products.
+    """
+    X, codes, n_clusters = frame.X, frame.cluster_codes, frame.n_clusters
+    n_rows, width = X.shape
+    indicator = sparse.csr_matrix((np.ones(n_rows), (codes, np.arange(n_rows))),
+                                  shape=(n_clusters, n_rows))
+
+    def total(columns: np.ndarray) -> np.ndarray:
+        return np.asarray(indicator @ columns.reshape(n_rows, -1))
+
+    fixed = np.stack([total(X * X[:, [a]]) for a in range(width)], axis=1)  # (J, p, p)
+    parts: dict[str, list[np.ndarray]] = {"xtx": [], "xty": [], "yty": [], "xsum": [],
+                                          "ysum": []}
+    for y, base in completed:
+        design = X if base is None else np.insert(X, 2, base, axis=1)
+        if not (np.all(np.isfinite(y)) and np.all(np.isfinite(design))):
+            raise TrialstatsError("y and X must be finite (drop incomplete rows before fitting).")
+        if base is None:
+            xtx = fixed
+        else:
+            xtx = np.empty((n_clusters, width + 1, width + 1))
+            others = np.delete(np.arange(width + 1), 2)
+            xtx[:, others[:, None], others] = fixed
+            xtx[:, 2, :] = xtx[:, :, 2] = total(design * base[:, None])
+        parts["xtx"].append(xtx)
+        parts["xty"].append(total(design * y[:, None]))
+        parts["yty"].append(total(y * y)[:, 0])
+        parts["xsum"].append(total(design))
+        parts["ysum"].append(total(y)[:, 0])
+    stacked = {name: np.stack(part) for name, part in parts.items()}
+    counts = np.bincount(codes, minlength=n_clusters).astype(float)
+    return ClusterSums(n=np.array(np.broadcast_to(counts, stacked["ysum"].shape)), **stacked)
+
+
+def _not_estimable(trial: ImputedTrial, outcome: dict[str, Any], month: int) -> str | None:
+    """Why the completed data cannot estimate the effect on ``outcome`` at ``month``, or None."""
+    frame = trial.frame
+    column = trial.score_columns.index(outcome_column(outcome["name"], month))
+    observed = ~trial.missing[:, column]
+    problem = arms_problem(clusters_per_arm(trial.treated[observed],
+                                            frame.cluster_codes[observed]))
+    if problem:  # an arm's scores would come from the other arm's model alone
+        return (f"{problem} with an observed month-{month} score; "
+                f"imputation cannot stand in for an arm's outcome")
+    if np.linalg.matrix_rank(frame.X) < frame.X.shape[1]:
+        return ("not estimable: the fixed-effects design is rank deficient "
+                "(a covariate aliased with arm, or a covariate level with no patients)")
+    return None
+
+
+def _fit_imputed(
+    trial: ImputedTrial,
+    config: dict[str, Any],
+    outcome: dict[str, Any],
+    month: int,
+    offset: np.ndarray | None = None,
+) -> dict[str, np.ndarray] | str:
+    """The primary model fitted to each completed dataset of ``trial`` (``offset`` as in
+    :func:`pooled_row`): per imputation the arm contrast's ``estimate``, ``se`` and ``df`` and
+    the fit's ``var_cluster``, ``var_residual``, ``boundary`` and ``converged``; or why the
+    fits failed. Each imputation's numbers do not depend on the others fitted with it."""
+    design, frame = config["design"], trial.frame
+    baseline = outcome.get("baseline", True)  # the imputed baseline after intercept and arm
+    contrast = np.zeros(frame.X.shape[1] + baseline)
+    contrast[frame.columns.index(TREATED)] = 1.0
+    response = trial.score_columns.index(outcome_column(outcome["name"], month))
+    base_column = trial.score_columns.index(
+        outcome_column(outcome["name"], design["baseline_month"])) if baseline else None
+
+    def completed(m: int) -> tuple[np.ndarray, np.ndarray | None]:
+        y = trial.completed_one(response, m)
+        return (y if offset is None else y + offset,
+                None if base_column is None else trial.completed_one(base_column, m))
+
+    sums = _imputed_sums(frame, (completed(m) for m in range(trial.imputations)))
+    try:
+        fit = fit_reml(sums)
+        test = contrast_test(sums, fit, contrast, config["analysis"]["df_method"][0])
+    except TrialstatsError as error:  # e.g. a constant outcome: say why, without batch words
+        why = re.sub(r"^\d+ replicate\(s\), first at batch index \([^)]*\): ", "", str(error))
+        return f"not estimable: in the imputed datasets, {why}"
+    return {"estimate": np.asarray(test.estimate), "se": np.asarray(test.se),
+            "df": np.asarray(test.df), "var_cluster": np.asarray(fit.var_cluster),
+            "var_residual": np.asarray(fit.var_residual),
+            "boundary": np.asarray(fit.boundary), "converged": np.asarray(fit.converged)}
 
 
 def pooled_row(
@@ -309,60 +413,53 @@ def pooled_row(
     dict
         The row described in :func:`multiple_imputation`.
     """
+    fits = _not_estimable(trial, outcome, month) or [
+        _fit_imputed(trial, config, outcome, month, offset)]
+    return _pooled(trial, config, outcome, month, fits, trial.imputations)
+
+
+def _pooled(
+    trial: ImputedTrial,
+    config: dict[str, Any],
+    outcome: dict[str, Any],
+    month: int,
+    fits: str | list[dict[str, np.ndarray] | str],
+    imputations: int,
+) -> dict[str, Any]:
+    """The row of :func:`pooled_row` from the fits of :func:`_fit_imputed` to consecutive
+    batches of the ``imputations``, or from why they were not made."""
     design, analysis = config["design"], config["analysis"]
     alpha, method = float(analysis["alpha"]), analysis["df_method"][0]
     frame, name = trial.frame, outcome["name"]
-    imputations = trial.imputations
     scale = trial.scales[(name, month)]
     sd0, mcid = scale["sd_baseline"], scale["mcid"]
+    failed = fits if isinstance(fits, str) else next(
+        (fit for fit in fits if isinstance(fit, str)), None)
     base = {"outcome": name, "month": month, "method": method, "n_patients": len(frame.y),
             "n_clusters": frame.n_clusters, "sd_baseline": sd0, "mcid": mcid,
             "analysis": imputation_label(imputations), "effect_measure": MEAN_DIFFERENCE}
-    column = trial.score_columns.index(outcome_column(name, month))
-    observed = ~trial.missing[:, column]
-    problem = arms_problem(clusters_per_arm(trial.treated[observed],
-                                            frame.cluster_codes[observed]))
-    if problem:  # an arm's scores would come from the other arm's model alone
-        return {**base, "notes": f"{problem} with an observed month-{month} score; "
-                f"imputation cannot stand in for an arm's outcome"}
-    if np.linalg.matrix_rank(frame.X) < frame.X.shape[1]:
-        return {**base, "notes": "not estimable: the fixed-effects design is rank deficient "
-                "(a covariate aliased with arm, or a covariate level with no patients)"}
-    baseline = outcome.get("baseline", True)  # the imputed baseline after intercept and arm
-    contrast = np.zeros(frame.X.shape[1] + baseline)
-    contrast[frame.columns.index(TREATED)] = 1.0
-    response = trial.completed(outcome_column(name, month))
-    if offset is not None:
-        response = response + offset
-    base_scores = trial.completed(outcome_column(name, design["baseline_month"])) \
-        if baseline else None
+    if failed:
+        return {**base, "notes": failed}
+    fit = {key: np.concatenate([part[key] for part in fits]) for key in fits[0]}
     notes = [trial.note]
-    sums = _imputed_sums(frame, response, base_scores)
-    try:
-        fit = fit_reml(sums)
-        test = contrast_test(sums, fit, contrast, method)
-    except TrialstatsError as error:  # e.g. a constant outcome: say why, without batch words
-        why = re.sub(r"^\d+ replicate\(s\), first at batch index \([^)]*\): ", "", str(error))
-        return {**base, "notes": f"not estimable: in the imputed datasets, {why}"}
-    pooled = rubin_pool(test.estimate, np.asarray(test.se) ** 2, np.mean(test.df))
+    pooled = rubin_pool(fit["estimate"], fit["se"] ** 2, np.mean(fit["df"]))
     estimate, se, df = float(pooled.estimate), float(pooled.se), float(pooled.df)
     if not (np.isfinite(estimate) and np.isfinite(se) and se > 0 and df >= _MIN_DF):
         return {**base, "notes": f"not estimable: the pooled fit is degenerate (estimate "
                 f"{estimate:.4g}, SE {se:.4g} on {df:.4g} df)"}
     half = stats.t.ppf(1 - alpha / 2, df) * se
     low, high = estimate - half, estimate + half
-    var_cluster = np.asarray(fit.var_cluster)
-    var_residual = np.asarray(fit.var_residual)
+    var_cluster, var_residual = fit["var_cluster"], fit["var_residual"]
     notes.append(f"FMI {float(pooled.fmi):.3f}, relative increase in variance "
                  f"{float(pooled.riv):.3f}")
     notes.append("variance components and ICC averaged over imputations; "
                  "ICC CI not computed")
-    boundary = int(np.sum(fit.boundary))
+    boundary = int(np.sum(fit["boundary"]))
     if boundary:
         notes.append(f"practice variance at 0 in {boundary} of {imputations} "
                      "imputed datasets")
-    if not np.all(fit.converged):
-        notes.append(f"REML did not converge in {int(np.sum(~fit.converged))} of "
+    if not np.all(fit["converged"]):
+        notes.append(f"REML did not converge in {int(np.sum(~fit['converged']))} of "
                      f"{imputations} imputed datasets; estimates are unreliable")
     notes += [n for n in (frame.exclusion_note(), scale_note(outcome, design, month)) if n]
     return {
@@ -375,7 +472,7 @@ def pooled_row(
         "icc_ci_low": np.nan, "icc_ci_high": np.nan,
         "effect_size": estimate / sd0, "es_ci_low": low / sd0, "es_ci_high": high / sd0,
         "mcid_verdict": mcid_verdict(low, high, mcid, outcome["higher_is_better"]),
-        "converged": bool(np.all(fit.converged)), "notes": "; ".join(notes),
+        "converged": bool(np.all(fit["converged"])), "notes": "; ".join(notes),
         "fmi": float(pooled.fmi),
         "riv": float(pooled.riv),
     }
@@ -430,9 +527,18 @@ def multiple_imputation(
     The imputation model, the draws and the pooling are stated in the module docstring
     (van Buuren 2018; Rubin 1987; Barnard & Rubin 1999; Andridge 2011).
     """
-    chosen = chosen_outcomes(config, outcomes)
-    trial = impute_trial(patients, config, imputations=imputations, seed=seed,
-                         iterations=iterations, progress=progress)
-    out = [pooled_row(trial, config, outcome, month) for outcome in chosen
-           for month in config["design"]["followup_months"]]
+    chosen = [(outcome, month) for outcome in chosen_outcomes(config, outcomes)
+              for month in config["design"]["followup_months"]]
+    fits: list[str | list[dict[str, np.ndarray] | str]] = []
+    for trial in imputed_batches(patients, config, imputations=imputations, seed=seed,
+                                 iterations=iterations, progress=progress):
+        if not fits:  # the same for every batch: the observed data decide
+            fits = [_not_estimable(trial, outcome, month) or [] for outcome, month in chosen]
+            observed = replace(trial, draws=[])
+        for (outcome, month), found in zip(chosen, fits, strict=True):
+            if isinstance(found, list):
+                found.append(_fit_imputed(trial, config, outcome, month))
+        del trial  # its draws are not held while the next batch is imputed
+    out = [_pooled(observed, config, outcome, month, found, imputations)
+           for (outcome, month), found in zip(chosen, fits, strict=True)]
     return pd.DataFrame(out, columns=list(IMPUTATION_COLUMNS))

@@ -53,6 +53,7 @@ from trialstats.analysis.imputation import (
     IMPUTATION_COLUMNS,
     ImputedTrial,
     impute_trial,
+    multiple_imputation,
     pooled_row,
     rubin_pool,
 )
@@ -237,6 +238,10 @@ def imputed_outcome_rows(
     :data:`~trialstats.analysis.imputation.IMPUTATION_COLUMNS`.
     """
     settings = config["sensitivity"]
+    if all(o.get("type", "continuous") == "continuous" for o in config["outcomes"]):
+        # scores only: the imputations analysed one batch at a time (the same rows)
+        return multiple_imputation(patients, config, imputations=settings["imputations"],
+                                   seed=settings["seed"], outcomes=outcomes, progress=progress)
     trial = impute_trial(patients, config, imputations=settings["imputations"],
                          seed=settings["seed"], progress=progress)
     rows = []
