@@ -208,21 +208,28 @@ def power_run(reps: int, n_agq: int):
     return events, fit, reject
 
 
-def bench_power(reps: int, peer_reps: int) -> None:
-    print(f"Power: {reps} trials of {N_CLUSTERS} clusters x {SIZE}, control risk 0.3, OR 1.5, "
-          f"sigma {SIGMA}")
-    power_run(20, DEFAULT_N_AGQ)  # warm-up
+def time_power_runs(run, reps: int):
+    """Time ``run(reps, n_agq)`` (draw, fit, Wald test) at the default nodes and at 1 after a
+    warm-up, print each, and return the times by nodes with the default run's data and fit."""
+    run(20, DEFAULT_N_AGQ)  # warm-up
     ours = {}
     for n_agq in (DEFAULT_N_AGQ, 1):
         start = time.perf_counter()
-        events, fit, reject = power_run(reps, n_agq)
+        data, fit, reject = run(reps, n_agq)
         ours[n_agq] = time.perf_counter() - start
         print(f"  trialstats, nAGQ {n_agq:2d}: {ours[n_agq]:.2f} s for {reps} (generation + fit + "
               f"Wald test) -> {1000 * ours[n_agq] / reps:.2f} s per 1,000; power "
               f"{reject.mean():.3f}; {fit.converged.mean():.1%} converged, "
               f"{fit.boundary.mean():.1%} at sigma = 0")
         if n_agq == DEFAULT_N_AGQ:
-            default_fit, default_events = fit, events
+            default = data, fit
+    return ours, *default
+
+
+def bench_power(reps: int, peer_reps: int) -> None:
+    print(f"Power: {reps} trials of {N_CLUSTERS} clusters x {SIZE}, control risk 0.3, OR 1.5, "
+          f"sigma {SIGMA}")
+    ours, default_events, default_fit = time_power_runs(power_run, reps)
     # The product's command (`trialstats power simulate --p0 --p1`): per-replicate seeded
     # streams, unequal-size-ready drawing, and the null replicates for the type I error fitted
     # in the same call (2 x reps fits).
@@ -276,18 +283,7 @@ def count_power_run(reps: int, n_agq: int):
 def bench_count_power(reps: int, peer_reps: int) -> None:
     print(f"Count power: {reps} trials of {N_CLUSTERS} clusters x {SIZE}, mean control rate "
           f"{COUNT_RATE0}, rate ratio {COUNT_RR}, between-cluster CV {COUNT_CV_BETWEEN}")
-    count_power_run(20, DEFAULT_N_AGQ)  # warm-up
-    ours = {}
-    for n_agq in (DEFAULT_N_AGQ, 1):
-        start = time.perf_counter()
-        totals, fit, reject = count_power_run(reps, n_agq)
-        ours[n_agq] = time.perf_counter() - start
-        print(f"  trialstats, nAGQ {n_agq:2d}: {ours[n_agq]:.2f} s for {reps} (generation + fit + "
-              f"Wald test) -> {1000 * ours[n_agq] / reps:.2f} s per 1,000; power "
-              f"{reject.mean():.3f}; {fit.converged.mean():.1%} converged, "
-              f"{fit.boundary.mean():.1%} at sigma = 0")
-        if n_agq == DEFAULT_N_AGQ:
-            default_fit, default_totals = fit, totals
+    ours, default_totals, default_fit = time_power_runs(count_power_run, reps)
     start = time.perf_counter()
     row = simulate_count_power(rate0=COUNT_RATE0, rate_ratio=COUNT_RR,
                                clusters_per_arm=N_CLUSTERS // 2, cluster_size=SIZE,
