@@ -226,6 +226,24 @@ def time_power_runs(run, reps: int):
     return ours, *default
 
 
+def print_loop_ratios(out, ours: dict, n_agq: int, reps: int, peer_reps: int,
+                      summary: str, command_name: str) -> None:
+    """Print the glmer loop's time per 1,000 trials (patient rows and cluster summaries,
+    ``summary``) and its ratio to ours at ``n_agq`` nodes, and at the default nodes to the
+    product's command ``command_name`` (which also fits the null replicates)."""
+    ours_per = 1000 * ours[n_agq] / reps
+    width = len(summary)
+    for label, key in (("patient rows", "PATIENT"), (summary, "CLUSTER")):
+        per = 1000 * field(out, f"{key}_SECONDS")[0] / peer_reps
+        print(f"  lme4 glmer loop (in R), nAGQ {n_agq:2d}, {label:{width}s}: {peer_reps} fits "
+              f"timed, scaled -> {per:.1f} s per 1,000; ratio {per / ours_per:.0f}x")
+        if n_agq == DEFAULT_N_AGQ:
+            command = 1000 * ours["command"] / reps
+            print(f"    vs {command_name} (power only, as the loop): ratio "
+                  f"{per / command:.0f}x; with its type I error fits counted, "
+                  f"{2 * per / command:.0f}x")
+
+
 def bench_power(reps: int, peer_reps: int) -> None:
     print(f"Power: {reps} trials of {N_CLUSTERS} clusters x {SIZE}, control risk 0.3, OR 1.5, "
           f"sigma {SIGMA}")
@@ -254,16 +272,8 @@ def bench_power(reps: int, peer_reps: int) -> None:
         if out is None:
             print("  lme4 glmer loop: Rscript not found, skipped")
             return
-        ours_per = 1000 * ours[n_agq] / reps
-        for label, key in (("patient rows", "PATIENT"), ("events/trials", "CLUSTER")):
-            per = 1000 * field(out, f"{key}_SECONDS")[0] / peer_reps
-            print(f"  lme4 glmer loop (in R), nAGQ {n_agq:2d}, {label:13s}: {peer_reps} fits "
-                  f"timed, scaled -> {per:.1f} s per 1,000; ratio {per / ours_per:.0f}x")
-            if n_agq == DEFAULT_N_AGQ:
-                command = 1000 * ours["command"] / reps
-                print(f"    vs simulate_binary_power (power only, as the loop): ratio "
-                      f"{per / command:.0f}x; with its type I error fits counted, "
-                      f"{2 * per / command:.0f}x")
+        print_loop_ratios(out, ours, n_agq, reps, peer_reps, "events/trials",
+                          "simulate_binary_power")
         if n_agq == DEFAULT_N_AGQ:
             gap = np.max(np.abs(field(out, "ESTIMATES") - default_fit.beta[:peer_reps, 1]))
             print(f"  max |log OR difference| over the {peer_reps} trials: {gap:.1e}")
@@ -308,16 +318,8 @@ def bench_count_power(reps: int, peer_reps: int) -> None:
         if out is None:
             print("  lme4 glmer loop: Rscript not found, skipped")
             return
-        ours_per = 1000 * ours[n_agq] / reps
-        for label, key in (("patient rows", "PATIENT"), ("cluster totals", "CLUSTER")):
-            per = 1000 * field(out, f"{key}_SECONDS")[0] / peer_reps
-            print(f"  lme4 glmer loop (in R), nAGQ {n_agq:2d}, {label:14s}: {peer_reps} fits "
-                  f"timed, scaled -> {per:.1f} s per 1,000; ratio {per / ours_per:.0f}x")
-            if n_agq == DEFAULT_N_AGQ:
-                command = 1000 * ours["command"] / reps
-                print(f"    vs simulate_count_power (power only, as the loop): ratio "
-                      f"{per / command:.0f}x; with its type I error fits counted, "
-                      f"{2 * per / command:.0f}x")
+        print_loop_ratios(out, ours, n_agq, reps, peer_reps, "cluster totals",
+                          "simulate_count_power")
         if n_agq == DEFAULT_N_AGQ:
             ours_est = default_fit.beta[:peer_reps, 1]
             gaps = [np.max(np.abs(field(out, name) - ours_est))
