@@ -5,15 +5,18 @@
 replicate of a batch at once from sufficient statistics. Their sums share the shape
 properties of :class:`CellSums` (batch shape, design width); their fits and flattened sums
 are dataclasses of arrays with the batch axes first (:class:`BatchArrays`: select replicates,
-restore the batch shape); both refuse a rank-deficient fixed-effects design by the same test
-(:func:`rank_deficient`).
+restore the batch shape) sharing the flattened totals (:class:`FlatSums`) and the fit
+diagnostics (:class:`FitDiagnostics`); both refuse a rank-deficient fixed-effects design by the
+same test (:func:`rank_deficient`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-__all__ = ["BatchArrays", "CellSums", "rank_deficient"]
+__all__ = ["BatchArrays", "CellSums", "FitDiagnostics", "FlatSums", "rank_deficient"]
 
 # Smallest eigenvalue of the column-scaled X'X below which X is treated as rank deficient.
 _RANK_TOL = 1e-12
@@ -52,6 +55,55 @@ class BatchArrays:
             name: getattr(self, name).reshape((*batch, *getattr(self, name).shape[1:]))[()]
             for name in self.__dataclass_fields__
         })
+
+
+@dataclass(frozen=True)
+class FlatSums(BatchArrays):
+    """Sufficient statistics flattened to one batch axis ``B`` (cells: clusters, or clusters x
+    periods), with the whole-data totals.
+
+    Attributes
+    ----------
+    n, ysum : ndarray, shape (B, *cells)
+        Observations and outcome sums per cell.
+    xsum : ndarray, shape (B, *cells, p)
+        Fixed-effect column sums per cell.
+    xtx, xty, yty : ndarray, shapes (B, p, p), (B, p), (B,)
+        :math:`X^\\top X`, :math:`X^\\top y` and :math:`y^\\top y` over all observations.
+    dof : ndarray, shape (B,)
+        :math:`N - p`.
+    """
+
+    n: np.ndarray
+    ysum: np.ndarray
+    xsum: np.ndarray
+    xtx: np.ndarray
+    xty: np.ndarray
+    yty: np.ndarray
+    dof: np.ndarray
+
+
+@dataclass(frozen=True)
+class FitDiagnostics(BatchArrays):
+    """What every batched REML fit reports besides its estimates.
+
+    Attributes
+    ----------
+    reml_loglik : ndarray, shape (...)
+        Maximised REML log-likelihood, on lme4's scale.
+    converged : ndarray of bool, shape (...)
+        False when no optimum was found inside the search range or the iteration limit was hit.
+    boundary : ndarray of bool, shape (...) or (..., k)
+        Which variance components are estimated as exactly 0 (lme4's singular fit).
+    n_obs, n_clusters : ndarray of int, shape (...)
+        Observations and non-empty clusters.
+    """
+
+    reml_loglik: np.ndarray
+    converged: np.ndarray
+    boundary: np.ndarray
+    n_obs: np.ndarray
+    n_clusters: np.ndarray
 
 
 def rank_deficient(xtx: np.ndarray) -> np.ndarray:

@@ -87,8 +87,7 @@ _FD_STEP = 1e-7
 _LOGLIK_TOL = 1e-9
 # Eigenvalues of the information are floored here (and relative to the largest) in Newton steps;
 # an information whose smallest eigenvalue is below _COND_TOL times its largest is singular.
-_TINY = 1e-300
-_COND_TOL = 1e-12
+_TINY, _COND_TOL = 1e-300, 1e-12
 
 
 @dataclass(frozen=True)

@@ -93,7 +93,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-from trialstats.analysis.glmm import DEFAULT_N_AGQ, fit_glmm
+# The outer Newton (step tolerance, iteration cap, line-search halvings) is fit_glmm's.
+from trialstats.analysis.glmm import _MAX_HALVINGS, _MAX_ITER, _STEP_TOL, DEFAULT_N_AGQ, fit_glmm
 from trialstats.analysis.glmm_likelihood import _kernel, glmm_data, normal_rule
 from trialstats.errors import TrialstatsError
 
@@ -107,10 +108,6 @@ _MODE_MAX_STEP = 4.0
 # Central-difference steps (relative) for the gradient and the Hessian of the log-likelihood.
 _GRAD_STEP = 1e-5
 _HESS_STEP = 1e-4
-# Newton: step tolerance, iteration cap, halvings in the line search.
-_STEP_TOL = 1e-9
-_MAX_ITER = 100
-_MAX_HALVINGS = 40
 # A parameter beyond this (log odds or rate ratio, or SD) is drifting to infinity (separated
 # data): the search stops, not converged.
 _DIVERGED = 30.0

@@ -41,7 +41,7 @@ import pandas as pd
 
 from trialstats.analysis.glmm import DEFAULT_N_AGQ
 from trialstats.analysis.glmm_nested import fit_nested_glmm, nested_data
-from trialstats.analysis.glmm_rows import glmm_df, measure_row, measures_of
+from trialstats.analysis.glmm_rows import contrast_row, measures_of
 from trialstats.analysis.repeated import month_contrasts, repeated_data
 from trialstats.analysis.rows import (
     arms_problem,
@@ -118,19 +118,14 @@ def _outcome_rows(
     if binary:
         within = var_p + np.pi**2 / 3
         components |= {"var_residual": within, "icc": var_c / (var_c + within)}
-    p = data.X.shape[1]
-    cov = fit.cov[:p, :p]
     rows = []
     for month, contrast in zip(months, month_contrasts(data.columns, months), strict=True):
         for method in methods:
             row = {**base, **components, "month": month, "method": method,
                    "notes": join_notes(exclusions, described, *flags)}
-            rows.append(measure_row(row, outcome, measure,
-                                    estimate=float(contrast @ fit.beta),
-                                    se=float(np.sqrt(contrast @ cov @ contrast)),
-                                    df=glmm_df(method, data.y, data.X, data.practice_codes,
-                                               contrast),
-                                    alpha=analysis["alpha"]))
+            rows.append(contrast_row(row, outcome, measure, fit, contrast, method=method,
+                                     y=data.y, X=data.X, cluster_codes=data.practice_codes,
+                                     alpha=analysis["alpha"]))
     return rows
 
 

@@ -67,8 +67,8 @@ from trialstats.data.validate import TREATED
 from trialstats.errors import TrialstatsError
 
 __all__ = [
-    "GLMM_OUTCOME_TYPES", "OVERDISPERSION_ALPHA", "glmm_outcome_rows", "measure_row", "measures_of",
-    "overdispersion_p_value",
+    "GLMM_OUTCOME_TYPES", "OVERDISPERSION_ALPHA", "contrast_row", "glmm_outcome_rows",
+    "measure_row", "measures_of", "overdispersion_p_value",
 ]
 
 #: Outcome types analysed by a GLMM.
@@ -134,6 +134,18 @@ def measure_row(base, outcome, measure, *, estimate, se, df, alpha) -> dict[str,
         "mcid": mcid,
         "mcid_verdict": mcid_verdict(low, high, mcid_scale, outcome["higher_is_better"]),
     }
+
+
+def contrast_row(base, outcome, measure, fit: GlmmFit, contrast: np.ndarray, *, method: str,
+                 y: np.ndarray, X: np.ndarray, cluster_codes: np.ndarray,
+                 alpha: float) -> dict[str, Any]:
+    """:func:`measure_row` of the linear combination :math:`c^\\top\\beta` of a GLMM fit:
+    its SE from the fixed-effects block of ``fit.cov`` (``X`` has the fit's fixed-effect
+    columns) and its df by ``method`` (:func:`glmm_df`)."""
+    p = X.shape[1]
+    return measure_row(base, outcome, measure, estimate=float(contrast @ fit.beta),
+                       se=float(np.sqrt(contrast @ fit.cov[:p, :p] @ contrast)),
+                       df=glmm_df(method, y, X, cluster_codes, contrast), alpha=alpha)
 
 
 def overdispersion_p_value(loglik_negbin: Any, loglik_poisson: Any) -> np.ndarray:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from functools import partial
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -41,7 +40,7 @@ from scipy import stats
 
 from trialstats.analysis.glmm import DEFAULT_N_AGQ, fit_glmm, latent_icc
 from trialstats.analysis.glmm_likelihood import glmm_data
-from trialstats.analysis.glmm_rows import _count_fit, glmm_df, measure_row, measures_of
+from trialstats.analysis.glmm_rows import _count_fit, contrast_row, glmm_df, measures_of
 from trialstats.analysis.rows import each_outcome_month, join_notes
 from trialstats.analysis.subgroups import skipped_note, subgroup_design
 from trialstats.contract import subgroup_interaction_label, subgroup_label
@@ -95,13 +94,12 @@ def _outcome_rows(
                      "arm); estimates are unreliable")
     p = model.X.shape[1]
     cov = fit.cov[:p, :p]
-    design = SimpleNamespace(y=data.y, X=model.X, cluster_codes=data.cluster_codes)
     L = model.interaction_contrasts(variable)
     delta = L @ fit.beta
     wald = (float(delta @ np.linalg.solve(L @ cov @ L.T, delta)) if np.all(np.isfinite(cov))
             else np.nan)  # information not positive definite: no test
     q = L.shape[0]
-    den = glmm_df(method, design.y, design.X, design.cluster_codes, L)
+    den = glmm_df(method, data.y, model.X, data.cluster_codes, L)
     if np.isfinite(den):
         test = f"Wald F({q}, {den:.4g}) = {wald / q:.4g}"
         p_value = float(stats.f.sf(wald / q, q, den))
@@ -126,11 +124,9 @@ def _outcome_rows(
                    model.exclusions,
                    f"effect in patients with {variable} = {level}, from the GLMM with the arm "
                    f"x {variable} interaction ({len(data.y):,} patients); {method} df", *flags)}
-        rows.append(measure_row(row, outcome, measure, estimate=float(contrast @ fit.beta),
-                                se=float(np.sqrt(contrast @ cov @ contrast)),
-                                df=glmm_df(method, design.y, design.X, design.cluster_codes,
-                                           contrast),
-                                alpha=analysis["alpha"]))
+        rows.append(contrast_row(row, outcome, measure, fit, contrast, method=method,
+                                 y=data.y, X=model.X, cluster_codes=data.cluster_codes,
+                                 alpha=analysis["alpha"]))
     return rows
 
 

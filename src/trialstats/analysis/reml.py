@@ -63,7 +63,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 
-from trialstats.analysis.batched import BatchArrays, CellSums, rank_deficient
+from trialstats.analysis.batched import CellSums, FitDiagnostics, FlatSums, rank_deficient
 from trialstats.analysis.roots import bracketed_newton
 from trialstats.errors import TrialstatsError
 
@@ -135,13 +135,8 @@ class ClusterSums(CellSums):
             raise TrialstatsError("ClusterSums.n has a negative cluster size.")
 
     @classmethod
-    def from_data(
-        cls,
-        y: np.ndarray,
-        X: np.ndarray,
-        cluster_codes: np.ndarray,
-        n_clusters: int | None = None,
-    ) -> ClusterSums:
+    def from_data(cls, y: np.ndarray, X: np.ndarray, cluster_codes: np.ndarray,
+                  n_clusters: int | None = None) -> ClusterSums:
         """Compute the sums from patient-level data.
 
         Parameters
@@ -213,8 +208,9 @@ class ClusterSums(CellSums):
 
 
 @dataclass(frozen=True)
-class RemlFit(BatchArrays):
-    """REML estimates; every array has the batch shape of the input sums (plus trailing dims).
+class RemlFit(FitDiagnostics):
+    """REML estimates and the :class:`~trialstats.analysis.batched.FitDiagnostics` of the fit;
+    every array has the batch shape of the input sums (plus trailing dims).
 
     Attributes
     ----------
@@ -226,14 +222,8 @@ class RemlFit(BatchArrays):
         :math:`\\hat\\sigma_b^2` and :math:`\\hat\\sigma_e^2`.
     gamma : ndarray, shape (...)
         :math:`\\hat\\gamma = \\hat\\sigma_b^2 / \\hat\\sigma_e^2`.
-    reml_loglik : ndarray, shape (...)
-        Maximised REML log-likelihood, on lme4's scale.
-    converged : ndarray of bool, shape (...)
-        False when no optimum was found inside the search range or the iteration limit was hit.
     boundary : ndarray of bool, shape (...)
         True when :math:`\\hat\\sigma_b^2 = 0` (lme4's singular fit).
-    n_obs, n_clusters : ndarray of int, shape (...)
-        Observations and non-empty clusters.
     """
 
     beta: np.ndarray
@@ -241,25 +231,15 @@ class RemlFit(BatchArrays):
     var_cluster: np.ndarray
     var_residual: np.ndarray
     gamma: np.ndarray
-    reml_loglik: np.ndarray
-    converged: np.ndarray
-    boundary: np.ndarray
-    n_obs: np.ndarray
-    n_clusters: np.ndarray
 
 
 @dataclass(frozen=True)
-class _Flat(BatchArrays):
-    """Sums flattened to one batch axis ``B`` with the whole-data totals precomputed."""
+class _Flat(FlatSums):
+    """:class:`~trialstats.analysis.batched.FlatSums` over clusters (cells ``J``), with
+    ``stacked`` (B, J, 1 + p + p*p): :math:`t_j^2`, :math:`s_j t_j`, :math:`s_j s_j'` side by
+    side."""
 
-    n: np.ndarray  # (B, J)
-    xsum: np.ndarray  # (B, J, p)
-    ysum: np.ndarray  # (B, J)
-    stacked: np.ndarray  # (B, J, 1 + p + p*p): t_j^2, s_j t_j, s_j s_j' side by side
-    xtx: np.ndarray  # (B, p, p): sum_j X_j'X_j
-    xty: np.ndarray  # (B, p)
-    yty: np.ndarray  # (B,)
-    dof: np.ndarray  # (B,): N - p
+    stacked: np.ndarray
 
 
 def _flatten(sums: ClusterSums) -> _Flat:

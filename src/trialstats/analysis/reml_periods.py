@@ -82,7 +82,7 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
-from trialstats.analysis.batched import BatchArrays, CellSums, rank_deficient
+from trialstats.analysis.batched import CellSums, FitDiagnostics, FlatSums, rank_deficient
 from trialstats.errors import TrialstatsError
 
 __all__ = [
@@ -206,8 +206,9 @@ class PeriodSums(CellSums):
 
 
 @dataclass(frozen=True)
-class PeriodFit(BatchArrays):
-    """REML estimates; arrays have the batch shape of the sums (plus trailing dims).
+class PeriodFit(FitDiagnostics):
+    """REML estimates and the :class:`~trialstats.analysis.batched.FitDiagnostics` of the fit;
+    arrays have the batch shape of the sums (plus trailing dims).
 
     Attributes
     ----------
@@ -222,12 +223,8 @@ class PeriodFit(BatchArrays):
     icc, cac : ndarray, shape (...)
         :math:`(\\tau^2 + \\gamma^2)/(\\tau^2 + \\gamma^2 + \\sigma^2)` and
         :math:`\\tau^2/(\\tau^2 + \\gamma^2)` (NaN when both variances are 0).
-    reml_loglik : ndarray, shape (...)
-        Maximised REML log-likelihood on lme4's scale.
-    converged : ndarray of bool, shape (...)
     boundary : ndarray of bool, shape (..., 2)
         Cluster / cluster-period variance estimated as exactly 0 (lme4's singular fit).
-    n_obs, n_clusters : ndarray of int, shape (...)
     """
 
     beta: np.ndarray
@@ -238,27 +235,10 @@ class PeriodFit(BatchArrays):
     ratios: np.ndarray
     icc: np.ndarray
     cac: np.ndarray
-    reml_loglik: np.ndarray
-    converged: np.ndarray
-    boundary: np.ndarray
-    n_obs: np.ndarray
-    n_clusters: np.ndarray
 
 
-@dataclass(frozen=True)
-class _Flat(BatchArrays):
-    """Sums with one batch axis ``B``."""
-
-    n: np.ndarray  # (B, J, T)
-    xsum: np.ndarray  # (B, J, T, p)
-    ysum: np.ndarray  # (B, J, T)
-    xtx: np.ndarray  # (B, p, p)
-    xty: np.ndarray  # (B, p)
-    yty: np.ndarray  # (B,)
-    dof: np.ndarray  # (B,)
-
-
-def _flatten(sums: PeriodSums) -> _Flat:
+def _flatten(sums: PeriodSums) -> FlatSums:
+    """The sums with one batch axis ``B`` (cells: clusters x periods)."""
     n_cl, n_per = np.shape(sums.n)[-2:]
     p = sums.n_params
     tails = {"n": (n_cl, n_per), "xsum": (n_cl, n_per, p), "ysum": (n_cl, n_per)}
@@ -266,10 +246,10 @@ def _flatten(sums: PeriodSums) -> _Flat:
     arrays = {
         k: np.asarray(getattr(sums, k), dtype=float).reshape(-1, *t) for k, t in tails.items()
     }
-    return _Flat(**arrays, dof=arrays["n"].sum(axis=(1, 2)) - p)
+    return FlatSums(**arrays, dof=arrays["n"].sum(axis=(1, 2)) - p)
 
 
-def _validate(flat: _Flat) -> None:
+def _validate(flat: FlatSums) -> None:
     """Raise TrialstatsError for data the model cannot be fitted to (any replicate)."""
     p = flat.xtx.shape[-1]
     parts = (flat.xsum, flat.ysum, flat.xtx, flat.xty, flat.yty)
@@ -313,7 +293,7 @@ class _Base:
     criterion: np.ndarray  # (B, G)
 
 
-def _base(flat: _Flat, lam: np.ndarray) -> _Base:
+def _base(flat: FlatSums, lam: np.ndarray) -> _Base:
     n_rep, n_pts = lam.shape[:2]
     p = flat.xtx.shape[-1]
     lam_c, lam_p = lam[..., 0, None], lam[..., 1, None, None]  # (B, G, 1), (B, G, 1, 1)
@@ -384,7 +364,7 @@ def _m_times(a, e, kappa, big_s, block: int, rows: list) -> list:
     return [(e_ * weighted)[:, :, None], a_ * rows[1] - (k_ * weighted)[:, :, None] * a_]
 
 
-def _derivatives(flat: _Flat, lam: np.ndarray) -> PeriodTerms:
+def _derivatives(flat: FlatSums, lam: np.ndarray) -> PeriodTerms:
     """Gradient and Hessian of the criterion at ``lam`` of shape (B, 2)."""
     b = _base(flat, lam[:, None, :])
     u, e, kappa, g, tau = (x[:, 0] for x in (b.u, b.e, b.kappa, b.g, b.tau))
@@ -468,7 +448,7 @@ def _newton_direction(grad: np.ndarray, hess: np.ndarray, fixed: np.ndarray):
     return np.where(free, step, 0.0), positive
 
 
-def _minimise(flat: _Flat, start: np.ndarray, xtol: float, max_iter: int):
+def _minimise(flat: FlatSums, start: np.ndarray, xtol: float, max_iter: int):
     """Projected Newton on lambda >= 0 from ``start`` (B, 2); returns lambda and converged."""
     lam = start.copy()
     converged = np.zeros(lam.shape[0], dtype=bool)

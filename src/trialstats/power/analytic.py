@@ -212,8 +212,8 @@ def solve_continuous(
     icc: ArrayLike, clusters_per_arm: ArrayLike | None = None, effect: ArrayLike | None = None,
     difference: ArrayLike | None = None, sd: ArrayLike | None = None,
     allocation_ratio: ArrayLike = 1.0, cv: ArrayLike = 0.0, alpha: ArrayLike = 0.05,
-    attrition: ArrayLike = 0.0, baseline: str = "none", rho_c: ArrayLike = 0.0,
-    rho_s: ArrayLike = 0.0, distribution: str = "t",
+    attrition: ArrayLike = 0.0, baseline: str = "none",
+    rho_c: ArrayLike = 0.0, rho_s: ArrayLike = 0.0, distribution: str = "t",
 ) -> pd.DataFrame:
     """Solve the continuous-outcome design for one unknown.
 

@@ -56,11 +56,8 @@ def power_proportions(
     Returns
     -------
     numpy.ndarray
-        Power, broadcast over all array inputs.
-
-    See Also
-    --------
-    power_binary : the same calculation returned as a tidy table.
+        Power of the two-sided test of the two proportions, broadcast over the array inputs
+        (:func:`power_binary` returns the same calculation as a tidy table).
     """
     return _binary_terms(
         p_control=p_control, p_intervention=p_intervention, k_control=clusters_per_arm,

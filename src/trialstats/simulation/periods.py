@@ -174,18 +174,9 @@ def _scenario(
     return design, np.where(measured, sizes, 0.0), treat, sd
 
 
-def simulate_period_sums(
-    treatment: Any,
-    clusters_per_sequence: int,
-    cluster_size: Any,
-    *,
-    icc: float,
-    cac: float,
-    effect: float,
-    seed: int,
-    replicates: Any,
-    scenario: int = 0,
-) -> PeriodSums:
+def simulate_period_sums(treatment: Any, clusters_per_sequence: int, cluster_size: Any, *,
+                         icc: float, cac: float, effect: float, seed: int, replicates: Any,
+                         scenario: int = 0) -> PeriodSums:
     """Draw simulated trials as cluster-period sufficient statistics (see module docstring).
 
     Parameters
@@ -242,16 +233,9 @@ def simulate_period_sums(
     )
 
 
-def simulate_period_patients(
-    treatment: Any,
-    clusters_per_sequence: int,
-    cluster_size: Any,
-    *,
-    icc: float,
-    cac: float,
-    effect: float,
-    rng: np.random.Generator,
-) -> pd.DataFrame:
+def simulate_period_patients(treatment: Any, clusters_per_sequence: int, cluster_size: Any, *,
+                             icc: float, cac: float, effect: float, rng: np.random.Generator
+                             ) -> pd.DataFrame:
     """One simulated trial at patient level, from the model of the module docstring.
 
     Parameters
@@ -286,21 +270,10 @@ def simulate_period_patients(
     )
 
 
-def simulate_period_power(
-    treatment: Any,
-    clusters_per_sequence: int,
-    cluster_size: Any,
-    *,
-    icc: float,
-    cac: float,
-    effect: float,
-    reps: int,
-    seed: int,
-    df_method: str = "satterthwaite",
-    alpha: float = 0.05,
-    scenario: int = 0,
-    batch_size: int = 500,
-) -> dict[str, object]:
+def simulate_period_power(treatment: Any, clusters_per_sequence: int, cluster_size: Any, *,
+                          icc: float, cac: float, effect: float, reps: int, seed: int,
+                          df_method: str = "satterthwaite", alpha: float = 0.05, scenario: int = 0,
+                          batch_size: int = 500) -> dict[str, object]:
     """Simulated power and type I error of a stepped-wedge / crossover design.
 
     Parameters
@@ -341,17 +314,9 @@ def simulate_period_power(
     flags = np.empty((reps, 3), dtype=bool)  # converged, boundary cluster, boundary period
     for start in range(0, reps, batch_size):
         batch = range(start, min(start + batch_size, reps))
-        sums = simulate_period_sums(
-            design,
-            clusters_per_sequence,
-            cluster_size,
-            icc=icc,
-            cac=cac,
-            effect=effect,
-            seed=seed,
-            replicates=batch,
-            scenario=scenario,
-        )
+        sums = simulate_period_sums(design, clusters_per_sequence, cluster_size, icc=icc,
+                                    cac=cac, effect=effect, seed=seed, replicates=batch,
+                                    scenario=scenario)
         fit = fit_period_reml(sums, start=generating)
         L = np.eye(sums.n_params)[1]
         se = np.sqrt(fit.vcov[:, 1, 1])
