@@ -60,9 +60,8 @@ __all__ = [
 
 #: Columns of ``primary.csv``, in order.
 COLUMNS = (
-    "outcome", "month", "method", "effect_measure", "n_patients", "n_clusters", "estimate",
-    "se", "df",
-    "ci_low", "ci_high", "p_value", "var_cluster", "var_residual", "icc", "icc_ci_low",
+    "outcome", "month", "method", "effect_measure", "n_patients", "n_clusters", "estimate", "se",
+    "df", "ci_low", "ci_high", "p_value", "var_cluster", "var_residual", "icc", "icc_ci_low",
     "icc_ci_high", "sd_baseline", "effect_size", "es_ci_low", "es_ci_high", "mcid",
     "mcid_verdict", "converged", "notes",
 )

@@ -348,13 +348,8 @@ def _not_estimable(trial: ImputedTrial, outcome: dict[str, Any], month: int) -> 
     return None
 
 
-def _fit_imputed(
-    trial: ImputedTrial,
-    config: dict[str, Any],
-    outcome: dict[str, Any],
-    month: int,
-    offset: np.ndarray | None = None,
-) -> dict[str, np.ndarray] | str:
+def _fit_imputed(trial: ImputedTrial, config: dict[str, Any], outcome: dict[str, Any], month: int,
+                 offset: np.ndarray | None = None) -> dict[str, np.ndarray] | str:
     """The primary model fitted to each completed dataset of ``trial`` (``offset`` as in
     :func:`pooled_row`): per imputation the arm contrast's ``estimate``, ``se`` and ``df`` and
     the fit's ``var_cluster``, ``var_residual``, ``boundary`` and ``converged``; or why the
