@@ -54,6 +54,9 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             line = key_node.start_mark.line + 1
             if self.labels_as_written and key in _DATA_LABEL_KEYS:
                 _as_written(value_node)
+            if (self.labels_as_written and key == "intervention"
+                    and isinstance(value_node, yaml.ScalarNode) and value_node.style is None):
+                value_node.tag = _STR_TAG  # an arm label, compared as text: 1 means "1"
             if not isinstance(key, Hashable):
                 continue  # PyYAML itself refuses it
             if key in seen:
