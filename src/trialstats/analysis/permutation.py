@@ -91,6 +91,15 @@ def permutation_p_value(d: np.ndarray, e: np.ndarray, d_obs: float, e_obs: float
     return float(np.mean(shifted >= observed - _TIE * (observed + np.max(shifted))))
 
 
+def residual_p_value(residuals: np.ndarray, allocations: np.ndarray,
+                     observed: np.ndarray) -> float:
+    """The p-value of practice residuals with no shift: the share of ``allocations`` with
+    :math:`|D_a| \\ge |D_{a^*}|`, :math:`a^*` the allocation ``observed`` (bool)."""
+    d = arm_differences(residuals, allocations)
+    d_obs = float(arm_differences(residuals, observed[None, :])[0])
+    return permutation_p_value(d, np.zeros_like(d), d_obs, 0.0)
+
+
 def inverted_bound(
     p_at: Callable[[float], float], estimate: float, step: float, direction: int,
     alpha: float, *, expansions: int = 64, tolerance: float = 0.0,

@@ -57,7 +57,7 @@ from trialstats.analysis.permutation import (
     allocation_set,
     arm_differences,
     inverted_bound,
-    permutation_p_value,
+    residual_p_value,
     with_observed,
 )
 from trialstats.analysis.rows import chosen_outcomes, frame, join_notes, primary_population
@@ -165,10 +165,7 @@ def count_permutation_test(
         return float(arm_differences(residuals(delta), observed[None, :])[0])
 
     def p_at(delta: float) -> float:
-        r = residuals(delta)
-        d_obs = float(arm_differences(r, observed[None, :])[0])
-        d = arm_differences(r, allocations)
-        return permutation_p_value(d, np.zeros_like(d), d_obs, 0.0)
+        return residual_p_value(residuals(delta), allocations, observed)
 
     estimate = _estimate(observed_statistic)
     low, high = (inverted_bound(p_at, estimate, _STEP, direction, alpha,
@@ -233,14 +230,10 @@ def count_permutation_analysis(
 
     Parameters
     ----------
-    patients : DataFrame
-        Validated patients (:class:`trialstats.data.validate.Trial`).
-    config : dict
-        Validated configuration; the allocation set as for
-        :func:`~trialstats.analysis.permutation.permutation_analysis`
-        (``design.allocation_set``, else every allocation or a seeded uniform sample).
-    outcomes : list of str, optional
-        Names of binary or count outcomes; all configured outcomes by default.
+    patients, config, outcomes
+        As for :func:`~trialstats.analysis.permutation.permutation_analysis`, whose
+        allocation set (``design.allocation_set``, else every allocation or a seeded uniform
+        sample) is used; ``outcomes`` names binary or count outcomes (all by default).
 
     Returns
     -------
