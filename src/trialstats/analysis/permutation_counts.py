@@ -2,7 +2,7 @@ r"""Clustered permutation test of a count outcome, with the rate ratio by test i
 
 The test of :mod:`trialstats.analysis.permutation` (Gail et al. 1996, *Stat Med* 15:1069; the
 recipe of ``cvcrand::cptest``, whose null model is linear or logistic) with a Poisson null
-model, as Bennett et al. (2002, *Int J Epidemiol* 31:1164) adjust incidence rates in cluster
+model, as Bennett et al. (2002, *Int J Epidemiol* 31:839) adjust incidence rates in cluster
 randomised trials: for patient *i* of practice *j* with count :math:`y_{ij}` and exposure
 :math:`t_{ij}` (1 without an ``exposure`` column), in the primary analysis population
 (:func:`~trialstats.analysis.rows.primary_population`),
@@ -24,11 +24,14 @@ randomised trials: for patient *i* of practice *j* with count :math:`y_{ij}` and
 :math:`p(0)` is the test of no effect: the null model is the Poisson regression without arm.
 :math:`p(\delta)` tests the hypothesis that the intervention multiplies every patient's rate by
 the rate ratio :math:`e^\delta`: its outcomes then follow the null model with the offset
-:math:`\log t_{ij} + \delta T_j`, so the model is refitted with that offset and its residuals
-permuted (Braun & Feng 2001, *J Am Stat Assoc* 96:1424, the permutation test of
-:math:`\beta = \beta_0` in a generalised linear model from the model with offset
-:math:`\beta_0 T`). The point estimate :math:`\hat\delta` solves :math:`D_{a^*}(\delta) = 0`
-(where :math:`p = 1`), and the :math:`100(1-\alpha)\%` interval is
+:math:`\log t_{ij} + \delta T_j`, so the model is refitted with that offset (the coefficient
+of arm held at the hypothesised value, as in a score test) and its residuals permuted. Such a
+non-zero hypothesis is what inverting a randomisation test needs, and what is hard to pose for
+non-continuous outcomes (Rabideau & Wang 2021, *Biostatistics* 22:913); for counts the
+residual permutation test kept its size on constrained designs whose space was not too small
+in the simulations of the HEALing Communities Study (*Trials* 2022,
+doi:10.1186/s13063-022-06708-9). The point estimate :math:`\hat\delta` solves
+:math:`D_{a^*}(\delta) = 0` (where :math:`p = 1`), and the :math:`100(1-\alpha)\%` interval is
 :math:`\{\delta: p(\delta) > \alpha\}`, each bound found by
 :func:`~trialstats.analysis.permutation.inverted_bound` outward from :math:`\hat\delta` to
 within :data:`TOLERANCE` on the log scale; a bound beyond :data:`FARTHEST` log units of the
