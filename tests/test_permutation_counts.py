@@ -195,13 +195,28 @@ def test_too_few_allocations_give_an_unbounded_interval(tmp_path):
     assert f"exp(+-{FARTHEST:g})" in row.notes and "; 2 allocations" in row.notes
 
 
-def test_binary_outcomes_say_the_test_is_not_available(tmp_path):
-    config = load_config(Path(__file__).parent / "fixtures" / "binary_trial" / "config.yaml")
+def test_binary_rows_match_cptest_and_its_inversion():
+    """The binary row against cvcrand's cptest(outcometype = "binary") over all 3,432
+    allocations of the binary fixture trial, and the risk difference and its interval by the
+    same statistic inverted in R (tests/fixtures/r/make_binary_permutation_fixture.R)."""
+    folder = Path(__file__).parent / "fixtures" / "binary_trial"
+    reference = json.loads((folder / "permutation_reference.json").read_text())
+    config = load_config(folder / "config.yaml")
     rows = run_analysis("permutation-test", load_trial(config).patients, config)
     binary, count, continuous = (rows[rows.outcome == name].iloc[0]
                                  for name in ("admitted", "visits", "qol"))
-    assert binary.effect_measure == "odds ratio"
-    assert binary.notes.startswith("not estimable: the permutation test is for continuous")
+    assert binary.effect_measure == "risk difference" and binary.converged
+    assert (binary.n_patients, binary.n_clusters) == (reference["n_patients"],
+                                                      reference["n_clusters"])
+    assert binary.p_value == pytest.approx(reference["p_value"], abs=1e-12)
+    assert round(binary.p_value, 4) == reference["cptest_pvalue"]
+    assert binary.estimate == pytest.approx(reference["estimate"], abs=1e-10)
+    assert binary.ci_low == pytest.approx(reference["ci_low"], abs=1e-7)
+    assert binary.ci_high == pytest.approx(reference["ci_high"], abs=1e-7)
+    assert f"{reference['n_allocations']:,} allocations" in binary.notes
+    assert "logistic regression" in binary.notes
+    # the MCID is a risk difference of 0.05: the interval (-0.13, 0.09) spans it
+    assert binary.mcid == 0.05 and binary.mcid_verdict == "inconclusive"
     assert count.effect_measure == "rate ratio" and 0 < count.p_value <= 1
     assert count.ci_low < count.estimate < count.ci_high
     assert continuous.effect_measure == "mean difference" and continuous.converged

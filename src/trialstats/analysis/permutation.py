@@ -279,7 +279,8 @@ def allocation_set(patients, config, cluster) -> tuple[np.ndarray, list[str], st
 def permutation_analysis(
     patients: pd.DataFrame, config: dict[str, Any], outcomes: list[str] | None = None
 ) -> pd.DataFrame:
-    """Clustered permutation test of every outcome at every follow-up month.
+    """Clustered permutation test of every continuous outcome at every follow-up month
+    (binary and count outcomes: :mod:`trialstats.analysis.permutation_counts`).
 
     Parameters
     ----------
@@ -296,8 +297,8 @@ def permutation_analysis(
     -------
     DataFrame
         :data:`~trialstats.analysis.rows.SENSITIVITY_COLUMNS`; per outcome and month one row,
-        ``method`` ``permutation``: ``estimate`` (:math:`\\hat\\delta`, a mean difference, or
-        a risk difference for a binary outcome), ``ci_low``/``ci_high`` (test inversion),
+        ``method`` ``permutation``: ``estimate`` (:math:`\\hat\\delta`, a mean difference),
+        ``ci_low``/``ci_high`` (test inversion),
         ``p_value`` (permutation); ``se``/``df`` and variance components NaN;
         ``effect_size``/``mcid_verdict`` as the primary analysis; ``notes`` give the
         allocation set and the exclusions.
@@ -307,7 +308,6 @@ def permutation_analysis(
     allocations, ids, origin = allocation_set(patients, config, cluster)
     rows = []
     for outcome in chosen_outcomes(config, outcomes):
-        binary = outcome.get("type", "continuous") == "binary"
         for month in design["followup_months"]:
             data = model_data(patients, outcome["name"], month, cluster=cluster,
                               baseline_month=baseline_month_of(outcome, design),
@@ -321,7 +321,7 @@ def permutation_analysis(
                              "notes": join_notes(problem, data.exclusion_note())})
                 continue
             try:
-                residuals, shift, treated = practice_residuals(data, binary)
+                residuals, shift, treated = practice_residuals(data, binary=False)
             except TrialstatsError as problem:
                 rows.append({**base, "converged": False,
                              "notes": join_notes(f"not estimable: {problem}",
@@ -331,8 +331,7 @@ def permutation_analysis(
             result = permutation_test(residuals, shift, treated, allocations[:, analysed],
                                       alpha=analysis["alpha"])
             adjusted = ", ".join(c for c in data.columns if c not in (INTERCEPT, TREATED))
-            note = (f"{'risk' if binary else 'mean'} difference; residuals of the "
-                    f"{'logistic' if binary else 'least-squares'} regression on {adjusted} "
+            note = (f"mean difference; residuals of the least-squares regression on {adjusted} "
                     f"(arm left out), averaged by practice; {origin}")
             if not result["observed_in_set"]:
                 note += ", plus the trial's own allocation"

@@ -1,4 +1,9 @@
-r"""Clustered permutation test of a count outcome, with the rate ratio by test inversion.
+r"""Clustered permutation test of a count outcome, with the rate ratio by test inversion, and
+the rows of the binary and count outcomes.
+
+A binary outcome is tested as :mod:`trialstats.analysis.permutation` describes (logistic null
+model, the risk difference by shifting the intervention practices' residuals, as
+``cvcrand::cptest``), in the primary binary analysis population; a count outcome as follows.
 
 The test of :mod:`trialstats.analysis.permutation` (Gail et al. 1996, *Stat Med* 15:1069; the
 recipe of ``cvcrand::cptest``, whose null model is linear or logistic) with a Poisson null
@@ -53,18 +58,20 @@ import statsmodels.api as sm
 from scipy import optimize
 
 from trialstats.analysis.design import INTERCEPT, ModelData
-from trialstats.analysis.glmm_rows import interval_row, measures_of
+from trialstats.analysis.glmm_rows import interval_row
 from trialstats.analysis.permutation import (
     LABEL,
     METHOD,
     allocation_set,
     arm_differences,
     inverted_bound,
+    permutation_test,
+    practice_residuals,
     residual_p_value,
     with_observed,
 )
 from trialstats.analysis.rows import chosen_outcomes, frame, join_notes, primary_population
-from trialstats.contract import RATE_RATIO
+from trialstats.contract import RATE_RATIO, RISK_DIFFERENCE
 from trialstats.data.validate import TREATED
 from trialstats.errors import TrialstatsError
 
@@ -189,47 +196,66 @@ def _events_problem(data: ModelData) -> str:
             f"ratio is 0 or infinite")
 
 
-def _count_row(
+def _binary_test(data: ModelData, allocations: np.ndarray, alpha: float) -> dict[str, Any]:
+    """The permutation test of a binary outcome: logistic null model, risk-difference shift
+    (:mod:`trialstats.analysis.permutation`, as ``cvcrand::cptest``)."""
+    residuals, shift, treated = practice_residuals(data, binary=True)
+    return permutation_test(residuals, shift, treated, allocations, alpha=alpha)
+
+
+def _outcome_row(
     patients: pd.DataFrame, outcome: dict[str, Any], month: int, config: dict[str, Any],
     allocations: np.ndarray, ids: list[str], origin: str,
 ) -> dict[str, Any]:
-    """The permutation row of a count outcome at ``month`` (module notes)."""
+    """The permutation row of a binary (risk difference) or count (rate ratio) outcome at
+    ``month`` (module notes)."""
+    binary = outcome.get("type") == "binary"
+    measure = RISK_DIFFERENCE if binary else RATE_RATIO
     population = primary_population(patients, outcome, month, config)
     data = population.data
     base = {**population.base, "sd_baseline": np.nan, "mcid": np.nan, "method": METHOD,
-            "analysis": LABEL, "effect_measure": RATE_RATIO}
-    problem = population.problem or _events_problem(data)
+            "analysis": LABEL, "effect_measure": measure}
+    problem = population.problem or ("" if binary else _events_problem(data))
     if not problem:
         analysed = [ids.index(c) for c in data.cluster_ids]
+        test = _binary_test if binary else count_permutation_test
         try:
-            result = count_permutation_test(data, allocations[:, analysed],
-                                            alpha=config["analysis"]["alpha"])
+            result = test(data, allocations[:, analysed], alpha=config["analysis"]["alpha"])
         except TrialstatsError as error:
             problem = f"not estimable: {error}"
     if problem:
         return {**base, "converged": False, "notes": join_notes(problem, population.exclusions)}
     adjusted = ", ".join(c for c in data.columns if c not in (INTERCEPT, TREATED))
-    offset = f"offset log({outcome['exposure']})" if outcome.get("exposure") else "no offset"
-    note = (f"rate ratio; residuals (observed - expected events) of the Poisson regression on "
-            f"{adjusted or 'an intercept'} ({offset}; arm left out), averaged by practice; "
-            f"interval by test inversion, the regression refitted with offset log rate ratio "
-            f"x arm; {origin}")
+    if binary:
+        note = (f"risk difference; residuals (observed - expected risk) of the logistic "
+                f"regression on {adjusted or 'an intercept'} (arm left out), averaged by "
+                f"practice; interval by test inversion, the intervention practices' residuals "
+                f"shifted by the risk difference; {origin}")
+    else:
+        offset = (f"offset log({outcome['exposure']})" if outcome.get("exposure")
+                  else "no offset")
+        note = (f"rate ratio; residuals (observed - expected events) of the Poisson regression "
+                f"on {adjusted or 'an intercept'} ({offset}; arm left out), averaged by "
+                f"practice; interval by test inversion, the regression refitted with offset "
+                f"log rate ratio x arm; {origin}")
     if not result["observed_in_set"]:
         note += ", plus the trial's own allocation"
     if not np.isfinite([result["ci_low"], result["ci_high"]]).all():
-        note += (f"; a bound beyond a rate ratio of exp(+-{FARTHEST:g}) from the estimate is "
+        note += ("; a bound never reached (too few allocations to reach alpha) is infinite"
+                 if binary else
+                 f"; a bound beyond a rate ratio of exp(+-{FARTHEST:g}) from the estimate is "
                  f"reported as 0 or infinity (too few allocations to reach alpha)")
     return interval_row({**base, "p_value": result["p_value"], "converged": True,
                          "notes": join_notes(population.exclusions,
                                              f"{note}; {result['n_allocations']:,} allocations")},
-                        outcome, RATE_RATIO, estimate=result["estimate"],
+                        outcome, measure, estimate=result["estimate"],
                         low=result["ci_low"], high=result["ci_high"])
 
 
 def count_permutation_analysis(
     patients: pd.DataFrame, config: dict[str, Any], outcomes: list[str] | None = None
 ) -> pd.DataFrame:
-    """Clustered permutation test of every count outcome at every follow-up month.
+    """Clustered permutation test of every binary and count outcome at every follow-up month.
 
     Parameters
     ----------
@@ -241,23 +267,17 @@ def count_permutation_analysis(
     Returns
     -------
     DataFrame
-        :data:`~trialstats.contract.SENSITIVITY_COLUMNS`; per count outcome and month one
-        row, ``method`` ``permutation``, ``effect_measure`` rate ratio: ``estimate`` and
-        ``ci_low``/``ci_high`` (ratios, by test inversion), ``p_value`` (permutation), ``mcid``
-        and its verdict for a rate-ratio MCID; ``se``, ``df``, variance components and the
-        standardised effect empty; ``notes`` give the null model, the allocation set and the
-        exclusions. A binary outcome gets a row saying the test is not available for it.
+        :data:`~trialstats.contract.SENSITIVITY_COLUMNS`; per outcome and month one row,
+        ``method`` ``permutation``, ``effect_measure`` risk difference (binary) or rate ratio
+        (count): ``estimate`` and ``ci_low``/``ci_high`` (by test inversion), ``p_value``
+        (permutation), ``mcid`` and its verdict for an MCID on that measure; ``se``, ``df``,
+        variance components and the standardised effect empty; ``notes`` give the null
+        model, the allocation set and the exclusions.
     """
     allocations, ids, origin = allocation_set(patients, config, config["design"]["cluster"])
     rows = []
     for outcome in chosen_outcomes(config, outcomes):
         for month in config["design"]["followup_months"]:
-            if outcome.get("type") == "count":
-                rows.append(_count_row(patients, outcome, month, config, allocations, ids,
-                                       origin))
-            else:
-                rows.append({"outcome": outcome["name"], "month": month, "analysis": LABEL,
-                             "method": METHOD, "effect_measure": measures_of(outcome)[0],
-                             "notes": "not estimable: the permutation test is for continuous "
-                                      "and count outcomes"})
+            rows.append(_outcome_row(patients, outcome, month, config, allocations, ids,
+                                     origin))
     return frame(rows)
