@@ -13,6 +13,7 @@ import yaml
 
 from trialstats.cli import main
 from trialstats.config import load_config
+from trialstats.data.periods import EXPOSURE
 from trialstats.data.validate import load_trial
 from trialstats.errors import TrialstatsError
 
@@ -85,8 +86,8 @@ def test_treatment_follows_sequence_and_period(tmp_path):
     switch = patients["practice_id"].map(
         pd.read_csv(FIXTURES / "sw_practices.csv").set_index("practice_id")["switch_period"])
     assert (patients["treated"] == (patients["period"] >= switch).astype(int)).all()
-    assert (patients["exposure"] == np.where(patients["treated"] == 1,
-                                             patients["period"] - switch + 1, 0)).all()
+    assert (patients[EXPOSURE] == np.where(patients["treated"] == 1,
+                                           patients["period"] - switch + 1, 0)).all()
     crossover = load_trial(load_config(write_config(tmp_path, "crossover"))).patients
     on = crossover["practice_id"].map(
         pd.read_csv(FIXTURES / "crossover_practices.csv").set_index("practice_id")[

@@ -231,11 +231,6 @@ def load_config(path: str | Path) -> dict[str, Any]:
             f"design.type {design['type']} needs the patients table in long format with a "
             f"period per measurement: set `data: {{format: long}}`"
         )
-    if design["type"] != "parallel":
-        problems += [f"outcomes[{i}] ({o['name']}) has type: {o['type']}, but a "
-                     f"{design['type']} design is analysed with a linear mixed model; "
-                     f"binary and count outcomes are analysed in parallel designs only"
-                     for i, o in enumerate(outcomes) if o["type"] != "continuous"]
     if analysis["time_on_treatment"] and design["type"] in ("parallel", "crossover"):
         problems.append("analysis.time_on_treatment needs a stepped-wedge or "
                         "parallel-baseline design")

@@ -50,13 +50,15 @@ from trialstats.analysis.period_inference import (
     variance_intervals,
 )
 from trialstats.analysis.reml_periods import PeriodSums, fit_period_reml
-from trialstats.analysis.rows import chosen_outcomes, join_notes, t_row
-from trialstats.contract import COLUMNS
+from trialstats.analysis.rows import join_notes, t_row
+from trialstats.contract import MEAN_DIFFERENCE
 from trialstats.data.periods import EXPOSURE, PERIOD_INDEX
 from trialstats.data.validate import TREATED
 from trialstats.errors import TrialstatsError
 
-__all__ = ["PeriodData", "analyse_period_trial", "period_data", "period_model_note"]
+__all__ = [
+    "PeriodData", "design_df", "period_data", "period_model_note", "period_outcome_rows",
+]
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,8 @@ class PeriodData:
     cluster_ids : tuple of str
     exclusions : str
         Participants left out, by reason ("" when none).
+    offset : ndarray (n,)
+        Log exposure of each row (count outcomes with an ``exposure`` column; zeros otherwise).
     """
 
     y: np.ndarray
@@ -88,14 +92,18 @@ class PeriodData:
     period_codes: np.ndarray
     cluster_ids: tuple[str, ...]
     exclusions: str
+    offset: np.ndarray
 
 
-def period_data(patients: pd.DataFrame, outcome: str, config: dict[str, Any]) -> PeriodData:
-    """Assemble the period model of ``outcome`` for the participants with the outcome and
-    every covariate observed (module docstring)."""
+def period_data(patients: pd.DataFrame, outcome: str, config: dict[str, Any],
+                exposure: str | None = None) -> PeriodData:
+    """Assemble the period model of ``outcome`` for the participants with the outcome, every
+    covariate and the ``exposure`` (if given; its log is the offset) observed (module
+    docstring)."""
     design, analysis = config["design"], config["analysis"]
+    needed = [outcome, *analysis["covariates"], *([exposure] if exposure else [])]
     keep, excluded = complete_rows(patients.index, [
-        (f"without {name}", patients[name].isna()) for name in [outcome, *analysis["covariates"]]
+        (f"without {name}", patients[name].isna()) for name in needed
     ])
     rows = patients.loc[keep]
     period_codes, periods = pd.factorize(rows[PERIOD_INDEX], sort=True)
@@ -122,6 +130,8 @@ def period_data(patients: pd.DataFrame, outcome: str, config: dict[str, Any]) ->
         cluster_codes=cluster_codes.astype(np.intp),
         period_codes=period_codes.astype(np.intp), cluster_ids=tuple(map(str, ids)),
         exclusions=exclusion_note(excluded, len(patients)),
+        offset=(np.log(rows[exposure].to_numpy(dtype=float)) if exposure
+                else np.zeros(len(rows))),
     )
 
 
@@ -146,6 +156,19 @@ def _fit(data: PeriodData):
         return sums, None, f"not estimable: {error}"
 
 
+def design_df(method: str, data: PeriodData) -> float:
+    """The df of a ``method`` that depends on the design only: ``between-within`` :math:`J`
+    minus the columns of intercept, treatment and periods (as SteppedPower), ``residual``
+    :math:`N - p`, ``z`` infinite."""
+    if method == "between-within":
+        return float(len(data.cluster_ids) - data.n_design)
+    if method == "residual":
+        return float(len(data.y) - len(data.columns))
+    if method == "z":
+        return np.inf
+    raise TrialstatsError(f"no design-only df for method {method!r}")
+
+
 def _test(method: str, sums: PeriodSums, fit, data: PeriodData) -> tuple[float, float]:
     """Standard error and df of the contrast by ``method``."""
     L = data.contrast
@@ -155,19 +178,23 @@ def _test(method: str, sums: PeriodSums, fit, data: PeriodData) -> tuple[float, 
     if method == "kenward-roger":
         kr = kenward_roger_periods(sums, fit, L)
         return float(kr.se), float(kr.df)
-    if method == "between-within":
-        return se, float(len(data.cluster_ids) - data.n_design)
-    return se, float(len(data.y) - len(data.columns))
+    return se, design_df(method, data)
 
 
-def _outcome_rows(patients: pd.DataFrame, outcome: dict[str, Any],
-                  config: dict[str, Any]) -> list[dict[str, Any]]:
-    """The rows of one outcome, one per configured df method."""
+def period_outcome_rows(patients: pd.DataFrame, outcome: dict[str, Any],
+                        config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of one continuous outcome, one per configured df method, with
+    :data:`~trialstats.contract.COLUMNS` as described in the module docstring: ``estimate``
+    is the adjusted difference intervention - control (or the time-averaged effect) with
+    ``se``, ``df``, ``ci_*``, ``p_value``; ``var_cluster``, ``var_residual``, ``icc`` and
+    interval; ``sd_baseline``, ``effect_size``, ``es_ci_*``, ``mcid``, ``mcid_verdict``,
+    ``converged`` and ``notes``."""
     design, analysis = config["design"], config["analysis"]
     name, alpha = outcome["name"], analysis["alpha"]
     data = period_data(patients, name, config)
     sd0 = baseline_sd(patients.loc[patients[TREATED] == 0, name])
-    common = {"outcome": name, "month": design["primary_month"], "n_patients": len(data.y),
+    common = {"outcome": name, "month": design["primary_month"],
+              "effect_measure": MEAN_DIFFERENCE, "n_patients": len(data.y),
               "n_clusters": len(data.cluster_ids), "sd_baseline": sd0,
               "mcid": mcid_raw(outcome.get("mcid"), sd0)}
     notes = [period_model_note(config), data.exclusions]
@@ -198,32 +225,3 @@ def _outcome_rows(patients: pd.DataFrame, outcome: dict[str, Any],
         rows.append(t_row(base, estimate=estimate, se=se, df=df, alpha=alpha,
                           higher_is_better=outcome["higher_is_better"]))
     return rows
-
-
-def analyse_period_trial(
-    patients: pd.DataFrame, config: dict[str, Any], outcomes: list[str] | None = None
-) -> pd.DataFrame:
-    """The primary analysis of a period design: every chosen outcome (config order) with
-    every configured df method.
-
-    Parameters
-    ----------
-    patients : DataFrame
-        Validated participants (:func:`trialstats.data.periods.check_period_patients`).
-    config : dict
-        The validated configuration.
-    outcomes : list of str, optional
-        Outcome names (default all).
-
-    Returns
-    -------
-    DataFrame
-        Exactly :data:`~trialstats.contract.COLUMNS`, as described in the module docstring:
-        ``estimate`` is the adjusted difference intervention - control (or the time-averaged
-        effect) with ``se``, ``df``, ``ci_*``, ``p_value``; ``var_cluster``,
-        ``var_residual``, ``icc`` and interval; ``sd_baseline``, ``effect_size``,
-        ``es_ci_*``, ``mcid``, ``mcid_verdict``, ``converged`` and ``notes``.
-    """
-    rows = [row for outcome in chosen_outcomes(config, outcomes)
-            for row in _outcome_rows(patients, outcome, config)]
-    return pd.DataFrame(rows, columns=list(COLUMNS))

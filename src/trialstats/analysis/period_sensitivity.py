@@ -111,7 +111,7 @@ def period_sensitivity(
         A sensitivity analysis name (``cluster-level`` and ``cr2`` are estimated; the others
         give a not-estimable row).
     patients, config, outcomes
-        As :func:`trialstats.analysis.period_analysis.analyse_period_trial`.
+        As :func:`trialstats.analysis.primary.analyse_trial`.
 
     Returns
     -------

@@ -35,10 +35,13 @@ import pandas as pd
 from trialstats.analysis.glmm_rows import GLMM_OUTCOME_TYPES, glmm_outcome_rows
 from trialstats.analysis.icc import icc_interval
 from trialstats.analysis.inference import contrast_test
-from trialstats.analysis.period_analysis import analyse_period_trial
+from trialstats.analysis.period_analysis import period_outcome_rows
+from trialstats.analysis.period_glmm import period_glmm_rows
 from trialstats.analysis.rows import (
+    chosen_outcomes,
     each_outcome_month,
     fit_or_problem,
+    honest_status,
     join_notes,
     primary_population,
     t_row,
@@ -150,10 +153,14 @@ def analyse_trial(
     """The primary analysis of every configured outcome (or those named) at every follow-up
     month with every configured df method; rows in config order (see :func:`analyse_outcome`;
     binary and count outcomes: :func:`~trialstats.analysis.glmm_rows.glmm_outcome_rows`).
-    Period designs (stepped-wedge, crossover, parallel-baseline) are analysed by
-    :func:`trialstats.analysis.period_analysis.analyse_period_trial`.
+    Period designs (stepped-wedge, crossover, parallel-baseline) have one row set per outcome:
+    :func:`trialstats.analysis.period_analysis.period_outcome_rows` (continuous) or
+    :func:`trialstats.analysis.period_glmm.period_glmm_rows` (binary and count).
     """
     if is_period_design(config):
-        rows = analyse_period_trial(patients, config, outcomes)
-        return rows.assign(effect_measure=MEAN_DIFFERENCE).reindex(columns=list(COLUMNS))
+        rows = [row for outcome in chosen_outcomes(config, outcomes)
+                for row in (period_glmm_rows if outcome.get("type", "continuous")
+                            in GLMM_OUTCOME_TYPES else period_outcome_rows)(
+                                patients, outcome, config)]
+        return honest_status(pd.DataFrame(rows, columns=list(COLUMNS)))
     return each_outcome_month(patients, config, outcomes, _outcome_rows, COLUMNS)

@@ -40,6 +40,7 @@ from trialstats.data.validate import (
     Trial,
     _as_id,
     _check_ids,
+    _exposure_problems,
     _keyed_table,
     _missing_columns,
     _numeric_outcomes,
@@ -52,8 +53,9 @@ from trialstats.data.validate import (
     with_covariates,
 )
 
-#: Column added to the patients table: periods since the switch (0 under control).
-EXPOSURE = "exposure"
+#: Column added to the patients table: periods since the switch (0 under control); not
+#: "exposure", the usual name of a count outcome's person-time column.
+EXPOSURE = "exposure_time"
 #: Column added to the patients table: the period's position in the design, 0 .. T - 1.
 PERIOD_INDEX = "period_index"
 
@@ -212,6 +214,7 @@ def check_period_patients(
                         f"{path}; the design cannot be analysed as randomised.")
     problems += _numeric_outcomes(patients, config, path,
                                   list(zip(names, config["outcomes"], strict=True)))
+    problems += _exposure_problems(patients, config, path, long=True)
     problems += covariate_problems(patients, practices, config, path, practices_path)
     _raise(problems)
     patients[PERIOD_INDEX] = patients[period].map({p: i for i, p in enumerate(periods)})

@@ -280,12 +280,14 @@ def _numeric_outcomes(
     return problems
 
 
-def _exposure_problems(patients: pd.DataFrame, config: dict[str, Any], path: Path) -> list[str]:
-    """Exposure columns of count outcomes, as floats in place (see :mod:`.outcome_types`)."""
+def _exposure_problems(patients: pd.DataFrame, config: dict[str, Any], path: Path,
+                       long: bool = False) -> list[str]:
+    """Exposure columns of count outcomes, as floats in place (see :mod:`.outcome_types`);
+    ``long``: the count is the column named as the outcome (period designs)."""
     problems = []
     for outcome in (o for o in config["outcomes"] if "exposure" in o):
-        column, follow_up = outcome["exposure"], [outcome_column(outcome["name"], m)
-                                                  for m in config["design"]["followup_months"]]
+        column, follow_up = outcome["exposure"], ([outcome["name"]] if long else [
+            outcome_column(outcome["name"], m) for m in config["design"]["followup_months"]])
         problems += _missing_columns(patients, [column], path)
         if column in patients.columns:
             values = _to_number(patients[column])
@@ -533,20 +535,15 @@ def check_patients(
     problems += _exposure_problems(patients, config, path)
     problems += _empty_baselines(patients, config, path)
     _raise(problems)
-    patients = patients.reset_index(drop=True)
-    allocated = allocated.reset_index(drop=True)
+    patients, allocated = patients.reset_index(drop=True), allocated.reset_index(drop=True)
     patients[arm] = allocated
     patients[TREATED] = (allocated == design["intervention"]).astype(int)
     return with_covariates(patients, practices, config)
 
 
-def validate_trial(
-    practices: pd.DataFrame,
-    patients: pd.DataFrame,
-    config: dict[str, Any],
-    practices_path: str | Path = "practices",
-    patients_path: str | Path = "patients",
-) -> Trial:
+def validate_trial(practices: pd.DataFrame, patients: pd.DataFrame, config: dict[str, Any],
+                   practices_path: str | Path = "practices",
+                   patients_path: str | Path = "patients") -> Trial:
     """Validate both tables of a trial against the data contract and the configuration."""
     practices_path, patients_path = Path(practices_path), Path(patients_path)
     checked_practices = check_practices(practices, config, practices_path)
