@@ -22,6 +22,10 @@ r"""Sensitivity analyses of stepped-wedge, crossover and parallel-baseline trial
 
 The other sensitivity analyses are defined for parallel designs; for a period design they
 return one row per outcome saying so (``not estimable: <analysis> is for parallel designs``).
+Both analyses above are linear models of the outcome's scale; a binary or count outcome gets a
+row in its primary measure (odds ratio, rate ratio) saying why it is not estimated, never a
+linear analysis of 0/1 values or counts (whose mean difference would be on another scale than
+the GLMM's ratio and its MCID).
 Rows carry :data:`~trialstats.contract.SENSITIVITY_COLUMNS`, ``month`` as the primary analysis
 (:mod:`trialstats.analysis.period_analysis`).
 """
@@ -34,11 +38,12 @@ import numpy as np
 import pandas as pd
 
 from trialstats.analysis.effects import baseline_sd, mcid_raw
+from trialstats.analysis.glmm_rows import GLMM_OUTCOME_TYPES, measures_of
 from trialstats.analysis.inference import contrast_test
 from trialstats.analysis.period_analysis import period_data
 from trialstats.analysis.robust import cr2_test
 from trialstats.analysis.rows import chosen_outcomes, fit_or_problem, frame, join_notes, t_row
-from trialstats.contract import BELL_MCCAFFREY, CR2
+from trialstats.contract import BELL_MCCAFFREY, CR2, MEAN_DIFFERENCE
 from trialstats.data.periods import PERIOD_INDEX, cluster_periods
 from trialstats.data.validate import TREATED
 from trialstats.errors import TrialstatsError
@@ -50,9 +55,13 @@ CLUSTER_PERIOD = "cluster-level (cluster-period means)"
 
 
 def _common(patients: pd.DataFrame, outcome: dict[str, Any], config: dict[str, Any]) -> dict:
+    if outcome.get("type", "continuous") in GLMM_OUTCOME_TYPES:
+        return {"outcome": outcome["name"], "month": config["design"]["primary_month"],
+                "effect_measure": measures_of(outcome)[0]}
     sd0 = baseline_sd(patients.loc[patients[TREATED] == 0, outcome["name"]])
     return {"outcome": outcome["name"], "month": config["design"]["primary_month"],
-            "sd_baseline": sd0, "mcid": mcid_raw(outcome.get("mcid"), sd0)}
+            "effect_measure": MEAN_DIFFERENCE, "sd_baseline": sd0,
+            "mcid": mcid_raw(outcome.get("mcid"), sd0)}
 
 
 def _cluster_level(patients: pd.DataFrame, outcome: dict[str, Any],
@@ -108,8 +117,9 @@ def period_sensitivity(
     Parameters
     ----------
     name : str
-        A sensitivity analysis name (``cluster-level`` and ``cr2`` are estimated; the others
-        give a not-estimable row).
+        A sensitivity analysis name (``cluster-level`` and ``cr2`` are estimated for
+        continuous outcomes; the others, and these two for binary and count outcomes, give a
+        not-estimable row).
     patients, config, outcomes
         As :func:`trialstats.analysis.primary.analyse_trial`.
 
@@ -123,7 +133,13 @@ def period_sensitivity(
     """
     rows = []
     for outcome in chosen_outcomes(config, outcomes):
-        if name in _ANALYSES:
+        if name in _ANALYSES and outcome.get("type", "continuous") in GLMM_OUTCOME_TYPES:
+            rows.append({**_common(patients, outcome, config), "analysis": name,
+                         "converged": False,
+                         "notes": f"not estimable: {name} is a linear model of the outcome's "
+                                  f"scale, not defined here for a {outcome['type']} outcome; "
+                                  f"the primary GLMM gives its {measures_of(outcome)[0]}"})
+        elif name in _ANALYSES:
             rows.append(_ANALYSES[name](patients, outcome, config))
         else:
             rows.append({**_common(patients, outcome, config), "analysis": name,

@@ -161,8 +161,7 @@ def run_analysis(
         )
     if is_period_design(config):
         rows = period_sensitivity(name, patients, config, outcomes)
-        return honest_status(rows.assign(effect_measure=MEAN_DIFFERENCE)
-                             .reindex(columns=list(SENSITIVITY_COLUMNS)))
+        return honest_status(rows.reindex(columns=list(SENSITIVITY_COLUMNS)))
     analysis = ANALYSES[name]
     if name == "multiple-imputation":
         analysis = partial(_imputation, progress=progress)
