@@ -11,7 +11,6 @@ import yaml
 from trialstats.cli import main
 from trialstats.config import load_config, workflow_config_file
 from trialstats.data.validate import load_trial
-from trialstats.errors import TrialstatsError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -137,17 +136,3 @@ def test_outcome_keys_must_fit_the_type(trial_files, capsys, edit, fragment):
         entry.pop("range")
     entry.update(edit)
     _rejected(trial_files, capsys, fragment)
-
-
-@pytest.mark.parametrize("kind", ["binary", "count"])
-def test_binary_and_count_outcomes_are_refused_in_period_designs(tmp_path, kind):
-    """A period design's models are linear: a binary or count outcome would be analysed as a
-    score, so the configuration is refused, naming the outcome."""
-    config = yaml.safe_load((ROOT / "config" / "stepped_wedge.yaml").read_text())
-    config["data"] = {**config["data"], "practices": "p.csv", "patients": "q.csv"}
-    config["outcomes"].append({"name": "smoker", "type": kind})
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    with pytest.raises(TrialstatsError, match=rf"outcomes\[3\] \(smoker\) has type: {kind}, "
-                       "but a stepped-wedge design"):
-        load_config(path)

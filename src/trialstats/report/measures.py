@@ -50,6 +50,7 @@ __all__ = [
     "NOT_ESTIMABLE",
     "effect_cells",
     "estimable",
+    "estimate_cell",
     "glmm_cells",
     "glmm_columns",
     "glmm_note",

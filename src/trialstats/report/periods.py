@@ -16,13 +16,17 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from trialstats.analysis.glmm import DEFAULT_N_AGQ
 from trialstats.analysis.period_analysis import period_data, period_model_note
+from trialstats.analysis.period_glmm import period_glmm_note
+from trialstats.contract import MEAN_DIFFERENCE
 from trialstats.data.periods import PERIOD_INDEX
 from trialstats.data.validate import TREATED
 from trialstats.power.designs import Design
 from trialstats.report.consort import _GAP, _LINE, _PAD, _arrow, _box, primary_outcome
 from trialstats.report.document import Report, Section, Table
 from trialstats.report.format import fmt, fmt_ci, fmt_p, method_name
+from trialstats.report.measures import estimable, estimate_cell
 from trialstats.report.methods import provenance_table
 from trialstats.report.render import render_figure
 from trialstats.report.schematic import schematic_figure
@@ -39,6 +43,18 @@ _REFERENCES = (
     "effects models. J Stat Softw 2017;82(13):1–26.",
     "Kenward MG, Roger JH. Small sample inference for fixed effects from restricted maximum "
     "likelihood. Biometrics 1997;53:983–997.",
+)
+
+#: References [5]-[7] of the methods text on binary and count outcomes.
+_GLMM_REFERENCES = (
+    "Hussey MA, Hughes JP. Design and analysis of stepped wedge cluster randomized trials. "
+    "Contemp Clin Trials 2007;28:182–191.",
+    "Li F, Hughes JP, Hemming K, Taljaard M, Melnick ER, Heagerty PJ. Mixed-effects models for "
+    "the design and analysis of stepped wedge cluster randomized trials: an overview. Stat "
+    "Methods Med Res 2021;30:612–639.",
+    "Li P, Redden DT. Comparing denominator degrees of freedom approximations for the "
+    "generalized linear mixed model in analyzing binary outcome in small sample "
+    "cluster-randomized trials. BMC Med Res Methodol 2015;15:38.",
 )
 
 
@@ -83,8 +99,8 @@ def consort_sw_counts(practices: pd.DataFrame, patients: pd.DataFrame,
     practices = practices.assign(**{sequence: practices[sequence].astype(str)})
     patients = patients.assign(**{sequence: patients[sequence].astype(str)})
     rows = []
-    outcome = primary_outcome(config)["name"]
-    data = period_data(patients, outcome, config)
+    primary = primary_outcome(config)
+    data = period_data(patients, primary["name"], config, primary.get("exposure"))
     analysed = pd.DataFrame({"c": np.asarray(data.cluster_ids)[data.cluster_codes]})
     analysed_sequence = analysed["c"].map(dict(zip(practices[cluster], practices[sequence],
                                                    strict=True)))
@@ -184,38 +200,92 @@ def results_table(results: pd.DataFrame, sensitivity: pd.DataFrame | None,
         depth.append(0)
         digits = 3 if np.nanmax(np.abs(own["estimate"].to_numpy(dtype=float)), initial=0) < 1 \
             else 2
-        for r in own.itertuples():
+        for (_, row), r in zip(own.iterrows(), own.itertuples(), strict=True):
             label = f"primary, {method_name(r.method)}" if r.analysis == "primary" else r.analysis
-            estimate = fmt_ci(r.estimate, r.ci_low, r.ci_high, digits) or str(r.notes)
-            rows.append((label, estimate, fmt(r.df, 1), fmt_p(r.p_value),
-                         fmt_ci(r.icc, r.icc_ci_low, r.icc_ci_high, 3),
+            if r.effect_measure == MEAN_DIFFERENCE:
+                estimate = fmt_ci(r.estimate, r.ci_low, r.ci_high, digits) or str(r.notes)
+            else:  # a ratio or risk difference named by its measure (report.measures)
+                estimate = estimate_cell(row, digits) if estimable(row) else str(r.notes)
+            icc = (fmt_ci(r.icc, r.icc_ci_low, r.icc_ci_high, 3) if np.isfinite(r.icc_ci_low)
+                   else fmt(r.icc, 3))
+            rows.append((label, estimate, fmt(r.df, 1), fmt_p(r.p_value), icc,
                          r.mcid_verdict if isinstance(r.mcid_verdict, str) else ""))
             depth.append(1)
-    notes = (f"Difference intervention − control (95% CI) from {period_model_note(config)}; "
-             "sensitivity analyses as named. ICC: (cluster + cluster-period variance) / total; "
-             "the cluster autocorrelation is in the results' notes.")
+    glmm = [o for o in config["outcomes"] if o.get("type", "continuous") != "continuous"]
+    continuous = len(glmm) < len(config["outcomes"])
+    notes = ((f"Difference intervention − control (95% CI) from {period_model_note(config)}"
+              if continuous else "")
+             + ("; " if continuous and glmm else "") + _glmm_effects(config, glmm)
+             + "; sensitivity analyses as named. ICC: (cluster + cluster-period variance) / "
+             + ("total" if not glmm else "total, on the latent scale for binary outcomes "
+                "(variance + pi^2/3), not defined for counts")
+             + "; the cluster autocorrelation is in the results' notes.")
+    effect = "Difference (95% CI)" if not glmm else "Effect (95% CI)"
     return Table(name="table1_outcomes", title="Table 1. Treatment effects",
-                 columns=("Outcome and analysis", "Difference (95% CI)", "df", "P",
-                          "ICC (95% CI)", "Verdict"),
+                 columns=("Outcome and analysis", effect, "df", "P", "ICC (95% CI)", "Verdict"),
                  rows=tuple(rows), depth=tuple(depth), notes=notes, data=data)
+
+
+def _glmm_effects(config: dict[str, Any], glmm: list[dict[str, Any]]) -> str:
+    """What the effects of binary and count outcomes are ("" when there are none)."""
+    if not glmm:
+        return ""
+    what = {"binary": "binary outcomes: odds ratio (OR) intervention versus control (95% CI), "
+                      "with the marginal risk difference (RD) and risk ratio (RR) standardised "
+                      "from the same model",
+            "count": "counts: rate ratio intervention versus control (95% CI)"}
+    first = {o["type"]: o for o in reversed(glmm)}
+    return "; ".join(f"{what[kind]}, from {period_glmm_note(config, first[kind])}"
+                     for kind in what if kind in first)
 
 
 def _methods(config: dict[str, Any], counts: pd.DataFrame) -> str:
     design, analysis = config["design"], config["analysis"]
     methods = " and ".join(method_name(m) for m in analysis["df_method"])
     measured = counts[counts["stage"] == "measured"]
+    glmm = _glmm_methods(config)
+    continuous = any(o.get("type", "continuous") == "continuous" for o in config["outcomes"])
+    linear = (
+        f" Each {'continuous ' if glmm else ''}outcome was analysed with the "
+        f"linear mixed model {period_model_note(config)} [2]: fixed period effects, random "
+        f"cluster and cluster-period intercepts, fitted by exact restricted maximum "
+        f"likelihood, with {methods} degrees of freedom [3, 4]. The intracluster correlation "
+        f"and the cluster autocorrelation are reported with profile-likelihood intervals. "
+        f"Effect sizes divide by the SD of the outcome under control.") if continuous else ""
     return (
         f"This is a cross-sectional {design['type']} trial: "
         f"{int(counts.loc[counts['stage'] == 'randomised', 'clusters'].sum())} clusters were "
         f"randomised to {counts['sequence'].nunique()} sequences and "
         f"{int(measured['participants'].sum()):,} participants were each measured once, in "
-        f"one of {measured['period'].nunique()} periods. Each outcome was analysed with the "
-        f"linear mixed model {period_model_note(config)} [2]: fixed period effects, random "
-        f"cluster and cluster-period intercepts, fitted by exact restricted maximum "
-        f"likelihood, with {methods} degrees of freedom [3, 4]. The intracluster correlation "
-        f"and the cluster autocorrelation are reported with profile-likelihood intervals. "
-        f"Effect sizes divide by the SD of the outcome under control. The flow follows the "
-        f"CONSORT extension for stepped-wedge trials [1].")
+        f"one of {measured['period'].nunique()} periods." + linear + " The flow follows the "
+        "CONSORT extension for stepped-wedge trials [1]." + glmm)
+
+
+def _glmm_methods(config: dict[str, Any]) -> str:
+    """The methods sentences on binary and count outcomes ("" when there are none)."""
+    kinds = [k for k in ("binary", "count")
+             if any(o.get("type") == k for o in config["outcomes"])]
+    if not kinds:
+        return ""
+    analysis = config["analysis"]
+    nodes = analysis.get("quadrature_points", DEFAULT_N_AGQ)
+    fit = ("the Laplace approximation" if nodes == 1 else
+           f"nested adaptive Gauss-Hermite quadrature ({nodes} nodes per cluster and "
+           f"cluster-period)")
+    text = (f" {' and '.join(kinds).capitalize()} outcomes were analysed with a generalized "
+            f"linear mixed model [5, 6]: fixed period effects, random cluster and "
+            f"cluster-period intercepts, fitted by maximum likelihood with {fit}, the treatment "
+            f"effect tested with {method_name(analysis['glmm_df_method'][0])} degrees of "
+            f"freedom (clusters minus the columns of intercept, treatment and periods) [7].")
+    if "binary" in kinds:
+        text += (" Binary outcomes have a logit link; the odds ratio is reported with the "
+                 "marginal risk difference and risk ratio standardised from the model, and the "
+                 "ICC on the latent scale.")
+    if "count" in kinds:
+        text += (" Counts have a log link with the log exposure as an offset and a Poisson "
+                 "distribution (over-dispersion between cluster-periods is in the "
+                 "cluster-period intercept); the rate ratio is reported.")
+    return text
 
 
 def build_period_report(
@@ -234,7 +304,8 @@ def build_period_report(
         Section("Statistical methods", (_methods(config, counts),)),
         Section("Participant flow", (flow, schematic)),
         Section("Outcomes", (results_table(results, sensitivity, config),)),
-        Section("References", _REFERENCES),
+        Section("References", _REFERENCES + (_GLMM_REFERENCES if _glmm_methods(config)
+                                              else ())),
         Section("Provenance", (provenance_table(provenance.files, provenance.versions,
                                                 provenance.commit),)),
     )
