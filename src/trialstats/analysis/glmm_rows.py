@@ -68,7 +68,8 @@ from trialstats.errors import TrialstatsError
 
 __all__ = [
     "GLMM_OUTCOME_TYPES", "OVERDISPERSION_ALPHA", "contrast_row", "glmm_outcome_rows",
-    "interval_row", "measure_row", "measures_of", "overdispersion_p_value",
+    "interval_row", "marginal_rows", "measure_row", "measures_of", "observed_note",
+    "overdispersion_p_value",
 ]
 
 #: Outcome types analysed by a GLMM.
@@ -186,18 +187,18 @@ def _count_fit(data: ModelData, n_agq: int) -> tuple[GlmmFit, str]:
     return poisson, f"family: Poisson ({test})"
 
 
-def _observed(data: ModelData, arm: int, kind: str) -> str:
-    """Observed events (binary) or rate (count) per arm of the analysed patients."""
+def observed_note(y: np.ndarray, offset: np.ndarray, treated: np.ndarray, kind: str) -> str:
+    """Observed events (binary) or rate (count, exposure ``exp(offset)``) of the analysed
+    patients under the intervention (``treated``) and under control."""
     parts = []
-    for label, value in (("intervention", 1.0), ("control", 0.0)):
-        rows = data.X[:, arm] == value
-        y = data.y[rows]
+    for label, rows in (("intervention", treated), ("control", ~treated)):
+        y_arm = y[rows]
         if kind == "binary":
-            parts.append(f"{label} {int(y.sum())}/{rows.sum()} ({100 * y.mean():.1f}%)")
+            parts.append(f"{label} {int(y_arm.sum())}/{rows.sum()} ({100 * y_arm.mean():.1f}%)")
         else:
-            exposure = np.exp(data.offset[rows]).sum()
-            parts.append(f"{label} {int(y.sum())} in {exposure:.6g} exposure "
-                         f"({y.sum() / exposure:.4g} per unit)")
+            exposure = np.exp(offset[rows]).sum()
+            parts.append(f"{label} {int(y_arm.sum())} in {exposure:.6g} exposure "
+                         f"({y_arm.sum() / exposure:.4g} per unit)")
     return "observed " + ", ".join(parts)
 
 
@@ -238,7 +239,7 @@ def glmm_outcome_rows(
     if not problem and np.ptp(data.y) == 0:
         problem = f"not estimable: every analysed patient has {data.y[0]:g} as the outcome"
     if not problem:
-        notes.insert(0, _observed(data, arm, kind))
+        notes.insert(0, observed_note(data.y, data.offset, data.X[:, arm] == 1.0, kind))
         try:
             if kind == "binary":
                 binary = glmm_data(data.y, data.X, data.cluster_codes, "binomial")
@@ -275,13 +276,23 @@ def glmm_outcome_rows(
         rows.append(measure_row(row, outcome, first, estimate=float(fit.beta[arm]),
                                se=float(fit.se[arm]), df=df, alpha=alpha))
         if kind == "binary":
-            with np.errstate(over="ignore"):  # separated fits: infinite ratio limits
-                marginal = marginal_effects(fit, data.X, arm, level=1 - alpha,
-                                            df=df if np.isfinite(df) else None)
-            for measure, (_, effect) in zip((RISK_DIFFERENCE, RISK_RATIO), marginal.iterrows(),
-                                            strict=True):
-                estimate = effect["estimate"] if measure == RISK_DIFFERENCE else np.log(
-                    effect["estimate"])
-                rows.append(measure_row(row, outcome, measure, estimate=float(estimate),
-                                       se=float(effect["se"]), df=df, alpha=alpha))
+            rows += marginal_rows(row, outcome, fit, data.X, arm, df=df, alpha=alpha)
+    return rows
+
+
+def marginal_rows(base, outcome, fit: GlmmFit, X: np.ndarray, arm: int, *, df: float,
+                  alpha: float) -> list[dict[str, Any]]:
+    """The risk difference and risk ratio rows (:func:`measure_row`) of the marginal effects
+    standardised from a binomial ``fit`` over the rows of ``X`` with the arm column ``arm``
+    set to 0 and 1 (:func:`~trialstats.analysis.marginal.marginal_effects`), on ``df``."""
+    with np.errstate(over="ignore"):  # separated fits: infinite ratio limits
+        marginal = marginal_effects(fit, X, arm, level=1 - alpha,
+                                    df=df if np.isfinite(df) else None)
+    rows = []
+    for measure, (_, effect) in zip((RISK_DIFFERENCE, RISK_RATIO), marginal.iterrows(),
+                                    strict=True):
+        estimate = effect["estimate"] if measure == RISK_DIFFERENCE else np.log(
+            effect["estimate"])
+        rows.append(measure_row(base, outcome, measure, estimate=float(estimate),
+                                se=float(effect["se"]), df=df, alpha=alpha))
     return rows

@@ -65,11 +65,14 @@ import numpy as np
 
 from trialstats.analysis.glmm import DEFAULT_N_AGQ, GlmmFit, latent_icc
 from trialstats.analysis.glmm_nested import NestedFit, fit_nested_glmm, nested_data
-from trialstats.analysis.glmm_rows import measure_row, measures_of
-from trialstats.analysis.marginal import marginal_effects
+from trialstats.analysis.glmm_rows import (
+    marginal_rows,
+    measure_row,
+    measures_of,
+    observed_note,
+)
 from trialstats.analysis.period_analysis import PeriodData, design_df, period_data
 from trialstats.analysis.rows import join_notes
-from trialstats.contract import RISK_DIFFERENCE, RISK_RATIO
 from trialstats.data.validate import TREATED
 from trialstats.errors import TrialstatsError
 
@@ -91,21 +94,6 @@ def period_glmm_note(config: dict[str, Any], outcome: dict[str, Any]) -> str:
             f"(1 | cluster:period), family = {family}), maximum likelihood, {fit}"
             + (", time-averaged effect of exposure times" if analysis["time_on_treatment"]
                else ""))
-
-
-def _observed(data: PeriodData, kind: str) -> str:
-    """Events (binary) or rate (count) under each condition of the analysed participants."""
-    parts = []
-    for label, value in (("intervention", 1.0), ("control", 0.0)):
-        rows = data.X[:, 1:1 + int(np.count_nonzero(data.contrast))].max(axis=1) == value
-        y = data.y[rows]
-        if kind == "binary":
-            parts.append(f"{label} {int(y.sum())}/{rows.sum()} ({100 * y.mean():.1f}%)")
-        else:
-            exposure = np.exp(data.offset[rows]).sum()
-            parts.append(f"{label} {int(y.sum())} in {exposure:.6g} exposure "
-                         f"({y.sum() / exposure:.4g} per unit)")
-    return "observed under " + ", ".join(parts)
 
 
 def _fit(data: PeriodData, kind: str, n_agq: int) -> tuple[NestedFit | None, str]:
@@ -182,7 +170,8 @@ def period_glmm_rows(patients, outcome: dict[str, Any], config: dict[str, Any]) 
     tau2, gamma2 = fit.sigma_practice**2, fit.sigma_patient**2
     total = tau2 + gamma2
     scale = "logit" if kind == "binary" else "log"
-    notes += [_observed(data, kind),
+    treated = data.X[:, data.contrast != 0].max(axis=1) == 1.0
+    notes += [observed_note(data.y, data.offset, treated, kind),
               f"variances on the {scale} scale: cluster {tau2:.4g}, cluster-period "
               f"{gamma2:.4g}, CAC " + (f"{tau2 / total:.3f}" if total > 0 else "undefined")]
     notes += [f"{what} variance estimated at 0 (boundary fit)"
@@ -211,16 +200,8 @@ def period_glmm_rows(patients, outcome: dict[str, Any], config: dict[str, Any]) 
         rows.append(measure_row(row, outcome, measures[0], estimate=estimate, se=se, df=df,
                                 alpha=alpha))
         if marginal:
-            with np.errstate(over="ignore"):  # separated fits: infinite ratio limits
-                effects = marginal_effects(_total_sd_fit(fit), data.X,
-                                           data.columns.index(TREATED), level=1 - alpha,
-                                           df=df if np.isfinite(df) else None)
-            for measure, (_, effect) in zip((RISK_DIFFERENCE, RISK_RATIO), effects.iterrows(),
-                                            strict=True):
-                value = effect["estimate"] if measure == RISK_DIFFERENCE else np.log(
-                    effect["estimate"])
-                rows.append(measure_row(row, outcome, measure, estimate=float(value),
-                                        se=float(effect["se"]), df=df, alpha=alpha))
+            rows += marginal_rows(row, outcome, _total_sd_fit(fit), data.X,
+                                  data.columns.index(TREATED), df=df, alpha=alpha)
         elif kind == "binary":
             rows += [{**row, "effect_measure": measure, "converged": False,
                       "notes": join_notes(why_not, *notes)} for measure in measures[1:]]
