@@ -217,8 +217,11 @@ def results_table(results: pd.DataFrame, sensitivity: pd.DataFrame | None,
               if continuous else "")
              + ("; " if continuous and glmm else "") + _glmm_effects(config, glmm)
              + "; sensitivity analyses as named. ICC: (cluster + cluster-period variance) / "
-             + ("total" if not glmm else "total, on the latent scale for binary outcomes "
-                "(variance + pi^2/3), not defined for counts")
+             + "total" + "".join(
+                 text for kind, text in (("binary", ", on the latent scale for binary outcomes "
+                                                    "(total: variance + pi^2/3)"),
+                                         ("count", ", not defined for counts"))
+                 if any(o["type"] == kind for o in glmm))
              + "; the cluster autocorrelation is in the results' notes.")
     effect = "Difference (95% CI)" if not glmm else "Effect (95% CI)"
     return Table(name="table1_outcomes", title="Table 1. Treatment effects",
