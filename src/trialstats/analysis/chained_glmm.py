@@ -66,8 +66,9 @@ scale, :math:`F^{-1}(u; \eta + \delta)` (offset included in :math:`\eta`, so
 :math:`\delta = 0` gives the MAR values exactly and the values are monotone in
 :math:`\delta`.
 
-The *M* imputations have different completed predictors, so their fits cannot share one
-design; they are fitted one after another (each fit is vectorised over practices and nodes).
+The *M* imputations have different completed predictors; their fits of step 1 are made in one
+vectorised call with one design per imputation (:func:`_fit_models`), vectorised over
+imputations, practices and nodes.
 """
 
 from __future__ import annotations
@@ -162,6 +163,42 @@ def _posterior_z(y, eta0, cluster, n_clusters, sigma, family, rng) -> np.ndarray
     return np.where(counts > 0, drawn, prior)
 
 
+def _fit_models(designs, y, codes, offset, family, n_agq, target) -> list[tuple]:
+    """Step 1 for every imputation: the imputation model fitted to the observed rows.
+
+    ``designs`` (M, observed rows, predictors) are the imputations' completed predictors;
+    the imputations whose designs keep the same predictors (:func:`_independent`; usually
+    all) are fitted together, one design per replicate, in one vectorised call
+    (:func:`~trialstats.analysis.glmm.fit_glmm`). Returns per imputation the kept predictor
+    columns, :math:`\\hat\\beta`, its covariance :math:`V`, :math:`\\hat\\sigma` and the
+    standardised conditional modes :math:`\\hat z_j`.
+    """
+    keeps = [_independent(design) for design in designs]
+    fits: list[tuple] = [()] * len(designs)
+    for keep in {tuple(keep) for keep in keeps}:
+        members = [m for m, kept in enumerate(keeps) if tuple(kept) == keep]
+        columns = np.array(keep)
+        try:
+            glmm = glmm_data(np.broadcast_to(y, (len(members), y.size)),
+                             designs[members][:, :, columns], codes, family, offset=offset)
+            fit = fit_glmm(glmm, n_agq)
+        except TrialstatsError as error:
+            raise TrialstatsError(
+                f"the two-level {family} imputation model of score column {target} cannot be "
+                f"fitted: {error}") from error
+        cov = fit.cov[:, :columns.size, :columns.size]
+        if not np.all(np.isfinite(cov)):
+            raise TrialstatsError(
+                f"the two-level {family} imputation model of score column {target} has no "
+                "positive-definite information matrix (separation: a predictor determines "
+                "the outcome among the observed rows)")
+        params = np.column_stack([fit.beta, fit.sigma])
+        modes = loglik_and_gradient(flatten(glmm), params, n_agq)[2]
+        for i, m in enumerate(members):
+            fits[m] = (columns, fit.beta[i], cov[i], float(fit.sigma[i]), modes[i])
+    return fits
+
+
 def draw_glmm_column(
     data: np.ndarray,
     codes: np.ndarray,
@@ -215,32 +252,16 @@ def draw_glmm_column(
     rows, missing = np.flatnonzero(observed), np.flatnonzero(~observed)
     y = np.round(data[0, rows, target] + shift)
     offset = np.zeros(codes.size) if offset is None else offset
+    designs = data[:, :, predictors]
+    fits = _fit_models(designs[:, rows], y, codes[rows], offset[rows], family, n_agq, target)
     values, eta, uniforms = (np.empty((len(streams), missing.size)) for _ in range(3))
     for m, rng in enumerate(streams):
-        X = data[m][:, predictors]
-        keep = _independent(X[rows])
-        try:
-            glmm = glmm_data(y, X[rows][:, keep], codes[rows], family, offset=offset[rows])
-            fit = fit_glmm(glmm, n_agq)
-        except TrialstatsError as error:
-            raise TrialstatsError(
-                f"the two-level {family} imputation model of score column {target} cannot be "
-                f"fitted: {error}") from error
-        p = keep.size
-        cov = fit.cov[:p, :p]
-        if not np.all(np.isfinite(cov)):
-            raise TrialstatsError(
-                f"the two-level {family} imputation model of score column {target} has no "
-                "positive-definite information matrix (separation: a predictor determines "
-                "the outcome among the observed rows)")
+        keep, beta_hat, cov, sigma_hat, modes = fits[m]
         beta = np.zeros(predictors.size)
-        beta[keep] = fit.beta + np.linalg.cholesky(cov) @ rng.standard_normal(p)
-        sigma_hat = float(fit.sigma)
-        params = np.r_[fit.beta, sigma_hat][None, :]
-        modes = loglik_and_gradient(flatten(glmm), params, n_agq)[2][0]
+        beta[keep] = beta_hat + np.linalg.cholesky(cov) @ rng.standard_normal(keep.size)
         spread = float(np.sum((sigma_hat * modes) ** 2)) + sigma_hat**2
         sigma = np.sqrt(spread / rng.chisquare(modes.size + 1))
-        eta_all = X @ beta + offset
+        eta_all = designs[m] @ beta + offset
         z = _posterior_z(y, eta_all[rows], codes[rows], n_clusters, sigma, family, rng)
         eta[m] = eta_all[missing] + sigma * z[codes[missing]]
         uniforms[m] = rng.random(missing.size)

@@ -174,24 +174,17 @@ def glmm_pooled_rows(
     offset = trial.log_exposure[name][analysed] if exposure else None
     arm = frame.columns.index(TREATED)
     shared = bool(np.all(X == X[0]))
-    try:
-        if shared:  # one design: the M fits in one batched call
-            fits = [fit_glmm(glmm_data(response, X[0], codes, family, offset=offset), n_agq)]
-        else:
-            fits = [fit_glmm(glmm_data(response[m], X[m], codes, family, offset=offset), n_agq)
-                    for m in range(imputations)]
+    try:  # the M fits in one batched call, with one design or one per imputation
+        fit = fit_glmm(glmm_data(response, X[0] if shared else X, codes, family,
+                                 offset=offset), n_agq)
     except TrialstatsError as error:
         return not_estimable(f"not estimable: in the imputed datasets, {error}")
-    beta = np.concatenate([np.reshape(f.beta, (-1, X.shape[2])) for f in fits])
-    se = np.concatenate([np.reshape(f.se, (-1, X.shape[2])) for f in fits])
-    sigma = np.concatenate([np.ravel(f.sigma) for f in fits])
-    converged = np.concatenate([np.ravel(f.converged) for f in fits])
-    boundary = np.concatenate([np.ravel(f.boundary) for f in fits])
+    beta, se, sigma = fit.beta, fit.se, fit.sigma
+    converged, boundary = fit.converged, fit.boundary
     dfcom = glmm_df(method, response[0], X[0], codes, np.eye(X.shape[-1])[arm])
     estimates = {measures_of(outcome)[0]: (beta[:, arm], se[:, arm] ** 2)}
     if kind == "binary":
-        effects = [marginal_effects(_one(fits, m), X[0 if shared else m], arm)
-                   for m in range(imputations)]
+        effects = [marginal_effects(_one(fit, m), X[m], arm) for m in range(imputations)]
         estimates[RISK_DIFFERENCE] = (np.array([e["estimate"].iloc[0] for e in effects]),
                                       np.array([e["se"].iloc[0] for e in effects]) ** 2)
         estimates[RISK_RATIO] = (np.log([e["estimate"].iloc[1] for e in effects]),
@@ -247,11 +240,8 @@ def _exposure_note(trial: ImputedTrial, exposure: str, name: str, month: int,
             f"predictors of the other imputed columns")
 
 
-def _one(fits: list[Any], m: int) -> Any:
-    """Imputation ``m``'s fit as a single fit (from one batched fit, or the m-th of a list)."""
-    if len(fits) > 1:
-        return fits[m]
-    fit = fits[0]
+def _one(fit: Any, m: int) -> Any:
+    """Imputation ``m``'s fit, from the batched fit of all imputations, as a single fit."""
     return replace(fit, beta=fit.beta[m], se=fit.se[m], sigma=fit.sigma[m], cov=fit.cov[m],
                    loglik=fit.loglik[m], boundary=fit.boundary[m],
                    converged=fit.converged[m],
