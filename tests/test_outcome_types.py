@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import yaml
 
 from trialstats.cli import main
-from trialstats.config import load_config
+from trialstats.config import load_config, workflow_config_file
 from trialstats.data.validate import load_trial
 
 
@@ -44,6 +45,27 @@ def test_binary_labels_are_coded_with_the_second_as_event(trial_files):
     values = _binary(trial_files, labels=("no", "yes"))
     trial = load_trial(load_config(trial_files.write()))
     assert trial.patients["score_m12"].tolist() == values.astype(float).tolist()
+
+
+def test_unquoted_yes_no_labels_are_read_as_written(trial_files):
+    """YAML 1.1 reads plain no/yes as booleans; as labels (and as the intervention label)
+    they are the words in the data, and Snakemake's own reading of the file is still accepted."""
+    values = _binary(trial_files, labels=("no", "yes"))
+    trial_files.practices["arm"] = trial_files.practices["arm"].map(
+        {trial_files.config["design"]["intervention"]: "yes"}).fillna("no")
+    trial_files.config["design"]["intervention"] = "yes"
+    path = trial_files.write()
+    text = path.read_text().replace("'no'", "no").replace("'yes'", "yes")
+    assert "- no\n" in text and "intervention: yes" in text
+    path.write_text(text)
+    config = load_config(path)
+    assert config["outcomes"][0]["labels"] == ["no", "yes"]
+    assert config["design"]["intervention"] == "yes"
+    trial = load_trial(config)
+    assert trial.patients["score_m12"].tolist() == values.astype(float).tolist()
+    held = yaml.safe_load(text)  # what Snakemake holds: booleans
+    assert held["outcomes"][0]["labels"] == [False, True]
+    assert workflow_config_file([str(path)], [str(path)], {}, held) == path
 
 
 def test_binary_other_value_is_rejected(trial_files, capsys):

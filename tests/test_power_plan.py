@@ -34,9 +34,11 @@ def textbook_power(k: int, m: float, icc: float, effect: float, alpha: float = 0
 
 
 def test_plan_is_the_smallest_number_of_clusters_reaching_the_target():
-    plan = plan_from_analysis(PRIMARY, None, cluster_size=30, target_power=0.9)
-    assert list(plan.columns) == list(PLAN_COLUMNS)
-    assert list(plan["outcome"]) == ["sdm", "eq5d"]  # energy has no MCID
+    table = plan_from_analysis(PRIMARY, None, cluster_size=30, target_power=0.9)
+    assert list(table.columns) == list(PLAN_COLUMNS)
+    assert list(table["outcome"]) == ["sdm", "eq5d", "energy"]
+    assert table["notes"].iloc[-1] == "not planned: outcome 'energy' has no MCID to plan for."
+    plan = table.iloc[:2]
     for row in plan.itertuples():
         assert row.month == 12 and row.baseline == "none"
         effect = {"sdm": 4.0 / 20.0, "eq5d": 0.074 / 0.25}[row.outcome]
@@ -74,6 +76,20 @@ def test_explicit_values_win_over_those_taken():
     assert resolve_inputs({}, taken, "trial")["effect"] == 0.2
     with pytest.raises(TrialstatsError, match="intracluster correlation"):
         resolve_inputs({}, {})
+
+
+def test_an_outcome_not_estimable_is_a_row_saying_why_unless_named():
+    primary = PRIMARY.assign(icc=PRIMARY["icc"].where(PRIMARY["outcome"] != "eq5d"),
+                             notes=np.where(PRIMARY["outcome"] == "eq5d",
+                                            "not estimable: fewer than two clusters; more", ""))
+    plan = plan_from_analysis(primary, None, cluster_size=30, month=12)
+    assert list(plan["outcome"]) == ["sdm", "eq5d", "energy"]
+    assert plan["clusters_per_arm"].notna().tolist() == [True, False, False]
+    assert plan["notes"].iloc[1] == ("not planned: the eq5d month-12 row has no ICC "
+                                     "(not estimable: fewer than two clusters).")
+    assert plan["month"].tolist() == [12, 12, 12]
+    with pytest.raises(TrialstatsError, match="eq5d month-12 row has no ICC"):
+        plan_from_analysis(primary, None, outcomes=["eq5d"], cluster_size=30)
 
 
 def test_plan_command_writes_the_table(tmp_path, capsys):

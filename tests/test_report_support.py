@@ -266,3 +266,20 @@ def test_sensitivity_methods_are_described_once_per_family():
     assert "Rubin's rules" in described[0]
     assert "Mancl–DeRouen and Kauermann–Carroll" in described[1]
     assert described[3] == "bootstrap"
+
+
+def test_permutation_and_delta_analyses_are_described_with_their_references():
+    from trialstats.report.methods import REFERENCES, _sensitivity_descriptions
+
+    labels = ["clustered permutation test (Gail et al. 1996)", "delta-adjustment"]
+    cites = ["consort", "gail", "li-constrained", "carpenter-kenward"]
+    permutation, delta = _sensitivity_descriptions(labels, cites)
+    assert "test inversion" in permutation and permutation.endswith("[2, 3]")
+    assert "missing not at random" in delta and "tipping point" in delta
+    assert delta.endswith("[4]")
+    assert "logistic" not in permutation  # continuous outcomes only
+    families = {"clustered permutation test", "delta-adjustment"}
+    permutation, delta = _sensitivity_descriptions(labels, cites, glmm=families)
+    assert "logistic regression (risk difference)" in permutation
+    assert "log odds or log rate" in delta
+    assert REFERENCES["gail"].startswith("Gail MH") and "1996;15:1069" in REFERENCES["gail"]

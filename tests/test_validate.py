@@ -43,6 +43,23 @@ def test_valid_trial_prints_summary_and_writes_tables(trial_files, capsys):
     assert patients["age"].dtype == float
 
 
+def test_arms_coded_one_zero_with_an_unquoted_intervention_label(trial_files, capsys):
+    """``intervention: 1`` (a YAML integer) names the arm label 1 of a 0/1 arm column."""
+    intervention = trial_files.config["design"]["intervention"]
+    treated = trial_files.practices["arm"] == intervention
+    trial_files.practices["arm"] = treated.astype(int)
+    trial_files.patients = trial_files.patients.drop(columns="arm", errors="ignore")
+    trial_files.config["design"]["intervention"] = "1"
+    config = trial_files.write()
+    config.write_text(config.read_text().replace("intervention: '1'", "intervention: 1"))
+    assert "intervention: 1\n" in config.read_text()
+    out_dir = trial_files.root / "out"
+    status = main(["validate", "--config", str(config), "--out-dir", str(out_dir)])
+    assert status == 0, capsys.readouterr().err
+    patients = pd.read_parquet(out_dir / "patients.parquet")
+    assert patients["treated"].sum() == 12
+
+
 def test_duplicate_patient_id(trial_files, capsys):
     trial_files.patients.loc[5, "patient_id"] = trial_files.patients.loc[2, "patient_id"]
     assert_rejected(trial_files, capsys, "patients.csv", "patient_id", "duplicate", "rows 4, 7")

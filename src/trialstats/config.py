@@ -31,17 +31,32 @@ def load_schema(name: str) -> dict[str, Any]:
     return yaml.safe_load(text)
 
 
+#: Keys whose values are labels, as they appear in the data or as shown: YAML 1.1 would turn the
+#: plain words yes/no/on/off/y/n into booleans (``labels: [no, yes]`` into ``[False, True]``),
+#: which no longer match the text in the data, so those words are read as written (true and
+#: false stay booleans, which match boolean columns).
+_DATA_LABEL_KEYS = ("labels", "intervention", "arm_labels", "value_labels")
+_BOOL_TAG, _STR_TAG = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:str"
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
     """A safe YAML loader for which a key repeated in one mapping is an error (YAML says
     keys are unique; PyYAML would silently keep the last value)."""
 
+    labels_as_written = False
+
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
+        for key_node, value_node in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 continue
             key = self.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
+            if self.labels_as_written and key in _DATA_LABEL_KEYS:
+                _as_written(value_node)
+            if (self.labels_as_written and key == "intervention"
+                    and isinstance(value_node, yaml.ScalarNode) and value_node.style is None):
+                value_node.tag = _STR_TAG  # an arm label, compared as text: 1 means "1"
             if not isinstance(key, Hashable):
                 continue  # PyYAML itself refuses it
             if key in seen:
@@ -53,9 +68,33 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def read_yaml(path: str | Path) -> Any:
+class _ConfigLoader(_UniqueKeyLoader):
+    """:class:`_UniqueKeyLoader` reading the words of :data:`_DATA_LABEL_KEYS` values as
+    written."""
+
+    labels_as_written = True
+
+
+def _as_written(node: yaml.Node) -> None:
+    """Retag the YAML 1.1 boolean words other than true/false as text as written, in a scalar
+    and in every item, key and value below it."""
+    if isinstance(node, yaml.ScalarNode):
+        if node.tag == _BOOL_TAG and node.value.lower() not in ("true", "false"):
+            node.tag = _STR_TAG
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _as_written(item)
+    elif isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            _as_written(key)
+            _as_written(value)
+
+
+def read_yaml(path: str | Path, *, labels_as_written: bool = True) -> Any:
     """Read a YAML file, turning unreadable or malformed files (including a key repeated in
-    one mapping) into a user-facing error."""
+    one mapping) into a user-facing error; with ``labels_as_written`` (the default) the
+    yes/no words of data labels stay text (:data:`_DATA_LABEL_KEYS`), otherwise the file is
+    read as PyYAML (and so Snakemake) reads it."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -64,7 +103,7 @@ def read_yaml(path: str | Path) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise TrialstatsError(f"{path}: cannot be read ({exc}).") from None
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)
+        return yaml.load(text, Loader=_ConfigLoader if labels_as_written else _UniqueKeyLoader)
     except yaml.YAMLError as exc:
         raise TrialstatsError(f"{path}: is not valid YAML ({exc}).") from None
 
@@ -266,7 +305,7 @@ def workflow_config_file(
     file = Path(files[0])
     if cli_configfiles and os.path.abspath(cli_configfiles[-1]) != str(file):
         raise TrialstatsError(f"{cli_configfiles[-1]}: not the configuration in use. {advice}")
-    if read_yaml(file) != config:
+    if read_yaml(file, labels_as_written=False) != config:
         raise TrialstatsError(
             f"{file}: the configuration Snakemake holds differs from this file (it was changed "
             f"after loading, or merged with another). {advice}"

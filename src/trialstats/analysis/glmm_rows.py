@@ -68,7 +68,7 @@ from trialstats.errors import TrialstatsError
 
 __all__ = [
     "GLMM_OUTCOME_TYPES", "OVERDISPERSION_ALPHA", "contrast_row", "glmm_outcome_rows",
-    "measure_row", "measures_of", "overdispersion_p_value",
+    "interval_row", "measure_row", "measures_of", "overdispersion_p_value",
 ]
 
 #: Outcome types analysed by a GLMM.
@@ -117,22 +117,30 @@ def _mcid(outcome: dict[str, Any], measure: str) -> tuple[float, float]:
     return float(np.exp(log_mcid)), log_mcid
 
 
-def measure_row(base, outcome, measure, *, estimate, se, df, alpha) -> dict[str, Any]:
-    """``base`` completed with the *t* test (``df`` inf: z) of ``estimate`` (a difference,
-    or a log ratio for ratio measures), ``effect_measure`` and the MCID verdict on the
-    MCID's own scale (see the module notes)."""
-    quantile = stats.t.ppf(1 - alpha / 2, df)
-    low, high = estimate - quantile * se, estimate + quantile * se
+def interval_row(base, outcome, measure, *, estimate, low, high) -> dict[str, Any]:
+    """``base`` completed with ``effect_measure``, the estimate and interval (given as a
+    difference, or a log ratio for ratio measures) on the measure's own scale, and the MCID and
+    its verdict on the MCID's own scale (see the module notes)."""
     mcid, mcid_scale = _mcid(outcome, measure)
     back = float if measure == RISK_DIFFERENCE else np.exp
     with np.errstate(over="ignore"):  # a separated fit's limit may be an infinite ratio
         estimate_back, low_back, high_back = (float(back(v)) for v in (estimate, low, high))
     return {
-        **base, "effect_measure": measure, "estimate": estimate_back, "se": float(se),
-        "df": df if np.isfinite(df) else np.nan, "ci_low": low_back, "ci_high": high_back,
-        "p_value": float(2 * stats.t.sf(abs(estimate / se), df)),
-        "mcid": mcid,
+        **base, "effect_measure": measure, "estimate": estimate_back, "ci_low": low_back,
+        "ci_high": high_back, "mcid": mcid,
         "mcid_verdict": mcid_verdict(low, high, mcid_scale, outcome["higher_is_better"]),
+    }
+
+
+def measure_row(base, outcome, measure, *, estimate, se, df, alpha) -> dict[str, Any]:
+    """:func:`interval_row` with the *t* test (``df`` inf: z) of ``estimate`` (a difference,
+    or a log ratio for ratio measures)."""
+    quantile = stats.t.ppf(1 - alpha / 2, df)
+    low, high = estimate - quantile * se, estimate + quantile * se
+    return {
+        **interval_row(base, outcome, measure, estimate=estimate, low=low, high=high),
+        "se": float(se), "df": df if np.isfinite(df) else np.nan,
+        "p_value": float(2 * stats.t.sf(abs(estimate / se), df)),
     }
 
 

@@ -31,12 +31,17 @@ statistic of :math:`\bar t`, and the interval is the set of :math:`\delta` whose
 exceeds :math:`\alpha`, found by bisection outward from the estimate
 :math:`\hat\delta = D(a^*)/E(a^*)` (where :math:`D_{a^*}(\hat\delta) = 0` and p = 1). A bound
 that is never reached (too few allocations) is infinite.
+
+Count outcomes have their own null model (Poisson, offset log exposure) and their own interval
+(the rate ratio, the null model refitted for each hypothesised ratio), over the same allocation
+sets and with the same statistic: :mod:`trialstats.analysis.permutation_counts`.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -86,11 +91,30 @@ def permutation_p_value(d: np.ndarray, e: np.ndarray, d_obs: float, e_obs: float
     return float(np.mean(shifted >= observed - _TIE * (observed + np.max(shifted))))
 
 
-def _bound(d, e, d_obs, e_obs, estimate, direction, alpha) -> float:
-    step = max(abs(estimate), float(np.max(np.abs(d))) / max(float(np.max(np.abs(e))), 1e-300))
+def residual_p_value(residuals: np.ndarray, allocations: np.ndarray,
+                     observed: np.ndarray) -> float:
+    """The p-value of practice residuals with no shift: the share of ``allocations`` with
+    :math:`|D_a| \\ge |D_{a^*}|`, :math:`a^*` the allocation ``observed`` (bool)."""
+    d = arm_differences(residuals, allocations)
+    d_obs = float(arm_differences(residuals, observed[None, :])[0])
+    return permutation_p_value(d, np.zeros_like(d), d_obs, 0.0)
+
+
+def inverted_bound(
+    p_at: Callable[[float], float], estimate: float, step: float, direction: int,
+    alpha: float, *, expansions: int = 64, tolerance: float = 0.0,
+) -> float:
+    """One bound of :math:`\\{\\delta: p(\\delta) > \\alpha\\}`, searched outward from
+    ``estimate`` (where p = 1) in ``direction`` (-1 or +1).
+
+    Steps of ``step``, doubled each time, go out until :math:`p \\le \\alpha` (at most
+    ``expansions`` of them, else the bound is infinite); then bisection keeps
+    :math:`p > \\alpha` on the inner end until the ends are ``tolerance`` apart (0: until they
+    are adjacent floats). Returns the midpoint of the last bracket.
+    """
     inside, outside = estimate, estimate + direction * step
-    for _ in range(64):
-        if permutation_p_value(d, e, d_obs, e_obs, outside) <= alpha:
+    for _ in range(expansions):
+        if p_at(outside) <= alpha:
             break
         inside, step = outside, 2 * step
         outside = estimate + direction * step
@@ -98,13 +122,20 @@ def _bound(d, e, d_obs, e_obs, estimate, direction, alpha) -> float:
         return direction * math.inf
     for _ in range(200):
         middle = (inside + outside) / 2
-        if middle in (inside, outside):
+        if middle in (inside, outside) or abs(outside - inside) <= tolerance:
             break
-        if permutation_p_value(d, e, d_obs, e_obs, middle) > alpha:
+        if p_at(middle) > alpha:
             inside = middle
         else:
             outside = middle
     return (inside + outside) / 2
+
+
+def with_observed(allocations: np.ndarray, observed: np.ndarray) -> tuple[np.ndarray, bool]:
+    """The allocation set with the trial's own allocation added when it is not among them,
+    and whether it was."""
+    in_set = bool((allocations == observed).all(axis=1).any())
+    return (allocations if in_set else np.vstack([allocations, observed])), in_set
 
 
 def permutation_test(
@@ -132,16 +163,19 @@ def permutation_test(
         ``estimate, ci_low, ci_high, p_value, n_allocations, observed_in_set``.
     """
     observed = np.asarray(observed, dtype=bool)
-    in_set = bool((allocations == observed).all(axis=1).any())
-    if not in_set:
-        allocations = np.vstack([allocations, observed])
+    allocations, in_set = with_observed(allocations, observed)
     d, e = arm_differences(residuals, allocations), arm_differences(shift, allocations)
     d_obs, e_obs = (float(arm_differences(v, observed[None, :])[0]) for v in (residuals, shift))
     estimate = d_obs / e_obs
+    step = max(abs(estimate), float(np.max(np.abs(d))) / max(float(np.max(np.abs(e))), 1e-300))
+
+    def p_at(delta: float) -> float:
+        return permutation_p_value(d, e, d_obs, e_obs, delta)
+
     return {
         "estimate": estimate,
-        "ci_low": _bound(d, e, d_obs, e_obs, estimate, -1, alpha),
-        "ci_high": _bound(d, e, d_obs, e_obs, estimate, +1, alpha),
+        "ci_low": inverted_bound(p_at, estimate, step, -1, alpha),
+        "ci_high": inverted_bound(p_at, estimate, step, +1, alpha),
         "p_value": permutation_p_value(d, e, d_obs, e_obs),
         "n_allocations": len(allocations), "observed_in_set": in_set,
     }
@@ -225,7 +259,7 @@ def practice_residuals(
     return means(residual[:, 0]), means(residual[:, 1]), treated
 
 
-def _allocation_set(patients, config, cluster) -> tuple[np.ndarray, list[str], str]:
+def allocation_set(patients, config, cluster) -> tuple[np.ndarray, list[str], str]:
     """The allocation set over the trial's practices, their ids and a note on its origin."""
     per_practice = patients.groupby(cluster, sort=True)[TREATED].first()
     ids = [str(i) for i in per_practice.index]
@@ -245,7 +279,8 @@ def _allocation_set(patients, config, cluster) -> tuple[np.ndarray, list[str], s
 def permutation_analysis(
     patients: pd.DataFrame, config: dict[str, Any], outcomes: list[str] | None = None
 ) -> pd.DataFrame:
-    """Clustered permutation test of every outcome at every follow-up month.
+    """Clustered permutation test of every continuous outcome at every follow-up month
+    (binary and count outcomes: :mod:`trialstats.analysis.permutation_counts`).
 
     Parameters
     ----------
@@ -262,18 +297,17 @@ def permutation_analysis(
     -------
     DataFrame
         :data:`~trialstats.analysis.rows.SENSITIVITY_COLUMNS`; per outcome and month one row,
-        ``method`` ``permutation``: ``estimate`` (:math:`\\hat\\delta`, a mean difference, or
-        a risk difference for a binary outcome), ``ci_low``/``ci_high`` (test inversion),
+        ``method`` ``permutation``: ``estimate`` (:math:`\\hat\\delta`, a mean difference),
+        ``ci_low``/``ci_high`` (test inversion),
         ``p_value`` (permutation); ``se``/``df`` and variance components NaN;
         ``effect_size``/``mcid_verdict`` as the primary analysis; ``notes`` give the
         allocation set and the exclusions.
     """
     design, analysis = config["design"], config["analysis"]
     cluster = design["cluster"]
-    allocations, ids, origin = _allocation_set(patients, config, cluster)
+    allocations, ids, origin = allocation_set(patients, config, cluster)
     rows = []
     for outcome in chosen_outcomes(config, outcomes):
-        binary = outcome.get("type", "continuous") == "binary"
         for month in design["followup_months"]:
             data = model_data(patients, outcome["name"], month, cluster=cluster,
                               baseline_month=baseline_month_of(outcome, design),
@@ -287,7 +321,7 @@ def permutation_analysis(
                              "notes": join_notes(problem, data.exclusion_note())})
                 continue
             try:
-                residuals, shift, treated = practice_residuals(data, binary)
+                residuals, shift, treated = practice_residuals(data, binary=False)
             except TrialstatsError as problem:
                 rows.append({**base, "converged": False,
                              "notes": join_notes(f"not estimable: {problem}",
@@ -297,8 +331,7 @@ def permutation_analysis(
             result = permutation_test(residuals, shift, treated, allocations[:, analysed],
                                       alpha=analysis["alpha"])
             adjusted = ", ".join(c for c in data.columns if c not in (INTERCEPT, TREATED))
-            note = (f"{'risk' if binary else 'mean'} difference; residuals of the "
-                    f"{'logistic' if binary else 'least-squares'} regression on {adjusted} "
+            note = (f"mean difference; residuals of the least-squares regression on {adjusted} "
                     f"(arm left out), averaged by practice; {origin}")
             if not result["observed_in_set"]:
                 note += ", plus the trial's own allocation"

@@ -31,11 +31,13 @@ practice proportions or log rates), logit/log-link GEE with the same corrections
 only, the CR2 linear probability model for the risk difference
 (:mod:`trialstats.analysis.binary_sensitivity`), the subgroups in the GLMM
 (:mod:`trialstats.analysis.glmm_subgroups`) and the repeated-measures GLMM with practice and
-patient intercepts (:mod:`trialstats.analysis.glmm_repeated`); multiple imputation and the
+patient intercepts (:mod:`trialstats.analysis.glmm_repeated`), and, counts only, the
+permutation test with a Poisson null model and the rate ratio by test inversion
+(:mod:`trialstats.analysis.permutation_counts`; a binary outcome gets a row saying it is not
+available); multiple imputation and the
 delta adjustment impute every outcome in one model (two-level logistic or Poisson draws for
 binary and count columns) and give them the pooled GLMM rows, delta on the log-odds or
-log-rate scale (:mod:`trialstats.analysis.imputation_glmm`); the other analyses are for
-continuous outcomes and give a row saying so.
+log-rate scale (:mod:`trialstats.analysis.imputation_glmm`).
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from trialstats.analysis.glmm_subgroups import glmm_subgroup_analysis
 from trialstats.analysis.imputation_glmm import imputed_outcome_rows
 from trialstats.analysis.period_sensitivity import period_sensitivity
 from trialstats.analysis.permutation import permutation_analysis
+from trialstats.analysis.permutation_counts import count_permutation_analysis
 from trialstats.analysis.repeated import repeated_measures_analysis
 from trialstats.analysis.robust import cr2_analysis, gee_analysis
 from trialstats.analysis.rows import (
@@ -117,15 +120,17 @@ ANALYSES: dict[str, Analysis] = {
 #: outcome type from the same imputations (:mod:`trialstats.analysis.imputation_glmm`).
 IMPUTATION_ANALYSES = ("multiple-imputation", "delta-adjustment")
 
-#: The other sensitivity analyses that handle binary and count outcomes, by configuration name
+#: The binary and count versions of the other sensitivity analyses, by configuration name
 #: (:mod:`trialstats.analysis.binary_sensitivity`, :mod:`trialstats.analysis.glmm_subgroups`,
-#: :mod:`trialstats.analysis.glmm_repeated`); the others are for continuous outcomes.
+#: :mod:`trialstats.analysis.glmm_repeated`, :mod:`trialstats.analysis.permutation_counts`):
+#: each gives a row per outcome and month, "not estimable: why" where it cannot estimate.
 GLMM_ANALYSES: dict[str, Analysis] = {
     "repeated-measures": glmm_repeated_analysis,
     "cluster-level": _each_month(cluster_level_rows),
     "gee": _each_month(gee_rows),
     "cr2": _each_month(cr2_rows),
     "subgroups": _glmm_subgroups,
+    "permutation-test": count_permutation_analysis,
 }
 
 
@@ -144,13 +149,11 @@ def run_analysis(
     of missing information of multiple imputation) are in ``notes``; ``delta-adjustment``
     adds the ``delta`` column (:data:`~trialstats.analysis.delta.DELTA_COLUMNS`). The analyses
     are those of continuous outcomes (``effect_measure`` mean difference); a binary or count
-    outcome gets the rows of :data:`IMPUTATION_ANALYSES` or :data:`GLMM_ANALYSES` where the
-    analysis has them, otherwise per
-    month one row (its first measure) saying "not estimable: <name> is for continuous
-    outcomes". An analysis that fails on the data (a numerical error such as numpy's
-    ``LinAlgError``, or a :class:`~trialstats.errors.TrialstatsError` such as a covariate
-    aliased with arm) gives the rows of :func:`not_estimable` instead. Rows that could not be
-    estimated have an empty ``converged``.
+    outcome gets the rows of :data:`IMPUTATION_ANALYSES` or :data:`GLMM_ANALYSES`. An
+    analysis that fails on the data (a numerical error such as numpy's ``LinAlgError``, or a
+    :class:`~trialstats.errors.TrialstatsError` such as a covariate aliased with arm) gives
+    the rows of :func:`not_estimable` instead. Rows that could not be estimated have an
+    empty ``converged``.
     """
     if name not in ANALYSES:
         raise TrialstatsError(
@@ -178,8 +181,7 @@ def _rows_by_type(
 ) -> pd.DataFrame:
     """The rows of ``analysis`` for continuous outcomes, and for binary and count outcomes
     those of :data:`IMPUTATION_ANALYSES` (every type from one imputation) or
-    :data:`GLMM_ANALYSES` (or a row saying the analysis is for continuous outcomes), in
-    configuration order."""
+    :data:`GLMM_ANALYSES`, in configuration order."""
     if name in IMPUTATION_ANALYSES:  # rows of every type, effect_measure set
         return analysis(patients, config, [o["name"] for o in chosen])
     continuous = [o["name"] for o in chosen if o.get("type", "continuous") == "continuous"]
@@ -187,16 +189,9 @@ def _rows_by_type(
     if continuous:
         table = analysis(patients, config, continuous)
         tables.append(table.assign(effect_measure=MEAN_DIFFERENCE))
-    other = [o for o in chosen if o["name"] not in continuous]
-    if other and name in GLMM_ANALYSES:
-        tables.append(GLMM_ANALYSES[name](patients, config, [o["name"] for o in other]))
-    elif other:
-        tables.append(pd.DataFrame([
-            {"outcome": o["name"], "month": month, "effect_measure": measures_of(o)[0],
-             "analysis": name, "converged": None,  # no fit was attempted
-             "notes": f"not estimable: {name} is for continuous outcomes"}
-            for o in other for month in config["design"]["followup_months"]
-        ]))
+    other = [o["name"] for o in chosen if o["name"] not in continuous]
+    if other:
+        tables.append(GLMM_ANALYSES[name](patients, config, other))
     rows = pd.concat(tables, ignore_index=True) if len(tables) > 1 else tables[0]
     order = {n: i for i, n in enumerate(o["name"] for o in chosen)}
     rows = rows.sort_values("outcome", key=lambda c: c.map(order), kind="stable")

@@ -547,6 +547,9 @@ def _run_plan(args: argparse.Namespace) -> None:
     )
     write_tidy(table, args.out)
     for row in table.itertuples():
+        if str(row.notes).startswith("not planned"):
+            print(f"{row.outcome}: {row.notes}")
+            continue
         print(f"{row.outcome} (month {row.month}): {row.clusters_per_arm} clusters per arm of "
               f"{row.cluster_size:.4g} patients for {row.target_power:g} power at the MCID "
               f"({row.effect:.3g} SD, ICC {row.icc:.3g})")

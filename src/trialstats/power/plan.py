@@ -111,7 +111,9 @@ def inputs_from_analysis(
     row = rows[rows["month"] == month].iloc[0]
     icc = float(row["icc"])
     if not np.isfinite(icc):
-        raise TrialstatsError(f"{source}: the {outcome} month-{month} row has no ICC.")
+        why = str(row.get("notes", "") or "").split(";")[0].strip()
+        raise TrialstatsError(f"{source}: the {outcome} month-{month} row has no ICC"
+                              + (f" ({why})." if why else "."))
     taken: dict[str, Any] = {"icc": icc}
     notes = [
         f"icc = {icc:.6g} from primary.csv ({outcome}, month {month}, method {row['method']}; "
@@ -299,12 +301,15 @@ def plan_from_analysis(
         :func:`trialstats.power.analytic.solve_continuous` (``clusters_per_arm``,
         ``k_intervention``, the ``power`` reached and the ``design_effect``) and ``notes``
         (what was taken from where). A binary or count outcome gets a row saying it was
-        not planned (the formulas here are for continuous outcomes).
+        not planned (the formulas here are for continuous outcomes); so does, when
+        ``outcomes`` is not given, an outcome without an MCID or whose row has no ICC (not
+        estimable), with the reason.
 
     Raises
     ------
     TrialstatsError
-        When an outcome named has no row or no MCID, or no outcome has an MCID.
+        When an outcome named in ``outcomes`` has no row, no ICC or no MCID, or
+        ``primary`` has no outcome.
     """
     names = list(pd.unique(primary["outcome"])) if outcomes is None else list(outcomes)
     rows = []
@@ -314,19 +319,24 @@ def plan_from_analysis(
         if measures - {MEAN_DIFFERENCE}:
             how = ("use `trialstats power analytic --p0 P0 --p1 P1` or `trialstats power "
                    "simulate --p0 P0 --p1 P1`" if ODDS_RATIO in measures else
-                   "the command line has no power formula for counts yet (Hayes & Bennett "
-                   "1999 give one for rates)")
+                   "use `trialstats power analytic --rate0 R0 --rate-ratio RR` (Hayes & "
+                   "Bennett 1999)")
             rows.append({"outcome": name, "notes": (
                 f"not planned: the plan from a finished analysis is for continuous outcomes; "
                 f"for this {', '.join(sorted(measures))} outcome {how}")})
             continue
-        taken = inputs_from_analysis(primary, patients, outcome=name, month=month,
-                                     baseline_month=baseline_month, cluster=cluster,
-                                     source=source)
-        if "mcid_effect" not in taken:
-            if outcomes is None:
-                continue
-            raise TrialstatsError(f"{source}: outcome {name!r} has no MCID to plan for.")
+        try:
+            taken = inputs_from_analysis(primary, patients, outcome=name, month=month,
+                                         baseline_month=baseline_month, cluster=cluster,
+                                         source=source)
+            if "mcid_effect" not in taken:
+                raise TrialstatsError(f"{source}: outcome {name!r} has no MCID to plan for.")
+        except TrialstatsError as error:
+            if outcomes is not None:  # named by the user: their error
+                raise
+            reason = str(error).removeprefix(f"{source}: ")
+            rows.append({"outcome": name, "month": month, "notes": f"not planned: {reason}"})
+            continue
         row = primary[primary["outcome"] == name]
         row = row[row["month"] == (row["month"].max() if month is None else month)].iloc[0]
         size = float(row["n_patients"] / row["n_clusters"]) if cluster_size is None \
@@ -352,8 +362,8 @@ def plan_from_analysis(
             "design_effect": float(solved["design_effect"]), "notes": "; ".join(design["notes"]),
         })
     if not rows:
-        raise TrialstatsError(f"{source}: no outcome of primary.csv has an MCID to plan for.")
-    return pd.DataFrame(rows, columns=list(PLAN_COLUMNS))
+        raise TrialstatsError(f"{source}: primary.csv has no outcome to plan for.")
+    return pd.DataFrame(rows, columns=list(PLAN_COLUMNS)).astype({"month": "Int64"})
 
 
 def grid_from_analysis(

@@ -78,6 +78,14 @@ REFERENCES = {
     "localio": "Localio AR, Margolis DJ, Berlin JA. Relative risks and confidence intervals "
                "were easily computed indirectly from multivariable logistic regression. "
                "J Clin Epidemiol 2007;60:874–882.",
+    "gail": "Gail MH, Mark SD, Carroll RJ, Green SB, Pee D. On design considerations and "
+            "randomization-based inference for community intervention trials. Stat Med "
+            "1996;15:1069–1092.",
+    "li-constrained": "Li F, Lokhnygina Y, Murray DM, Heagerty PJ, DeLong ER. An evaluation of "
+                      "constrained randomization for the design and analysis of "
+                      "group-randomized trials. Stat Med 2016;35:1565–1579.",
+    "carpenter-kenward": "Carpenter JR, Kenward MG. Multiple imputation and its application. "
+                         "Chichester: Wiley; 2013.",
     "li-redden": "Li P, Redden DT. Comparing denominator degrees of freedom approximations "
                  "for the generalized linear mixed model in analyzing binary outcome in small "
                  "sample cluster-randomized trials. BMC Med Res Methodol 2015;15:38.",
@@ -386,6 +394,15 @@ SENSITIVITY_METHODS = {
     "Bell–McCaffrey degrees of freedom",
     "subgroup": "exploratory subgroup analyses: the arm × subgroup interaction (F test) and "
     "the effect within each subgroup",
+    "clustered permutation test": "a clustered permutation test: the residuals of a "
+    "{participant}-level regression on the baseline score and covariates without arm, "
+    "averaged by {cluster}, compared between arms over every allocation the randomisation "
+    "could have produced (or a random sample of them), with a confidence interval by test "
+    "inversion",
+    "delta-adjustment": "delta-adjusted multiple imputation for outcomes missing not at "
+    "random: each value of a grid of shifts (delta) added to the imputed follow-up values "
+    "before the imputed datasets were analysed and pooled as above, and the tipping point "
+    "at which the conclusion changes",
 }
 
 
@@ -404,6 +421,13 @@ GLMM_SENSITIVITY_METHODS = {
     "inside), odds or rate ratios per month with between-within degrees of freedom",
     "subgroup": "; for binary and count outcomes the interaction in the logistic or Poisson "
     "mixed model (Wald test) and the odds or rate ratio within each subgroup",
+    "clustered permutation test": "; for binary outcomes the residuals of a logistic "
+    "regression (risk difference), for counts of a Poisson regression with the log exposure "
+    "as offset (rate ratio)",
+    "multiple imputation": "; binary and count values imputed from two-level logistic or "
+    "Poisson models and each imputed dataset analysed with the primary mixed model",
+    "delta-adjustment": "; for binary and count outcomes delta shifts the log odds or log "
+    "rate of the imputed values before they are drawn",
 }
 
 
@@ -414,6 +438,8 @@ SENSITIVITY_REFERENCES = {
     "cluster-level": ("hayes-moulton",),
     "gee": ("liang-zeger", "mancl-derouen", "kauermann-carroll", "fay-graubard"),
     "cr2": ("bell-mccaffrey", "pustejovsky-tipton"),
+    "clustered permutation test": ("gail", "li-constrained"),
+    "delta-adjustment": ("carpenter-kenward",),
 }
 
 

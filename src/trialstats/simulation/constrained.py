@@ -94,6 +94,7 @@ from trialstats.analysis.permutation import (
     arm_differences,
     permutation_p_value,
     practice_residuals,
+    residual_p_value,
 )
 from trialstats.errors import TrialstatsError
 from trialstats.simulation.draw import (
@@ -164,9 +165,7 @@ def _validity_trial(rng: np.random.Generator, practices: int, binary: bool,
                      cluster_codes=codes, cluster_ids=tuple(map(str, range(practices))),
                      excluded={}, n_randomised=codes.size)
     residuals, _, treated = practice_residuals(data, binary)
-    d = arm_differences(residuals, accepted)
-    d_obs = float(arm_differences(residuals, treated[None, :])[0])
-    return permutation_p_value(d, np.zeros_like(d), d_obs, 0.0)
+    return residual_p_value(residuals, accepted, treated)
 
 
 def permutation_validity(
