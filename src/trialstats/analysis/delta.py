@@ -45,7 +45,10 @@ redrawn from their last imputation step's linear predictor plus :math:`\delta` w
 uniforms, :math:`y = F^{-1}(u; \eta + \delta)`, so the odds (rate) of the outcome among them is
 :math:`e^{\delta}` times that under MAR (Carpenter & Kenward 2013, sec. 10.2; Leacy et al.
 2017, *Am J Epidemiol* 185:304); :math:`\delta = 0` is again the MAR analysis exactly
-(:mod:`trialstats.analysis.imputation_glmm`). The rows are the pooled GLMM rows (odds ratio,
+(:mod:`trialstats.analysis.imputation_glmm`). For a count with an exposure the linear
+predictor holds the offset :math:`\log(\text{exposure})`, so :math:`e^{\delta}` is the ratio
+of the rate per unit of exposure; patients without person-time are not analysed and not
+shifted. The rows are the pooled GLMM rows (odds ratio,
 risk difference, risk ratio; or rate ratio) at each :math:`\delta`; the tipping search runs in
 log-odds units on the odds-ratio row (significance) and the row of the MCID's measure (the
 verdict). The redrawn values are whole numbers, so the pooled results are step functions of
@@ -121,9 +124,13 @@ def shifted_cells(trial: ImputedTrial, name: str, month: int, arm: str) -> np.nd
     ndarray, shape (n,)
         1.0 for the analysed patients of ``arm`` (``intervention``, ``control`` or ``both``)
         whose month-``month`` score of outcome ``name`` was imputed, else 0.0; the adjusted
-        response of imputation *m* is ``trial.completed(column)[m] + delta * cells``.
+        response of imputation *m* is ``trial.completed(column)[m] + delta * cells``. A count
+        with an exposure is analysed only for the patients with a positive exposure
+        (:mod:`trialstats.analysis.imputation_glmm`), so only their values are counted.
     """
     missing = trial.missing[:, trial.score_columns.index(outcome_column(name, month))]
+    if name in trial.log_exposure:
+        missing = missing & np.isfinite(trial.log_exposure[name])
     treated = trial.treated == 1.0
     in_arm = {"intervention": treated, "control": ~treated, "both": np.ones_like(treated)}[arm]
     return (missing & in_arm).astype(float)
