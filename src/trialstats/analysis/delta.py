@@ -89,7 +89,7 @@ from trialstats.data.validate import outcome_column
 from trialstats.errors import TrialstatsError
 
 __all__ = ["DELTA_COLUMNS", "TIPPING_COLUMNS", "delta_adjustment", "delta_rows",
-           "shifted_cells", "tipping_analysis", "tipping_points"]
+           "imputed_trial", "shifted_cells", "tipping_analysis", "tipping_points"]
 
 #: Columns of the delta-adjustment rows: the sensitivity columns plus ``delta``.
 DELTA_COLUMNS = (*SENSITIVITY_COLUMNS, "delta")
@@ -109,8 +109,9 @@ def _check(arm: str, scale: str) -> None:
             f"got arm {arm!r} and scale {scale!r}.")
 
 
-def _imputed(patients: pd.DataFrame, config: dict[str, Any]) -> ImputedTrial:
-    """The MAR imputation of ``multiple-imputation`` (same imputations and seed)."""
+def imputed_trial(patients: pd.DataFrame, config: dict[str, Any]) -> ImputedTrial:
+    """The MAR imputation of ``multiple-imputation`` (same imputations and seed), which the
+    delta adjustment and its tipping points shift: impute once, pass it to both."""
     settings = config["sensitivity"]
     return impute_trial(patients, config, imputations=settings["imputations"],
                         seed=settings["seed"])
@@ -216,15 +217,18 @@ def _glmm_note(kind: str, delta: float, cells: int, month: int, arms: str) -> st
 
 
 def delta_adjustment(
-    patients: pd.DataFrame, config: dict[str, Any], outcomes: list[str] | None = None
+    patients: pd.DataFrame, config: dict[str, Any], outcomes: list[str] | None = None, *,
+    trial: ImputedTrial | None = None,
 ) -> pd.DataFrame:
     """The ``delta-adjustment`` sensitivity analysis as configured (see :func:`delta_rows`).
 
     Uses ``sensitivity.delta``, ``delta_arm``, ``delta_scale``, ``imputations`` and ``seed``:
-    the imputations are those of ``multiple-imputation``.
+    the imputations are those of ``multiple-imputation`` (``trial``, from
+    :func:`imputed_trial`, when already made).
     """
     settings = config["sensitivity"]
-    return delta_rows(_imputed(patients, config), config, settings["delta"],
+    trial = imputed_trial(patients, config) if trial is None else trial
+    return delta_rows(trial, config, settings["delta"],
                       arm=settings["delta_arm"], scale=settings["delta_scale"],
                       outcomes=outcomes)
 
@@ -392,9 +396,12 @@ def _outcome_tipping(trial: ImputedTrial, config: dict[str, Any], outcome: dict[
     return out
 
 
-def tipping_analysis(patients: pd.DataFrame, config: dict[str, Any]) -> pd.DataFrame:
-    """:func:`tipping_points` as configured: the imputations of ``multiple-imputation`` and
+def tipping_analysis(patients: pd.DataFrame, config: dict[str, Any], *,
+                     trial: ImputedTrial | None = None) -> pd.DataFrame:
+    """:func:`tipping_points` as configured: the imputations of ``multiple-imputation``
+    (``trial``, from :func:`imputed_trial`, when already made) and
     ``sensitivity.delta_arm`` / ``delta_scale``."""
     settings = config["sensitivity"]
-    return tipping_points(_imputed(patients, config), config, arm=settings["delta_arm"],
+    trial = imputed_trial(patients, config) if trial is None else trial
+    return tipping_points(trial, config, arm=settings["delta_arm"],
                           scale=settings["delta_scale"])
