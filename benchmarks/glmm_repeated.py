@@ -50,8 +50,12 @@ PY_NESTED_FIT = r"""
 import sys, time
 import numpy as np
 from trialstats.analysis import glmm_nested
+try:  # the data moved to glmm_nested_likelihood with the exact gradient
+    from trialstats.analysis.glmm_nested_likelihood import nested_data
+except ImportError:
+    nested_data = glmm_nested.nested_data
 z = np.load(sys.argv[1])
-data = glmm_nested.nested_data(z["y"], z["X"], z["practice"], z["patient"], "binomial")
+data = nested_data(z["y"], z["X"], z["practice"], z["patient"], "binomial")
 print("MODULE", glmm_nested.__file__)
 for n_agq in map(int, sys.argv[3:]):
     times = []

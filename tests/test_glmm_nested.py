@@ -21,8 +21,13 @@ import pandas as pd
 import pytest
 from scipy import special
 
-from trialstats.analysis.glmm_nested import fit_nested_glmm, nested_data, nested_loglik
-from trialstats.analysis.glmm_nested_likelihood import nested_hessian, nested_loglik_and_gradient
+from trialstats.analysis.glmm_nested import fit_nested_glmm
+from trialstats.analysis.glmm_nested_likelihood import (
+    nested_data,
+    nested_hessian,
+    nested_loglik,
+    nested_loglik_and_gradient,
+)
 from trialstats.analysis.repeated import month_contrasts, repeated_data
 from trialstats.config import load_config
 from trialstats.data.validate import load_trial

@@ -82,18 +82,13 @@ import numpy as np
 # The outer Newton (step tolerance, iteration cap, line-search halvings) is fit_glmm's.
 from trialstats.analysis.glmm import _MAX_HALVINGS, _MAX_ITER, _STEP_TOL, DEFAULT_N_AGQ, fit_glmm
 from trialstats.analysis.glmm_likelihood import glmm_data, normal_rule
-
-# The data, the likelihood and its derivatives; nested_data and nested_loglik are re-exported
-# so that this module is the one entry point of the nested fit.
 from trialstats.analysis.glmm_nested_likelihood import (
     NestedData,
-    nested_data,
     nested_hessian,
-    nested_loglik,
     nested_loglik_and_gradient,
 )
 
-__all__ = ["NestedData", "NestedFit", "fit_nested_glmm", "nested_data", "nested_loglik"]
+__all__ = ["NestedFit", "fit_nested_glmm"]
 
 # A parameter beyond this (log odds or rate ratio, or SD) is drifting to infinity (separated
 # data): the search stops, not converged.
@@ -206,7 +201,7 @@ def fit_nested_glmm(data: NestedData, n_agq: int = DEFAULT_N_AGQ) -> NestedFit:
     Parameters
     ----------
     data : NestedData
-        From :func:`nested_data`.
+        From :func:`~trialstats.analysis.glmm_nested_likelihood.nested_data`.
     n_agq : int, default :data:`~trialstats.analysis.glmm.DEFAULT_N_AGQ`
         Nodes per dimension; 1 is the Laplace approximation (glmer's nAGQ = 1).
 
