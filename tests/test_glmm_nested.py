@@ -171,13 +171,18 @@ def _central_gradient(data, params, n_agq):
     return (4.0 * differences(5e-5) - differences(1e-4)) / 3.0
 
 
+@pytest.fixture(scope="module")
+def visits():
+    """Counts with an offset: the repeated visits of the small trial."""
+    patients = load_trial(load_config(FIXTURE / "config.yaml")).patients
+    return _repeated(patients, "visits", "poisson", "months")[0]
+
+
 @pytest.mark.parametrize("n_agq", [1, 5, 15])
 @pytest.mark.parametrize("where", ["interior", "practice SD 0", "patient SD 0"])
-def test_gradient_is_exact(tiny, n_agq, where):
+def test_gradient_is_exact(tiny, visits, n_agq, where):
     """The analytic gradient (modes, curvatures and nodes all moving with the parameters) against
     differences of the log-likelihood, on 0/1 rows and on counts with an offset."""
-    patients = load_trial(load_config(FIXTURE / "config.yaml")).patients
-    visits, _ = _repeated(patients, "visits", "poisson", "months")
     cases = [(tiny[1], np.array(TINY["points"][0])),
              (visits, np.r_[0.4, -0.1, 0.1, 0.05, 0.002, -0.05, 0.3, 0.35])]
     for data, params in cases:

@@ -29,10 +29,11 @@ conditional mode and scaled by its curvature, with the same rule (:math:`K^2` no
 practice and patient; the formulas and their exact gradient are in
 :mod:`trialstats.analysis.glmm_nested_likelihood`). With one node in each dimension this is
 exactly the joint Laplace approximation :math:`\log L_j \approx g_j(\hat u_j, \hat v_j) -
-\tfrac12 \log\det(-\nabla^2 g_j)` (since :math:`\det = S_j \prod_i d_{ji}`), which is lme4's
-``glmer(nAGQ = 1)`` criterion for the canonical links (lme4 allows no more nodes with nested
-random effects). With more nodes it converges to the exact likelihood (tests: brute-force
-nested ``integrate()`` in R).
+\tfrac12 \log\det(-\nabla^2 g_j)` of the log integrand :math:`g_j(u, v) = \sum \ell_{jit} -
+u^2/2 - \sum_i v_i^2/2` (since :math:`\det = S_j \prod_i d_{ji}`, :math:`d_{ji}` the patients'
+curvatures), which is lme4's ``glmer(nAGQ = 1)`` criterion for the canonical links (lme4
+allows no more nodes with nested random effects). With more nodes it converges to the exact
+likelihood (tests: brute-force nested ``integrate()`` in R).
 
 Fitting and standard errors
 ---------------------------
