@@ -11,7 +11,8 @@ it with
   nodes;
 * the same function at ``--before REV`` (default ``a5ab123``, the last commit whose gradient and
   Hessian were central differences of the log-likelihood), extracted with ``git archive`` into a
-  temporary folder; both run as subprocesses on the same data, the median of ``--repeat`` fits;
+  temporary folder; each fit in a fresh process on the same data, the two versions alternated,
+  the median of ``--repeat`` fits of each;
 * when ``Rscript`` is on the PATH, lme4's ``glmer(nAGQ = 1)`` (the only quadrature lme4 allows
   for nested random effects; default control, as a user would, and again with tight
   tolerances), timed inside R;
@@ -45,7 +46,7 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 BEFORE = "a5ab123"
 
 # One fit_nested_glmm per node count, timed in a fresh process of whichever trialstats is first
-# on PYTHONPATH: data file, repeats, node counts.
+# on PYTHONPATH: data file, node counts.
 PY_NESTED_FIT = r"""
 import sys, time
 import numpy as np
@@ -57,13 +58,10 @@ except ImportError:
 z = np.load(sys.argv[1])
 data = nested_data(z["y"], z["X"], z["practice"], z["patient"], "binomial")
 print("MODULE", glmm_nested.__file__)
-for n_agq in map(int, sys.argv[3:]):
-    times = []
-    for _ in range(int(sys.argv[2])):
-        start = time.perf_counter()
-        fit = glmm_nested.fit_nested_glmm(data, n_agq)
-        times.append(time.perf_counter() - start)
-    print(f"SECONDS_{n_agq}", np.median(times))
+for n_agq in map(int, sys.argv[2:]):
+    start = time.perf_counter()
+    fit = glmm_nested.fit_nested_glmm(data, n_agq)
+    print(f"SECONDS_{n_agq}", time.perf_counter() - start)
     print(f"ESTIMATES_{n_agq}", *np.r_[fit.beta, fit.sigma_practice, fit.sigma_patient])
     print(f"SE_{n_agq}", *fit.se)
 """
@@ -114,11 +112,11 @@ def one_trial(rng: np.random.Generator, practices: int, patients: int) -> pd.Dat
     return d[rng.uniform(size=len(d)) > 0.1].reset_index(drop=True)
 
 
-def time_fits(source: Path, data_file: Path, repeat: int) -> dict[int, tuple]:
-    """(seconds, estimates, SEs) by nodes of ``fit_nested_glmm`` from the package in ``source``."""
+def time_fits(source: Path, data_file: Path) -> dict[int, tuple]:
+    """(seconds, estimates, SEs) by nodes of one ``fit_nested_glmm`` from the package in
+    ``source``, timed in a fresh process."""
     environment = {**os.environ, "PYTHONPATH": str(source)}
-    command = [sys.executable, "-c", PY_NESTED_FIT, str(data_file), str(repeat), "1",
-               str(DEFAULT_N_AGQ)]
+    command = [sys.executable, "-c", PY_NESTED_FIT, str(data_file), "1", str(DEFAULT_N_AGQ)]
     out = subprocess.run(command, check=True, capture_output=True, text=True,
                          env=environment).stdout
     module = Path(out.split("MODULE")[1].split()[0])
@@ -126,6 +124,12 @@ def time_fits(source: Path, data_file: Path, repeat: int) -> dict[int, tuple]:
         raise RuntimeError(f"{source}: trialstats was imported from {module}")
     return {n_agq: (field(out, f"SECONDS_{n_agq}")[0], field(out, f"ESTIMATES_{n_agq}"),
                     field(out, f"SE_{n_agq}")) for n_agq in (1, DEFAULT_N_AGQ)}
+
+
+def median_fits(runs: list[dict[int, tuple]]) -> dict[int, tuple]:
+    """The median time of each node count over ``runs`` (the fits are deterministic)."""
+    return {n_agq: (float(np.median([run[n_agq][0] for run in runs])), *runs[0][n_agq][1:])
+            for n_agq in runs[0]}
 
 
 def checkout(revision: str, folder: Path) -> Path:
@@ -141,7 +145,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--practices", type=int, default=44)
     parser.add_argument("--patients", type=int, default=127)
-    parser.add_argument("--repeat", type=int, default=1, help="timings per fit")
+    parser.add_argument("--repeat", type=int, default=3, help="timings per fit")
     parser.add_argument("--before", default=BEFORE, help="revision with the old derivatives")
     args = parser.parse_args()
     d = one_trial(np.random.default_rng(SEED), args.practices, args.patients)
@@ -153,8 +157,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data_file = Path(tmp) / "trial.npz"
         np.savez(data_file, y=d["y"], X=X, practice=d["practice"], patient=d["patient"])
-        after = time_fits(REPOSITORY / "src", data_file, args.repeat)
-        before = time_fits(checkout(args.before, Path(tmp)), data_file, args.repeat)
+        old_source = checkout(args.before, Path(tmp))
+        # alternated, so that a change in the load of a shared machine hits both alike
+        runs = [(time_fits(REPOSITORY / "src", data_file), time_fits(old_source, data_file))
+                for _ in range(args.repeat)]
+    after, before = (median_fits(list(side)) for side in zip(*runs, strict=True))
     for n_agq in (1, DEFAULT_N_AGQ):
         (new, new_est, new_se), (old, old_est, old_se) = after[n_agq], before[n_agq]
         print(f"  fit_nested_glmm, {n_agq:2d} x {n_agq:2d} nodes: exact gradient {new:7.2f} s, "

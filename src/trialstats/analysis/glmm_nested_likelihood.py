@@ -134,11 +134,6 @@ class NestedData:
     practice_starts: np.ndarray
     family: str
 
-    @property
-    def n_params(self) -> int:
-        """Length of :math:`(\\beta, \\sigma_c, \\sigma_p)`."""
-        return self.X.shape[1] + 2
-
     def to_patients(self, a: np.ndarray) -> np.ndarray:
         """Sum rows (axis 1) by patient."""
         return np.add.reduceat(a, self.patient_starts, axis=1)
