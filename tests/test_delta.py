@@ -239,6 +239,33 @@ def test_cli_writes_rows_and_tipping_table(tmp_path, capsys):
     assert "delta-adjustment: 2 rows" in capsys.readouterr().out
 
 
+def test_cli_imputes_once_for_the_rows_and_the_tipping_points(tmp_path, monkeypatch):
+    """The delta rows and the tipping points shift one imputation, and give what each
+    gives from its own."""
+    import trialstats.analysis.delta as delta
+
+    config = _config_file(tmp_path, PRIMARY, delta=[0, -1.5])
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return impute_trial(*args, **kwargs)
+
+    monkeypatch.setattr(delta, "impute_trial", counted)
+    out, tip = tmp_path / "s.csv", tmp_path / "t.csv"
+    assert main(["sensitivity", "--config", str(config), "--analysis", "delta-adjustment",
+                 "--out", str(out), "--tipping-out", str(tip)]) == 0
+    assert len(calls) == 1
+    config_dict = load_config(config)
+    patients = load_trial(config_dict).patients
+    alone = delta.tipping_analysis(patients, config_dict)
+    pd.testing.assert_frame_equal(pd.read_csv(tip), alone.reset_index(drop=True),
+                                  check_dtype=False)
+    rows = delta.delta_adjustment(patients, config_dict)
+    assert pd.read_csv(out)["estimate"].tolist() == pytest.approx(rows["estimate"].tolist(),
+                                                                  rel=1e-12)
+
+
 def test_other_analyses_have_no_delta_column(tmp_path):
     config = _config_file(tmp_path, PRIMARY)
     assert main(["sensitivity", "--config", str(config), "--analysis", "multiple-imputation",

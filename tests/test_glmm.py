@@ -157,6 +157,29 @@ def test_replicates_are_fitted_as_one_by_one():
         assert batch.boundary[i, j] == one.boundary and batch.converged[i, j]
 
 
+def test_one_design_per_replicate_fits_each_as_alone():
+    """Replicates with their own designs (the imputation models of multiple imputation):
+    the batched Poisson fit with an offset equals each replicate fitted on its own."""
+    rng = np.random.default_rng(11)
+    codes = np.repeat(np.arange(10), rng.integers(4, 15, 10))
+    n = codes.size
+    X = np.stack([np.column_stack([np.ones(n), codes % 2, rng.normal(0, 1, n)])
+                  for _ in range(4)])
+    offset = np.log(rng.uniform(2, 12, n))
+    y = rng.poisson(np.exp(offset + 0.3 * X[:, :, 2] - 1.0 + rng.normal(0, 0.4, 10)[codes]))
+    batch = glmm.fit_glmm(glmm_likelihood.glmm_data(y, X, codes, "poisson", offset=offset))
+    assert batch.beta.shape == (4, 3)
+    for r in range(4):
+        one = glmm.fit_glmm(glmm_likelihood.glmm_data(y[r], X[r], codes, "poisson",
+                                                      offset=offset))
+        np.testing.assert_allclose(batch.beta[r], one.beta, rtol=1e-7, atol=1e-12)
+        np.testing.assert_allclose(batch.se[r], one.se, rtol=1e-6)
+        assert batch.sigma[r] == pytest.approx(one.sigma, rel=1e-7, abs=1e-12)
+        assert batch.converged[r] and one.converged
+    with pytest.raises(TrialstatsError, match="one entry"):
+        glmm_likelihood.glmm_data(y[:2], X, codes, "poisson")
+
+
 @pytest.mark.parametrize("n_agq", [1, 15])
 @pytest.mark.parametrize("name", ["unequal", "poisson", "negbin"])
 def test_gradient_is_exact_for_the_approximation(name, n_agq):

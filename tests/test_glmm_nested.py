@@ -5,7 +5,10 @@ output tests/fixtures/binary_repeated/reference.json keeps each R call next to i
 ``glmer(y ~ treated * month + y0 + age (+ offset) + (1 | practice_id/patient_id), nAGQ = 1)``
 (lme4 offers only the Laplace approximation for nested random effects) with SEs from
 numDeriv's Hessian of glmer's own deviance function, and the exact log-likelihood of a tiny
-nested data set by brute-force nested ``integrate()`` with its maximum by ``optim``.
+nested data set by brute-force nested ``integrate()`` with its maximum by ``optim``; the same
+glmer fits of a trial of realistic size (44 practices, 5,600 patients) from
+tests/fixtures/r/make_nested_large_fixture.R (seed 20261202) in tests/fixtures/nested_large.
+The exact gradient is checked against central differences of the log-likelihood.
 """
 
 from __future__ import annotations
@@ -18,13 +21,20 @@ import pandas as pd
 import pytest
 from scipy import special
 
-from trialstats.analysis.glmm_nested import fit_nested_glmm, nested_data, nested_loglik
+from trialstats.analysis.glmm_nested import fit_nested_glmm
+from trialstats.analysis.glmm_nested_likelihood import (
+    nested_data,
+    nested_hessian,
+    nested_loglik,
+    nested_loglik_and_gradient,
+)
 from trialstats.analysis.repeated import month_contrasts, repeated_data
 from trialstats.config import load_config
 from trialstats.data.validate import load_trial
 from trialstats.errors import TrialstatsError
 
-FIXTURE = Path(__file__).parent / "fixtures" / "binary_repeated"
+FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURE = FIXTURES / "binary_repeated"
 REFERENCE = json.loads((FIXTURE / "reference.json").read_text())
 TINY = REFERENCE["tiny"]
 
@@ -113,21 +123,30 @@ def _names(columns):
     return [c.replace("month[12]", "month12") for c in columns]
 
 
-@pytest.fixture(scope="module")
-def trial():
-    config = load_config(FIXTURE / "config.yaml")
-    return load_trial(config).patients
+def _repeated(patients, outcome, family, exposure):
+    """The nested data of the repeated-measures model of the R fixtures, and its model data."""
+    data = repeated_data(patients, outcome, [6, 12], cluster="practice_id", baseline_month=0,
+                         covariates=["age"], exposure=exposure)
+    return nested_data(data.y, data.X, data.practice_codes, data.patient_codes, family,
+                       offset=data.offset), data
+
+
+@pytest.fixture(scope="module", params=["binary_repeated", "nested_large"])
+def trial(request):
+    """The small trial and the one of realistic size, with their glmer references."""
+    folder = FIXTURES / request.param
+    config = load_config(folder / "config.yaml")
+    return load_trial(config).patients, json.loads((folder / "reference.json").read_text())
 
 
 @pytest.mark.parametrize(("outcome", "family", "exposure"),
                          [("admitted", "binomial", None), ("visits", "poisson", "months")])
 def test_laplace_repeated_measures_fit_matches_glmer(trial, outcome, family, exposure):
-    ref = REFERENCE[f"repeated_{outcome}"]
-    data = repeated_data(trial, outcome, [6, 12], cluster="practice_id", baseline_month=0,
-                         covariates=["age"], exposure=exposure)
+    patients, reference = trial
+    ref = reference[f"repeated_{outcome}"]
+    nested, data = _repeated(patients, outcome, family, exposure)
     assert data.y.size == ref["n_obs"] and data.n_patients == ref["n_patients"]
-    fit = fit_nested_glmm(nested_data(data.y, data.X, data.practice_codes, data.patient_codes,
-                                      family, offset=data.offset), 1)
+    fit = fit_nested_glmm(nested, 1)
     order = [_names(data.columns).index(name) for name in ref["beta_names"]]
     assert fit.beta[order] == pytest.approx(ref["beta"], rel=1e-5)
     assert fit.se[order] == pytest.approx(ref["se_beta"], rel=1e-4)
@@ -140,6 +159,57 @@ def test_laplace_repeated_measures_fit_matches_glmer(trial, outcome, family, exp
     assert L @ fit.beta == pytest.approx(ref["estimate"], rel=1e-5)
     se = np.sqrt(np.einsum("ij,jk,ik->i", L, fit.cov[:p, :p], L))
     assert se == pytest.approx(ref["se"], rel=1e-4)
+
+
+def _central_gradient(data, params, n_agq):
+    """Central differences of the log-likelihood, Richardson-extrapolated (error O(h^4))."""
+    def differences(h):
+        steps = np.diag(h * np.maximum(1.0, np.abs(params)))
+        up = nested_loglik(data, params + steps, n_agq)
+        down = nested_loglik(data, params - steps, n_agq)
+        return (up - down) / (2.0 * np.diagonal(steps))
+    return (4.0 * differences(5e-5) - differences(1e-4)) / 3.0
+
+
+@pytest.fixture(scope="module")
+def visits():
+    """Counts with an offset: the repeated visits of the small trial."""
+    patients = load_trial(load_config(FIXTURE / "config.yaml")).patients
+    return _repeated(patients, "visits", "poisson", "months")[0]
+
+
+@pytest.mark.parametrize("n_agq", [1, 5, 15])
+@pytest.mark.parametrize("where", ["interior", "practice SD 0", "patient SD 0"])
+def test_gradient_is_exact(tiny, visits, n_agq, where):
+    """The analytic gradient (modes, curvatures and nodes all moving with the parameters) against
+    differences of the log-likelihood, on 0/1 rows and on counts with an offset."""
+    cases = [(tiny[1], np.array(TINY["points"][0])),
+             (visits, np.r_[0.4, -0.1, 0.1, 0.05, 0.002, -0.05, 0.3, 0.35])]
+    for data, params in cases:
+        if where != "interior":
+            params = params.copy()
+            params[-2 if where == "practice SD 0" else -1] = 0.0
+        loglik, gradient = nested_loglik_and_gradient(data, params, n_agq)
+        assert loglik == nested_loglik(data, params, n_agq)
+        reference = _central_gradient(data, params, n_agq)
+        assert gradient == pytest.approx(reference, rel=1e-6, abs=1e-6 * np.max(np.abs(reference)))
+
+
+def test_hessian_matches_second_differences(tiny):
+    """Forward differences of the exact gradient against second differences of the
+    log-likelihood (the derivatives the fit used before its gradient was exact)."""
+    data, params = tiny[1], np.array(TINY["points"][1])
+    free = np.ones(params.size, bool)
+    _, gradient = nested_loglik_and_gradient(data, params, 15)
+    hessian = nested_hessian(data, params, 15, free, gradient)
+    h = 1e-4
+    reference = np.empty_like(hessian)
+    for a, b in np.ndindex(*hessian.shape):
+        ea, eb = h * np.eye(params.size)[a], h * np.eye(params.size)[b]
+        values = [nested_loglik(data, params + sa * ea + sb * eb, 15)
+                  for sa, sb in ((1, 1), (1, -1), (-1, 1), (-1, -1))]
+        reference[a, b] = (values[0] - values[1] - values[2] + values[3]) / (4 * h * h)
+    assert hessian == pytest.approx(reference, rel=1e-5, abs=1e-6)
 
 
 def test_bad_input_is_refused():

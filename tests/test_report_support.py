@@ -283,3 +283,19 @@ def test_permutation_and_delta_analyses_are_described_with_their_references():
     assert "logistic regression (risk difference)" in permutation
     assert "log odds or log rate" in delta
     assert REFERENCES["gail"].startswith("Gail MH") and "1996;15:1069" in REFERENCES["gail"]
+
+
+def test_layout_counts_capitals_wider():
+    """An abbreviation in capitals (MCID) needs more room than as many lower-case letters: in
+    Latin Modern bold at 8 pt, MCID is 0.33 in wide, and the layout gives its column at least
+    that."""
+    import pandas as pd
+
+    from trialstats.report.document import Table
+    from trialstats.report.layout import table_layout
+
+    table = Table(name="t", title="T", columns=("Outcome", "MCID", "mcid"),
+                  rows=(("a", "1", "1"),), depth=(0,), notes="", data=pd.DataFrame())
+    layout = table_layout(table)
+    assert layout.widths[1] > layout.widths[2]
+    assert layout.widths[1] * 72 / layout.size >= 0.33 * 72 / 8

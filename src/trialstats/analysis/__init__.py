@@ -26,6 +26,7 @@ __all__ = [
     "glmm",
     "glmm_likelihood",
     "glmm_nested",
+    "glmm_nested_likelihood",
     "glmm_repeated",
     "glmm_rows",
     "glmm_subgroups",

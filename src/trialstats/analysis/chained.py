@@ -163,6 +163,7 @@ def impute_batches(
     kinds: Sequence[str] | None = None,
     n_agq: int = 1,
     latent: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
+    offsets: dict[int, np.ndarray] | None = None,
 ) -> Iterator[tuple[range, list[np.ndarray]]]:
     """Impute every incomplete column of ``values`` by chained two-level Bayesian regressions,
     one batch of imputations at a time.
@@ -194,6 +195,9 @@ def impute_batches(
         Receives for each binary or count column *k* the linear predictors and uniforms of its
         last draw, ``latent[k] = (eta, u)``, (M, missing values of column *k*) each, in row
         order.
+    offsets : dict, optional
+        Offset (n,) of the imputation model of a count column *k*, ``offsets[k]`` (log
+        exposure; :mod:`trialstats.analysis.chained_glmm`); 0 for the columns not given.
 
     Yields
     ------
@@ -255,7 +259,8 @@ def impute_batches(
                     # the GLMM draw reads the completed data in row order
                     drawn, *last = draw_glmm_column(
                         data[:, layout.position], codes, n_fixed + k, ~missing[:, k], chunk,
-                        family=glmm[k], shift=shift[n_fixed + k], n_agq=n_agq)
+                        family=glmm[k], shift=shift[n_fixed + k], n_agq=n_agq,
+                        offset=(offsets or {}).get(k))
                     state.update(n_fixed + k, drawn - shift[n_fixed + k])
                     if latent is not None:
                         for store, value in zip(latent[k], last, strict=True):

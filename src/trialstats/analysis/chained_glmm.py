@@ -11,11 +11,24 @@ For patient *i* in practice *j* and the column being imputed, :math:`y_{ij}`,
 
 .. math::
 
-    g\{E(y_{ij} \mid b_j)\} = x_{ij}^\top \beta + b_j, \qquad b_j = \sigma z_j,\;
+    g\{E(y_{ij} \mid b_j)\} = x_{ij}^\top \beta + o_{ij} + b_j, \qquad b_j = \sigma z_j,\;
     z_j \sim N(0, 1),
 
 logit link and Bernoulli :math:`y` for a binary column, log link and Poisson :math:`y` for a
-count column (no over-dispersion term and no exposure offset in the imputation model).
+count column (no over-dispersion term). :math:`o_{ij}` is 0, except for the follow-up counts
+of an outcome with an ``exposure`` column, where it is :math:`\log(\text{exposure}_{ij})`,
+the offset of the analysis model (:mod:`trialstats.analysis.glmm_rows`): the imputation model
+of a count with an exposure is the two-level Poisson GLMM with that offset (coefficient fixed
+at 1), as Stata's ``mi impute poisson ..., exposure(varname)`` includes
+:math:`\ln(\text{exposure})` "with coefficient constrained to 1" (StataCorp, *Stata
+Multiple-Imputation Reference Manual*, [MI] mi impute poisson) and mice users put an
+``offset()`` term into the imputation GLMM, and because the imputation model must hold every term
+of the analysis model to be congenial with it (Meng 1994, *Stat Sci* 9:538); a patient
+followed for twice as long is imputed twice the expected count. The offset enters every step
+below: the fit, the practices' posteriors and the drawn values' linear predictors. The rows
+whose exposure is missing are given :math:`o_{ij}` by the caller
+(:mod:`trialstats.analysis.imputation`: the mean observed log exposure; those patients'
+counts only serve as predictors of the other columns and are not analysed).
 
 The draw (one per imputation and visit) follows mice 3.15's ``mice.impute.2l.bin`` (read from
 its source; after Jolani, Debray, Koffijberg, van Buuren & Moons 2015, *Stat Med* 34:1841;
@@ -42,17 +55,20 @@ and departs from it in step 4:
    imputed values with its observed ones; the posterior draw is the one a proper Bayesian
    (Gibbs) imputation makes;
 5. for every missing :math:`y_{ij}`: the linear predictor :math:`\eta_{ij} = x_{ij}^\top
-   \beta_* + \sigma_* z_j` and a uniform :math:`u_{ij}`, and :math:`y_{ij} =
+   \beta_* + o_{ij} + \sigma_* z_j` and a uniform :math:`u_{ij}`, and :math:`y_{ij} =
    F^{-1}(u_{ij}; \eta_{ij})` (:func:`draw_values`: :math:`I\{u < \mathrm{expit}(\eta)\}`, or
    the Poisson quantile of :math:`e^\eta`).
 
 Keeping :math:`(\eta, u)` of the last visit lets the delta adjustment
 (:mod:`trialstats.analysis.delta`) redraw a binary or count follow-up value on the logit or log
-scale, :math:`F^{-1}(u; \eta + \delta)`, with the same uniforms: :math:`\delta = 0` gives the
-MAR values exactly and the values are monotone in :math:`\delta`.
+scale, :math:`F^{-1}(u; \eta + \delta)` (offset included in :math:`\eta`, so
+:math:`\delta` shifts the log rate per unit of exposure), with the same uniforms:
+:math:`\delta = 0` gives the MAR values exactly and the values are monotone in
+:math:`\delta`.
 
-The *M* imputations have different completed predictors, so their fits cannot share one
-design; they are fitted one after another (each fit is vectorised over practices and nodes).
+The *M* imputations have different completed predictors; their fits of step 1 are made in one
+vectorised call with one design per imputation (:func:`_fit_models`), vectorised over
+imputations, practices and nodes.
 """
 
 from __future__ import annotations
@@ -147,6 +163,42 @@ def _posterior_z(y, eta0, cluster, n_clusters, sigma, family, rng) -> np.ndarray
     return np.where(counts > 0, drawn, prior)
 
 
+def _fit_models(designs, y, codes, offset, family, n_agq, target) -> list[tuple]:
+    """Step 1 for every imputation: the imputation model fitted to the observed rows.
+
+    ``designs`` (M, observed rows, predictors) are the imputations' completed predictors;
+    the imputations whose designs keep the same predictors (:func:`_independent`; usually
+    all) are fitted together, one design per replicate, in one vectorised call
+    (:func:`~trialstats.analysis.glmm.fit_glmm`). Returns per imputation the kept predictor
+    columns, :math:`\\hat\\beta`, its covariance :math:`V`, :math:`\\hat\\sigma` and the
+    standardised conditional modes :math:`\\hat z_j`.
+    """
+    keeps = [_independent(design) for design in designs]
+    fits: list[tuple] = [()] * len(designs)
+    for keep in {tuple(keep) for keep in keeps}:
+        members = [m for m, kept in enumerate(keeps) if tuple(kept) == keep]
+        columns = np.array(keep)
+        try:
+            glmm = glmm_data(np.broadcast_to(y, (len(members), y.size)),
+                             designs[members][:, :, columns], codes, family, offset=offset)
+            fit = fit_glmm(glmm, n_agq)
+        except TrialstatsError as error:
+            raise TrialstatsError(
+                f"the two-level {family} imputation model of score column {target} cannot be "
+                f"fitted: {error}") from error
+        cov = fit.cov[:, :columns.size, :columns.size]
+        if not np.all(np.isfinite(cov)):
+            raise TrialstatsError(
+                f"the two-level {family} imputation model of score column {target} has no "
+                "positive-definite information matrix (separation: a predictor determines "
+                "the outcome among the observed rows)")
+        params = np.column_stack([fit.beta, fit.sigma])
+        modes = loglik_and_gradient(flatten(glmm), params, n_agq)[2]
+        for i, m in enumerate(members):
+            fits[m] = (columns, fit.beta[i], cov[i], float(fit.sigma[i]), modes[i])
+    return fits
+
+
 def draw_glmm_column(
     data: np.ndarray,
     codes: np.ndarray,
@@ -157,6 +209,7 @@ def draw_glmm_column(
     family: str,
     shift: float,
     n_agq: int,
+    offset: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One two-level GLMM draw of the missing entries of column ``target`` in every imputation.
 
@@ -178,11 +231,15 @@ def draw_glmm_column(
         The centring of ``target`` (the stored values are ``y - shift``).
     n_agq : int
         Quadrature nodes of the fit.
+    offset : ndarray, shape (n,), optional
+        The offset :math:`o_{ij}` of each row (log exposure of a count; module notes);
+        default 0.
 
     Returns
     -------
     values, eta, uniforms : ndarray, shape (M, number of missing rows)
-        The drawn values (uncentred), their linear predictors and uniforms (module notes).
+        The drawn values (uncentred), their linear predictors (offset included) and uniforms
+        (module notes).
 
     Raises
     ------
@@ -194,32 +251,17 @@ def draw_glmm_column(
     predictors = np.delete(np.arange(data.shape[2]), target)
     rows, missing = np.flatnonzero(observed), np.flatnonzero(~observed)
     y = np.round(data[0, rows, target] + shift)
+    offset = np.zeros(codes.size) if offset is None else offset
+    designs = data[:, :, predictors]
+    fits = _fit_models(designs[:, rows], y, codes[rows], offset[rows], family, n_agq, target)
     values, eta, uniforms = (np.empty((len(streams), missing.size)) for _ in range(3))
     for m, rng in enumerate(streams):
-        X = data[m][:, predictors]
-        keep = _independent(X[rows])
-        try:
-            glmm = glmm_data(y, X[rows][:, keep], codes[rows], family)
-            fit = fit_glmm(glmm, n_agq)
-        except TrialstatsError as error:
-            raise TrialstatsError(
-                f"the two-level {family} imputation model of score column {target} cannot be "
-                f"fitted: {error}") from error
-        p = keep.size
-        cov = fit.cov[:p, :p]
-        if not np.all(np.isfinite(cov)):
-            raise TrialstatsError(
-                f"the two-level {family} imputation model of score column {target} has no "
-                "positive-definite information matrix (separation: a predictor determines "
-                "the outcome among the observed rows)")
+        keep, beta_hat, cov, sigma_hat, modes = fits[m]
         beta = np.zeros(predictors.size)
-        beta[keep] = fit.beta + np.linalg.cholesky(cov) @ rng.standard_normal(p)
-        sigma_hat = float(fit.sigma)
-        params = np.r_[fit.beta, sigma_hat][None, :]
-        modes = loglik_and_gradient(flatten(glmm), params, n_agq)[2][0]
+        beta[keep] = beta_hat + np.linalg.cholesky(cov) @ rng.standard_normal(keep.size)
         spread = float(np.sum((sigma_hat * modes) ** 2)) + sigma_hat**2
         sigma = np.sqrt(spread / rng.chisquare(modes.size + 1))
-        eta_all = X @ beta
+        eta_all = designs[m] @ beta + offset
         z = _posterior_z(y, eta_all[rows], codes[rows], n_clusters, sigma, family, rng)
         eta[m] = eta_all[missing] + sigma * z[codes[missing]]
         uniforms[m] = rng.random(missing.size)

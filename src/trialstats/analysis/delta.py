@@ -45,7 +45,10 @@ redrawn from their last imputation step's linear predictor plus :math:`\delta` w
 uniforms, :math:`y = F^{-1}(u; \eta + \delta)`, so the odds (rate) of the outcome among them is
 :math:`e^{\delta}` times that under MAR (Carpenter & Kenward 2013, sec. 10.2; Leacy et al.
 2017, *Am J Epidemiol* 185:304); :math:`\delta = 0` is again the MAR analysis exactly
-(:mod:`trialstats.analysis.imputation_glmm`). The rows are the pooled GLMM rows (odds ratio,
+(:mod:`trialstats.analysis.imputation_glmm`). For a count with an exposure the linear
+predictor holds the offset :math:`\log(\text{exposure})`, so :math:`e^{\delta}` is the ratio
+of the rate per unit of exposure; patients without person-time are not analysed and not
+shifted. The rows are the pooled GLMM rows (odds ratio,
 risk difference, risk ratio; or rate ratio) at each :math:`\delta`; the tipping search runs in
 log-odds units on the odds-ratio row (significance) and the row of the MCID's measure (the
 verdict). The redrawn values are whole numbers, so the pooled results are step functions of
@@ -86,7 +89,7 @@ from trialstats.data.validate import outcome_column
 from trialstats.errors import TrialstatsError
 
 __all__ = ["DELTA_COLUMNS", "TIPPING_COLUMNS", "delta_adjustment", "delta_rows",
-           "shifted_cells", "tipping_analysis", "tipping_points"]
+           "imputed_trial", "shifted_cells", "tipping_analysis", "tipping_points"]
 
 #: Columns of the delta-adjustment rows: the sensitivity columns plus ``delta``.
 DELTA_COLUMNS = (*SENSITIVITY_COLUMNS, "delta")
@@ -106,8 +109,9 @@ def _check(arm: str, scale: str) -> None:
             f"got arm {arm!r} and scale {scale!r}.")
 
 
-def _imputed(patients: pd.DataFrame, config: dict[str, Any]) -> ImputedTrial:
-    """The MAR imputation of ``multiple-imputation`` (same imputations and seed)."""
+def imputed_trial(patients: pd.DataFrame, config: dict[str, Any]) -> ImputedTrial:
+    """The MAR imputation of ``multiple-imputation`` (same imputations and seed), which the
+    delta adjustment and its tipping points shift: impute once, pass it to both."""
     settings = config["sensitivity"]
     return impute_trial(patients, config, imputations=settings["imputations"],
                         seed=settings["seed"])
@@ -121,9 +125,13 @@ def shifted_cells(trial: ImputedTrial, name: str, month: int, arm: str) -> np.nd
     ndarray, shape (n,)
         1.0 for the analysed patients of ``arm`` (``intervention``, ``control`` or ``both``)
         whose month-``month`` score of outcome ``name`` was imputed, else 0.0; the adjusted
-        response of imputation *m* is ``trial.completed(column)[m] + delta * cells``.
+        response of imputation *m* is ``trial.completed(column)[m] + delta * cells``. A count
+        with an exposure is analysed only for the patients with a positive exposure
+        (:mod:`trialstats.analysis.imputation_glmm`), so only their values are counted.
     """
     missing = trial.missing[:, trial.score_columns.index(outcome_column(name, month))]
+    if name in trial.log_exposure:
+        missing = missing & np.isfinite(trial.log_exposure[name])
     treated = trial.treated == 1.0
     in_arm = {"intervention": treated, "control": ~treated, "both": np.ones_like(treated)}[arm]
     return (missing & in_arm).astype(float)
@@ -209,15 +217,18 @@ def _glmm_note(kind: str, delta: float, cells: int, month: int, arms: str) -> st
 
 
 def delta_adjustment(
-    patients: pd.DataFrame, config: dict[str, Any], outcomes: list[str] | None = None
+    patients: pd.DataFrame, config: dict[str, Any], outcomes: list[str] | None = None, *,
+    trial: ImputedTrial | None = None,
 ) -> pd.DataFrame:
     """The ``delta-adjustment`` sensitivity analysis as configured (see :func:`delta_rows`).
 
     Uses ``sensitivity.delta``, ``delta_arm``, ``delta_scale``, ``imputations`` and ``seed``:
-    the imputations are those of ``multiple-imputation``.
+    the imputations are those of ``multiple-imputation`` (``trial``, from
+    :func:`imputed_trial`, when already made).
     """
     settings = config["sensitivity"]
-    return delta_rows(_imputed(patients, config), config, settings["delta"],
+    trial = imputed_trial(patients, config) if trial is None else trial
+    return delta_rows(trial, config, settings["delta"],
                       arm=settings["delta_arm"], scale=settings["delta_scale"],
                       outcomes=outcomes)
 
@@ -385,9 +396,12 @@ def _outcome_tipping(trial: ImputedTrial, config: dict[str, Any], outcome: dict[
     return out
 
 
-def tipping_analysis(patients: pd.DataFrame, config: dict[str, Any]) -> pd.DataFrame:
-    """:func:`tipping_points` as configured: the imputations of ``multiple-imputation`` and
+def tipping_analysis(patients: pd.DataFrame, config: dict[str, Any], *,
+                     trial: ImputedTrial | None = None) -> pd.DataFrame:
+    """:func:`tipping_points` as configured: the imputations of ``multiple-imputation``
+    (``trial``, from :func:`imputed_trial`, when already made) and
     ``sensitivity.delta_arm`` / ``delta_scale``."""
     settings = config["sensitivity"]
-    return tipping_points(_imputed(patients, config), config, arm=settings["delta_arm"],
+    trial = imputed_trial(patients, config) if trial is None else trial
+    return tipping_points(trial, config, arm=settings["delta_arm"],
                           scale=settings["delta_scale"])

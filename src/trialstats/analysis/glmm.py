@@ -233,6 +233,8 @@ def _start(data: GlmmData) -> np.ndarray:
         target = special.logit((y + 0.5) / (data.trials + 1.0))
     else:
         target = np.log(y + 0.5)
+    if data.X.ndim == 3:  # one design per replicate
+        return (np.linalg.pinv(data.X) @ (target - data.offset)[..., None])[..., 0]
     coef = np.linalg.lstsq(data.X, (target - data.offset).T, rcond=None)[0]
     return coef.T
 
@@ -244,7 +246,8 @@ def fit_glmm(data: GlmmData, n_agq: int = DEFAULT_N_AGQ) -> GlmmFit:
     ----------
     data : GlmmData
         From :func:`glmm_data` or :func:`binary_cluster_data`; leading dimensions of ``y`` are
-        replicates fitted independently (simulation power).
+        replicates fitted independently (simulation power), with one shared design or one
+        design each (the imputation models of the imputations).
     n_agq : int, default :data:`DEFAULT_N_AGQ`
         Adaptive Gauss-Hermite nodes per cluster; 1 is the Laplace approximation.
 
@@ -262,7 +265,7 @@ def fit_glmm(data: GlmmData, n_agq: int = DEFAULT_N_AGQ) -> GlmmFit:
     """
     normal_rule(n_agq)
     flat = flatten(data)
-    n_rep, p, q = flat.y.shape[0], data.X.shape[1], data.n_params
+    n_rep, p, q = flat.y.shape[0], data.X.shape[-1], data.n_params
     nb = data.family == "negative-binomial"
     start = np.zeros((n_rep, q))
     start[:, :p] = _start(flat)

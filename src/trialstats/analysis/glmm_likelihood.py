@@ -89,8 +89,9 @@ class GlmmData:
         Outcome: events (binomial) or counts.
     trials : ndarray, shape (..., N) or (N,)
         Binomial trials per row (1 for 0/1 rows); ones for counts.
-    X : ndarray, shape (N, p)
-        Fixed-effect design (intercept included by the caller).
+    X : ndarray, shape (N, p) or (..., N, p)
+        Fixed-effect design (intercept included by the caller), shared by the replicates or
+        one per replicate (leading dimensions those of ``y``).
     offset : ndarray, shape (..., N) or (N,)
         Offset on the linear-predictor scale (log exposure for counts).
     cluster : ndarray of int, shape (N,)
@@ -127,7 +128,19 @@ class GlmmData:
     @property
     def n_params(self) -> int:
         """Length of the parameter vector :math:`(\\beta, \\sigma[, \\alpha])`."""
-        return self.X.shape[1] + 1 + (self.family == "negative-binomial")
+        return self.X.shape[-1] + 1 + (self.family == "negative-binomial")
+
+    def linear(self, beta: np.ndarray) -> np.ndarray:
+        """:math:`X\\beta` of each replicate of flat data: ``beta`` (R, p) to (R, N)."""
+        if self.X.ndim == 2:
+            return beta @ self.X.T
+        return (self.X @ beta[:, :, None])[..., 0]
+
+    def transposed(self, weights: np.ndarray) -> np.ndarray:
+        """:math:`X^\\top w` of each replicate of flat data: ``weights`` (R, N) to (R, p)."""
+        if self.X.ndim == 2:
+            return weights @ self.X
+        return (weights[:, None, :] @ self.X)[:, 0]
 
 
 def glmm_data(
@@ -145,8 +158,9 @@ def glmm_data(
     ----------
     y : array_like, shape (..., N)
         Outcome per row; leading dimensions are replicates sharing the design.
-    X : array_like, shape (N, p)
-        Full-rank fixed-effect design, intercept included.
+    X : array_like, shape (N, p) or (..., N, p)
+        Full-rank fixed-effect design, intercept included; with leading dimensions (those of
+        ``y``) one design per replicate, e.g. the completed predictors of each imputation.
     clusters : array_like, shape (N,)
         Cluster label of each row (any hashable values).
     family : {'binomial', 'poisson', 'negative-binomial'}
@@ -166,7 +180,8 @@ def glmm_data(
     X = np.asarray(X, dtype=float)
     labels = np.asarray(clusters)
     n = labels.shape[0] if labels.ndim == 1 else -1
-    if y.ndim < 1 or y.shape[-1] != n or X.ndim != 2 or X.shape[0] != n:
+    if (y.ndim < 1 or y.shape[-1] != n or X.shape[-2:-1] != (n,)
+            or X.shape[:-2] not in ((), y.shape[:-1])):
         raise TrialstatsError("y, X and clusters must have one entry (row) per observation.")
     n_trials = np.ones(n) if trials is None else np.asarray(trials, dtype=float)
     off = np.zeros(n) if offset is None else np.asarray(offset, dtype=float)
@@ -185,12 +200,12 @@ def glmm_data(
     cluster = codes[order]
     if cluster[-1] < 1:
         raise TrialstatsError("A random-intercept model needs at least two clusters.")
-    if np.linalg.matrix_rank(X) < X.shape[1]:
+    if np.any(np.linalg.matrix_rank(X) < X.shape[-1]):
         raise TrialstatsError("The fixed-effect design is rank deficient (collinear columns).")
     return GlmmData(
         y=y[..., order],
         trials=n_trials[..., order],
-        X=X[order],
+        X=X[..., order, :],
         offset=off[..., order],
         cluster=cluster,
         starts=np.flatnonzero(np.r_[True, cluster[1:] != cluster[:-1]]),
@@ -346,7 +361,7 @@ def loglik_and_gradient(
 def _evaluate(data, params, n_agq, z0):
     """:func:`loglik_and_gradient` for one chunk of replicates."""
     t, w = normal_rule(n_agq)
-    p = data.X.shape[1]
+    p = data.X.shape[-1]
     y = data.y.reshape(-1, data.y.shape[-1])
     n = np.broadcast_to(data.trials, data.y.shape).reshape(y.shape)
     beta, sigma = params[:, :p], params[:, p]
@@ -354,7 +369,7 @@ def _evaluate(data, params, n_agq, z0):
     alpha = params[:, p + 1 : p + 2] if nb else np.zeros((params.shape[0], 1))
     X, csum, spread = data.X, data.cluster_sum, data.spread
 
-    eta0 = beta @ X.T + data.offset
+    eta0 = data.linear(beta) + data.offset
     zhat = _mode(data, y, n, eta0, sigma, alpha, z0)
     s_ = sigma[:, None]
     _, l1m, l2m, l3m = _kernel(data, y, n, eta0 + s_ * spread(zhat), alpha, 3)
@@ -386,7 +401,7 @@ def _evaluate(data, params, n_agq, z0):
     dc_beta = -(s_**2)[..., None] * (csum(l3m[..., None] * X) + (s_ * s3)[..., None] * dz_beta)
     dc_sigma = -2.0 * s_ * s2 - s_**2 * s3 * (zhat + s_ * dz_sigma)
     half_s3 = -0.5 * scale**3
-    grad_beta = row_weights @ X + np.sum(
+    grad_beta = data.transposed(row_weights) + np.sum(
         f_m[..., None] * dz_beta + (f_s * half_s3)[..., None] * dc_beta, axis=1
     )
     grad_sigma = np.sum(
@@ -409,14 +424,16 @@ def flatten(data: GlmmData) -> GlmmData:
     y = data.y.reshape(-1, n_rows)
     trials = data.trials if data.trials.ndim == 1 else data.trials.reshape(-1, n_rows)
     offset = data.offset if data.offset.ndim == 1 else data.offset.reshape(-1, n_rows)
-    return GlmmData(y, trials, data.X, offset, data.cluster, data.starts, data.family)
+    X = data.X if data.X.ndim == 2 else data.X.reshape(-1, *data.X.shape[-2:])
+    return GlmmData(y, trials, X, offset, data.cluster, data.starts, data.family)
 
 
 def take_replicates(data: GlmmData, index: np.ndarray) -> GlmmData:
     """The replicates ``index`` (integer array) of flat data."""
     trials = data.trials if data.trials.ndim == 1 else data.trials[index]
     offset = data.offset if data.offset.ndim == 1 else data.offset[index]
-    return GlmmData(data.y[index], trials, data.X, offset, data.cluster, data.starts, data.family)
+    X = data.X if data.X.ndim == 2 else data.X[index]
+    return GlmmData(data.y[index], trials, X, offset, data.cluster, data.starts, data.family)
 
 
 def boundary_score(data: GlmmData, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -438,8 +455,8 @@ def boundary_score(data: GlmmData, params: np.ndarray) -> tuple[np.ndarray, np.n
     information : ndarray, shape (R,)
         :math:`\\sum_j w_j^2`, twice the approximate information on :math:`\\sigma^2` there.
     """
-    p = data.X.shape[1]
-    eta = params[:, :p] @ data.X.T + data.offset
+    p = data.X.shape[-1]
+    eta = data.linear(params[:, :p]) + data.offset
     alpha = params[:, p + 1 :] if data.family == "negative-binomial" else 0.0
     n = np.broadcast_to(data.trials, data.y.shape)
     _, l1, l2 = _kernel(data, data.y, n, eta, alpha, 2)

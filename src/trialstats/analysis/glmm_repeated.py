@@ -40,7 +40,8 @@ import numpy as np
 import pandas as pd
 
 from trialstats.analysis.glmm import DEFAULT_N_AGQ
-from trialstats.analysis.glmm_nested import fit_nested_glmm, nested_data
+from trialstats.analysis.glmm_nested import fit_nested_glmm
+from trialstats.analysis.glmm_nested_likelihood import nested_data
 from trialstats.analysis.glmm_rows import contrast_row, measures_of
 from trialstats.analysis.repeated import month_contrasts, repeated_data
 from trialstats.analysis.rows import (

@@ -5,7 +5,10 @@ Imputation model
 Every configured outcome at every measured month is imputed by chained equations of
 two-level Bayesian linear regressions with a random practice intercept; the model and its
 exact draws are stated in :mod:`trialstats.analysis.chained` (van Buuren 2018; Rubin 1987;
-Andridge 2011). Imputed values are neither rounded nor clipped to the outcome's range.
+Andridge 2011). Imputed values are neither rounded nor clipped to the outcome's range. Binary
+and count columns are drawn from two-level GLMMs (:mod:`trialstats.analysis.chained_glmm`),
+the follow-up counts of an outcome with an ``exposure`` column with offset log(exposure)
+(:func:`exposure_offset` for patients whose exposure is missing).
 
 Analysis and pooling
 --------------------
@@ -65,6 +68,7 @@ __all__ = [
     "IMPUTATION_COLUMNS",
     "ImputedTrial",
     "PooledEstimate",
+    "exposure_offset",
     "impute_chained",
     "impute_missing",
     "impute_trial",
@@ -179,6 +183,9 @@ class ImputedTrial:
         Score column index -> (linear predictors, uniforms), each shaped like its ``draws``,
         of the binary and count columns' last draws
         (:mod:`trialstats.analysis.chained_glmm`; empty when every outcome is continuous).
+    log_exposure : dict
+        Name of a count outcome with an ``exposure`` column -> the log exposure (n,) of each
+        patient, NaN where the exposure is missing or not positive (:func:`exposure_offset`).
     """
 
     values: np.ndarray
@@ -188,6 +195,7 @@ class ImputedTrial:
     scales: dict[tuple[str, int], dict[str, float]]
     note: str
     latent: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    log_exposure: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def missing(self) -> np.ndarray:
@@ -216,13 +224,29 @@ class ImputedTrial:
         return self.frame.X[:, self.frame.columns.index(TREATED)]
 
 
+def exposure_offset(log_exposure: np.ndarray) -> tuple[np.ndarray, float]:
+    """The offset of a count's imputation model from its patients' log exposure (NaN where
+    the exposure is missing or not positive), and the value given to those patients.
+
+    A patient without person-time cannot contribute a count to the analysis (the analysis
+    leaves them out, :mod:`trialstats.analysis.imputation_glmm`), but their follow-up count
+    is still a predictor in the other columns' imputation models, so it is drawn too: at the
+    mean observed log exposure (the geometric-mean exposure), the person-time of a typical
+    patient, rather than at a guessed exposure of their own.
+    """
+    known = np.isfinite(log_exposure)
+    fill = float(np.mean(log_exposure[known])) if known.any() else 0.0
+    return np.where(known, log_exposure, fill), fill
+
+
 def _imputation_inputs(
     patients: pd.DataFrame, config: dict[str, Any], iterations: int,
 ) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     """The fields of :class:`ImputedTrial` but ``draws``, the covariates (arm, covariate
     dummies) and practice codes the imputation model takes, and the options of
     :func:`~trialstats.analysis.chained.impute_batches` for binary and count columns (each
-    column's ``kinds``, the quadrature nodes ``n_agq``)."""
+    column's ``kinds``, the quadrature nodes ``n_agq``, and the ``offsets`` of the follow-up
+    counts of outcomes with an exposure: :func:`exposure_offset`)."""
     design, analysis = config["design"], config["analysis"]
     covariates = list(analysis["covariates"])
     known = [o["name"] for o in config["outcomes"]]
@@ -249,9 +273,17 @@ def _imputation_inputs(
     note = (f"chained-equations imputation ({models}, "
             f"random practice intercept) of all {len(known)} outcomes at months "
             f"{', '.join(str(m) for m in months)}, {iterations} iterations")
+    log_exposure = {}
+    for o in (o for o in config["outcomes"] if o.get("exposure")):
+        exposure = patients.loc[kept, o["exposure"]].to_numpy(dtype=float)
+        log_exposure[o["name"]] = np.log(np.where(exposure > 0, exposure, np.nan))
+    offsets = {score_columns.index(outcome_column(name, m)): exposure_offset(values)[0]
+               for name, values in log_exposure.items() for m in design["followup_months"]}
     fields = {"values": patients.loc[kept, score_columns].to_numpy(dtype=float),
-              "score_columns": score_columns, "frame": frame, "scales": scales, "note": note}
-    options = {"kinds": kinds, "n_agq": analysis.get("quadrature_points", DEFAULT_N_AGQ)}
+              "score_columns": score_columns, "frame": frame, "scales": scales, "note": note,
+              "log_exposure": log_exposure}
+    options = {"kinds": kinds, "n_agq": analysis.get("quadrature_points", DEFAULT_N_AGQ),
+               **({"offsets": offsets} if offsets else {})}
     return fields, np.delete(frame.X, [0], axis=1), frame.cluster_codes, options
 
 

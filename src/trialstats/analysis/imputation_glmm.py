@@ -7,6 +7,20 @@ All configured outcomes at all months are imputed together by the chained equati
 :mod:`trialstats.analysis.chained`; binary columns are drawn from a two-level logistic and count
 columns from a two-level Poisson model (:mod:`trialstats.analysis.chained_glmm`).
 
+Counts with an exposure
+-----------------------
+A count outcome with an ``exposure`` column (one column, the person-time of every follow-up
+month's count) is imputed with offset :math:`\log(\text{exposure})` in its imputation
+model and analysed with the same offset, as the primary analysis. The rule for patients
+without a positive exposure (the data contract allows it only where every follow-up count is
+missing): they have no person-time, so no imputed count of theirs can enter a rate, and they
+are left out of that outcome's pooled analysis and counted in its ``notes`` (``n_patients`` and
+``n_clusters`` are those analysed), exactly as the primary analysis leaves out a patient
+without the exposure. Their follow-up counts are still drawn, at the mean observed log
+exposure (:func:`~trialstats.analysis.imputation.exposure_offset`), because the chained
+equations use every column as a predictor of every other; the notes say so. No exposure is
+imputed: that would invent person-time the trial did not record.
+
 Analysis and pooling
 --------------------
 Each completed dataset *m* is analysed with the primary binary/count model of
@@ -52,6 +66,7 @@ from trialstats.analysis.glmm_rows import glmm_df, measure_row, measures_of
 from trialstats.analysis.imputation import (
     IMPUTATION_COLUMNS,
     ImputedTrial,
+    exposure_offset,
     impute_trial,
     multiple_imputation,
     pooled_row,
@@ -129,9 +144,14 @@ def glmm_pooled_rows(
     alpha, kind = float(analysis["alpha"]), outcome["type"]
     family = GLMM_FAMILIES[kind]
     frame, name, imputations = trial.frame, outcome["name"], trial.imputations
-    base = {"outcome": name, "month": month, "method": method, "n_patients": len(frame.y),
-            "n_clusters": frame.n_clusters, "sd_baseline": np.nan, "mcid": np.nan,
-            "analysis": imputation_label(imputations)}
+    exposure = outcome.get("exposure")
+    # patients without person-time have no count to analyse (exposure_offset)
+    analysed = (np.isfinite(trial.log_exposure[name]) if exposure
+                else np.ones(len(frame.y), bool))
+    codes = np.unique(frame.cluster_codes[analysed], return_inverse=True)[1]
+    base = {"outcome": name, "month": month, "method": method,
+            "n_patients": int(analysed.sum()), "n_clusters": int(codes.max()) + 1,
+            "sd_baseline": np.nan, "mcid": np.nan, "analysis": imputation_label(imputations)}
 
     def not_estimable(why: str) -> list[dict[str, Any]]:
         return [{**base, "effect_measure": measure, "converged": None, "notes": why}
@@ -144,36 +164,27 @@ def glmm_pooled_rows(
     if problem:
         return not_estimable(f"{problem} with an observed month-{month} value; imputation "
                              "cannot stand in for an arm's outcome")
-    if outcome.get("exposure"):
-        return not_estimable("not estimable: multiple imputation of a count with an exposure "
-                             "offset is not implemented")
     cells = np.zeros(len(frame.y), bool) if cells is None else cells
-    response = redrawn_response(trial, column, delta, cells, family)
+    response = redrawn_response(trial, column, delta, cells, family)[:, analysed]
     X = np.array(np.broadcast_to(frame.X, (imputations, *frame.X.shape)))
     if outcome.get("baseline", True):
         X = np.insert(X, 2, trial.completed(outcome_column(name, design["baseline_month"])),
                       axis=2)
+    X = X[:, analysed]
+    offset = trial.log_exposure[name][analysed] if exposure else None
     arm = frame.columns.index(TREATED)
     shared = bool(np.all(X == X[0]))
-    try:
-        if shared:  # one design: the M fits in one batched call
-            fits = [fit_glmm(glmm_data(response, X[0], frame.cluster_codes, family), n_agq)]
-        else:
-            fits = [fit_glmm(glmm_data(response[m], X[m], frame.cluster_codes, family), n_agq)
-                    for m in range(imputations)]
+    try:  # the M fits in one batched call, with one design or one per imputation
+        fit = fit_glmm(glmm_data(response, X[0] if shared else X, codes, family,
+                                 offset=offset), n_agq)
     except TrialstatsError as error:
         return not_estimable(f"not estimable: in the imputed datasets, {error}")
-    beta = np.concatenate([np.reshape(f.beta, (-1, X.shape[2])) for f in fits])
-    se = np.concatenate([np.reshape(f.se, (-1, X.shape[2])) for f in fits])
-    sigma = np.concatenate([np.ravel(f.sigma) for f in fits])
-    converged = np.concatenate([np.ravel(f.converged) for f in fits])
-    boundary = np.concatenate([np.ravel(f.boundary) for f in fits])
-    dfcom = glmm_df(method, response[0], X[0], frame.cluster_codes,
-                    np.eye(X.shape[-1])[arm])
+    beta, se, sigma = fit.beta, fit.se, fit.sigma
+    converged, boundary = fit.converged, fit.boundary
+    dfcom = glmm_df(method, response[0], X[0], codes, np.eye(X.shape[-1])[arm])
     estimates = {measures_of(outcome)[0]: (beta[:, arm], se[:, arm] ** 2)}
     if kind == "binary":
-        effects = [marginal_effects(_one(fits, m), X[0 if shared else m], arm)
-                   for m in range(imputations)]
+        effects = [marginal_effects(_one(fit, m), X[m], arm) for m in range(imputations)]
         estimates[RISK_DIFFERENCE] = (np.array([e["estimate"].iloc[0] for e in effects]),
                                       np.array([e["se"].iloc[0] for e in effects]) ** 2)
         estimates[RISK_RATIO] = (np.log([e["estimate"].iloc[1] for e in effects]),
@@ -183,6 +194,9 @@ def glmm_pooled_rows(
              "variance components and ICC averaged over imputations; ICC CI not computed"]
     if kind == "count":
         notes.append("Poisson analysis: the imputation model has no over-dispersion term")
+    if exposure:
+        notes.append(_exposure_note(trial, exposure, name, month, analysed))
+    notes.append(frame.exclusion_note())
     if boundary.any():
         notes.append(f"practice variance at 0 in {int(boundary.sum())} of {imputations} "
                      "imputed datasets")
@@ -210,11 +224,24 @@ def glmm_pooled_rows(
     return rows
 
 
-def _one(fits: list[Any], m: int) -> Any:
-    """Imputation ``m``'s fit as a single fit (from one batched fit, or the m-th of a list)."""
-    if len(fits) > 1:
-        return fits[m]
-    fit = fits[0]
+def _exposure_note(trial: ImputedTrial, exposure: str, name: str, month: int,
+                   analysed: np.ndarray) -> str:
+    """How a count with an exposure was imputed and analysed, counting the patients left out
+    for want of person-time."""
+    note = (f"imputed and analysed with offset log({exposure}) (the imputation model's "
+            f"offset is the analysis model's)")
+    left_out = int((~analysed).sum())
+    if not left_out:
+        return note
+    fill = exposure_offset(trial.log_exposure[name])[1]
+    return (f"{note}; {left_out} of the {analysed.size} imputed patients have no positive "
+            f"{exposure} (no person-time) and are not analysed: their month-{month} counts "
+            f"were imputed at the geometric-mean {exposure} {np.exp(fill):.4g} only as "
+            f"predictors of the other imputed columns")
+
+
+def _one(fit: Any, m: int) -> Any:
+    """Imputation ``m``'s fit, from the batched fit of all imputations, as a single fit."""
     return replace(fit, beta=fit.beta[m], se=fit.se[m], sigma=fit.sigma[m], cov=fit.cov[m],
                    loglik=fit.loglik[m], boundary=fit.boundary[m],
                    converged=fit.converged[m],

@@ -54,6 +54,7 @@ from trialstats.analysis.delta import DELTA_COLUMNS, delta_adjustment
 from trialstats.analysis.glmm_repeated import glmm_repeated_analysis
 from trialstats.analysis.glmm_rows import measures_of
 from trialstats.analysis.glmm_subgroups import glmm_subgroup_analysis
+from trialstats.analysis.imputation import ImputedTrial
 from trialstats.analysis.imputation_glmm import imputed_outcome_rows
 from trialstats.analysis.period_sensitivity import period_sensitivity
 from trialstats.analysis.permutation import permutation_analysis
@@ -137,8 +138,12 @@ GLMM_ANALYSES: dict[str, Analysis] = {
 def run_analysis(
     name: str, patients: pd.DataFrame, config: dict[str, Any],
     outcomes: list[str] | None = None, *, progress: Callable[[float], None] | None = None,
+    trial: ImputedTrial | None = None,
 ) -> pd.DataFrame:
     """Run the sensitivity analysis ``name`` (a key of :data:`ANALYSES`).
+
+    ``trial``, the MAR imputation of :func:`~trialstats.analysis.delta.imputed_trial`, is
+    shifted by ``delta-adjustment`` instead of imputing again (the tipping points use it too).
 
     ``progress`` is advanced by the one long analysis, multiple imputation: by 1 in all for each
     of its :data:`~trialstats.analysis.imputation.ITERATIONS` chained-equations cycles (in
@@ -165,6 +170,8 @@ def run_analysis(
     analysis = ANALYSES[name]
     if name == "multiple-imputation":
         analysis = partial(_imputation, progress=progress)
+    if name == "delta-adjustment" and trial is not None:
+        analysis = partial(delta_adjustment, trial=trial)
     columns = DELTA_COLUMNS if name == "delta-adjustment" else SENSITIVITY_COLUMNS
     chosen = chosen_outcomes(config, outcomes)  # an unknown outcome is the user's error
     try:

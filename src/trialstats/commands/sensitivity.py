@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Run the analyses and write one table; print one line per analysis."""
-    from trialstats.analysis.delta import tipping_analysis
+    from trialstats.analysis.delta import imputed_trial, tipping_analysis
     from trialstats.analysis.imputation import ITERATIONS
     from trialstats.analysis.sensitivity import run_analysis
 
@@ -47,13 +47,16 @@ def run(args: argparse.Namespace) -> None:
     if args.tipping_out is not None and "delta-adjustment" not in names:
         raise TrialstatsError("--tipping-out needs the delta-adjustment analysis: add it to "
                               "sensitivity.analyses or pass --analysis delta-adjustment.")
+    # the delta rows and the tipping points shift one imputation
+    trial = None if args.tipping_out is None else imputed_trial(patients, config)
     frames = []
     for name in names:
         steps = ITERATIONS if name == "multiple-imputation" else None
         with progress_bar(name, steps, unit="cycle", quiet=steps is None) as bar:
-            frames.append(run_analysis(name, patients, config, progress=bar.update))
+            frames.append(run_analysis(name, patients, config, progress=bar.update,
+                                       trial=trial))
     table = pd.concat(frames, ignore_index=True)
-    tipping = None if args.tipping_out is None else tipping_analysis(patients, config)
+    tipping = None if trial is None else tipping_analysis(patients, config, trial=trial)
     outputs = {"rows": args.out} | ({} if tipping is None else {"tipping": args.tipping_out})
     with staged_files(outputs) as stage:
         write_csv(table, stage["rows"])

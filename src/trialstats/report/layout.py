@@ -3,7 +3,8 @@
 One layout serves the paged renderers (LaTeX and Word), so a table reads the same in both.
 The page is A4 with 20 mm margins, giving a text block :data:`TEXT_WIDTH` inches wide
 (portrait or landscape). A cell of ``n`` characters at ``s`` points needs about
-``n * CHAR_EM * s / 72`` inches (bold text :data:`BOLD` times more) plus :data:`PADDING`.
+``n * CHAR_EM * s / 72`` inches (bold text :data:`BOLD` times more, a capital :data:`CAPITAL`
+characters) plus :data:`PADDING`.
 Each column's *natural* width fits its longest cell on one line; its *minimum* fits its
 longest word (words longer than :data:`LONG_WORD` characters are allowed to break). The
 first candidate of :data:`CANDIDATES` (portrait before landscape, larger type first) where
@@ -29,6 +30,9 @@ TEXT_HEIGHT = {False: (297 - 40) * _MM, True: (210 - 40) * _MM}
 CHAR_EM = 0.55
 #: Bold text is this much wider.
 BOLD = 1.1
+#: A capital letter is this many average characters wide (an abbreviation such as MCID in a
+#: column of its own would otherwise overflow it).
+CAPITAL = 1.35
 #: Horizontal padding of one cell (both sides), inches.
 PADDING = 6 / 72
 #: Words longer than this many characters may break (paths, checksums).
@@ -57,12 +61,18 @@ class TableLayout:
     widths: tuple[float, ...]
 
 
+def _chars(text: str) -> float:
+    """Width of ``text`` in average characters, capitals counted :data:`CAPITAL` wide."""
+    return len(text) + (CAPITAL - 1) * sum(ch.isupper() for ch in text)
+
+
 def _extent(text: str, bold: bool) -> tuple[int, int]:
-    """(characters, characters of the longest word) of ``text``, bold counted wider."""
+    """(characters, characters of the longest word) of ``text``, bold and capitals counted
+    wider."""
     scale = BOLD if bold else 1.0
     words = text.split() or [""]
-    longest = max(min(len(w), LONG_WORD) for w in words)
-    return round(len(text) * scale), round(longest * scale) + 1
+    longest = max(min(_chars(w), LONG_WORD) for w in words)
+    return round(_chars(text) * scale), round(longest * scale) + 1
 
 
 def table_layout(table: Table) -> TableLayout:

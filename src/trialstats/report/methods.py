@@ -425,7 +425,8 @@ GLMM_SENSITIVITY_METHODS = {
     "regression (risk difference), for counts of a Poisson regression with the log exposure "
     "as offset (rate ratio)",
     "multiple imputation": "; binary and count values imputed from two-level logistic or "
-    "Poisson models and each imputed dataset analysed with the primary mixed model",
+    "Poisson models (with the log exposure as offset) and each imputed dataset analysed with "
+    "the primary mixed model",
     "delta-adjustment": "; for binary and count outcomes delta shifts the log odds or log "
     "rate of the imputed values before they are drawn",
 }
