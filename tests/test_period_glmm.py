@@ -37,7 +37,8 @@ from scipy import stats
 
 from trialstats.analysis.glmm import fit_glmm
 from trialstats.analysis.glmm_likelihood import glmm_data
-from trialstats.analysis.glmm_nested import fit_nested_glmm, nested_data
+from trialstats.analysis.glmm_nested import fit_nested_glmm
+from trialstats.analysis.glmm_nested_likelihood import nested_data
 from trialstats.analysis.period_analysis import period_data
 from trialstats.analysis.primary import analyse_trial
 from trialstats.analysis.sensitivity import run_analysis

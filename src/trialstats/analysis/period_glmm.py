@@ -64,7 +64,8 @@ from typing import Any
 import numpy as np
 
 from trialstats.analysis.glmm import DEFAULT_N_AGQ, GlmmFit, latent_icc
-from trialstats.analysis.glmm_nested import NestedFit, fit_nested_glmm, nested_data
+from trialstats.analysis.glmm_nested import NestedFit, fit_nested_glmm
+from trialstats.analysis.glmm_nested_likelihood import nested_data
 from trialstats.analysis.glmm_rows import (
     marginal_rows,
     measure_row,
