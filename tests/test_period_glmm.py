@@ -125,9 +125,11 @@ def test_every_coefficient_and_variance_matches_glmer(trial, block, outcome):
     assert ref["beta_names"] == names and len(data.columns) == len(names)
     assert fit.beta == pytest.approx(ref["beta"], rel=1e-5, abs=1e-6)
     assert fit.se == pytest.approx(ref["se_vcov"], rel=1e-4)
-    assert fit.sigma_practice == pytest.approx(ref["sigma_cluster"], rel=1e-4)
-    assert fit.sigma_patient == pytest.approx(ref["sigma_cluster_period"], rel=1e-4)
-    assert fit.loglik == pytest.approx(ref["loglik"], abs=1e-6)
+    if block == "binary":  # numDeriv's Hessian is smooth enough here (module notes)
+        assert fit.se == pytest.approx(ref["se"], rel=1e-5)
+    assert fit.sigma_practice == pytest.approx(ref["sigma_cluster"], rel=1e-6)
+    assert fit.sigma_patient == pytest.approx(ref["sigma_cluster_period"], rel=1e-6)
+    assert fit.loglik == pytest.approx(ref["loglik"], abs=1e-8)
 
 
 def test_covariate_model_matches_glmer(tmp_path):
@@ -182,10 +184,10 @@ def test_marginal_risks_match_r(laplace):
     ref = REFERENCE["binary_marginal"]
     rows = laplace[(laplace.outcome == "admitted") & (laplace.method == "between-within")]
     rows = rows.set_index("effect_measure")
-    assert rows.loc["risk difference", "estimate"] == pytest.approx(ref["rd"], rel=1e-5)
+    assert rows.loc["risk difference", "estimate"] == pytest.approx(ref["rd"], rel=1e-6)
     assert rows.loc["risk ratio", "estimate"] == pytest.approx(ref["rr"], rel=1e-6)
-    assert rows.loc["risk difference", "se"] == pytest.approx(ref["se_rd"], rel=1e-4)
-    assert rows.loc["risk ratio", "se"] == pytest.approx(ref["se_log_rr"], rel=1e-4)
+    assert rows.loc["risk difference", "se"] == pytest.approx(ref["se_rd"], rel=1e-5)
+    assert rows.loc["risk ratio", "se"] == pytest.approx(ref["se_log_rr"], rel=1e-5)
     assert rows.loc["risk difference", "ci_low"] == pytest.approx(
         ref["rd"] - stats.t.ppf(0.975, BETWEEN_WITHIN) * ref["se_rd"], rel=1e-4)
     assert (rows.df == BETWEEN_WITHIN).all()
