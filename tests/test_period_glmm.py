@@ -26,7 +26,10 @@ The trial: 12 clusters in 4 sequences, 5 periods, 637 participants, 5% of each o
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -315,3 +318,34 @@ def test_cli_analyse_writes_the_rows(tmp_path, capsys):
     assert list(rows.effect_measure) == ["rate ratio", "rate ratio"]
     assert np.log(rows.estimate[0]) == pytest.approx(
         REFERENCE["count"]["beta"][1], rel=1e-5)
+
+
+def test_run_from_another_directory(tmp_path):
+    """`trialstats run --config other/config.yaml` on this trial (15 x 15 nodes, the
+    default): the binary rows are the exact-likelihood maximum, the report shows them."""
+    folder = tmp_path / "other"
+    (folder / "data").mkdir(parents=True)
+    for name in ("practices.csv", "patients.csv"):
+        shutil.copy(FIXTURE / name, folder / "data" / name)
+    config = yaml.safe_load((FIXTURE / "config.yaml").read_text())
+    config["data"] |= {"practices": "data/practices.csv", "patients": "data/patients.csv"}
+    del config["analysis"]["quadrature_points"]
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    done = subprocess.run([sys.executable, "-m", "trialstats", "run", "--config",
+                           "other/config.yaml", "--cores", "2"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, check=False, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    primary = pd.read_csv(folder / "results" / "primary.csv")
+    odds = primary[primary.effect_measure == "odds ratio"].iloc[0]
+    assert np.log(odds.estimate) == pytest.approx(REFERENCE["binary_exact"]["beta"][1],
+                                                  abs=1e-7)
+    assert "15 x 15 nodes" in odds.notes
+    sensitivity = pd.read_csv(folder / "results" / "sensitivity.csv")
+    assert sensitivity.notes.str.startswith("not estimable: ").all()
+    report = (folder / "reports" / "report.md").read_text()
+    assert f"OR {odds.estimate:.2f} ({odds.ci_low:.2f} to {odds.ci_high:.2f})" in report
+    assert "generalized linear mixed model" in report
+    counts = pd.read_csv(folder / "reports" / "tables" / "consort_counts.csv")
+    analysed = counts[counts.stage == "analysed"]
+    assert analysed.participants.sum() == odds.n_patients == REFERENCE["binary"]["n"]
