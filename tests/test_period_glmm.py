@@ -235,6 +235,18 @@ def test_boundary_fit_is_the_cluster_intercept_model(tmp_path):
     assert np.isfinite(rows.estimate).all() and len(rows) == 6
 
 
+def test_no_between_within_df_left_is_said(tmp_path):
+    """8 clusters and 9 columns of intercept, 4 exposure times and 4 periods: no
+    between-within df, so those rows say why; the z rows are estimated."""
+    config = _boundary_config(tmp_path)
+    config["analysis"]["time_on_treatment"] = True
+    rows = analyse_trial(load_trial(config).patients, config)
+    bw, z = rows[rows.method == "between-within"], rows[rows.method == "z"]
+    assert bw.estimate.isna().all() and bw.converged.isna().all()
+    assert bw.notes.str.startswith("not estimable: between-within df -1 (clusters").all()
+    assert np.isfinite(z.estimate.iloc[0]) and z.converged.iloc[0]
+
+
 def test_time_on_treatment_gives_the_mean_exposure_effect(trial):
     patients, config = trial
     config = {**config, "analysis": {**config["analysis"], "quadrature_points": 1,

@@ -62,6 +62,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from trialstats.analysis.glmm import DEFAULT_N_AGQ, GlmmFit, latent_icc
 from trialstats.analysis.glmm_nested import NestedFit, fit_nested_glmm
@@ -131,7 +132,8 @@ def _total_sd_fit(fit: NestedFit) -> GlmmFit:
                    converged=np.bool_(fit.converged), n_agq=fit.n_agq, family="binomial")
 
 
-def period_glmm_rows(patients, outcome: dict[str, Any], config: dict[str, Any]) -> list[dict]:
+def period_glmm_rows(patients: pd.DataFrame, outcome: dict[str, Any],
+                     config: dict[str, Any]) -> list[dict[str, Any]]:
     """The primary rows of a binary or count outcome of a period design.
 
     Parameters
@@ -153,7 +155,7 @@ def period_glmm_rows(patients, outcome: dict[str, Any], config: dict[str, Any]) 
         difference for the RD), ``df``, ``p_value``, ``var_cluster`` (:math:`\\tau^2 +
         \\gamma^2`), ``var_residual`` and ``icc`` (binary), ``mcid`` and ``mcid_verdict`` on
         the MCID's own measure, ``converged`` and ``notes``; rows saying "not estimable: why"
-        when the model cannot be fitted.
+        when the model cannot be fitted or a df method leaves no df.
     """
     design, analysis = config["design"], config["analysis"]
     methods, alpha, kind = analysis["glmm_df_method"], analysis["alpha"], outcome["type"]
@@ -198,6 +200,11 @@ def period_glmm_rows(patients, outcome: dict[str, Any], config: dict[str, Any]) 
     for method in methods:
         df = design_df(method, data)
         row = {**base, "method": method, "notes": join_notes(*notes)}
+        if not df > 0:
+            rows += [{**row, "effect_measure": measure, "notes": join_notes(
+                f"not estimable: {method} df {df:g} (clusters minus the columns of intercept, "
+                f"treatment and periods)", *notes)} for measure in measures]
+            continue
         rows.append(measure_row(row, outcome, measures[0], estimate=estimate, se=se, df=df,
                                 alpha=alpha))
         if marginal:
