@@ -342,6 +342,7 @@ def test_run_from_another_directory(tmp_path):
     config = yaml.safe_load((FIXTURE / "config.yaml").read_text())
     config["data"] |= {"practices": "data/practices.csv", "patients": "data/patients.csv"}
     del config["analysis"]["quadrature_points"]
+    config.setdefault("report", {})["title"] = "A stepped-wedge trial of our own"
     (folder / "config.yaml").write_text(yaml.safe_dump(config))
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     done = subprocess.run([sys.executable, "-m", "trialstats", "run", "--config",
@@ -356,6 +357,7 @@ def test_run_from_another_directory(tmp_path):
     sensitivity = pd.read_csv(folder / "results" / "sensitivity.csv")
     assert sensitivity.notes.str.startswith("not estimable: ").all()
     report = (folder / "reports" / "report.md").read_text()
+    assert report.startswith("# A stepped-wedge trial of our own\n")
     assert f"OR {odds.estimate:.2f} ({odds.ci_low:.2f} to {odds.ci_high:.2f})" in report
     assert "generalized linear mixed model" in report
     counts = pd.read_csv(folder / "reports" / "tables" / "consort_counts.csv")

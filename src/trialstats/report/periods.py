@@ -317,4 +317,5 @@ def build_period_report(
     subtitle = (f"{config['design']['type'].capitalize()} cluster randomised trial: "
                 f"{n_clusters} clusters, {n_participants:,} participants, "
                 f"{patients[PERIOD_INDEX].nunique()} periods.")
-    return Report("Trial report", subtitle, sections), counts
+    title = config.get("report", {}).get("title") or "Trial report"
+    return Report(title, subtitle, sections), counts
