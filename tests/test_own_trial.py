@@ -94,6 +94,8 @@ def test_run_from_another_directory_writes_under_the_config_folder(tmp_path):
     assert not (elsewhere / "results").exists() and not (elsewhere / "reports").exists()
     html = (other / "reports" / "report.html").read_text()
     assert "Reading age" in html
+    assert ("Attainment was measured only at follow-up: adjusted for the covariates alone"
+            in (other / "reports" / "report.md").read_text())
 
 
 def test_run_out_folder_and_long_format_give_identical_results(tmp_path):

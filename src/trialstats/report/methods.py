@@ -305,6 +305,15 @@ def methods_paragraphs(
         f"{_df_text(first, w)} {_cite(_DF_REFERENCES[first], cites)}".rstrip()
         + "."
     )
+    follow_up_only = [o["label"] for o in config["outcomes"]
+                      if o.get("type", "continuous") == "continuous"
+                      and not o.get("baseline", True)]
+    if follow_up_only:
+        model += (
+            f" {sentence(_join(follow_up_only))} {'was' if len(follow_up_only) == 1 else 'were'} "
+            "measured only at follow-up: adjusted for the covariates alone, with standardised "
+            "effects divided by the standard deviation at that follow-up."
+        )
     if others and _has_continuous(config):
         checks = [f"{_df_text(m, w)} {_cite(_DF_REFERENCES[m], cites)}".rstrip()
                   for m in others]
