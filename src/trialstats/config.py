@@ -36,6 +36,9 @@ def load_schema(name: str) -> dict[str, Any]:
 #: which no longer match the text in the data, so those words are read as written (true and
 #: false stay booleans, which match boolean columns).
 _DATA_LABEL_KEYS = ("labels", "intervention", "arm_labels", "value_labels")
+#: Of those, the keys whose plain value is always text: an arm label is compared as text, so
+#: ``intervention: 1`` means "1".
+_TEXT_KEYS = ("intervention",)
 _BOOL_TAG, _STR_TAG = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:str"
 
 
@@ -53,10 +56,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
             if self.labels_as_written and key in _DATA_LABEL_KEYS:
-                _as_written(value_node)
-            if (self.labels_as_written and key == "intervention"
-                    and isinstance(value_node, yaml.ScalarNode) and value_node.style is None):
-                value_node.tag = _STR_TAG  # an arm label, compared as text: 1 means "1"
+                _as_written(value_node, every_word=key in _TEXT_KEYS)
             if not isinstance(key, Hashable):
                 continue  # PyYAML itself refuses it
             if key in seen:
@@ -75,11 +75,13 @@ class _ConfigLoader(_UniqueKeyLoader):
     labels_as_written = True
 
 
-def _as_written(node: yaml.Node) -> None:
+def _as_written(node: yaml.Node, *, every_word: bool = False) -> None:
     """Retag the YAML 1.1 boolean words other than true/false as text as written, in a scalar
-    and in every item, key and value below it."""
+    and in every item, key and value below it (``every_word``: a plain scalar, number or
+    word, is always text)."""
     if isinstance(node, yaml.ScalarNode):
-        if node.tag == _BOOL_TAG and node.value.lower() not in ("true", "false"):
+        plain_word = every_word and node.style is None
+        if plain_word or (node.tag == _BOOL_TAG and node.value.lower() not in ("true", "false")):
             node.tag = _STR_TAG
     elif isinstance(node, yaml.SequenceNode):
         for item in node.value:
